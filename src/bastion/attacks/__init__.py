@@ -1,0 +1,32 @@
+"""Attacks: each searches a :class:`~bastion.threat.ThreatModel` for inputs the model gets wrong.
+
+The registry maps command-line names to attack classes; contract tests run over all of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bastion.attacks.base import Attack, AttackResult, Passes
+from bastion.attacks.fgsm import FGSM
+from bastion.attacks.pgd import PGD
+from bastion.errors import ConfigError
+
+REGISTRY: dict[str, type[Attack]] = {
+    FGSM.name: FGSM,
+    PGD.name: PGD,
+}
+
+
+def make(name: str, **params: Any) -> Attack:
+    """Build a registered attack by name, e.g. ``make("pgd", steps=40)``."""
+    try:
+        cls = REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown attack {name!r}; registered attacks: {', '.join(sorted(REGISTRY))}"
+        ) from None
+    return cls(**params)
+
+
+__all__ = ["FGSM", "PGD", "REGISTRY", "Attack", "AttackResult", "Passes", "make"]

@@ -1,0 +1,167 @@
+"""The attack contract shared by every attack.
+
+An :class:`Attack` is configured entirely by keyword-only constructor arguments (stored as
+attributes with the same names, no logic in ``__init__``), so :meth:`Attack.get_params`
+reproduces a run. :meth:`Attack.run` takes a model returning logits, inputs ``x`` (N, ...)
+inside ``threat.bounds``, labels ``y`` (N,), and returns an :class:`AttackResult` whose
+tensors live on the model's device.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bastion.errors import ConfigError
+from bastion.threat import ThreatModel
+
+
+@dataclass
+class Passes:
+    """Work done by an attack, counted in per-sample passes through the model.
+
+    One forward pass of a batch of 64 counts 64. ``forward`` counts every sample sent
+    through the model; ``backward`` counts every sample whose input gradient was computed.
+    """
+
+    forward: int = 0
+    backward: int = 0
+
+    def add(self, other: Passes) -> None:
+        self.forward += other.forward
+        self.backward += other.backward
+
+    def to_dict(self) -> dict[str, int]:
+        return {"forward": self.forward, "backward": self.backward}
+
+
+@dataclass
+class AttackResult:
+    """What an attack found.
+
+    Attributes:
+        x_adv: (N, ...) perturbed inputs, always inside the threat model's ball and bounds.
+            Where the attack failed, the best point it found (or ``x`` itself).
+        success: (N,) bool; True where ``x_adv`` is misclassified (untargeted) or classified
+            as the target (targeted). Points that were misclassified already count as
+            successes with ``x_adv == x``.
+        passes: forward and backward passes the attack spent.
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    passes: Passes = field(default_factory=Passes)
+
+
+class Attack:
+    """Base class: subclasses set ``name`` and implement :meth:`_run`."""
+
+    name: ClassVar[str] = "attack"
+    #: norms the attack supports; the runner refuses other threat models up front.
+    norms: ClassVar[tuple[str, ...]] = ("Linf", "L2")
+    #: whether the attack needs input gradients (white-box) or only scores.
+    uses_gradients: ClassVar[bool] = True
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor arguments, by name: enough to rebuild the same attack."""
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        *,
+        target: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> AttackResult:
+        """Attack ``model`` on ``x`` (N, ...) with true labels ``y`` (N,) inside ``threat``.
+
+        Args:
+            target: (N,) class indices for a targeted attack; None for untargeted.
+            generator: random source for random starts; seeded by the caller for
+                determinism (the runner derives one per batch from its seed).
+        """
+        if threat.norm not in self.norms:
+            raise ConfigError(
+                f"{self.name} supports norms {self.norms}, not {threat.norm!r}; "
+                "pick another attack or norm."
+            )
+        if target is not None and target.shape != y.shape:
+            raise ConfigError(f"target must have the shape of y {tuple(y.shape)}")
+        device = model_device(model)
+        x, y = x.to(device), y.to(device)
+        target = target.to(device) if target is not None else None
+        if generator is None:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(0)
+        return self._run(model, x, y, threat, target, generator)
+
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        target: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> AttackResult:
+        raise NotImplementedError  # pragma: no cover - every subclass implements it
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter or buffer; CPU for parameter-free models."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def is_success(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    """(N,) bool: has the attack reached its goal on these logits (N, C)?"""
+    pred = logits.argmax(dim=1)
+    return pred == target if target is not None else pred != y
+
+
+def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample Carlini-Wagner margin (N,): best other logit minus the logit of ``y``.
+
+    Positive exactly where the model does not predict ``y``.
+    """
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.clone()
+    others.scatter_(1, y[:, None], float("-inf"))
+    return others.amax(dim=1) - true
+
+
+LOSSES = ("ce", "margin")
+
+
+def attack_loss(
+    logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None, loss: str
+) -> torch.Tensor:
+    """Per-sample loss (N,) that the attack *ascends*.
+
+    Untargeted: push away from ``y``; targeted: pull toward ``target``.
+    """
+    if loss == "ce":
+        if target is None:
+            return F.cross_entropy(logits, y, reduction="none")
+        return -F.cross_entropy(logits, target, reduction="none")
+    if loss == "margin":
+        if target is None:
+            return margin_loss(logits, y)
+        return -margin_loss(logits, target)
+    raise ConfigError(f"loss must be one of {LOSSES}, got {loss!r}")

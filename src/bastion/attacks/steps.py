@@ -1,0 +1,39 @@
+"""Building blocks shared by gradient attacks: one input gradient, one ascent step."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bastion.attacks.base import attack_loss
+
+
+def input_gradient(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target: torch.Tensor | None,
+    loss: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample loss (N,), logits (N, C) and d(loss)/dx (N, ...) at ``x``.
+
+    Only the input gradient is computed: model parameters get no ``.grad``.
+    """
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        logits = model(x)
+        per_sample = attack_loss(logits, y, target, loss)
+        (grad,) = torch.autograd.grad(per_sample.sum(), x)
+    return per_sample.detach(), logits.detach(), grad
+
+
+def ascent_step(x: torch.Tensor, grad: torch.Tensor, size: float, norm: str) -> torch.Tensor:
+    """Move ``x`` by ``size`` along the steepest-ascent direction of ``grad`` for ``norm``.
+
+    Linf: ``size * sign(grad)``. L2: ``size * grad / ||grad||_2`` per sample (a zero
+    gradient gives a zero step rather than NaN).
+    """
+    if norm == "Linf":
+        return x + size * grad.sign()
+    length = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return x + size * grad / length.view(-1, *([1] * (grad.dim() - 1)))

@@ -1,0 +1,139 @@
+"""The zoo's registry: named, ready-to-evaluate models.
+
+Three kinds of entry:
+
+- *bundled*: trained by bastion, weights shipped inside this package
+  (``zoo/checkpoints/NAME.pt``) with a ``NAME.json`` card of how they were made;
+  ``bastion zoo train NAME`` reproduces them.
+- *package*: third-party weights read from an installed registry package.
+- *alias*: another name for an entry (``mnist-robust`` = the best robust MNIST model).
+
+``load(name)`` returns the model in eval mode on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bastion.data.base import package_dir
+from bastion.errors import ConfigError, MissingDependencyError
+from bastion.zoo.models import ARCHITECTURES
+
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered model.
+
+    Attributes:
+        name: registry name.
+        arch: key of :data:`bastion.zoo.models.ARCHITECTURES`.
+        dataset: the data set it was trained on (``bastion.data`` name).
+        description: one line for ``bastion zoo list``.
+        checkpoint: returns the path of the weights (raises if they are not installed).
+        kind: ``"bundled"`` or ``"package"``.
+        arch_kwargs: keyword arguments of the architecture.
+    """
+
+    name: str
+    arch: str
+    dataset: str
+    description: str
+    checkpoint: Callable[[], Path]
+    kind: str
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def info(self) -> dict[str, Any]:
+        """Metadata recorded when the weights were made (bundled entries), else {}."""
+        meta = CHECKPOINTS / f"{self.name}.json"
+        return json.loads(meta.read_text()) if meta.exists() else {}
+
+
+def _bundled(name: str) -> Callable[[], Path]:
+    def path() -> Path:
+        p = CHECKPOINTS / f"{name}.pt"
+        if not p.exists():
+            raise MissingDependencyError(
+                f"bundled checkpoint {p} is missing; rebuild it with 'bastion zoo train {name}' "
+                "or reinstall bastion"
+            )
+        return p
+    return path
+
+
+def _advertorch(file: str) -> Callable[[], Path]:
+    def path() -> Path:
+        folder = package_dir("advertorch_examples", "advertorch",
+                             "pip install --no-deps advertorch==0.2.3")
+        return folder / "trained_models" / file
+    return path
+
+
+ENTRIES: dict[str, Entry] = {
+    e.name: e
+    for e in [
+        Entry("mnist-smallcnn-std", "smallcnn", "mnist",
+              "TRADES SmallCNN, standard training (bastion)", _bundled("mnist-smallcnn-std"),
+              "bundled"),
+        Entry("mnist-lenet5-pgd", "lenet5", "mnist",
+              "LeNet5 layout, PGD adversarial training at Linf 0.3 (bastion)",
+              _bundled("mnist-lenet5-pgd"), "bundled"),
+        Entry("advertorch-lenet5-std", "lenet5", "mnist",
+              "advertorch's LeNet5, standard training", _advertorch("mnist_lenet5_clntrained.pt"),
+              "package"),
+        Entry("advertorch-lenet5-adv", "lenet5", "mnist",
+              "advertorch's LeNet5, PGD adversarial training at Linf 0.3",
+              _advertorch("mnist_lenet5_advtrained.pt"), "package"),
+    ]
+}
+
+#: Stable names for "the current best" of a kind; later trainers repoint them.
+ALIASES: dict[str, str] = {"mnist-robust": "mnist-lenet5-pgd"}
+
+
+def resolve(name: str) -> Entry:
+    """The entry registered under ``name`` (following aliases)."""
+    name = ALIASES.get(name, name)
+    try:
+        return ENTRIES[name]
+    except KeyError:
+        names = sorted([*ENTRIES, *ALIASES])
+        raise ConfigError(
+            f"unknown model {name!r}; registered models: {', '.join(names)}. "
+            "To evaluate your own model, pass a Python file (see docs/models.md)."
+        ) from None
+
+
+def build(arch: str, **kwargs: Any) -> nn.Module:
+    """A fresh, untrained model of architecture ``arch``."""
+    try:
+        return ARCHITECTURES[arch](**kwargs)
+    except KeyError:
+        raise ConfigError(
+            f"unknown architecture {arch!r}; available: {', '.join(ARCHITECTURES)}"
+        ) from None
+
+
+def load(name: str) -> nn.Module:
+    """Registered model ``name`` with its weights, in eval mode, on the CPU."""
+    entry = resolve(name)
+    path = entry.checkpoint()
+    if not path.exists():
+        raise MissingDependencyError(f"checkpoint {path} for {name!r} is missing; reinstall "
+                                     "the package that carries it")
+    model = build(entry.arch, **entry.arch_kwargs)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def names() -> list[str]:
+    return [*ENTRIES, *ALIASES]
