@@ -122,10 +122,10 @@ class Attack:
 
 def model_device(model: nn.Module) -> torch.device:
     """Device of the model's first parameter or buffer; CPU for parameter-free models."""
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for param in model.parameters():
+        return param.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 

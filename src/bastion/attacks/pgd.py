@@ -123,7 +123,8 @@ class PGD(Attack):
                 success[idx[fooled]] = True
                 if self.early_stop:
                     keep = ~fooled
-                    idx, x0, y0, x_adv, grad = idx[keep], x0[keep], y0[keep], x_adv[keep], grad[keep]
+                    idx, x0, y0 = idx[keep], x0[keep], y0[keep]
+                    x_adv, grad = x_adv[keep], grad[keep]
                     t0 = t0[keep] if t0 is not None else None
                     if idx.numel() == 0:
                         return

@@ -1,0 +1,50 @@
+"""bastion: measure and raise the adversarial robustness of machine-learning systems.
+
+>>> import bastion
+>>> model = bastion.zoo.load("advertorch-lenet5-adv")
+>>> test = bastion.data.load("mnist", "test", n=1000)
+>>> result = bastion.evaluate(model, test, bastion.ThreatModel("Linf", 0.3),
+...                           [bastion.PGD(steps=40)])
+>>> result.clean_accuracy, result.robust_accuracy
+"""
+
+from __future__ import annotations
+
+from bastion import attacks, data, zoo
+from bastion.attacks import FGSM, PGD, Attack, AttackResult
+from bastion.errors import (
+    BastionError,
+    BastionWarning,
+    CapabilityError,
+    ConfigError,
+    InputError,
+    MissingDependencyError,
+    ModelError,
+    StateError,
+)
+from bastion.evaluate import Evaluation, evaluate
+from bastion.threat import ThreatModel
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FGSM",
+    "PGD",
+    "Attack",
+    "AttackResult",
+    "BastionError",
+    "BastionWarning",
+    "CapabilityError",
+    "ConfigError",
+    "Evaluation",
+    "InputError",
+    "MissingDependencyError",
+    "ModelError",
+    "StateError",
+    "ThreatModel",
+    "__version__",
+    "attacks",
+    "data",
+    "evaluate",
+    "zoo",
+]

@@ -1,0 +1,8 @@
+"""Evaluation: the resumable runner and the checks it runs first."""
+
+from __future__ import annotations
+
+from bastion.evaluate.checks import check_inputs, check_model
+from bastion.evaluate.runner import Evaluation, evaluate
+
+__all__ = ["Evaluation", "check_inputs", "check_model", "evaluate"]
