@@ -22,7 +22,7 @@ from bastion.errors import (
     ModelError,
     StateError,
 )
-from bastion.evaluate import Evaluation, evaluate
+from bastion.evaluation import Evaluation, evaluate
 from bastion.threat import ThreatModel
 
 __version__ = "0.1.0"

@@ -70,7 +70,9 @@ class Attack:
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments, by name: enough to rebuild the same attack."""
         sig = inspect.signature(type(self).__init__)
-        return {p: getattr(self, p) for p in sig.parameters if p != "self"}
+        named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        return {p.name: getattr(self, p.name) for p in sig.parameters.values()
+                if p.name != "self" and p.kind in named}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

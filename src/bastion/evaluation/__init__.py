@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bastion.evaluate.checks import check_inputs, check_model
-from bastion.evaluate.runner import Evaluation, evaluate
+from bastion.evaluation.checks import check_inputs, check_model
+from bastion.evaluation.runner import Evaluation, evaluate
 
 __all__ = ["Evaluation", "check_inputs", "check_model", "evaluate"]

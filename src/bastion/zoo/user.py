@@ -1,0 +1,68 @@
+"""Models given as a Python file, for ``--model path/to/model.py[:factory]``.
+
+The file defines a factory (default name ``make_model``) that takes no arguments and
+returns a ``torch.nn.Module`` mapping inputs in [0, 1] to logits. Weights come either
+from the factory itself or from ``--checkpoint FILE`` (a ``state_dict`` saved with
+``torch.save``), loaded with ``weights_only=True``. See docs/models.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bastion.errors import ConfigError, InputError
+from bastion.zoo.registry import load as load_registered
+
+DEFAULT_FACTORY = "make_model"
+
+
+def is_path_spec(spec: str) -> bool:
+    """Does ``--model`` name a Python file rather than a registry entry?"""
+    return spec.split(":", 1)[0].endswith(".py")
+
+
+def load_from_file(spec: str, checkpoint: Path | None = None) -> nn.Module:
+    """Build the model that ``FILE.py[:factory]`` describes, then load ``checkpoint``."""
+    file_part, _, factory_name = spec.partition(":")
+    path = Path(file_part)
+    if not path.is_file():
+        raise ConfigError(f"model file {path} does not exist")
+    module_spec = importlib.util.spec_from_file_location(f"bastion_user_{path.stem}", path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigError(f"cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    factory_name = factory_name or DEFAULT_FACTORY
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ConfigError(f"{path} has no function {factory_name}(); define it to return the "
+                          "model, or name another one with --model FILE.py:FUNCTION")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{path}:{factory_name}() returned {type(model).__name__}, "
+                          "not a torch.nn.Module")
+    if checkpoint is not None:
+        if not checkpoint.is_file():
+            raise ConfigError(f"checkpoint {checkpoint} does not exist")
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise InputError(f"checkpoint {checkpoint} does not fit {path}:{factory_name}(): "
+                             f"{exc}") from exc
+    return model.eval()
+
+
+def load_any(spec: str, checkpoint: Path | None = None) -> nn.Module:
+    """A registry name or a ``FILE.py[:factory]`` spec, loaded."""
+    if is_path_spec(spec):
+        return load_from_file(spec, checkpoint)
+    if checkpoint is not None:
+        raise ConfigError("--checkpoint only applies to a model given as a Python file")
+    return load_registered(spec)
