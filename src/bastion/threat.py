@@ -8,6 +8,7 @@ A :class:`ThreatModel` is the ball ``{x' : ||x' - x||_p <= eps}`` intersected wi
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -46,13 +47,16 @@ class ThreatModel:
                 hint = ' Did you mean "L2"?'
             raise ConfigError(f"norm must be one of {NORMS}, got {self.norm!r}.{hint}")
         eps = self.eps
-        if isinstance(eps, bool) or not isinstance(eps, int | float):
+        # numbers.Real also admits NumPy scalars such as np.float32(0.3).
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
             raise ConfigError(f"eps must be a number, got {type(eps).__name__} {eps!r}")
         if not math.isfinite(eps) or eps < 0:
             raise ConfigError(f"eps must be a finite number >= 0, got {eps!r}")
-        if len(self.bounds) != 2:
-            raise ConfigError(f"bounds must be (low, high), got {self.bounds!r}")
-        low, high = self.bounds
+        bounds = self.bounds
+        if (not isinstance(bounds, tuple | list) or len(bounds) != 2
+                or not all(isinstance(b, numbers.Real) for b in bounds)):
+            raise ConfigError(f"bounds must be (low, high), got {bounds!r}")
+        low, high = bounds
         if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
             raise ConfigError(f"bounds must be finite with low < high, got {self.bounds!r}")
         if self.norm == "Linf" and eps > high - low:
