@@ -1,0 +1,31 @@
+"""The public API is curated: this pins it so additions and removals are deliberate."""
+
+from __future__ import annotations
+
+import bastion
+
+
+def test_public_names_are_pinned():
+    assert sorted(bastion.__all__) == sorted([
+        "FGSM", "PGD", "Attack", "AttackResult", "BastionError", "BastionWarning",
+        "CapabilityError", "ConfigError", "Evaluation", "InputError", "MissingDependencyError",
+        "ModelError", "StateError", "ThreatModel", "__version__", "attacks", "data",
+        "evaluate", "zoo",
+    ])
+    for name in bastion.__all__:
+        assert hasattr(bastion, name), name
+
+
+def test_errors_are_also_builtin_kinds():
+    assert issubclass(bastion.ConfigError, ValueError)
+    assert issubclass(bastion.InputError, ValueError)
+    assert issubclass(bastion.CapabilityError, TypeError)
+    assert issubclass(bastion.MissingDependencyError, ImportError)
+    for cls in (bastion.ConfigError, bastion.InputError, bastion.ModelError,
+                bastion.StateError, bastion.MissingDependencyError):
+        assert issubclass(cls, bastion.BastionError)
+
+
+def test_evaluate_is_the_function():
+    assert callable(bastion.evaluate)
+    assert bastion.evaluate.__module__ == "bastion.evaluation.runner"
