@@ -1,0 +1,166 @@
+"""The robustness card: what was measured, on what, and how to reproduce it.
+
+A card is one JSON document (``card.json``) and a self-contained page (``card.html``).
+Its shape is fixed by ``card.schema.json`` (draft 2020-12)::
+
+    {"schema_version": 1, "kind": "bastion.card", "created": "2025-01-01T12:00:00+00:00",
+     "run": {"run_id": str, "seed": int, "versions": {pkg: str}, "command": str},
+     "entries": [{"model": {...}, "data": {...}, "evaluation": {...}, ...}, ...]}
+
+Versioning: adding optional fields or sections keeps ``schema_version`` 1; removing or
+renaming a field bumps it. Readers must ignore fields they do not know.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bastion.errors import ConfigError, InputError
+from bastion.record import now
+from bastion.report._schema import check_schema, invalid, to_plain
+from bastion.report.html import render_html
+
+CARD_SCHEMA_VERSION = 1
+CARD_KIND = "bastion.card"
+_CORE = ("model", "data", "evaluation")
+# Accuracies are ratios of counts written as floats; allow for their rounding.
+_TOL = 1e-9
+
+
+@dataclass
+class CardEntry:
+    """One model evaluated on one data set.
+
+    Attributes:
+        model: ``{"name": str, "kind": "bundled"|"package"|"file", "description": str,
+            "digest": str}``; ``digest`` identifies the weights (hex of their hash).
+        data: ``{"name": str, "split": str, "n": int, "source": str}``; ``n`` is the
+            number of samples evaluated and must equal ``evaluation["n"]``.
+        evaluation: :meth:`bastion.evaluation.Evaluation.to_dict`: accuracies are
+            fractions in [0, 1], eps in input units, ``seconds`` in wall-clock seconds.
+        sections: optional further sections written beside the three above
+            (e.g. ``{"diagnostics": {...}}``); their names must not clash with them.
+    """
+
+    model: dict[str, Any]
+    data: dict[str, Any]
+    evaluation: dict[str, Any]
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        clash = sorted(set(self.sections) & set(_CORE))
+        if clash:
+            raise ConfigError(f"extra sections {clash} would overwrite the entry's own "
+                              "fields; give them other names")
+        return {"model": self.model, "data": self.data, "evaluation": self.evaluation,
+                **self.sections}
+
+
+def build_card(entries: list[CardEntry], *, run: dict[str, Any]) -> dict[str, Any]:
+    """Assemble and validate a card.
+
+    Args:
+        entries: at least one :class:`CardEntry`.
+        run: ``{"run_id": str, "seed": int, "versions": {package: version}, "command": str}``
+            where ``command`` is the shell command that reproduces the run.
+
+    Returns:
+        The card as plain JSON data (dicts, lists, str, int, float), already validated.
+    """
+    if not entries:
+        raise InputError("a card needs at least one entry; evaluate a model first")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, CardEntry):
+            raise InputError(f"entries[{i}] is a {type(entry).__name__}, not a CardEntry")
+    card = {"schema_version": CARD_SCHEMA_VERSION, "kind": CARD_KIND, "created": now(),
+            "run": run, "entries": [entry.to_dict() for entry in entries]}
+    plain: dict[str, Any] = to_plain(card)
+    validate_card(plain)
+    return plain
+
+
+def write_card(out_dir: Path, entries: list[CardEntry], *,
+               run: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``out_dir/card.json`` and ``out_dir/card.html``; return their paths.
+
+    Both files are replaced whole (written aside, then renamed), so an interrupted
+    write never leaves half a card.
+    """
+    card = build_card(entries, run=run)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out_dir / "card.json", out_dir / "card.html"
+    _replace(json_path, json.dumps(card, indent=2, allow_nan=False) + "\n")
+    _replace(html_path, render_html(card))
+    return json_path, html_path
+
+
+def validate_card(card: dict[str, Any]) -> None:
+    """Raise :class:`~bastion.errors.InputError` naming the first bad field of ``card``.
+
+    Checks the JSON Schema (types, required fields, ranges), then what a schema cannot
+    say: the numbers agree with each other (robust <= clean, worst case <= every attack,
+    the sweep holds the main eps, ...).
+    """
+    if not isinstance(card, dict):
+        raise InputError(f"a card is a JSON object (dict), not a {type(card).__name__}")
+    plain: dict[str, Any] = to_plain(card)
+    check_schema(plain)
+    try:
+        datetime.fromisoformat(plain["created"])
+    except ValueError:
+        raise invalid("$.created", f"{plain['created']!r} is not an ISO 8601 time") from None
+    for i, entry in enumerate(plain["entries"]):
+        _check_entry(entry, f"$.entries[{i}]")
+
+
+def _check_entry(entry: dict[str, Any], path: str) -> None:
+    ev, at = entry["evaluation"], f"{path}.evaluation"
+    if entry["data"]["n"] != ev["n"]:
+        raise invalid(f"{path}.data.n", f"says {entry['data']['n']} samples but the "
+                      f"evaluation counted {ev['n']}")
+    low, high = ev["threat"]["bounds"]
+    if not low < high:
+        raise invalid(f"{at}.threat.bounds", f"lower bound {low} is not below upper {high}")
+    attacks = set(ev["per_attack"])
+    if set(ev["passes"]) != attacks:
+        raise invalid(f"{at}.passes", f"names attacks {sorted(ev['passes'])} but per_attack "
+                      f"names {sorted(attacks)}")
+    _check_point(ev["clean_accuracy"], ev["robust_accuracy"], ev["per_attack"], at)
+    eps = [point["eps"] for point in ev["sweep"]]
+    if any(b <= a for a, b in itertools.pairwise(eps)):
+        raise invalid(f"{at}.sweep", f"eps must be strictly ascending, got {eps}")
+    if not any(math.isclose(e, ev["threat"]["eps"]) for e in eps):
+        raise invalid(f"{at}.sweep", f"has no point at the threat's eps {ev['threat']['eps']}")
+    for j, point in enumerate(ev["sweep"]):
+        where = f"{at}.sweep[{j}]"
+        if set(point["per_attack"]) != attacks:
+            raise invalid(f"{where}.per_attack", f"names attacks {sorted(point['per_attack'])} "
+                          f"but the evaluation ran {sorted(attacks)}")
+        _check_point(ev["clean_accuracy"], point["robust_accuracy"], point["per_attack"], where)
+
+
+def _check_point(clean: float, worst: float, per_attack: dict[str, float], path: str) -> None:
+    """Robust samples are correctly classified ones that survive every attack."""
+    if worst > clean + _TOL:
+        raise invalid(f"{path}.robust_accuracy", f"{worst} is above clean_accuracy {clean}")
+    for name, accuracy in per_attack.items():
+        if accuracy > clean + _TOL:
+            raise invalid(f"{path}.per_attack.{name}", f"{accuracy} is above clean_accuracy "
+                          f"{clean}")
+        if accuracy < worst - _TOL:
+            raise invalid(f"{path}.per_attack.{name}", f"{accuracy} is below the worst case "
+                          f"robust_accuracy {worst}; a sample robust to every attack "
+                          "is robust to each")
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

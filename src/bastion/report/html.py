@@ -1,0 +1,66 @@
+"""The card as one self-contained HTML page.
+
+Jinja2 renders ``templates/card.html.j2`` with autoescaping on, so model names,
+descriptions and commands are shown as text, never run as markup. Plots are embedded
+as base64 PNG data URIs and the CSS is inline: the page needs no network, no other
+file and no JavaScript.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from bastion.report.plots import attack_bars, sweep_plot
+
+_CORE = ("model", "data", "evaluation")
+
+
+def percent(fraction: float) -> str:
+    """0.9234 -> ``"92.3%"`` (one decimal)."""
+    return f"{100 * fraction:.1f}%"
+
+
+def data_uri(png: bytes) -> str:
+    """PNG bytes -> ``data:image/png;base64,...`` for an ``<img src>``."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+@cache
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("bastion.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,  # a misspelt field fails loudly, not as a blank cell
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["pct"] = percent
+    env.filters["eps"] = lambda value: f"{value:g}"
+    env.filters["thousands"] = lambda value: f"{value:,}"
+    env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True)
+    return env
+
+
+def render_html(card: Mapping[str, Any]) -> str:
+    """Render a card (as built by :func:`bastion.report.build_card`) to HTML text.
+
+    The card should be valid (:func:`bastion.report.validate_card`); sections of an
+    entry beyond model/data/evaluation are shown as formatted JSON.
+    """
+    items = []
+    for entry in card["entries"]:
+        evaluation, name = entry["evaluation"], entry["model"]["name"]
+        items.append({
+            "entry": entry,
+            "sweep_png": data_uri(sweep_plot(evaluation, model_name=name)),
+            "bars_png": data_uri(attack_bars(evaluation, model_name=name)),
+            "sections": {k: v for k, v in entry.items() if k not in _CORE},
+        })
+    return _environment().get_template("card.html.j2").render(card=card, items=items)

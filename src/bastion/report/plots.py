@@ -1,0 +1,105 @@
+"""Plots for the robustness card, returned as PNG bytes.
+
+Figures are drawn on matplotlib's Agg canvas directly (no ``pyplot``), so nothing ever
+opens a window and no global figure state is left behind. Accuracies are plotted in
+percent (0-100); eps is in the units of the inputs (the same units as the bounds).
+
+Both functions take ``evaluation`` shaped like :meth:`bastion.evaluation.Evaluation.to_dict`
+(only ``clean_accuracy``, ``robust_accuracy``, ``per_attack``, ``sweep`` and ``threat``
+are read).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+_SIZE = (6.4, 4.0)  # inches
+_DPI = 100
+_WORST = "black"
+
+
+def sweep_plot(evaluation: Mapping[str, Any], *, model_name: str) -> bytes:
+    """Robust accuracy (%) against eps: one line per attack, the worst case in bold.
+
+    A dotted horizontal line marks clean accuracy (the value every curve starts from at
+    eps = 0) and a faint vertical line the main eps (``threat.eps``). Works for a sweep
+    of a single eps too: each point carries a marker.
+
+    Returns:
+        PNG file contents.
+    """
+    sweep = evaluation["sweep"]
+    threat = evaluation["threat"]
+    eps = [point["eps"] for point in sweep]
+    fig, ax = _figure()
+    ax.axhline(100 * evaluation["clean_accuracy"], color="grey", linestyle=":",
+               linewidth=1.2, label="clean")
+    ax.axvline(threat["eps"], color="grey", alpha=0.25, linewidth=6, label="main eps")
+    # The worst case is drawn first and thick, so an attack that equals it stays visible.
+    ax.plot(eps, [100 * point["robust_accuracy"] for point in sweep], marker="o",
+            markersize=8, linewidth=4, color=_WORST, label="worst case", zorder=2)
+    for name in evaluation["per_attack"]:
+        ax.plot(eps, [100 * point["per_attack"][name] for point in sweep],
+                marker="o", markersize=4, linewidth=1.2, label=_literal(name), zorder=3)
+    ax.set_xlabel(f"eps ({threat['norm']} radius, input units)")
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_ylim(-2, 102)
+    if max(eps) > 0:
+        ax.set_xlim(0, 1.05 * max(eps))  # eps starts at 0, where robust equals clean
+    ax.set_title(_title(model_name, threat))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return _png(fig)
+
+
+def attack_bars(evaluation: Mapping[str, Any], *, model_name: str) -> bytes:
+    """Accuracy (%) at the main eps: clean first, then each attack, then the worst case.
+
+    Each bar is labelled with its value (one decimal).
+
+    Returns:
+        PNG file contents.
+    """
+    threat = evaluation["threat"]
+    per_attack = evaluation["per_attack"]
+    labels = ["clean", *(_literal(name) for name in per_attack), "worst case"]
+    values = [100 * evaluation["clean_accuracy"], *(100 * a for a in per_attack.values()),
+              100 * evaluation["robust_accuracy"]]
+    colors = ["tab:green", *["tab:blue"] * len(per_attack), _WORST]
+    fig, ax = _figure()
+    positions = list(range(len(values)))
+    bars = ax.bar(positions, values, color=colors)
+    ax.bar_label(bars, labels=[f"{v:.1f}%" for v in values], padding=2, fontsize="small")
+    ax.set_xticks(positions, labels, rotation=30 if len(labels) > 5 else 0)
+    ax.set_xlabel(f"attack at eps = {threat['eps']:g} ({threat['norm']}, input units)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 110)  # room for the value labels above a 100% bar
+    ax.set_title(_title(model_name, threat))
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def _figure() -> tuple[Figure, Any]:
+    fig = Figure(figsize=_SIZE, dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _title(model_name: str, threat: Mapping[str, Any]) -> str:
+    return f"{_literal(model_name)} ({threat['norm']}, eps = {threat['eps']:g})"
+
+
+def _literal(text: str) -> str:
+    """Escape ``$`` so matplotlib shows names as written instead of parsing math."""
+    return text.replace("$", r"\$")
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
