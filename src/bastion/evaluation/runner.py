@@ -138,7 +138,7 @@ def evaluate(
         }
         fp = fingerprint({**params, "model": model_digest(model), "data": tensor_digest(x, y)})
         store = StateFile(Path(state) if state is not None else None, fp)
-        _run_units(model, x, y, threats, named, batch_size, seed, store, progress)
+        _run_units(model, x, y, threats, threat.eps, named, batch_size, seed, store, progress)
     finally:
         if was_training:
             model.train()
@@ -146,9 +146,10 @@ def evaluate(
 
 
 def _run_units(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threats: list[ThreatModel],
-               named: dict[str, Attack], batch_size: int, seed: int, store: StateFile,
-               progress: bool) -> None:
-    main = next(i for i, t in enumerate(threats) if t.eps == threats[0].eps)
+               main_eps: float, named: dict[str, Attack], batch_size: int, seed: int,
+               store: StateFile, progress: bool) -> None:
+    # The headline eps runs first, so an interrupted run already has its main number.
+    main = next(i for i, t in enumerate(threats) if t.eps == main_eps)
     order = sorted(range(len(threats)), key=lambda i: (i != main, i))
     starts = list(range(0, x.shape[0], batch_size))
     units = [(i, s) for i in order for s in starts]
