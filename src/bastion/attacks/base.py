@@ -103,8 +103,8 @@ class Attack:
         if target is not None and target.shape != y.shape:
             raise ConfigError(f"target must have the shape of y {tuple(y.shape)}")
         device = model_device(model)
-        x, y = x.to(device), y.to(device)
-        target = target.to(device) if target is not None else None
+        x, y = x.to(device), _as_index(y, device)
+        target = _as_index(target, device) if target is not None else None
         if generator is None:
             generator = torch.Generator(device=device)
             generator.manual_seed(0)
@@ -129,6 +129,14 @@ def model_device(model: nn.Module) -> torch.device:
     for buffer in model.buffers():
         return buffer.device
     return torch.device("cpu")
+
+
+def _as_index(labels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Integer labels of any width as int64 on ``device``: cross-entropy and gather need
+    int64, while int32 or uint8 labels are valid input. Other dtypes pass unchanged."""
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        return labels.to(device)
+    return labels.to(device=device, dtype=torch.long)
 
 
 def is_success(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
