@@ -138,5 +138,6 @@ class PGD(Attack):
         # Broken now: keep this point. Still robust: keep the highest-loss point seen.
         better = not_yet & (fooled | (loss > best_loss[idx]))
         best[idx[better]] = x_adv[better]
-        best_loss[idx[better]] = loss[better]
+        # The model's logits may be float64 (or anything but best_loss's float32).
+        best_loss[idx[better]] = loss[better].to(best_loss.dtype)
         success[idx[fooled & not_yet]] = True
