@@ -56,11 +56,13 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor, threat: ThreatModel) -> None:
     x_min, x_max = float(x.min()), float(x.max())
     if x_min < low - 1e-6 or x_max > high + 1e-6:
         hint = ""
-        if x_max > 1.5 * high and high == 1.0:
-            hint = " They look like 0-255 pixels: divide by 255."
-        elif x_min < low:
+        # Negative values first: mean/std-normalised images also go above 1.5 (MNIST's
+        # reach 2.82), and they must not be told to divide by 255.
+        if x_min < low:
             hint = (" They look normalised (mean/std): pass raw inputs and put the "
                     "normalisation inside the model, so eps is measured in input units.")
+        elif x_max > 1.5 * high and high == 1.0:
+            hint = " They look like 0-255 pixels: divide by 255."
         raise InputError(
             f"inputs must lie in bounds [{low}, {high}] of the threat model, but range over "
             f"[{x_min:.4g}, {x_max:.4g}].{hint} Or set ThreatModel(bounds=...) to their range"
