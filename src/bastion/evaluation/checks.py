@@ -71,13 +71,19 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor, threat: ThreatModel) -> None:
         raise InputError(f"labels must be >= 0, found {int(y.min())}")
 
 
+def require_module(model: object) -> None:
+    """Raise :class:`ModelError` unless ``model`` is a ``torch.nn.Module``."""
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}; "
+                         "wrap a plain function in an nn.Module whose forward() calls it")
+
+
 def check_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
     """Raise :class:`ModelError` unless ``model`` maps a few of ``x`` to usable logits.
 
     Run after :func:`check_inputs`; ``x`` is a small batch of real inputs.
     """
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    require_module(model)
     probe_x = x[:16].to(model_device(model))
     try:
         with torch.no_grad():
@@ -115,7 +121,11 @@ def check_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def warn_if_training(model: nn.Module) -> bool:
-    """Warn if ``model`` is in train mode; return whether it was (to restore it later)."""
+    """Warn if ``model`` is in train mode; return whether it was (to restore it later).
+
+    Raises :class:`ModelError` for a non-Module: this runs before :func:`check_model`.
+    """
+    require_module(model)
     if not model.training:
         return False
     warnings.warn(
