@@ -48,8 +48,8 @@ class AttackResult:
         x_adv: (N, ...) perturbed inputs, always inside the threat model's ball and bounds.
             Where the attack failed, the best point it found (or ``x`` itself).
         success: (N,) bool; True where ``x_adv`` is misclassified (untargeted) or classified
-            as the target (targeted). Points that were misclassified already count as
-            successes with ``x_adv == x``.
+            as the target (targeted). Attacks do not special-case inputs that are already
+            misclassified: the evaluation runner only attacks correctly classified ones.
         passes: forward and backward passes the attack spent.
     """
 
