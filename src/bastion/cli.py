@@ -90,13 +90,14 @@ def evaluate(
     state: Annotated[Path | None, typer.Option(help="resume file (default: OUT/state/)")] = None,
     out: Annotated[Path | None, typer.Option(help="write card.json, card.html, record")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="write results as JSON")] = None,
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1, ...")] = "cpu",
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Clean and robust accuracy of one model under one or more attacks."""
     spec = jobs.EvalSpec(model=model, data=data, split=split, n=n, norm=norm, eps=eps,
                          attacks=tuple(attack or ["pgd"]), steps=steps, restarts=restarts,
                          step_size=step_size, sweep=_floats(sweep), seed=seed,
-                         batch_size=batch_size, checkpoint=checkpoint)
+                         batch_size=batch_size, checkpoint=checkpoint, device=device)
     _run([spec], out, json_path, state, progress)
 
 

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bastion import attacks as attack_registry
 from bastion import data as data_registry
 from bastion.attacks.base import Attack
 from bastion.attacks.pgd import PGD
+from bastion.errors import ConfigError
 from bastion.evaluation.runner import Evaluation, evaluate
 from bastion.evaluation.state import model_digest
 from bastion.record import RecordWriter, new_run_id, versions
@@ -46,6 +49,7 @@ class EvalSpec:
     seed: int = 0
     batch_size: int = 250
     checkpoint: Path | None = None
+    device: str = "cpu"
 
 
 def build_attacks(spec: EvalSpec) -> dict[str, Attack]:
@@ -63,6 +67,18 @@ def build_attacks(spec: EvalSpec) -> dict[str, Attack]:
     return built
 
 
+def parse_device(name: str) -> torch.device:
+    """A torch device that exists on this machine, or a ConfigError saying why not."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {name!r} ({exc}); use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU here; "
+                          "use --device cpu")
+    return device
+
+
 def model_info(spec: EvalSpec, digest: str) -> dict[str, Any]:
     if is_path_spec(spec.model):
         return {"name": spec.model, "kind": "file", "description": "user model file",
@@ -74,7 +90,7 @@ def model_info(spec: EvalSpec, digest: str) -> dict[str, Any]:
 
 def run_one(spec: EvalSpec, *, state: Path | None, progress: bool) -> dict[str, Any]:
     """Evaluate one model; returns the JSON-contract dict (evaluation + model + data)."""
-    model = load_any(spec.model, spec.checkpoint)
+    model = load_any(spec.model, spec.checkpoint).to(parse_device(spec.device))
     dataset = data_registry.load(spec.data, spec.split, spec.n)
     threat = ThreatModel(norm=spec.norm, eps=spec.eps)
     result: Evaluation = evaluate(model, dataset, threat, build_attacks(spec),
