@@ -1,0 +1,7 @@
+"""Output scanners (answers on their way to the user), registered by kind."""
+
+from __future__ import annotations
+
+from bastion.guard.base import Scanner
+
+REGISTRY: dict[str, type[Scanner]] = {}
