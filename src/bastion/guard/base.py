@@ -14,6 +14,7 @@ the same names (scikit-learn's rule), so a policy file can rebuild them.
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -116,6 +117,9 @@ class Scanner:
 
     def validate(self) -> None:
         """Raise ConfigError for settings that cannot work."""
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int | float):
+            raise ConfigError(f"{self.name}: threshold must be a number in [0, 1], got "
+                              f"{type(self.threshold).__name__} {self.threshold!r}")
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ConfigError(f"{self.name}: threshold must be in [0, 1], got {self.threshold!r}")
         if self.action not in ACTIONS:
@@ -136,6 +140,10 @@ class Scanner:
         began = time.perf_counter()
         found = self._scan(text, context)
         latency = (time.perf_counter() - began) * 1000.0
+        if not math.isfinite(found.score):
+            # A NaN would clamp to 0 and silently allow; raising lets the pipeline's
+            # fail mode decide, visibly.
+            raise ValueError(f"{self.name}: scanner produced a non-finite score {found.score!r}")
         score = min(1.0, max(0.0, float(found.score)))
         verdict: Verdict = "allow"
         if score >= self.threshold and score > 0.0:
