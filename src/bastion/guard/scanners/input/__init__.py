@@ -1,7 +1,27 @@
-"""Input scanners (prompts on their way to the model), registered by kind."""
+"""Input scanners (prompts on their way to the model), registered by kind.
+
+In pipeline order: ``sanitizer`` (Unicode clean-up, hidden-text report), ``decoder``
+(smuggled encodings, rescanned with the rules) and ``rules`` (injection and jailbreak
+signatures). :mod:`.hardening` holds helpers for wrapping untrusted content; it is not
+a scanner.
+"""
 
 from __future__ import annotations
 
 from bastion.guard.base import Scanner
+from bastion.guard.scanners.input.decoder import DecoderScanner
+from bastion.guard.scanners.input.hardening import (
+    Wrapped,
+    instructions_for,
+    new_canary,
+    wrap_untrusted,
+)
+from bastion.guard.scanners.input.rules import RulesScanner
+from bastion.guard.scanners.input.sanitizer import SanitizerScanner
 
-REGISTRY: dict[str, type[Scanner]] = {}
+REGISTRY: dict[str, type[Scanner]] = {
+    cls.kind: cls for cls in (SanitizerScanner, DecoderScanner, RulesScanner)
+}
+
+__all__ = ["REGISTRY", "DecoderScanner", "RulesScanner", "SanitizerScanner", "Wrapped",
+           "instructions_for", "new_canary", "wrap_untrusted"]
