@@ -13,7 +13,7 @@ from bastion.guard import Finding, Guard, Policy, ScanContext, Scanner, load_pol
 from bastion.guard.policy import policy_from_dict
 
 DEFAULT_INPUT = ["sanitizer", "decoder", "rules"]
-DEFAULT_OUTPUT = ["pii", "toxicity", "leak", "refusal"]
+DEFAULT_OUTPUT = ["leak", "pii", "toxicity", "refusal"]
 
 
 class Word(Scanner):
