@@ -3,6 +3,7 @@
     bastion evaluate --model NAME_OR_FILE --data mnist --n 1000 --eps 0.3 --attack pgd
     bastion demo                       # the README's main job
     bastion zoo list | bastion zoo train NAME
+    bastion guard scan TEXT [--output] [--json]
 """
 
 from __future__ import annotations
