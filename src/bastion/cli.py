@@ -46,7 +46,8 @@ def _command() -> str:
 
 def _summary(results: list[dict]) -> None:
     table = Table(title="robust accuracy (worst case over attacks)")
-    for col in ("model", "n", "threat", "clean", "robust", "per attack", "seconds"):
+    table.add_column("model", no_wrap=True)
+    for col in ("n", "threat", "clean", "robust", "per attack", "seconds"):
         table.add_column(col)
     for r in results:
         per = ", ".join(f"{k} {v:.1%}" for k, v in r["per_attack"].items())
