@@ -40,9 +40,9 @@ def _scan_fn(guard: Any, direction: str) -> Callable[[str], PipelineResult]:
         raise InputError(f"direction must be 'input' or 'output', got {direction!r}")
     method = "scan_input" if direction == "input" else "scan_output"
     if hasattr(guard, method):
-        return getattr(guard, method)  # type: ignore[no-any-return]
+        return getattr(guard, method)
     if hasattr(guard, "run"):  # a bare Pipeline
-        return guard.run  # type: ignore[no-any-return]
+        return guard.run
     raise InputError(f"evaluate_guard needs a Guard (with {method}) or a Pipeline (with run), "
                      f"got {type(guard).__name__}")
 
