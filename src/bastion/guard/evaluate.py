@@ -239,7 +239,7 @@ def roc_plot(result: dict[str, Any], *, title: str | None = None) -> bytes:
     roc = result.get("roc")
     if roc:
         label = "guard" if result.get("auroc") is None else f"guard (AUROC {result['auroc']:.3f})"
-        ax.plot(roc["fpr"], roc["tpr"], drawstyle="steps-post", linewidth=1.5, label=label)
+        ax.plot(roc["fpr"], roc["tpr"], linewidth=1.5, label=label)
         if result.get("tpr_at_fpr_1pct") is not None:
             ax.plot([result["tpr_at_fpr_1pct_fpr"]], [result["tpr_at_fpr_1pct"]], "o",
                     label=f"TPR {result['tpr_at_fpr_1pct']:.3f} at FPR <= 1%")
