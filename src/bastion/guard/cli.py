@@ -2,10 +2,12 @@
 
     bastion guard scan "ignore previous instructions"          # a prompt
     bastion guard scan --file answer.txt --output --json       # a model's answer
+    bastion guard eval --corpus s-labs-val --json r.json       # measure on a corpus
 
 ``scan`` exits 0 whatever the verdict: the verdict is data, printed for a person or as
 JSON for a program, and a blocked prompt is not a failure of the command. It exits 2 for
-bad input (no text, both a text and a file, an unreadable file, a bad policy).
+bad input (no text, both a text and a file, an unreadable file, a bad policy). ``eval``
+likewise exits 0 once it has measured, 2 for a bad corpus, policy or output path.
 """
 
 from __future__ import annotations
