@@ -4,6 +4,7 @@
     bastion demo                       # the README's main job
     bastion zoo list | bastion zoo train NAME
     bastion guard scan TEXT [--output] [--json]
+    bastion guard eval --corpus NAME|FILE.jsonl [--json FILE]
 """
 
 from __future__ import annotations
