@@ -42,11 +42,16 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# Fashion-MNIST ships as a Debian package; install it when we are allowed to.
-if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing Debian's dataset-fashion-mnist ..." >&2
-  { apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 ||
-    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; }; } ||
-    echo "warning: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped" >&2
-fi
+# Data that ships as Debian packages: Fashion-MNIST, and WordNet (synonyms for the guard's
+# adaptive attacks). Installed when we are allowed to.
+debian_data() {  # package, folder it fills
+  if [ ! -d "$2" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Debian's $1 ..." >&2
+    { apt-get install -y -qq "$1" >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "$1" >/dev/null 2>&1; }; } ||
+      echo "warning: could not install $1; what needs it will say so" >&2
+  fi
+}
+debian_data dataset-fashion-mnist /usr/share/datasets/fashion-mnist
+debian_data wordnet-base /usr/share/wordnet
 echo "$venv"
