@@ -3,6 +3,7 @@
     bastion guard scan "ignore previous instructions"          # a prompt
     bastion guard scan --file answer.txt --output --json       # a model's answer
     bastion guard eval --corpus s-labs-val --json r.json       # measure on a corpus
+    bastion guard attack --corpus s-labs-val --budgets 1,3    # perturb caught attacks
 
 ``scan`` exits 0 whatever the verdict: the verdict is data, printed for a person or as
 JSON for a program, and a blocked prompt is not a failure of the command. It exits 2 for
@@ -175,5 +176,85 @@ def eval_(
     for metric, value in rows:
         table.add_row(metric, value)
     _out.print(table)
+    for key, why in result["notes"].items():
+        _out.print(f"{escape(key)}: {escape(why)}")
+
+
+def _csv_ints(value: str, option: str) -> tuple[int, ...]:
+    """``"1,3,5"`` as integers; a bad item is an exit 2 that names the option."""
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise _fail(f"{option} takes whole numbers separated by commas, got {value!r}") \
+            from None
+    if not out:
+        raise _fail(f"{option} needs at least one number")
+    return out
+
+
+@guard_app.command()
+def attack(
+    corpus: Annotated[str, typer.Option(help="a JSONL file ({\"text\", \"label\"} per line) or "
+                                             "a built-in name (e.g. s-labs-val); label-1 "
+                                             "prompts are attacked")],
+    families: Annotated[str | None, typer.Option(help="comma-separated perturbation "
+                                                      "families (default: all)")] = None,
+    budgets: Annotated[str, typer.Option(help="comma-separated edit budgets")] = "1,3,5",
+    tries: Annotated[int, typer.Option(help="queries per prompt, family and budget")] = 5,
+    limit: Annotated[int | None, typer.Option(help="use the first N examples")] = None,
+    seed: Annotated[int, typer.Option(help="seed for the perturbations")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json",
+                                                   help="write the full result here")] = None,
+    policy: Annotated[Path | None, typer.Option(help="policy YAML (default: bundled)")] = None,
+) -> None:
+    """Perturb the attack prompts the guard catches; print the attack success rate per
+    perturbation family and budget.
+
+    The attacker is black-box with TRIES queries per prompt. Exits 0 when the
+    measurement ran; 2 for bad input.
+    """
+    from bastion import __version__
+    from bastion.guard.attacks import attack_guard
+    from bastion.guard.corpora import load_corpus
+    from bastion.guard.guard import Guard  # imported late: scanners load models
+
+    budget_list = _csv_ints(budgets, "--budgets")
+    names = None if families is None else [f.strip() for f in families.split(",") if f.strip()]
+    if limit is not None and limit < 1:
+        raise _fail(f"--limit must be at least 1, got {limit}")
+    try:
+        examples = load_corpus(corpus)
+        if limit is not None:
+            examples = examples[:limit]
+        guard = Guard(policy)
+        result = attack_guard(guard, examples, families=names, budgets=budget_list,
+                              tries=tries, seed=seed, progress=_err.is_terminal)
+    except BastionError as exc:
+        raise _fail(str(exc)) from None
+    result = {"corpus": corpus, "limit": limit, "policy": guard.policy.source,
+              "bastion_version": __version__, **result}
+    if json_path is not None:
+        try:
+            json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"cannot write {json_path}: {exc.strerror or exc}") from None
+    table = Table(title=f"guard attack: {escape(corpus)} ({result['n_attacks']} attacks, "
+                        f"{result['n_caught']} caught, TPR {_num(result['tpr_before'])}; "
+                        f"black-box, {tries} queries per prompt)")
+    for col in ("family", "budget", "evaded", "ASR", "TPR after", "TPR drop (pts)",
+                "queries"):
+        table.add_column(col, justify="left" if col == "family" else "right",
+                         no_wrap=col == "family")
+    for r in result["results"]:
+        table.add_row(escape(r["family"]), str(r["budget"]), f"{r['evaded']}/{r['caught']}",
+                      _num(r["asr"]), _num(r["tpr_after"]), _num(r["tpr_drop_points"], 1),
+                      str(r["queries"]))
+    _out.print(table)
+    worst = result["worst"]
+    if worst is not None:
+        _out.print(f"worst family (mean ASR over budgets): {escape(result['worst_family'])}; "
+                   f"worst cell: {escape(worst['family'])} at budget {worst['budget']}, "
+                   f"ASR {_num(worst['asr'])}")
     for key, why in result["notes"].items():
         _out.print(f"{escape(key)}: {escape(why)}")
