@@ -14,8 +14,8 @@ Training data, and nothing else (the issue's rule; other corpora are held out):
 Training texts that also appear in S-Labs val or test are dropped. The head is a
 logistic regression on L2-normalised all-MiniLM-L6-v2 embeddings; its ``C`` is picked by
 5-fold cross-validation on the training data (ROC AUC). S-Labs val serves only to pick
-the threshold: the lowest score whose false-positive rate on val is at most 1%. S-Labs
-test is not read.
+the threshold: the lowest score whose false-positive rate on val is at most 1%. Of
+S-Labs test only the texts are read, to drop exact copies from the training data.
 """
 
 from __future__ import annotations
@@ -155,7 +155,8 @@ def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
     val = load_corpus("s-labs-val")
     xv = embed([e.text for e in val])
     yv = np.asarray([e.label for e in val])
-    pv = 1.0 / (1.0 + np.exp(-(xv @ coef + intercept[0])))
+    # the scanner's arithmetic (float32 scores), compared in float64 like Scanner.scan
+    pv = (1.0 / (1.0 + np.exp(-(xv @ coef + intercept[0])))).astype(np.float64)
     threshold = threshold_for_fpr(pv[yv == 0])
     val_fpr = float(np.mean(pv[yv == 0] >= threshold))
     val_tpr = float(np.mean(pv[yv == 1] >= threshold))

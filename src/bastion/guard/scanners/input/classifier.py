@@ -11,7 +11,9 @@ Long inputs are scanned whole. MiniLM reads at most 256 tokens and silently drop
 rest, so the text is cut into overlapping windows of ``window_tokens`` tokenizer tokens,
 ``stride_tokens`` apart, each scored on its own; the score is the maximum over windows
 and the span is the window that gave it. An injection at the end of a long document is
-therefore seen.
+therefore seen. Windows are short (64 tokens) on purpose: an injection of a few dozen
+tokens inside a 200-token window of benign prose is averaged away by the embedding
+(measured: p=0.09 at 200 tokens, 0.96 at 64 for the test's appended injection).
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ class ClassifierScanner(Scanner):
 
     def __init__(self, *, name: str | None = None, threshold: float = DEFAULT_THRESHOLD,
                  action: str = "block", weights: str | None = None,
-                 window_tokens: int = 200, stride_tokens: int = 100) -> None:
+                 window_tokens: int = 64, stride_tokens: int = 32) -> None:
         self._init_common(name, threshold, action)
         self.weights = weights
         self.window_tokens = window_tokens
