@@ -37,7 +37,7 @@ def payload(out: str) -> str:
 @pytest.mark.parametrize("name", sorted(PERTURBATIONS))
 def test_each_family_is_deterministic_under_a_seed_and_changes_a_sentence(name):
     if name == "synonym" and not (WORDNET / "index.noun").is_file():
-        pytest.skip("WordNet missing")
+        pytest.skip("WordNet missing: apt-get install wordnet-base (env.sh does, as root)")
     f = PERTURBATIONS[name]
     first = f(SENTENCE, random.Random(7), 3)
     assert first == f(SENTENCE, random.Random(7), 3)
