@@ -51,11 +51,16 @@ class AttackResult:
             as the target (targeted). Attacks do not special-case inputs that are already
             misclassified: the evaluation runner only attacks correctly classified ones.
         passes: forward and backward passes the attack spent.
+        stages: for an attack made of attacks (a cascade), one entry per stage in the
+            order run: stage name -> {"broken": samples this stage broke first,
+            "uses_gradients": bool, "passes": {"forward": n, "backward": n}}. Empty for
+            a single attack.
     """
 
     x_adv: torch.Tensor
     success: torch.Tensor
     passes: Passes = field(default_factory=Passes)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Attack:
