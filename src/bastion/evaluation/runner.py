@@ -4,8 +4,10 @@ Work is split into units, one per (eps, batch). Each unit runs every attack on t
 batch's correctly classified samples with a random generator seeded from
 (seed, eps index, attack index, batch start), so a unit's numbers do not depend on
 which units ran before it: resuming from a state file gives exactly the numbers of an
-uninterrupted run. Every success an attack claims is re-checked (inside the threat
-model, misclassified by the model) before it counts.
+uninterrupted run, and lets processes share the units (:mod:`.shard`) with the numbers
+of a single process. Every success an attack claims is re-checked (inside the threat
+model, misclassified by the model) before it counts. A cheap probe of the model
+(:mod:`.probe`) and the results feed the sanity flags (:mod:`.flags`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,46 +26,12 @@ from bastion.attacks.pgd import PGD
 from bastion.data.base import Dataset
 from bastion.errors import BastionError, ConfigError
 from bastion.evaluation.checks import check_inputs, check_model, warn_if_training
+from bastion.evaluation.probe import probe_model
 from bastion.evaluation.progress import progress_bar
+from bastion.evaluation.shard import Shard
 from bastion.evaluation.state import StateFile, fingerprint, model_digest, tensor_digest
+from bastion.evaluation.summary import Evaluation, summarise
 from bastion.threat import ThreatModel
-
-
-@dataclass
-class Evaluation:
-    """Result of :func:`evaluate`. Accuracies are fractions in [0, 1].
-
-    Attributes:
-        robust_accuracy: at ``threat.eps``, samples robust to *every* attack (worst case).
-        per_attack: at ``threat.eps``, attack name -> robust accuracy under that attack.
-        sweep: one entry per eps (ascending): eps, robust_accuracy, per_attack.
-        passes: attack name -> {"forward": n, "backward": n}, per-sample passes summed
-            over all eps and batches.
-        seconds: compute time summed over all units (resumed units included).
-    """
-
-    n: int
-    clean_accuracy: float
-    robust_accuracy: float
-    per_attack: dict[str, float]
-    sweep: list[dict[str, Any]]
-    passes: dict[str, dict[str, int]]
-    seconds: float
-    threat: ThreatModel
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "clean_accuracy": self.clean_accuracy,
-            "robust_accuracy": self.robust_accuracy,
-            "per_attack": self.per_attack,
-            "sweep": self.sweep,
-            "passes": self.passes,
-            "seconds": round(self.seconds, 3),
-            "threat": self.threat.to_dict(),
-            "params": self.params,
-        }
 
 
 def name_attacks(attacks: Sequence[Attack] | dict[str, Attack] | None) -> dict[str, Attack]:
@@ -104,6 +71,7 @@ def evaluate(
     seed: int = 0,
     state: str | Path | None = None,
     progress: bool = False,
+    shard: Shard | None = None,
 ) -> Evaluation:
     """Measure how accurate ``model`` stays under ``attacks`` inside ``threat``.
 
@@ -114,7 +82,11 @@ def evaluate(
         eps_sweep: extra radii for the robust-accuracy-vs-eps curve (``threat.eps`` is
             always included).
         state: JSON file where finished units are saved; rerun with the same arguments
-            to resume after an interruption.
+            to resume after an interruption. Sharded, each process keeps its own
+            file (:meth:`Shard.state_path`).
+        shard: run only this process's share of the units, then gather the rest from
+            the other processes (:mod:`bastion.evaluation.shard`); every process returns
+            the same :class:`Evaluation`, equal to a single-process run's.
     """
     x, y = (data.x, data.y) if isinstance(data, Dataset) else data
     named = name_attacks(attacks)
@@ -137,22 +109,34 @@ def evaluate(
                         for k, a in named.items()},
         }
         fp = fingerprint({**params, "model": model_digest(model), "data": tensor_digest(x, y)})
-        store = StateFile(Path(state) if state is not None else None, fp)
-        _run_units(model, x, y, threats, threat.eps, named, batch_size, seed, store, progress)
+        path = Path(state) if state is not None else None
+        if path is not None and shard is not None:
+            path = shard.state_path(path)
+        store = StateFile(path, fp)
+        probe = probe_model(model, x, y, seed=seed)
+        _run_units(model, x, y, threats, threat.eps, named, batch_size, seed, store, progress,
+                   shard)
     finally:
         if was_training:
             model.train()
-    return _summarise(store, x.shape[0], threats, threat, named, batch_size, params)
+    units = store.units
+    if shard is not None:
+        units = {k: u for part in shard.gather(store.units) for k, u in part.items()}
+    kinds = {name: type(a).uses_gradients for name, a in named.items()}
+    return summarise(units, x.shape[0], threats, threat, kinds, batch_size, params, probe)
 
 
 def _run_units(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threats: list[ThreatModel],
                main_eps: float, named: dict[str, Attack], batch_size: int, seed: int,
-               store: StateFile, progress: bool) -> None:
+               store: StateFile, progress: bool, shard: Shard | None) -> None:
     # The headline eps runs first, so an interrupted run already has its main number.
     main = next(i for i, t in enumerate(threats) if t.eps == main_eps)
     order = sorted(range(len(threats)), key=lambda i: (i != main, i))
     starts = list(range(0, x.shape[0], batch_size))
     units = [(i, s) for i in order for s in starts]
+    # Dealt out by position in this fixed order: a rank's share never depends on timing.
+    if shard is not None:
+        units = [u for k, u in enumerate(units) if shard.owns(k)]
     with progress_bar(progress, total=len(units), label="evaluating") as advance:
         for eps_i, start in units:
             key = f"{eps_i}/{start}"
@@ -173,6 +157,7 @@ def _run_unit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threat
     idx = clean.nonzero().squeeze(1)
     robust: dict[str, list[bool]] = {}
     passes: dict[str, dict[str, int]] = {}
+    stages: dict[str, dict[str, dict[str, Any]]] = {}
     for j, (name, attack) in enumerate(named.items()):
         gen = torch.Generator(device=device).manual_seed(unit_seed(seed, eps_i, j, start))
         still = clean.clone()
@@ -181,11 +166,20 @@ def _run_unit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threat
             broken = res.success & _verified(model, res.x_adv, x[idx], y[idx], threat, name)
             still[idx[broken]] = False
             passes[name] = res.passes.to_dict()
+            if res.stages:
+                stages[name] = _plain_stages(res.stages)
         else:
             passes[name] = {"forward": 0, "backward": 0}
         robust[name] = still.cpu().tolist()
     return {"clean": clean.cpu().tolist(), "robust": robust, "passes": passes,
-            "seconds": time.perf_counter() - began}
+            "stages": stages, "seconds": time.perf_counter() - began}
+
+
+def _plain_stages(stages: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A cascade's stage report as JSON numbers (attacks may hand back tensors)."""
+    return {stage: {"broken": int(rep["broken"]), "uses_gradients": bool(rep["uses_gradients"]),
+                    "passes": {k: int(v) for k, v in rep.get("passes", {}).items()}}
+            for stage, rep in stages.items()}
 
 
 def _verified(model: nn.Module, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
@@ -197,31 +191,3 @@ def _verified(model: nn.Module, x_adv: torch.Tensor, x: torch.Tensor, y: torch.T
                            "this is a bug in the attack, please report it")
     with torch.inference_mode():
         return is_success(model(x_adv), y, None)
-
-
-def _summarise(store: StateFile, n: int, threats: list[ThreatModel], threat: ThreatModel,
-               named: dict[str, Attack], batch_size: int, params: dict[str, Any]) -> Evaluation:
-    starts = list(range(0, n, batch_size))
-    sweep: list[dict[str, Any]] = []
-    passes = {name: {"forward": 0, "backward": 0} for name in named}
-    seconds = 0.0
-    clean_total = 0
-    for i, t in enumerate(threats):
-        units = [store.units[f"{i}/{s}"] for s in starts]
-        clean = [c for u in units for c in u["clean"]]
-        clean_total = sum(clean)
-        per_attack = {}
-        worst = [True] * n
-        for name in named:
-            flags = [r for u in units for r in u["robust"][name]]
-            per_attack[name] = sum(flags) / n
-            worst = [w and f for w, f in zip(worst, flags, strict=True)]
-            for u in units:
-                for k in ("forward", "backward"):
-                    passes[name][k] += u["passes"][name][k]
-        seconds += sum(u["seconds"] for u in units)
-        sweep.append({"eps": t.eps, "robust_accuracy": sum(worst) / n, "per_attack": per_attack})
-    main = next(s for s in sweep if s["eps"] == threat.eps)
-    return Evaluation(n=n, clean_accuracy=clean_total / n, robust_accuracy=main["robust_accuracy"],
-                      per_attack=main["per_attack"], sweep=sweep, passes=passes,
-                      seconds=seconds, threat=threat, params=params)
