@@ -1,0 +1,76 @@
+"""Process-group plumbing for ``torchrun``: one process per device, any number of nodes.
+
+``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+``MASTER_PORT``; with ``WORLD_SIZE`` > 1 we join the group (gloo on CPU, NCCL on CUDA).
+A plain ``python`` run is a world of one and never touches torch.distributed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from bastion.errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class World:
+    """Where this process stands: ``rank`` in [0, ``size``), its device."""
+
+    rank: int
+    size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 alone writes logs, checkpoints and the card."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def join(device: str) -> World:
+    """Join the torchrun process group if there is one; pick this process's device.
+
+    ``device`` is ``cpu`` or ``cuda``; under torchrun ``cuda`` means ``cuda:LOCAL_RANK``.
+    """
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    kind = torch.device(device).type
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but torch sees no CUDA GPU; use cpu")
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be cpu or cuda, got {device!r}")
+    if kind == "cuda":
+        chosen = torch.device("cuda", local) if size > 1 else torch.device(device)
+        torch.cuda.set_device(chosen)
+    else:
+        chosen = torch.device("cpu")
+    if size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if kind == "cuda" else "gloo")
+    return World(rank=rank, size=size, local_rank=local, device=chosen)
+
+
+def leave(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def from_main(world: World, value: T) -> T:
+    """Rank 0's ``value`` on every rank (any picklable object), e.g. a stop decision:
+    all processes must leave the training loop at the same step or DDP hangs."""
+    if not world.distributed:
+        return value
+    box: list[Any] = [value if world.main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
