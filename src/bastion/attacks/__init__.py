@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from bastion.attacks.apgd import APGD, APGDT
 from bastion.attacks.base import Attack, AttackResult, Passes
+from bastion.attacks.ensemble import AutoAttack, Cascade
+from bastion.attacks.fab import FAB
 from bastion.attacks.fgsm import FGSM
 from bastion.attacks.pgd import PGD
 from bastion.errors import ConfigError
 
 REGISTRY: dict[str, type[Attack]] = {
+    APGD.name: APGD,
+    APGDT.name: APGDT,
+    AutoAttack.name: AutoAttack,
+    FAB.name: FAB,
     FGSM.name: FGSM,
     PGD.name: PGD,
 }
@@ -29,4 +36,17 @@ def make(name: str, **params: Any) -> Attack:
     return cls(**params)
 
 
-__all__ = ["FGSM", "PGD", "REGISTRY", "Attack", "AttackResult", "Passes", "make"]
+__all__ = [
+    "APGD",
+    "APGDT",
+    "FAB",
+    "FGSM",
+    "PGD",
+    "REGISTRY",
+    "Attack",
+    "AttackResult",
+    "AutoAttack",
+    "Cascade",
+    "Passes",
+    "make",
+]

@@ -161,7 +161,27 @@ def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return others.amax(dim=1) - true
 
 
-LOSSES = ("ce", "margin")
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    """Difference of logits ratio (Croce & Hein 2020), per sample (N,); to be ascended.
+
+    Untargeted: (max_{i != y} z_i - z_y) / (z_(1) - z_(3)), with z_(k) the k-th largest
+    logit. Targeted: (z_t - z_y) / (z_(1) - (z_(3) + z_(4)) / 2). Both are invariant to
+    shifting and rescaling the logits, so saturated or scaled logits cannot hide the
+    direction of attack the way they can for cross-entropy.
+    """
+    need = 3 if target is None else 4
+    if logits.shape[1] < need:
+        raise ConfigError(f"the DLR loss needs at least {need} classes, the model has "
+                          f"{logits.shape[1]}; use loss='ce' or 'margin'")
+    top = logits.topk(need, dim=1).values
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    if target is None:
+        return margin_loss(logits, y) / (top[:, 0] - top[:, 2] + 1e-12)
+    goal = logits.gather(1, target[:, None]).squeeze(1)
+    return (goal - true) / (top[:, 0] - (top[:, 2] + top[:, 3]) / 2 + 1e-12)
+
+
+LOSSES = ("ce", "margin", "dlr")
 
 
 def attack_loss(
@@ -179,4 +199,6 @@ def attack_loss(
         if target is None:
             return margin_loss(logits, y)
         return -margin_loss(logits, target)
+    if loss == "dlr":
+        return dlr_loss(logits, y, target)
     raise ConfigError(f"loss must be one of {LOSSES}, got {loss!r}")

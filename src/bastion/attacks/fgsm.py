@@ -26,7 +26,8 @@ class FGSM(Attack):
     """Single-step attack.
 
     Args:
-        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini-Wagner margin).
+        loss: ``"ce"`` (cross-entropy), ``"margin"`` (Carlini-Wagner margin) or
+            ``"dlr"`` (difference of logits ratio, Croce & Hein 2020).
         random_start: start from a random point of the ball (R+FGSM style) instead of x;
             the step is then still of size eps, followed by projection.
     """

@@ -34,7 +34,8 @@ class PGD(Attack):
             (Madry et al.'s rule, enough to cross the ball).
         restarts: independent starts; each runs only on samples still robust.
         random_start: start at a uniform random point of the ball rather than at x.
-        loss: ``"ce"`` (cross-entropy) or ``"margin"`` (Carlini-Wagner margin).
+        loss: ``"ce"`` (cross-entropy), ``"margin"`` (Carlini-Wagner margin) or
+            ``"dlr"`` (difference of logits ratio, Croce & Hein 2020).
         early_stop: drop broken samples from the batch (faster; same result per sample).
     """
 
