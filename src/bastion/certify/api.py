@@ -1,0 +1,164 @@
+"""``certify(model, x, y, threat, method=...) -> Certificate``: one entry point, four methods.
+
+========== ===================================================== =====================
+method     what is certified                                     cost per sample
+========== ===================================================== =====================
+ibp        margins > 0 on the whole ball, deterministic          ~2 forward passes
+crown-ibp  same, CROWN backward pass with IBP intermediates      ~K backward passes
+crown      same, full CROWN (max with IBP per margin)            1 pass per neuron
+smoothing  the *smoothed* classifier is constant on an L2 ball,  n0 + n forward passes
+           with probability >= 1 - alpha
+========== ===================================================== =====================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from bastion.attacks.base import model_device
+from bastion.certify import smoothing as smoothing_mod
+from bastion.certify.bounds import (
+    Network,
+    compile_network,
+    crown_margins,
+    ibp_margins,
+    interval_bounds,
+)
+from bastion.errors import CapabilityError, ConfigError
+from bastion.evaluation.checks import check_inputs
+from bastion.threat import ThreatModel
+
+METHODS = ("ibp", "crown", "crown-ibp", "smoothing")
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    """Randomized-smoothing parameters (Cohen et al. 2019): noise level ``sigma`` (input
+    units), ``n0`` samples to pick the class, ``n`` samples to bound its probability,
+    failure probability ``alpha``, and ``batch`` noisy inputs per forward pass."""
+
+    sigma: float = 0.25
+    n0: int = 100
+    n: int = 10_000
+    alpha: float = 0.001
+    batch: int = 1000
+
+
+@dataclass
+class Certificate:
+    """What a certifier proved, per sample.
+
+    Attributes:
+        certified: (N,) bool; bound methods: every margin lower bound > 0 on the ball.
+            Smoothing: the smoothed class is y and its L2 radius > threat.eps.
+        lower, upper: (N, K-1) bounds on the margins ``z_y - z_j`` (j != y, ascending),
+            bound methods only.
+        radius: (N,) certified L2 radius of the smoothed classifier (smoothing only; 0
+            where it abstains or predicts another class than y).
+        abstained: (N,) bool, smoothing only.
+        predicted: (N,) smoothed class, -1 where abstaining (smoothing only).
+    """
+
+    method: str
+    threat: ThreatModel
+    certified: torch.Tensor
+    lower: torch.Tensor | None = None
+    upper: torch.Tensor | None = None
+    radius: torch.Tensor | None = None
+    abstained: torch.Tensor | None = None
+    predicted: torch.Tensor | None = None
+    forward_passes: int = field(default=0)
+
+    def certified_at(self, eps: float) -> torch.Tensor:
+        """(N,) bool at another L2 radius; from a smoothing certificate's radii only.
+
+        Strict: the guarantee covers ||δ||_2 < radius, so radius must exceed eps.
+        """
+        if self.radius is None:
+            raise CapabilityError("a bound certificate holds for its own eps only; certify "
+                                  "again with threat.with_eps(eps)")
+        return self.radius > eps
+
+
+def margin_bounds(net: Network, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                  method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower and upper margin bounds (N, K-1) of a compiled network, by ``method``."""
+    bounds = interval_bounds(net, x, threat)
+    ibp = ibp_margins(net, x, y, threat, bounds)
+    if method == "ibp":
+        return ibp
+    lower, upper = crown_margins(net, x, y, threat, bounds=bounds,
+                                 intermediate="ibp" if method == "crown-ibp" else "crown")
+    # Both are sound, so their elementwise best is: CROWN's adaptive slopes are not
+    # tighter than IBP on every margin of every sample.
+    return torch.maximum(lower, ibp[0]), torch.minimum(upper, ibp[1])
+
+
+def certify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
+            method: str = "crown", batch_size: int = 64,
+            smoothing: SmoothingConfig | None = None,
+            generator: torch.Generator | None = None) -> Certificate:
+    """Certify ``model`` on inputs x (N, *in) in ``threat.bounds`` with labels y (N,).
+
+    Args:
+        method: one of :data:`METHODS` (see the module docstring).
+        batch_size: samples bounded at once (bound methods).
+        smoothing: parameters for ``method="smoothing"`` (defaults: Cohen et al.'s).
+        generator: noise source for smoothing; the same seed gives the same certificate.
+
+    Raises:
+        CapabilityError: the model is not a chain of supported layers (bound methods).
+    """
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+    check_inputs(x, y, threat)
+    device = model_device(model)
+    x, y = x.to(device), y.to(device=device, dtype=torch.long)
+    if method == "smoothing":
+        return _certify_smoothing(model, x, y, threat, smoothing or SmoothingConfig(), generator)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    net = compile_network(model)
+    lowers, uppers = [], []
+    with torch.no_grad():
+        _check_same_function(model, net, x[:batch_size])
+        for start in range(0, x.shape[0], batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            low, up = margin_bounds(net, xb, yb, threat, method)
+            lowers.append(low)
+            uppers.append(up)
+    lower, upper = torch.cat(lowers), torch.cat(uppers)
+    return Certificate(method=method, threat=threat, certified=(lower > 0).all(1),
+                       lower=lower, upper=upper, forward_passes=0)
+
+
+def _check_same_function(model: nn.Module, net: Network, x: torch.Tensor) -> None:
+    """The layer chain must compute what the model computes, or the bounds mean nothing."""
+    expected, got = model(x), net.forward(x)
+    if expected.shape != got.shape or not torch.allclose(expected, got, rtol=1e-4, atol=1e-4):
+        raise CapabilityError(
+            f"{type(model).__name__}'s forward computes something its layers in order do not "
+            "(extra operations outside its submodules?); write it as an nn.Sequential of "
+            "supported layers, or use method='smoothing'"
+        )
+
+
+def _certify_smoothing(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                       threat: ThreatModel, cfg: SmoothingConfig,
+                       generator: torch.Generator | None) -> Certificate:
+    if threat.norm != "L2":
+        raise ConfigError("randomized smoothing certifies L2 radii; use a ThreatModel with "
+                          "norm='L2' (eps is then the radius to certify)")
+    result = smoothing_mod.certify(model, x, cfg.sigma, cfg.n0, cfg.n, cfg.alpha, cfg.batch,
+                                   generator=generator)
+    predicted = result.label.to(y.device)
+    correct = predicted == y
+    radius = result.radius.to(y.device)
+    radius = torch.where(correct, radius, torch.zeros_like(radius))
+    return Certificate(method="smoothing", threat=threat,
+                       certified=radius > threat.eps,
+                       radius=radius, abstained=predicted == smoothing_mod.ABSTAIN,
+                       predicted=predicted, forward_passes=result.forward_passes)

@@ -1,0 +1,282 @@
+"""The bound contract each layer type implements, and the registry of supported layers.
+
+Every operator answers two questions about its layer ``z = L(h)``:
+
+- ``interval(lower, upper)``: given elementwise bounds (N, *in) on ``h``, bounds
+  (N, *out) on ``z`` (interval bound propagation, Gowal et al. 2018);
+- ``backward(A, lower, upper)``: given a linear function ``A z`` with A (N, S, *out),
+  a matrix A_in (N, S, *in) and bias (N, S) with ``A z >= A_in h + bias`` for every h in
+  [lower, upper] (the backward step of CROWN, Zhang et al. 2018). Affine layers are exact
+  (equality) and ignore the bounds except for their shape; ReLU relaxes.
+
+:data:`OPERATORS` maps a layer type to the function that builds its operator. Adding a
+layer type means writing one class here and one entry there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bastion.certify.chain import Normalize
+from bastion.errors import CapabilityError
+
+Tensor = torch.Tensor
+
+
+class Operator:
+    """Base class. ``affine`` is True when ``backward`` is exact and ignores the bounds."""
+
+    affine = True
+
+    def forward(self, h: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def interval(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def backward(self, a: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+
+def _flat_rows(a: Tensor, lead: int) -> Tensor:
+    """(N, S, *shape) -> (N*S, *shape) for ops that work on a single batch axis."""
+    return a.reshape(a.shape[0] * a.shape[1], *a.shape[lead:])
+
+
+class Linear(Operator):
+    """``z = W h + b``; W (out, in)."""
+
+    def __init__(self, layer: nn.Linear) -> None:
+        self.weight, self.bias = layer.weight, layer.bias
+
+    def forward(self, h: Tensor) -> Tensor:
+        return F.linear(h, self.weight, self.bias)
+
+    def interval(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        mid, rad = (upper + lower) / 2, (upper - lower) / 2
+        center = F.linear(mid, self.weight, self.bias)
+        radius = F.linear(rad, self.weight.abs())
+        return center - radius, center + radius
+
+    def backward(self, a: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        a_in = a @ self.weight
+        bias = a @ self.bias if self.bias is not None else a.new_zeros(a.shape[:2])
+        return a_in, bias
+
+
+class Conv(Operator):
+    """``z = conv2d(h, W) + b``; backward is the transposed convolution of A.
+
+    Average pooling (zero padding counted, no ceil mode) is the same operator with a
+    fixed depthwise weight 1/(kh*kw), built lazily once the channel count is known.
+    """
+
+    def __init__(self, weight: Tensor | None, bias: Tensor | None, stride: tuple[int, int],
+                 padding: tuple[int, int], dilation: tuple[int, int], groups: int,
+                 pool: tuple[int, int] | None = None) -> None:
+        self.weight, self.bias = weight, bias
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.groups, self.pool = groups, pool
+
+    def _weight(self, channels: int, like: Tensor) -> Tensor:
+        if self.weight is not None:
+            return self.weight
+        kh, kw = self.pool or (1, 1)
+        self.groups = channels
+        return like.new_full((channels, 1, kh, kw), 1.0 / (kh * kw))
+
+    def forward(self, h: Tensor) -> Tensor:
+        w = self._weight(h.shape[1], h)
+        return F.conv2d(h, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def interval(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        w = self._weight(lower.shape[1], lower)
+        mid, rad = (upper + lower) / 2, (upper - lower) / 2
+        center = F.conv2d(mid, w, self.bias, self.stride, self.padding, self.dilation,
+                          self.groups)
+        radius = F.conv2d(rad, w.abs(), None, self.stride, self.padding, self.dilation,
+                          self.groups)
+        return center - radius, center + radius
+
+    def backward(self, a: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        w = self._weight(lower.shape[1], lower)
+        n, s = a.shape[:2]
+        out_h, out_w = a.shape[-2:]
+        in_h, in_w = lower.shape[-2:]
+        kh, kw = w.shape[-2:]
+        # Rows of the input that the forward conv never reads come back as output padding.
+        pad = tuple(size - ((o - 1) * st - 2 * p + d * (k - 1) + 1) for size, o, st, p, d, k in
+                    ((in_h, out_h, self.stride[0], self.padding[0], self.dilation[0], kh),
+                     (in_w, out_w, self.stride[1], self.padding[1], self.dilation[1], kw)))
+        a_in = F.conv_transpose2d(_flat_rows(a, 2), w, None, self.stride, self.padding,
+                                  pad, self.groups, self.dilation)
+        a_in = a_in.reshape(n, s, *lower.shape[1:])
+        if self.bias is None:
+            return a_in, a.new_zeros(n, s)
+        return a_in, torch.einsum("nschw,c->ns", a, self.bias)
+
+
+class ChannelAffine(Operator):
+    """``z = scale[c] * h + shift[c]`` per channel (dim 1): eval-mode batch norm, Normalize."""
+
+    def __init__(self, scale: Tensor, shift: Tensor) -> None:
+        self.scale, self.shift = scale, shift
+
+    def _view(self, t: Tensor, dims: int) -> Tensor:
+        return t.view(-1, *([1] * (dims - 2)))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h * self._view(self.scale, h.dim()) + self._view(self.shift, h.dim())
+
+    def interval(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        mid, rad = (upper + lower) / 2, (upper - lower) / 2
+        center = self.forward(mid)
+        radius = rad * self._view(self.scale.abs(), rad.dim())
+        return center - radius, center + radius
+
+    def backward(self, a: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        dims = a.dim() - 1  # the view helper counts dims as if S were the batch axis
+        a_in = a * self._view(self.scale, dims)
+        bias = (a * self._view(self.shift, dims)).flatten(2).sum(2)
+        return a_in, bias
+
+
+class Flatten(Operator):
+    """(N, C, H, W) -> (N, C*H*W)."""
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h.flatten(1)
+
+    def interval(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        return lower.flatten(1), upper.flatten(1)
+
+    def backward(self, a: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        return a.reshape(*a.shape[:2], *lower.shape[1:]), a.new_zeros(a.shape[:2])
+
+
+class Identity(Operator):
+    """Dropout in eval mode and nn.Identity."""
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h
+
+    def interval(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        return lower, upper
+
+    def backward(self, a: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        return a, a.new_zeros(a.shape[:2])
+
+
+class ReLU(Operator):
+    """``z = max(h, 0)``, relaxed on unstable neurons (l < 0 < u).
+
+    Upper line: ``z <= u (h - l) / (u - l)``. Lower line: ``z >= alpha h`` with the
+    adaptive slope of CROWN (Zhang et al. 2018): alpha = 1 if u >= -l else 0, which gives
+    the smaller area between the two lines.
+    """
+
+    affine = False
+
+    def forward(self, h: Tensor) -> Tensor:
+        return h.clamp_min(0)
+
+    def interval(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        return lower.clamp_min(0), upper.clamp_min(0)
+
+    def backward(self, a: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        lo, up = lower.unsqueeze(1), upper.unsqueeze(1)  # (N, 1, *in): broadcast over S
+        active, unstable = lo >= 0, (lo < 0) & (up > 0)
+        width = (up - lo).clamp_min(1e-12)
+        up_slope = torch.where(unstable, up / width, active.to(a.dtype))
+        up_shift = torch.where(unstable, -lo * up / width, torch.zeros_like(lo))
+        low_slope = torch.where(unstable, (up >= -lo).to(a.dtype), active.to(a.dtype))
+        # A lower bound on A z takes the lower line where A > 0, the upper one where A < 0.
+        pos, neg = a.clamp_min(0), a.clamp_max(0)
+        a_in = pos * low_slope + neg * up_slope
+        bias = (neg * up_shift).flatten(2).sum(2)
+        return a_in, bias
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _conv(layer: nn.Conv2d) -> Operator:
+    if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
+        raise CapabilityError(f"{layer} uses padding {layer.padding!r} / mode "
+                              f"{layer.padding_mode!r}; bound propagation supports integer "
+                              "zero padding. Rebuild the layer with padding=<int>")
+    return Conv(layer.weight, layer.bias, _pair(layer.stride), _pair(layer.padding),
+                _pair(layer.dilation), layer.groups)
+
+
+def _avgpool(layer: nn.AvgPool2d) -> Operator:
+    padding = _pair(layer.padding)
+    if layer.ceil_mode or layer.divisor_override is not None or (
+            any(padding) and not layer.count_include_pad):
+        raise CapabilityError(f"{layer}: bound propagation supports AvgPool2d without ceil_mode "
+                              "or divisor_override, counting zero padding; change these options")
+    kernel = _pair(layer.kernel_size)
+    stride = _pair(layer.stride) if layer.stride is not None else kernel
+    return Conv(None, None, stride, padding, (1, 1), 1, pool=kernel)
+
+
+def _batchnorm(layer: nn.BatchNorm1d | nn.BatchNorm2d) -> Operator:
+    if layer.training or layer.running_mean is None or layer.running_var is None:
+        raise CapabilityError(f"{layer} normalizes with batch statistics (train mode or no "
+                              "running stats); call model.eval() and use running statistics")
+    scale = 1.0 / torch.sqrt(layer.running_var + layer.eps)
+    if layer.weight is not None:
+        scale = scale * layer.weight
+    shift = -layer.running_mean * scale
+    if layer.bias is not None:
+        shift = shift + layer.bias
+    return ChannelAffine(scale, shift)
+
+
+def _normalize(layer: Normalize) -> Operator:
+    return ChannelAffine(1.0 / layer.std, -layer.mean / layer.std)
+
+
+def _dropout(layer: nn.Module) -> Operator:
+    if layer.training:
+        raise CapabilityError(f"{layer} is in train mode (random); call model.eval()")
+    return Identity()
+
+
+def _flatten(layer: nn.Flatten) -> Operator:
+    if layer.start_dim != 1 or layer.end_dim != -1:
+        raise CapabilityError(f"{layer}: only Flatten(start_dim=1, end_dim=-1) is supported")
+    return Flatten()
+
+
+#: layer type -> builder of its operator. Exact types: a subclass may change forward.
+OPERATORS: dict[type[nn.Module], Callable[..., Operator]] = {
+    nn.Linear: Linear,
+    nn.Conv2d: _conv,
+    nn.AvgPool2d: _avgpool,
+    nn.BatchNorm1d: _batchnorm,
+    nn.BatchNorm2d: _batchnorm,
+    Normalize: _normalize,
+    nn.ReLU: lambda layer: ReLU(),
+    nn.Flatten: _flatten,
+    nn.Dropout: _dropout,
+    nn.Identity: lambda layer: Identity(),
+}
+
+
+def operator_for(layer: nn.Module) -> Operator:
+    """The operator of ``layer``, or a CapabilityError naming its type and what to do."""
+    build = OPERATORS.get(type(layer))
+    if build is None:
+        names = ", ".join(sorted(t.__name__ for t in OPERATORS))
+        raise CapabilityError(
+            f"layer {type(layer).__name__} ({layer}) is not supported by bound propagation; "
+            f"supported layers: {names}. Replace it (e.g. MaxPool2d by AvgPool2d or a strided "
+            "Conv2d) or use method='smoothing', which works on any model"
+        )
+    return build(layer)
