@@ -84,10 +84,12 @@ def evaluate(
     n: Annotated[int | None, typer.Option(help="first N samples (default: all)")] = None,
     norm: Annotated[str, typer.Option(help="Linf or L2")] = "Linf",
     eps: Annotated[float, typer.Option(help="radius of the threat model")] = 0.3,
-    attack: Annotated[list[str] | None, typer.Option(help="repeatable: fgsm, pgd")] = None,
-    steps: Annotated[int | None, typer.Option(help="PGD steps")] = None,
-    restarts: Annotated[int | None, typer.Option(help="PGD restarts")] = None,
-    step_size: Annotated[float | None, typer.Option(help="PGD step size")] = None,
+    attack: Annotated[list[str] | None, typer.Option(
+        help="repeatable: NAME[:key=value,...], e.g. pgd, square:n_queries=1000, "
+             "autoattack:version=plus (keys: the attack's constructor arguments)")] = None,
+    steps: Annotated[int | None, typer.Option(help="steps, for attacks that take it")] = None,
+    restarts: Annotated[int | None, typer.Option(help="restarts, where taken")] = None,
+    step_size: Annotated[float | None, typer.Option(help="step size, where taken")] = None,
     sweep: Annotated[str | None, typer.Option(help="extra eps values, e.g. 0.1,0.2")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     batch_size: Annotated[int, typer.Option()] = 250,
@@ -95,10 +97,15 @@ def evaluate(
     state: Annotated[Path | None, typer.Option(help="resume file (default: OUT/state/)")] = None,
     out: Annotated[Path | None, typer.Option(help="write card.json, card.html, record")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="write results as JSON")] = None,
-    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1, ...")] = "cpu",
+    device: Annotated[str, typer.Option(
+        help="torch device: cpu, cuda, cuda:1; under torchrun cuda = cuda:LOCAL_RANK")] = "cpu",
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
-    """Clean and robust accuracy of one model under one or more attacks."""
+    """Clean and robust accuracy of one model under one or more attacks.
+
+    Shard it across processes or machines by launching it with torchrun
+    (docs/evaluation.md); rank 0 writes the results.
+    """
     spec = jobs.EvalSpec(model=model, data=data, split=split, n=n, norm=norm, eps=eps,
                          attacks=tuple(attack or ["pgd"]), steps=steps, restarts=restarts,
                          step_size=step_size, sweep=_floats(sweep), seed=seed,
