@@ -122,7 +122,9 @@ def closest_boundary(
     return logits, gaps[rows, j], grads[rows, j]
 
 
-def random_start_point(x: torch.Tensor, threat: ThreatModel, generator: torch.Generator) -> torch.Tensor:
+def random_start_point(
+    x: torch.Tensor, threat: ThreatModel, generator: torch.Generator
+) -> torch.Tensor:
     """A random point at distance eps/2 from each sample (N, ...), clipped to the box.
 
     The reference FAB restarts from ``x + (eps / 2) * t / ||t||`` with ``t`` uniform in
