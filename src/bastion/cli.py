@@ -81,7 +81,9 @@ def evaluate(
     model: Annotated[str, typer.Option(help="zoo name, or FILE.py[:factory] (docs/models.md)")],
     data: Annotated[str, typer.Option(help="data set name (bastion.data)")] = "mnist",
     split: Annotated[str, typer.Option()] = "test",
-    n: Annotated[int | None, typer.Option(help="first N samples (default: all)")] = None,
+    # --samples: torchrun's own parser (Python 3.11) rejects "--n" as an ambiguous prefix.
+    n: Annotated[int | None, typer.Option("--n", "--samples",
+                                          help="first N samples (default: all)")] = None,
     norm: Annotated[str, typer.Option(help="Linf or L2")] = "Linf",
     eps: Annotated[float, typer.Option(help="radius of the threat model")] = 0.3,
     attack: Annotated[list[str] | None, typer.Option(
