@@ -71,11 +71,13 @@ def train(cfg: TrainConfig, out: Path, *, command: str = "",
     None on the other ranks. Writes ``out/train.jsonl``, ``out/state.pt``, ``out/best.pt``
     (a zoo-loadable ``state_dict``), ``out/last.pt``, ``out/best.json`` and the card.
     """
+    joined_already = torch.distributed.is_available() and torch.distributed.is_initialized()
     world = join(cfg.device)
     try:
         return _train(cfg, Path(out), world, command, log)
     finally:
-        leave(world)
+        if not joined_already:  # a sweep keeps one process group for all its runs
+            leave(world)
 
 
 def _train(cfg: TrainConfig, out: Path, world: World, command: str,
@@ -201,8 +203,9 @@ def _end_epoch(cfg: TrainConfig, out: Path, world: World, raw: nn.Module,
     epoch = pos["epoch"]
     collapsed = False
     if world.main and record is not None:
-        scores = validate(raw, splits.x_val, splits.y_val, ThreatModel(cfg.norm, cfg.eps),
-                          steps=cfg.val_steps, seed=cfg.seed)
+        with private.hooks_off() if private is not None else contextlib.nullcontext():
+            scores = validate(raw, splits.x_val, splits.y_val, ThreatModel(cfg.norm, cfg.eps),
+                              steps=cfg.val_steps, seed=cfg.seed)
         improved, collapsed = monitor.update(epoch, scores)
         if improved:
             save_weights(raw, out / "best.pt")
