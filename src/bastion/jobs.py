@@ -13,12 +13,13 @@ from typing import Any
 
 import torch
 
-from bastion import attacks as attack_registry
 from bastion import data as data_registry
 from bastion.attacks.base import Attack
-from bastion.attacks.pgd import PGD
 from bastion.errors import ConfigError
+from bastion.evaluation import attack_spec
+from bastion.evaluation.attack_spec import SHARED_OPTIONS
 from bastion.evaluation.runner import Evaluation, evaluate
+from bastion.evaluation.shard import Shard, distributed, rank_device, shard_from_env
 from bastion.evaluation.state import model_digest
 from bastion.record import RecordWriter, new_run_id, versions
 from bastion.threat import ThreatModel
@@ -53,18 +54,11 @@ class EvalSpec:
 
 
 def build_attacks(spec: EvalSpec) -> dict[str, Attack]:
-    """Attacks named on the command line, with --steps/--restarts/--step-size applied."""
-    built: dict[str, Attack] = {}
-    for name in spec.attacks:
-        params: dict[str, Any] = {}
-        if name == "pgd":
-            for key in ("steps", "restarts", "step_size"):
-                if getattr(spec, key) is not None:
-                    params[key] = getattr(spec, key)
-        attack = attack_registry.make(name, **params)
-        label = f"pgd-{attack.steps}" if isinstance(attack, PGD) else name
-        built[label] = attack
-    return built
+    """Attacks named on the command line (``NAME[:key=value,...]``) by display label, with
+    --steps/--restarts/--step-size applied where they fit
+    (:func:`bastion.evaluation.attack_spec.build_attacks`)."""
+    shared = {k: getattr(spec, k) for k in SHARED_OPTIONS if getattr(spec, k) is not None}
+    return attack_spec.build_attacks(spec.attacks, shared)
 
 
 def parse_device(name: str) -> torch.device:
@@ -88,14 +82,21 @@ def model_info(spec: EvalSpec, digest: str) -> dict[str, Any]:
             "digest": digest}
 
 
-def run_one(spec: EvalSpec, *, state: Path | None, progress: bool) -> dict[str, Any]:
-    """Evaluate one model; returns the JSON-contract dict (evaluation + model + data)."""
-    model = load_any(spec.model, spec.checkpoint).to(parse_device(spec.device))
+def run_one(spec: EvalSpec, *, state: Path | None, progress: bool,
+            shard: Shard | None = None) -> dict[str, Any]:
+    """Evaluate one model; returns the JSON-contract dict (evaluation + model + data).
+
+    With ``shard`` this process runs its share of the work and gathers the rest; a
+    ``cuda`` device then means ``cuda:LOCAL_RANK``.
+    """
+    model = load_any(spec.model, spec.checkpoint).to(parse_device(rank_device(spec.device,
+                                                                              shard)))
     dataset = data_registry.load(spec.data, spec.split, spec.n)
     threat = ThreatModel(norm=spec.norm, eps=spec.eps)
     result: Evaluation = evaluate(model, dataset, threat, build_attacks(spec),
                                   eps_sweep=spec.sweep, batch_size=spec.batch_size,
-                                  seed=spec.seed, state=state, progress=progress)
+                                  seed=spec.seed, state=state, progress=progress,
+                                  shard=shard)
     return {
         **result.to_dict(),
         "model": model_info(spec, model_digest(model)),
@@ -107,7 +108,37 @@ def run_one(spec: EvalSpec, *, state: Path | None, progress: bool) -> dict[str, 
 def run_job(specs: Sequence[EvalSpec], *, out: Path | None, json_path: Path | None,
             state: Path | None, progress: bool, command: str,
             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Evaluate each spec; write --json, and with --out the record and the card."""
+    """Evaluate each spec; write --json, and with --out the record and the card.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process evaluates its share and
+    gathers the rest; only rank 0 writes the JSON, the record and the card, and every
+    process keeps its own resume files.
+    """
+    shard = shard_from_env()
+    main = shard is None or shard.is_main
+    if shard is not None:
+        inner, where = log, f"rank {shard.rank}/{shard.world_size}: "
+
+        def log(text: str) -> None:
+            inner(where + text)
+
+    with distributed(shard):
+        results = _evaluate_all(specs, out=out if main else None, state=state,
+                                state_dir=out, progress=progress and main, command=command,
+                                shard=shard, log=log)
+    if not main:
+        return results
+    payload: dict[str, Any] = results[0] if len(results) == 1 else {"evaluations": results}
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(payload, indent=2) + "\n")
+    return results
+
+
+def _evaluate_all(specs: Sequence[EvalSpec], *, out: Path | None, state: Path | None,
+                  state_dir: Path | None, progress: bool, command: str,
+                  shard: Shard | None, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Run every spec; with ``out`` also write the record and the card."""
     run_id = new_run_id()
     record = RecordWriter(out / "record.jsonl", run_id) if out is not None else None
     run = {"run_id": run_id, "seed": specs[0].seed, "versions": versions(), "command": command}
@@ -117,18 +148,17 @@ def run_job(specs: Sequence[EvalSpec], *, out: Path | None, json_path: Path | No
     results = []
     for i, spec in enumerate(specs):
         unit_state = state
-        if unit_state is None and out is not None:
-            unit_state = out / "state" / f"{i:02d}-{_slug(spec.model)}.json"
+        if unit_state is None and state_dir is not None:
+            unit_state = state_dir / "state" / f"{i:02d}-{_slug(spec.model)}.json"
         log(f"evaluating {spec.model} on {spec.n} {spec.data}/{spec.split} images, "
             f"{spec.norm} eps={spec.eps}, attacks {', '.join(spec.attacks)}")
-        res = run_one(spec, state=unit_state, progress=progress)
+        res = run_one(spec, state=unit_state, progress=progress, shard=shard)
         results.append(res)
+        for f in res["flags"]:
+            log(f"sanity check {f['severity'].upper()}: {f['title']} ({f['id']}); "
+                "see the card or the JSON 'flags' for evidence and advice")
         if record is not None:
             record.write("evaluation", params=_jsonable(spec), result=res)
-    payload: dict[str, Any] = results[0] if len(results) == 1 else {"evaluations": results}
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(payload, indent=2) + "\n")
     if out is not None:
         from bastion.report import CardEntry, write_card
 
