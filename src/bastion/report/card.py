@@ -7,8 +7,9 @@ Its shape is fixed by ``card.schema.json`` (draft 2020-12)::
      "run": {"run_id": str, "seed": int, "versions": {pkg: str}, "command": str},
      "entries": [{"model": {...}, "data": {...}, "evaluation": {...}, ...}, ...]}
 
-Versioning: adding optional fields or sections keeps ``schema_version`` 1; removing or
-renaming a field bumps it. Readers must ignore fields they do not know.
+Versioning: adding optional fields or sections keeps ``schema_version`` 1 (the
+evaluation's ``flags``, ``stages`` and ``probe`` came that way: cards without them stay
+valid); removing or renaming a field bumps it. Readers must ignore fields they do not know.
 """
 
 from __future__ import annotations
@@ -133,6 +134,14 @@ def _check_entry(entry: dict[str, Any], path: str) -> None:
         raise invalid(f"{at}.passes", f"names attacks {sorted(ev['passes'])} but per_attack "
                       f"names {sorted(attacks)}")
     _check_point(ev["clean_accuracy"], ev["robust_accuracy"], ev["per_attack"], at)
+    for name, stages in ev.get("stages", {}).items():
+        if name not in attacks:
+            raise invalid(f"{at}.stages.{name}", f"is not an attack of this evaluation "
+                          f"({sorted(attacks)})")
+        broken = sum(stage["broken"] for stage in stages.values())
+        if broken > ev["n"]:
+            raise invalid(f"{at}.stages.{name}", f"its stages broke {broken} samples, more "
+                          f"than the {ev['n']} evaluated")
     eps = [point["eps"] for point in ev["sweep"]]
     if any(b <= a for a, b in itertools.pairwise(eps)):
         raise invalid(f"{at}.sweep", f"eps must be strictly ascending, got {eps}")
