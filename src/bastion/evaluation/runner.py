@@ -24,7 +24,7 @@ from torch import nn
 from bastion.attacks.base import Attack, is_success, model_device
 from bastion.attacks.pgd import PGD
 from bastion.data.base import Dataset
-from bastion.errors import BastionError, ConfigError
+from bastion.errors import BastionError, ConfigError, ModelError
 from bastion.evaluation.checks import check_inputs, check_model, warn_if_training
 from bastion.evaluation.probe import probe_model
 from bastion.evaluation.progress import progress_bar
@@ -114,6 +114,7 @@ def evaluate(
             path = shard.state_path(path)
         store = StateFile(path, fp)
         probe = probe_model(model, x, y, seed=seed)
+        _refuse_gradient_attacks_without_gradients(probe, named)
         _run_units(model, x, y, threats, threat.eps, named, batch_size, seed, store, progress,
                    shard)
     finally:
@@ -124,6 +125,18 @@ def evaluate(
         units = {k: u for part in shard.gather(store.units) for k, u in part.items()}
     kinds = {name: type(a).uses_gradients for name, a in named.items()}
     return summarise(units, x.shape[0], threats, threat, kinds, batch_size, params, probe)
+
+
+def _refuse_gradient_attacks_without_gradients(probe: dict[str, Any],
+                                               named: dict[str, Attack]) -> None:
+    """Fail early, not with autograd's message inside an attack, when no gradient exists."""
+    white = [name for name, a in named.items() if type(a).uses_gradients]
+    if probe["grad_error"] and white:
+        raise ModelError(
+            f"the model gives no input gradient ({probe['grad_error']}), so the gradient "
+            f"attacks {white} cannot run. If that is on purpose (a non-differentiable "
+            "defense), evaluate with black-box attacks (e.g. square) and BPDA; otherwise "
+            "remove the detach()/no_grad() from the model's forward")
 
 
 def _run_units(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threats: list[ThreatModel],
