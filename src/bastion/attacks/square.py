@@ -1,0 +1,177 @@
+"""Square attack (Andriushchenko, Croce, Flammarion & Hein, ECCV 2020), Linf and L2.
+
+A score-based black-box attack: random search that only reads the model's logits and
+never its gradients, so gradient masking cannot stop it. It starts from a random point
+on the sphere of radius eps (Linf: vertical stripes of +-eps; L2: a grid of signed
+bumps) and then repeatedly proposes changing one random square window, keeping the
+proposal when it raises the loss. The window covers a fraction ``p`` of the image that
+shrinks on a fixed schedule, from ``p_init`` down to ``p_init / 512``.
+
+Each sample stops as soon as it is broken: it gets no further queries.
+
+Cost per sample: 1 forward on x, then per restart at most ``n_queries`` forwards (the
+random start counts as the first); no backward passes.
+
+Example:
+    >>> square = Square(n_queries=5000, p_init=0.8)
+    >>> result = square.run(model, x, y, ThreatModel("Linf", 0.3))
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bastion.attacks import _square_proposals as prop
+from bastion.attacks.base import LOSSES, Attack, AttackResult, Passes, attack_loss, is_success
+from bastion.errors import ConfigError, InputError
+from bastion.threat import ThreatModel
+
+
+class Square(Attack):
+    """Query-efficient random search inside the threat model.
+
+    Args:
+        n_queries: queries per sample and restart, the random start included.
+        p_init: fraction of the image the first updates change (AutoAttack: 0.8).
+        loss: the score to raise: ``"margin"`` (best other logit minus the true one),
+            ``"ce"`` or ``"dlr"``; targeted runs pull toward the target instead.
+        restarts: fresh random starts, each only for samples still robust.
+        rescale_schedule: stretch the p schedule (written for 10,000 queries) over
+            ``n_queries``; AutoAttack's standard run does not.
+    """
+
+    name = "square"
+    uses_gradients = False
+
+    def __init__(
+        self,
+        *,
+        n_queries: int = 5000,
+        p_init: float = 0.8,
+        loss: str = "margin",
+        restarts: int = 1,
+        rescale_schedule: bool = False,
+    ) -> None:
+        self.n_queries = n_queries
+        self.p_init = p_init
+        self.loss = loss
+        self.restarts = restarts
+        self.rescale_schedule = rescale_schedule
+
+    def _check(self) -> None:
+        for name in ("n_queries", "restarts"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if not 0 < self.p_init <= 1:
+            raise ConfigError(f"p_init must be in (0, 1], got {self.p_init!r} (a fraction of "
+                              "the image; AutoAttack uses 0.8)")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        threat: ThreatModel,
+        target: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> AttackResult:
+        self._check()
+        if x.dim() > 4 or x.dim() < 2:
+            raise InputError(f"Square needs images (N, C, H, W), (N, H, W) or vectors (N, D); "
+                             f"got shape {tuple(x.shape)}")
+        n = x.shape[0]
+        passes = Passes(forward=n)
+        with torch.no_grad():
+            success = is_success(model(x), y, target)
+        x_adv = x.clone()
+        if threat.eps == 0:
+            return AttackResult(x_adv=x_adv, success=success, passes=passes)
+        best_loss = torch.full((n,), float("-inf"), device=x.device, dtype=x.dtype)
+        for _ in range(self.restarts):
+            idx = (~success).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            with torch.no_grad():
+                self._search(model, x, y, target, threat, generator, idx,
+                             x_adv, success, best_loss, passes)
+        return AttackResult(x_adv=x_adv, success=success, passes=passes)
+
+    def _search(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        threat: ThreatModel,
+        generator: torch.Generator,
+        idx: torch.Tensor,
+        x_adv: torch.Tensor,
+        success: torch.Tensor,
+        best_loss: torch.Tensor,
+        passes: Passes,
+    ) -> None:
+        """One restart on samples ``idx``; updates ``x_adv``, ``success``, ``best_loss``."""
+        image = _as_image(x)  # (N, C, H, W) view
+        height, width = image.shape[2:]
+        total = x.shape[0]
+        eps = threat.eps
+        # Random numbers are drawn for the whole batch (then indexed), so a sample's
+        # search does not depend on which other samples are still robust.
+        if threat.norm == "Linf":
+            start = prop.linf_init(image, eps, generator)
+        else:
+            start = image + prop.l2_init(image, eps, generator)
+        current = threat.project(start[idx].reshape((-1, *x.shape[1:])), x[idx])
+        current, origin = _as_image(current), image[idx]
+        y0 = y[idx]
+        t0 = target[idx] if target is not None else None
+        loss, fooled = self._score(model, current, x.shape, y0, t0, passes)
+        live = torch.arange(idx.numel(), device=x.device)
+        for i in range(self.n_queries - 1):
+            live = live[~fooled[live]]
+            if live.numel() == 0:
+                break
+            p = prop.fraction_at(i, self.p_init, self.n_queries, self.rescale_schedule)
+            if threat.norm == "Linf":
+                side = prop.side_length(p, height, width, smallest=1, odd=False)
+                proposal = prop.linf_update(current[live], origin[live], eps, side,
+                                            threat.bounds, generator, idx[live], total)
+            else:
+                side = prop.side_length(p, height, width, smallest=3, odd=True)
+                proposal = prop.l2_update(current[live], origin[live], eps, side,
+                                          generator, idx[live], total)
+            proposal = _as_image(threat.project(proposal.view((-1, *x.shape[1:])),
+                                                x[idx[live]]))
+            new_loss, new_fooled = self._score(model, proposal, x.shape, y0[live],
+                                               t0[live] if t0 is not None else None, passes)
+            keep = new_fooled | (new_loss > loss[live])
+            current[live[keep]] = proposal[keep]
+            loss[live[keep]] = new_loss[keep]
+            fooled[live[keep]] = new_fooled[keep]
+        # Broken now: keep this point. Still robust: keep the highest-loss point seen.
+        better = ~success[idx] & (fooled | (loss > best_loss[idx]))
+        x_adv[idx[better]] = current[better].view((-1, *x.shape[1:]))
+        best_loss[idx[better]] = loss[better]
+        success[idx[fooled]] = True
+
+    def _score(self, model: nn.Module, images: torch.Tensor, shape: torch.Size,
+               y: torch.Tensor, target: torch.Tensor | None, passes: Passes
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss (K,) and success (K,) of one query on ``images`` (K, C, H, W)."""
+        logits = model(images.reshape((-1, *shape[1:])))
+        passes.forward += images.shape[0]
+        loss = attack_loss(logits, y, target, self.loss).to(images.dtype)
+        return loss, is_success(logits, y, target)
+
+
+def _as_image(t: torch.Tensor) -> torch.Tensor:
+    """View (N, C, H, W) of images (N, C, H, W), (N, H, W) or vectors (N, D) (as 1 x D)."""
+    if t.dim() == 4:
+        return t
+    if t.dim() == 3:
+        return t.unsqueeze(1)
+    return t.reshape(t.shape[0], 1, 1, -1)
