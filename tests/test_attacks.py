@@ -31,6 +31,7 @@ FAST: dict[str, dict[str, Any]] = {
     "apgd-t": {"n_iter": 3, "n_target_classes": 3},
     "autoattack": {"version": "rand", "n_iter": 3, "eot_iter": 2},
     "fab": {"steps": 10},
+    "square": {"n_queries": 50},
 }
 ATTACKS = sorted(REGISTRY)
 MAX_EPS = {"Linf": 1.0, "L2": 8.0}  # L2: the diameter of [0, 1]^64

@@ -13,6 +13,7 @@ from bastion.attacks.ensemble import AutoAttack, Cascade
 from bastion.attacks.fab import FAB
 from bastion.attacks.fgsm import FGSM
 from bastion.attacks.pgd import PGD
+from bastion.attacks.square import Square
 from bastion.errors import ConfigError
 
 REGISTRY: dict[str, type[Attack]] = {
@@ -22,6 +23,7 @@ REGISTRY: dict[str, type[Attack]] = {
     FAB.name: FAB,
     FGSM.name: FGSM,
     PGD.name: PGD,
+    Square.name: Square,
 }
 
 
@@ -48,5 +50,6 @@ __all__ = [
     "AutoAttack",
     "Cascade",
     "Passes",
+    "Square",
     "make",
 ]
