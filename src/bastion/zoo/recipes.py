@@ -1,43 +1,46 @@
 """How each bundled checkpoint was made, runnable: ``bastion zoo train NAME``.
 
-A deliberately small trainer (plain or PGD adversarial training, Adam, fixed seed) so each
-bundled checkpoint is reproducible by one command; the full trainer with TRADES, MART,
-schedules and torchrun lives in ``bastion.train``. Trains on the MNIST train split
-(50,000 images), reports clean accuracy on the 10,000 test images and, for robust
-recipes, PGD-40 robust accuracy on the first 1,000 of them. Writes ``NAME.pt`` and
-``NAME.json`` (command, wall time, accuracies, versions).
+Each recipe is a :class:`Recipe` turned into a :class:`bastion.train.TrainConfig` and run
+by the full trainer (:func:`bastion.train.train`): Adam, fixed seed, training on the
+MNIST train split (50,000 images), validation each epoch on the first 1,000 images of
+the MNIST val split, the best validation epoch kept (robust accuracy for robust
+recipes, clean for standard ones). The run lives in a resumable folder (default
+``runs/zoo/NAME``); at the end ``NAME.pt`` (a ``state_dict``) and ``NAME.json``
+(command, recipe, wall time, accuracies, versions) are written to ``out_dir``: clean
+accuracy on the 10,000 test images and, for robust recipes, PGD-40 robust accuracy on
+the first 1,000 of them.
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import time
+import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bastion import data
-from bastion.attacks.pgd import PGD
 from bastion.errors import ConfigError
-from bastion.threat import ThreatModel
 from bastion.zoo.registry import CHECKPOINTS, build
+
+if TYPE_CHECKING:  # bastion.train imports the zoo: import it lazily at run time
+    from bastion.train import TrainConfig
 
 
 @dataclass(frozen=True)
 class Recipe:
     """Training settings of one bundled checkpoint.
 
-    ``eps`` = 0 means standard training. With eps > 0, each batch is replaced by PGD
-    adversarial examples (``steps`` steps, step 2.5*eps/steps, random start); eps ramps
-    linearly from 0 over the first ``ramp_epochs`` epochs, which keeps MNIST training at
-    eps=0.3 from stalling early.
+    ``eps`` = 0 means standard training. With eps > 0, PGD adversarial training (PGD-AT,
+    ``steps`` steps of 2.5*eps/steps, random start); eps ramps linearly from 0 over the
+    first ``ramp_epochs`` epochs, which keeps MNIST training at eps=0.3 from stalling
+    early. With more than 2 epochs the last one runs at lr/10 to settle the weights.
     """
 
     arch: str
@@ -55,12 +58,25 @@ RECIPES: dict[str, Recipe] = {
     "mnist-lenet5-pgd": Recipe(arch="lenet5", epochs=12, eps=0.3, steps=10, ramp_epochs=3),
 }
 
+#: a 1-epoch run on a few hundred images, to check the recipe path end to end.
+TINY: dict[str, Any] = {"epochs": 1, "train_n": 256, "val_n": 100, "val_steps": 3, "eval_n": 100,
+        "eval_steps": 5}
 
-def _epoch_eps(recipe: Recipe, epoch: int, batch: int, batches: int) -> float:
-    if recipe.ramp_epochs == 0:
-        return recipe.eps
-    progress = (epoch + (batch + 1) / batches) / recipe.ramp_epochs
-    return recipe.eps * min(1.0, progress)
+
+def config(name: str, recipe: Recipe) -> TrainConfig:
+    """The :class:`bastion.train.TrainConfig` of ``recipe``."""
+    from bastion.train import TrainConfig
+
+    robust = recipe.eps > 0
+    milestones = ((recipe.epochs - 1) / recipe.epochs,) if recipe.epochs > 2 else ()
+    return TrainConfig(
+        method="pgd" if robust else "standard", model=recipe.arch, data="mnist",
+        # standard recipes train on clean data; eps only sets their validation attack
+        eps=recipe.eps if robust else 0.3, epochs=recipe.epochs,
+        batch_size=recipe.batch_size, lr=recipe.lr, optimizer="adam",
+        lr_schedule="piecewise" if milestones else "constant", lr_milestones=milestones,
+        eps_ramp_epochs=float(recipe.ramp_epochs), steps=max(1, recipe.steps),
+        val_n=1000, eval_n=1000, eval_steps=40, seed=recipe.seed, out_name=name)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
@@ -72,61 +88,46 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 10
     return correct / len(x)
 
 
-def train(name: str, out_dir: Path = CHECKPOINTS,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train bundled model ``name`` from scratch; write NAME.pt and NAME.json to out_dir."""
+def train(name: str, out_dir: Path = CHECKPOINTS, log: Callable[[str], None] = print, *,
+          work: Path | None = None, tiny: bool = False) -> dict[str, Any]:
+    """Train bundled model ``name`` from scratch; write NAME.pt and NAME.json to out_dir.
+
+    Args:
+        work: resumable run folder (default ``runs/zoo/NAME``): rerun to resume.
+        tiny: 1 epoch on 256 images, to check the path (not a usable checkpoint).
+    """
+    from bastion.train import train as run_training
+
     if name not in RECIPES:
         raise ConfigError(f"no recipe for {name!r}; recipes exist for: {', '.join(RECIPES)}")
     recipe = RECIPES[name]
-    torch.manual_seed(recipe.seed)
-    gen = torch.Generator().manual_seed(recipe.seed)
-    train_set, test_set = data.load("mnist", "train"), data.load("mnist", "test")
+    cfg = config(name, recipe)
+    if tiny:
+        cfg = replace(cfg, **TINY)
+    work = work or Path("runs") / "zoo" / (name + ("-tiny" if tiny else ""))
+    command = f"bastion zoo train {name}"
+    summary = run_training(cfg, work, command=command, log=log)
+    assert summary is not None  # a single process is rank 0
     model = build(recipe.arch)
-    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    n, bs = len(train_set), recipe.batch_size
-    batches = (n + bs - 1) // bs
-    start = time.perf_counter()
-    for epoch in range(recipe.epochs):
-        if epoch == recipe.epochs - 1 and recipe.epochs > 2:
-            for group in opt.param_groups:  # a last, low-lr epoch settles the weights
-                group["lr"] = recipe.lr / 10
-        order = torch.randperm(n, generator=gen)
-        for b in range(batches):
-            idx = order[b * bs:(b + 1) * bs]
-            x, y = train_set.x[idx], train_set.y[idx]
-            eps = _epoch_eps(recipe, epoch, b, batches)
-            if eps > 0:
-                model.eval()
-                x = PGD(steps=recipe.steps).run(model, x, y, ThreatModel("Linf", eps),
-                                                generator=gen).x_adv
-            model.train()
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        log(f"{name}: epoch {epoch + 1}/{recipe.epochs} done, "
-            f"{time.perf_counter() - start:.0f}s, last loss {loss.item():.3f}")
-    seconds = time.perf_counter() - start
-    model.eval()
+    model.load_state_dict(torch.load(work / "best.pt", map_location="cpu", weights_only=True))
+    test = data.load("mnist", "test", None if not tiny else 1000)
     result: dict[str, Any] = {
         "name": name,
-        "command": f"bastion zoo train {name}",
+        "command": command,
         "recipe": asdict(recipe),
-        "train_seconds": round(seconds, 1),
-        "clean_test_accuracy": accuracy(model, test_set.x, test_set.y),
+        "trainer": {"config": cfg.to_dict(), "best_epoch": summary["training"]["best_epoch"],
+                    "run_folder": str(work)},
+        "train_seconds": summary["train_seconds"],
+        "clean_test_accuracy": accuracy(model, test.x, test.y),
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
         "torch": torch.__version__,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
     }
     if recipe.eps > 0:
-        head = test_set.head(1000)
-        attack = PGD(steps=40).run(model, head.x, head.y, ThreatModel("Linf", recipe.eps))
-        with torch.inference_mode():
-            clean_ok = model(head.x).argmax(1) == head.y
-        result["pgd40_robust_accuracy_first_1000"] = int(
-            (clean_ok & ~attack.success).sum()) / len(head)
+        result[f"pgd40_robust_accuracy_first_{summary['test_n']}"] = \
+            summary["robust_test_accuracy"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out_dir / f"{name}.pt")
+    shutil.copyfile(work / "best.pt", out_dir / f"{name}.pt")
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     log(f"{name}: wrote {out_dir / (name + '.pt')}: {json.dumps(result)}")
     return result
