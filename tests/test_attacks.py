@@ -29,7 +29,7 @@ FAST: dict[str, dict[str, Any]] = {
     "pgd": {"steps": 5},
     "apgd": {"n_iter": 5},
     "apgd-t": {"n_iter": 3, "n_target_classes": 3},
-    "autoattack": {"version": "rand", "n_iter": 3, "eot_iter": 2},
+    "autoattack": {"n_iter": 3, "n_target_classes": 2, "n_queries": 20},
     "fab": {"steps": 10},
     "square": {"n_queries": 50},
 }

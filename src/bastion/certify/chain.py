@@ -58,6 +58,7 @@ class Normalize(nn.Module):
 
 _RELU_FUNCTIONS: tuple[Any, ...] = (torch.relu, F.relu)
 _FLATTEN_FUNCTIONS: tuple[Any, ...] = (torch.flatten,)
+_MAXPOOL_FUNCTIONS: tuple[Any, ...] = (torch.max_pool2d, F.max_pool2d)
 
 
 def layers_of(model: nn.Module) -> list[nn.Module]:
@@ -124,10 +125,15 @@ def _layer_of(graph: fx.GraphModule, node: fx.Node, name: str) -> nn.Module:
                   or (node.op == "call_method" and node.target == "flatten"))
     if is_flatten and list(node.args[1:]) in ([1], [1, -1]) and not node.kwargs:
         return nn.Flatten()
+    if node.op == "call_function" and node.target in _MAXPOOL_FUNCTIONS:
+        names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+        options: dict[str, Any] = dict(zip(names, node.args[1:], strict=False))
+        options.update(node.kwargs)
+        return nn.MaxPool2d(**options)
     target = getattr(node.target, "__name__", str(node.target))
     raise CapabilityError(
         f"{name}.forward calls {target!r}, which bound propagation does not support. "
-        "Supported: Linear, Conv2d, ReLU, Flatten, AvgPool2d, BatchNorm1d/2d (eval mode), "
-        "Dropout (eval), Identity, bastion.certify.Normalize. Replace it (e.g. max pooling by "
-        "AvgPool2d or a strided Conv2d) or use method='smoothing', which needs no layer list"
+        "Supported: Linear, Conv2d, ReLU, Flatten, AvgPool2d, MaxPool2d (stride = kernel), "
+        "BatchNorm1d/2d (eval mode), Dropout (eval), Identity, bastion.certify.Normalize. "
+        "Write it as one of these or use method='smoothing', which needs no layer list"
     )

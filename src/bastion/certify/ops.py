@@ -201,6 +201,52 @@ class ReLU(Operator):
         return a_in, bias
 
 
+class MaxPool(Operator):
+    """Max pooling over non-overlapping windows (stride = kernel, no padding).
+
+    Per window with inputs h_i in [l_i, u_i], let j be the input with the largest lower
+    bound. Lower line: ``z >= h_j`` (the max is at least any input). Upper: ``z <= h_j``
+    when l_j >= u_i for every other i (then the max is h_j exactly), else the constant
+    ``z <= max_i u_i``. Simple and sound; tighter upper lines exist.
+    """
+
+    affine = False
+
+    def __init__(self, kernel: tuple[int, int]) -> None:
+        self.kernel = kernel
+
+    def forward(self, h: Tensor) -> Tensor:
+        return F.max_pool2d(h, self.kernel, self.kernel)
+
+    def interval(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        return self.forward(lower), self.forward(upper)
+
+    def backward(self, a: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
+        best_low, idx = F.max_pool2d(lower, self.kernel, self.kernel, return_indices=True)
+        flat_idx = idx.flatten(2)  # (N, C, Ho*Wo) positions in H*W, one per window
+        others = upper.flatten(2).scatter(2, flat_idx, float("-inf")).view_as(upper)
+        exact = best_low >= self.forward(others)  # (N, C, Ho, Wo)
+        top = self.forward(upper)
+        exact_, top_ = exact.unsqueeze(1), top.unsqueeze(1)
+        coef = torch.where(exact_, a, a.clamp_min(0))
+        bias = torch.where(exact_, torch.zeros_like(a), a.clamp_max(0) * top_).flatten(2).sum(2)
+        n, s, c = a.shape[:3]
+        a_in = a.new_zeros(n, s, c, lower.shape[-2] * lower.shape[-1])
+        a_in.scatter_(3, flat_idx.unsqueeze(1).expand(n, s, -1, -1), coef.flatten(3))
+        return a_in.view(n, s, *lower.shape[1:]), bias
+
+
+def _maxpool(layer: nn.MaxPool2d) -> Operator:
+    kernel = _pair(layer.kernel_size)
+    stride = _pair(layer.stride) if layer.stride is not None else kernel
+    if (stride != kernel or any(_pair(layer.padding)) or _pair(layer.dilation) != (1, 1)
+            or layer.ceil_mode):
+        raise CapabilityError(f"{layer}: bound propagation supports MaxPool2d with stride = "
+                              "kernel size, no padding, dilation or ceil_mode; use AvgPool2d "
+                              "or a strided Conv2d instead")
+    return MaxPool(kernel)
+
+
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -259,6 +305,7 @@ OPERATORS: dict[type[nn.Module], Callable[..., Operator]] = {
     nn.Linear: Linear,
     nn.Conv2d: _conv,
     nn.AvgPool2d: _avgpool,
+    nn.MaxPool2d: _maxpool,
     nn.BatchNorm1d: _batchnorm,
     nn.BatchNorm2d: _batchnorm,
     Normalize: _normalize,
@@ -276,7 +323,7 @@ def operator_for(layer: nn.Module) -> Operator:
         names = ", ".join(sorted(t.__name__ for t in OPERATORS))
         raise CapabilityError(
             f"layer {type(layer).__name__} ({layer}) is not supported by bound propagation; "
-            f"supported layers: {names}. Replace it (e.g. MaxPool2d by AvgPool2d or a strided "
-            "Conv2d) or use method='smoothing', which works on any model"
+            f"supported layers: {names}. Replace it "
+            "(e.g. by a strided Conv2d) or use method='smoothing', which works on any model"
         )
     return build(layer)
