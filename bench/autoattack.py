@@ -1,0 +1,200 @@
+"""AutoAttack strength and speed: bastion's cascade against torchattacks' and ART's.
+
+Each tool attacks the same model on the same first MNIST test images under Linf eps=0.3
+at the paper's budgets, in one run:
+
+- bastion: ``autoattack`` (standard: APGD-CE 100 iterations, APGD-T 9 targets × 100,
+  FAB-T 9 targets × 100, Square 5,000 queries) through :func:`bastion.evaluate`, on the
+  first ``--n`` images and again on the first ``--peer-n`` (the images the peers get);
+- torchattacks: ``AutoAttack(version="standard")`` with every sub-attack's ``steps`` set to
+  100 (torchattacks' default is 10, which overstates robustness);
+- ART: ``AutoAttack`` with APGD-CE (100 iterations, 1 start), targeted APGD-DLR (100
+  iterations, run by ART once per target class) and Square (5,000 queries, 1 restart);
+  ART has no FAB, and its defaults (5 random starts, DeepFool, 5 Square restarts) differ
+  from the paper's, so it is configured to the closest match.
+
+Robust accuracy counts a sample robust when the model is right on the clean image and on
+the tool's adversarial image (every adversarial image is checked to lie in the ball).
+Passes are counted the same way for every tool, by a wrapper around the model: each
+sample sent forward counts 1, each sample whose input gradient is taken counts 1.
+
+Usage (the numbers in docs/benchmarks.md):
+    .venv/bin/python bench/autoattack.py --n 1000 --peer-n 200 --threads 2 --out aa.json
+
+A tiny setting (``--n 8 --peer-n 4 --n-iter 2 --n-queries 5``) finishes in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bastion import data, evaluate, zoo
+from bastion.attacks import AutoAttack
+from bastion.threat import ThreatModel
+from pgd_speed import machine_info
+
+EPS = 0.3
+SEED = 0
+MODELS = ("advertorch-lenet5-adv", "mnist-lenet5-pgd")
+TOOLS = ("bastion", "torchattacks", "art")
+
+
+class Counted(nn.Module):
+    """Counts per-sample forward passes, and backward passes that reach the input."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.forward_passes = 0
+        self.backward_passes = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.forward_passes += x.shape[0]
+        if x.requires_grad:
+            n = x.shape[0]
+
+            def count(grad: torch.Tensor) -> None:
+                self.backward_passes += n
+
+            x.register_hook(count)
+        out: torch.Tensor = self.model(x)
+        return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1000, help="first n MNIST test images")
+    parser.add_argument("--peer-n", type=int, default=200, help="images for the peers")
+    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), help="zoo names")
+    parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS)
+    parser.add_argument("--n-iter", type=int, default=100, help="APGD/FAB iterations")
+    parser.add_argument("--n-queries", type=int, default=5000, help="Square queries")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.peer_n > args.n:
+        parser.error("--peer-n must be <= --n")
+    return args
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                    x_adv: torch.Tensor) -> float:
+    threat = ThreatModel("Linf", EPS)
+    if not bool(threat.contains(x_adv, x).all()):
+        raise RuntimeError("a tool returned points outside the Linf ball")
+    with torch.no_grad():
+        ok = (model(x).argmax(1) == y) & (model(x_adv).argmax(1) == y)
+    return float(ok.float().mean())
+
+
+def run_bastion(model: Counted, x: torch.Tensor, y: torch.Tensor,
+                args: argparse.Namespace) -> dict[str, Any]:
+    attack = AutoAttack(n_iter=args.n_iter, n_queries=args.n_queries)
+    began = time.perf_counter()
+    result = evaluate(model, (x, y), ThreatModel("Linf", EPS), {"autoattack": attack},
+                      batch_size=args.batch_size, seed=SEED)
+    return {"robust_accuracy": result.robust_accuracy, "clean_accuracy": result.clean_accuracy,
+            "seconds": time.perf_counter() - began}
+
+
+def run_torchattacks(model: Counted, x: torch.Tensor, y: torch.Tensor,
+                     args: argparse.Namespace) -> dict[str, Any]:
+    import torchattacks
+
+    attack = torchattacks.AutoAttack(model, norm="Linf", eps=EPS, version="standard",
+                                     n_classes=10, seed=SEED)
+    for sub in attack._autoattack.attacks:  # the paper's budget, not torchattacks' 10
+        if hasattr(sub, "steps"):
+            sub.steps = args.n_iter
+        if hasattr(sub, "n_queries"):
+            sub.n_queries = args.n_queries
+    began = time.perf_counter()
+    x_adv = torch.cat([attack(x[i:i + args.batch_size], y[i:i + args.batch_size])
+                       for i in range(0, len(x), args.batch_size)])
+    seconds = time.perf_counter() - began
+    return {"robust_accuracy": robust_accuracy(model.model, x, y, x_adv), "seconds": seconds}
+
+
+def run_art(model: Counted, x: torch.Tensor, y: torch.Tensor,
+            args: argparse.Namespace) -> dict[str, Any]:
+    from art.attacks.evasion import AutoAttack as ArtAutoAttack
+    from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
+    from art.estimators.classification import PyTorchClassifier
+
+    clf = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(),
+                            input_shape=tuple(x.shape[1:]), nb_classes=10, clip_values=(0.0, 1.0))
+    common = {"norm": np.inf, "eps": EPS, "eps_step": 2 * EPS, "max_iter": args.n_iter,
+              "nb_random_init": 1, "batch_size": args.batch_size, "verbose": False}
+    attacks = [
+        AutoProjectedGradientDescent(clf, loss_type="cross_entropy", targeted=False, **common),
+        AutoProjectedGradientDescent(clf, loss_type="difference_logits_ratio", targeted=True,
+                                     **common),
+        SquareAttack(clf, norm=np.inf, eps=EPS, max_iter=args.n_queries, p_init=0.8,
+                     nb_restarts=1, batch_size=args.batch_size, verbose=False),
+    ]
+    attack = ArtAutoAttack(clf, norm=np.inf, eps=EPS, attacks=attacks,
+                           batch_size=args.batch_size, targeted=True)
+    began = time.perf_counter()
+    x_adv = attack.generate(x.numpy(), y.numpy())
+    seconds = time.perf_counter() - began
+    return {"robust_accuracy": robust_accuracy(model.model, x, y, torch.from_numpy(x_adv)),
+            "seconds": seconds}
+
+
+RUNNERS = {"torchattacks": run_torchattacks, "art": run_art}
+
+
+def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    base = zoo.load(name).eval()
+    ds = data.load("mnist", "test", args.n)
+    rows: list[dict[str, Any]] = []
+    plan: list[tuple[str, int]] = []
+    if "bastion" in args.tools:
+        plan += [("bastion", args.n)] + ([("bastion", args.peer_n)] if args.peer_n < args.n else [])
+    plan += [(tool, args.peer_n) for tool in args.tools if tool != "bastion"]
+    for tool, n in plan:
+        model = Counted(base).eval()
+        torch.manual_seed(SEED)
+        x, y = ds.x[:n], ds.y[:n]
+        print(f"[{name}] {tool} on {n} images ...", file=sys.stderr, flush=True)
+        runner = run_bastion if tool == "bastion" else RUNNERS[tool]
+        row = {"tool": tool, "n": n, **runner(model, x, y, args),
+               "forward_passes": model.forward_passes, "backward_passes": model.backward_passes}
+        row["seconds_per_image"] = row["seconds"] / n
+        print(f"[{name}] {tool}: {json.dumps(row)}", file=sys.stderr, flush=True)
+        rows.append(row)
+    return {"model": name, "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    results = {
+        "command": shlex.join([sys.executable, *sys.argv]) if argv is None else None,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "settings": {"eps": EPS, "norm": "Linf", "seed": SEED, "n": args.n,
+                     "peer_n": args.peer_n, "batch_size": args.batch_size,
+                     "n_iter": args.n_iter, "n_queries": args.n_queries},
+        "models": [bench_model(m, args) for m in args.models],
+    }
+    if args.out is not None:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Smoke test of bench/autoattack.py: it runs end to end and reports every tool.
+
+Only the shape of the report is checked; how strong and fast each tool is gets measured
+by running the benchmark itself (docs/benchmarks.md), never in a unit test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_bench() -> ModuleType:
+    sys.path.insert(0, str(BENCH_DIR))  # the bench imports its sibling pgd_speed
+    try:
+        spec = importlib.util.spec_from_file_location("autoattack_bench",
+                                                      BENCH_DIR / "autoattack.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH_DIR))
+    return module
+
+
+@pytest.mark.slow
+def test_autoattack_bench_reports_every_tool(tmp_path: Path) -> None:
+    pytest.importorskip("torchattacks", reason="the benchmark compares against torchattacks")
+    pytest.importorskip("art", reason="the benchmark compares against ART")
+    pytest.importorskip("multiprocess", reason="ART's AutoAttack imports multiprocess")
+    bench = load_bench()
+    out = tmp_path / "aa.json"
+    numpy_state, torch_state = np.random.get_state(), torch.get_rng_state()
+    try:
+        bench.main(["--n", "6", "--peer-n", "3", "--n-iter", "2", "--n-queries", "4",
+                    "--batch-size", "3", "--models", "advertorch-lenet5-adv",
+                    "--out", str(out)])
+    finally:
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(torch_state)
+    report = json.loads(out.read_text())
+    rows = report["models"][0]["rows"]
+    assert [(r["tool"], r["n"]) for r in rows] == [
+        ("bastion", 6), ("bastion", 3), ("torchattacks", 3), ("art", 3)]
+    for row in rows:
+        assert 0.0 <= row["robust_accuracy"] <= 1.0
+        assert row["seconds"] > 0
+        assert row["forward_passes"] >= row["n"]
+        assert row["backward_passes"] >= 0
+    assert report["settings"]["n_iter"] == 2
