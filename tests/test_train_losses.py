@@ -89,8 +89,8 @@ def test_standard_and_zero_beta_trades_are_clean_cross_entropy() -> None:
 def test_trades_loss_grows_with_beta() -> None:
     model, (x, y) = tiny_mlp(), random_batch(16)
     threat = ThreatModel("Linf", 0.3)
-    losses = [float(trades_loss(model, x, y, threat, torch.Generator().manual_seed(0),
-                                beta=b, steps=3)) for b in (0.0, 1.0, 6.0)]
+    losses = [trades_loss(model, x, y, threat, torch.Generator().manual_seed(0),
+                          beta=b, steps=3).item() for b in (0.0, 1.0, 6.0)]
     assert losses[0] < losses[1] < losses[2]
 
 
@@ -101,8 +101,8 @@ def test_pgd_examples_raise_the_loss_over_clean_and_random_points(
     gen = torch.Generator().manual_seed(0)
     clean = float(F.cross_entropy(trained_mlp(x), y))
     noisy = float(F.cross_entropy(trained_mlp(threat.random_point(x, gen)), y))
-    adv = float(method_loss("pgd", trained_mlp, x, y, threat, gen, LossSettings(steps=5)))
-    fgsm = float(method_loss("fgsm", trained_mlp, x, y, threat, gen))
+    adv = method_loss("pgd", trained_mlp, x, y, threat, gen, LossSettings(steps=5)).item()
+    fgsm = method_loss("fgsm", trained_mlp, x, y, threat, gen).item()
     assert adv > max(clean, noisy) and fgsm > max(clean, noisy)
 
 
