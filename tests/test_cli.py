@@ -107,3 +107,79 @@ def test_unusable_device_is_explained():
         res = invoke("evaluate", "--model", "advertorch-lenet5-std", "--n", "5", "--device",
                      "cuda", "--no-progress")
         assert res.exit_code == 2 and "no CUDA GPU" in res.output
+
+
+# ---------------------------------------------------------------- --attack NAME:key=value
+
+
+def test_attack_options_on_the_command_line_reach_the_attack(tmp_path):
+    out = tmp_path / "r.json"
+    res = invoke("evaluate", "--model", "advertorch-lenet5-std", "--samples", "10",
+                 "--attack", "pgd:steps=3,loss=margin,random_start=false", "--attack", "fgsm",
+                 "--no-progress", "--json", str(out))
+    assert res.exit_code == 0, res.output
+    got = json.loads(out.read_text())
+    assert got["n"] == 10  # --samples is --n
+    assert set(got["per_attack"]) == {"pgd-3", "fgsm"}
+    params = got["params"]["attacks"]["pgd-3"]
+    assert (params["steps"], params["loss"], params["random_start"]) == (3, "margin", False)
+    assert isinstance(got["flags"], list) and got["probe"]["n"] == 10
+
+
+def test_unknown_attack_key_lists_the_valid_ones():
+    res = invoke("evaluate", "--model", "advertorch-lenet5-std", "--n", "5", "--attack",
+                 "pgd:stepz=3", "--no-progress")
+    assert res.exit_code == 2
+    assert "no parameter stepz" in res.output and "steps" in res.output
+
+
+def test_shared_options_apply_where_the_attack_takes_them():
+    from bastion.jobs import EvalSpec, build_attacks
+
+    built = build_attacks(EvalSpec(model="m", attacks=("fgsm", "pgd", "pgd:steps=7,restarts=2"),
+                                   steps=5, restarts=3))
+    assert list(built) == ["fgsm", "pgd-5", "pgd-7"]
+    assert (built["pgd-5"].restarts, built["pgd-7"].restarts) == (3, 2)  # own key wins
+    same = build_attacks(EvalSpec(model="m", attacks=("pgd", "pgd:loss=margin")))
+    assert list(same) == ["pgd-40", "pgd-40-2"] and same["pgd-40-2"].loss == "margin"
+
+
+def test_bad_attack_specs_are_config_errors():
+    import pytest
+
+    from bastion.errors import ConfigError
+    from bastion.jobs import EvalSpec, build_attacks
+
+    cases = {("pgd:steps",): "not key=value", ("pgd:steps=1.5",): "integer",
+             ("pgd:early_stop=1",): "true or false", ("pgd:steps=2,steps=3",): "twice",
+             ("nope",): "unknown attack"}
+    for attacks, message in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            build_attacks(EvalSpec(model="m", attacks=attacks))
+    with pytest.raises(ConfigError, match="--steps was given but none"):
+        build_attacks(EvalSpec(model="m", attacks=("fgsm",), steps=5))
+
+
+def test_every_registered_attack_is_buildable_by_name_with_a_stable_label():
+    from bastion.attacks import REGISTRY
+    from bastion.jobs import EvalSpec, build_attacks
+
+    built = build_attacks(EvalSpec(model="m", attacks=tuple(REGISTRY)))
+    assert len(built) == len(REGISTRY)
+    for label, attack in built.items():
+        assert label.split("-")[0] == type(attack).name.split("-")[0]
+
+
+def test_attack_values_parse_to_python_types():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from bastion.evaluation.attack_spec import parse_attack
+
+    @given(st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False))
+    def round_trip(i, f):
+        name, params = parse_attack(f"x:a={i},b={f!r},c=True,d=none,e=ce")
+        assert name == "x"
+        assert params == {"a": i, "b": f, "c": True, "d": None, "e": "ce"}
+
+    round_trip()
