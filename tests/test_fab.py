@@ -75,7 +75,7 @@ def test_projection_without_a_binding_box_is_the_closed_form(norm: str) -> None:
 
 
 def linear_problem(seed: int, dim: int, classes: int = 3
-                   ) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+                   ) -> tuple[nn.Linear, torch.Tensor, torch.Tensor]:
     """A linear classifier (float64) and one interior point x (1, dim) with its label."""
     gen = torch.Generator().manual_seed(seed)
     model = nn.Linear(dim, classes).double()
@@ -89,7 +89,7 @@ def linear_problem(seed: int, dim: int, classes: int = 3
     return model.eval(), x, y
 
 
-def exact_distances(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str
+def exact_distances(model: nn.Linear, x: torch.Tensor, y: torch.Tensor, norm: str
                     ) -> torch.Tensor:
     """(C,) minimal distance from x to each boundary f_j = f_y (inf for j = y)."""
     w = model.weight.detach()
