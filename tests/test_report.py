@@ -232,3 +232,33 @@ def test_plots_return_png_bytes(sweep_eps: list[float]) -> None:
         assert png.startswith(PNG_SIGNATURE)
         with Image.open(io.BytesIO(png)) as image:
             assert image.size == (640, 400)
+
+
+def test_sanity_checks_section_for_old_clean_and_flagged_cards(validator: str) -> None:
+    old = build_card([entry()], run=RUN)  # made before flags existed: still valid
+    assert "Not recorded" in render_html(old)
+    clean = entry()
+    clean.evaluation.update(flags=[], stages={}, probe={"n": 256})
+    page = render_html(build_card([clean], run=RUN))
+    assert "Sanity checks" in page and "None raised" in page and "256 probed" in page
+    flagged = entry()
+    flagged.evaluation["flags"] = [{"id": "zero-gradients", "severity": "fail",
+                                    "title": "Input gradients are zero",
+                                    "evidence": {"zero_gradient": 40}, "advice": "Run <square>."}]
+    flagged.evaluation["stages"] = {"pgd": {"apgd-ce": {"broken": 3, "uses_gradients": True,
+                                                        "passes": {"forward": 9, "backward": 9}}}}
+    card = build_card([flagged], run=RUN)
+    page = render_html(card)
+    assert 'class="flag fail"' in page and "FAIL: Input gradients are zero" in page
+    assert "Run &lt;square&gt;." in page and "apgd-ce" in page and "white-box" in page
+    for mutate, field in [
+        (_set("error", *EV, "flags", 0, "severity"), "flags[0].severity"),
+        (_drop(*EV, "flags", 0, "advice"), "flags[0].advice"),
+        (_set(-1, *EV, "stages", "pgd", "apgd-ce", "broken"), "broken"),
+        (_set(5000, *EV, "stages", "pgd", "apgd-ce", "broken"), "stages.pgd"),
+        (_set({"x": {}}, *EV, "stages", "cw"), "stages.cw"),
+    ]:
+        bad = copy.deepcopy(card)
+        mutate(bad)
+        with pytest.raises(InputError, match=re.escape(field)):
+            validate_card(bad)
