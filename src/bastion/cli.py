@@ -22,12 +22,14 @@ from rich.table import Table
 from bastion import jobs
 from bastion.errors import BastionError
 from bastion.guard.cli import guard_app
+from bastion.train.cli import register as register_train
 
 app = typer.Typer(help="Measure and raise the adversarial robustness of ML models.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 zoo_app = typer.Typer(help="List and rebuild the model zoo.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(guard_app, name="guard")
+register_train(app)
 console = Console()
 err = Console(stderr=True)
 
