@@ -132,23 +132,29 @@ def concretize(a: Tensor, bias: Tensor, x: Tensor, threat: ThreatModel) -> Tenso
 
 def _crown_layer_bounds(net: Network, k: int, x: Tensor, threat: ThreatModel,
                         pre: list[Bounds]) -> Bounds:
-    """Full-CROWN bounds on the input of ``ops[k]``, by chunks of neurons."""
+    """Full-CROWN bounds on the input of ``ops[k]``, refined by chunks of neurons.
+
+    Only neurons that the current bounds leave unstable (lower < 0 < upper) in some sample
+    are refined: a stable ReLU is relaxed exactly whatever its bounds, so tightening them
+    changes nothing downstream. The others keep their current (IBP) bounds.
+    """
     shape = pre[k][0].shape[1:]
-    neurons = shape.numel()
+    low, up = pre[k][0].flatten(1).clone(), pre[k][1].flatten(1).clone()
+    todo = ((low < 0) & (up > 0)).any(0).nonzero().squeeze(1)
     widest = max(b[0][0].numel() for b in pre[:k + 1])
     rows = max(1, CHUNK_FLOATS // max(1, 2 * x.shape[0] * widest))
-    lowers, uppers = [], []
-    eye = torch.eye(neurons, dtype=x.dtype, device=x.device)
-    for start in range(0, neurons, rows):
-        block = eye[start:start + rows].view(-1, *shape)
+    for start in range(0, todo.numel(), rows):
+        which = todo[start:start + rows]
+        block = x.new_zeros(which.numel(), shape.numel())
+        block[torch.arange(which.numel(), device=x.device), which] = 1.0
+        block = block.view(-1, *shape)
         # Lower bounds of +e_i and of -e_i (= minus the upper bound) in one pass.
         spec = torch.cat([block, -block]).unsqueeze(0).expand(x.shape[0], *[-1] * (1 + len(shape)))
         a, bias = backward_to_input(net, k, spec, pre)
         lower = concretize(a, bias, x, threat)
-        half = block.shape[0]
-        lowers.append(lower[:, :half])
-        uppers.append(-lower[:, half:])
-    return torch.cat(lowers, 1).view(-1, *shape), torch.cat(uppers, 1).view(-1, *shape)
+        low[:, which] = lower[:, :which.numel()]
+        up[:, which] = -lower[:, which.numel():]
+    return low.view(-1, *shape), up.view(-1, *shape)
 
 
 def crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
