@@ -101,7 +101,7 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 def run_bastion(model: Counted, x: torch.Tensor, y: torch.Tensor,
                 args: argparse.Namespace) -> dict[str, Any]:
-    attack = AutoAttack(n_iter=args.n_iter, n_queries=args.n_queries)
+    attack = AutoAttack(steps=args.n_iter, n_queries=args.n_queries)
     began = time.perf_counter()
     result = evaluate(model, (x, y), ThreatModel("Linf", EPS), {"autoattack": attack},
                       batch_size=args.batch_size, seed=SEED)

@@ -125,7 +125,7 @@ def test_apgd_finds_points_just_beyond_the_exact_minimum_and_none_below(
     model, x, y, linf, l2 = linear_case(seed)
     need = linf if norm == "Linf" else l2
     assert float(need.max()) < 0.4  # the box never binds at these radii
-    attack = APGD(n_iter=20, loss=loss)
+    attack = APGD(steps=20, loss=loss)
     for i in range(x.shape[0]):
         xi, yi = x[i:i + 1], y[i:i + 1]
         above = attack.run(model, xi, yi, ThreatModel(norm, float(need[i]) * 1.02))
@@ -141,7 +141,7 @@ def test_apgd_t_reaches_an_explicit_target_on_a_linear_model() -> None:
     with torch.no_grad():
         y = model(x).argmax(1)
     target = (y + 1 + torch.randint(0, 4, (30,), generator=gen)) % 5
-    res = APGDT(n_iter=50).run(model, x, y, ThreatModel("Linf", 1.0), target=target)
+    res = APGDT(steps=50).run(model, x, y, ThreatModel("Linf", 1.0), target=target)
     with torch.no_grad():
         pred = model(res.x_adv).argmax(1)
     # A linear model's class need not win anywhere in the box, so not every target is
@@ -167,7 +167,7 @@ class Untouchable(nn.Module):
 def test_apgd_counts_every_pass_it_makes(restarts: int, eot: int) -> None:
     n, k = 4, 7
     x, y = torch.rand(n, 1, 3, 3), torch.zeros(n, dtype=torch.long)
-    res = APGD(n_iter=k, restarts=restarts, eot_iter=eot).run(
+    res = APGD(steps=k, restarts=restarts, eot_iter=eot).run(
         Untouchable(), x, y, ThreatModel("Linf", 0.1))
     assert not bool(res.success.any())
     grads = restarts * (k + 1) * n * eot
@@ -178,7 +178,7 @@ def test_apgd_counts_every_pass_it_makes(restarts: int, eot: int) -> None:
 def test_apgd_t_tries_each_target_on_the_points_still_robust() -> None:
     n, k, targets = 3, 4, 3
     x, y = torch.rand(n, 1, 3, 3), torch.zeros(n, dtype=torch.long)
-    res = APGDT(n_iter=k, n_target_classes=targets).run(
+    res = APGDT(steps=k, n_target_classes=targets).run(
         Untouchable(), x, y, ThreatModel("L2", 0.1))
     assert res.passes.backward == targets * (k + 1) * n
 
@@ -186,7 +186,7 @@ def test_apgd_t_tries_each_target_on_the_points_still_robust() -> None:
 def test_broken_samples_stop_consuming_passes() -> None:
     model, x, y, linf, _ = linear_case(3)
     eps = float(linf.median())
-    res = APGD(n_iter=40).run(model, x, y, ThreatModel("Linf", eps))
+    res = APGD(steps=40).run(model, x, y, ThreatModel("Linf", eps))
     broken = int(res.success.sum())
     assert 0 < broken < x.shape[0]
     assert res.passes.backward < 41 * x.shape[0]
@@ -194,7 +194,7 @@ def test_broken_samples_stop_consuming_passes() -> None:
 
 @pytest.mark.parametrize(
     ("attack", "message"),
-    [(APGD(n_iter=0), "n_iter must be an integer >= 1"),
+    [(APGD(steps=0), "steps must be an integer >= 1"),
      (APGD(restarts=0), "restarts must be"),
      (APGD(eot_iter=0), "eot_iter must be"),
      (APGD(loss="hinge"), "loss must be one of"),
@@ -227,7 +227,7 @@ def test_apgd_is_stronger_than_pgd_on_the_bundled_robust_model(
     threat = ThreatModel("Linf", 0.3)
     gen = torch.Generator().manual_seed
     pgd = PGD(steps=20).run(model, x, y, threat, generator=gen(0))
-    apgd = APGD(n_iter=20).run(model, x, y, threat, generator=gen(0))
+    apgd = APGD(steps=20).run(model, x, y, threat, generator=gen(0))
     # Same gradient budget: APGD's schedule and momentum find at least as many points.
     assert int(apgd.success.sum()) >= int(pgd.success.sum())
     assert int(apgd.success.sum()) < x.shape[0]  # a robust model stays partly robust

@@ -27,9 +27,9 @@ from bastion.threat import NORMS, ThreatModel
 # run with their defaults.
 FAST: dict[str, dict[str, Any]] = {
     "pgd": {"steps": 5},
-    "apgd": {"n_iter": 5},
-    "apgd-t": {"n_iter": 3, "n_target_classes": 3},
-    "autoattack": {"n_iter": 3, "n_target_classes": 2, "n_queries": 20},
+    "apgd": {"steps": 5},
+    "apgd-t": {"steps": 3, "n_target_classes": 3},
+    "autoattack": {"steps": 3, "n_target_classes": 2, "n_queries": 20},
     "fab": {"steps": 10},
     "square": {"n_queries": 50},
 }

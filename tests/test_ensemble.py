@@ -101,7 +101,7 @@ def test_an_empty_or_ill_typed_cascade_is_refused() -> None:
 def test_autoattack_versions_have_the_paper_stages_and_budgets() -> None:
     std = build_stages("standard", 100, 9, 5000, 20)
     assert list(std) == ["apgd-ce", "apgd-t", "fab-t", "square"]
-    assert std["apgd-ce"].get_params()["n_iter"] == 100
+    assert std["apgd-ce"].get_params()["steps"] == 100
     assert std["apgd-t"].get_params()["n_target_classes"] == 9
     assert std["fab-t"].get_params()["n_target_classes"] == 9
     assert std["square"].get_params()["n_queries"] == 5000
@@ -119,7 +119,7 @@ def test_autoattack_refuses_an_unknown_version() -> None:
 
 
 def test_autoattack_params_rebuild_it() -> None:
-    attack = make("autoattack", version="plus", n_iter=7)
+    attack = make("autoattack", version="plus", steps=7)
     again = make("autoattack", **attack.get_params())
     assert again.get_params() == attack.get_params()
 
@@ -133,7 +133,7 @@ def test_autoattack_is_at_least_as_strong_as_pgd_on_the_bundled_robust_model() -
     threat = ThreatModel("Linf", 0.3)
     gen = torch.Generator().manual_seed
     pgd = PGD(steps=20).run(model, ds.x, ds.y, threat, generator=gen(0))
-    aa = AutoAttack(n_iter=20, n_target_classes=3, n_queries=200).run(
+    aa = AutoAttack(steps=20, n_target_classes=3, n_queries=200).run(
         model, ds.x, ds.y, threat, generator=gen(0))
     assert int(aa.success.sum()) >= int(pgd.success.sum())
     assert bool(threat.contains(aa.x_adv, ds.x).all())

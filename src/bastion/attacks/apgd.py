@@ -12,11 +12,11 @@ classes in turn (by the clean logits), each round only on samples still robust; 
 is still misclassification. AutoAttack uses APGD-CE (100 iterations) and APGD-T (9
 targets × 100 iterations).
 
-Cost per restart (and per target): at most ``n_iter + 1`` forward+backward passes per
+Cost per restart (and per target): at most ``steps + 1`` forward+backward passes per
 sample, times ``eot_iter``; fooled samples stop early.
 
 Example:
-    >>> result = APGD(loss="ce", n_iter=100).run(model, x, y, ThreatModel("Linf", 0.3))
+    >>> result = APGD(loss="ce", steps=100).run(model, x, y, ThreatModel("Linf", 0.3))
     >>> result = APGDT(n_target_classes=9).run(model, x, y, ThreatModel("L2", 1.5))
 """
 
@@ -31,8 +31,8 @@ from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
 
 
-def _check_common(n_iter: object, restarts: object, eot_iter: object) -> None:
-    for label, value in (("n_iter", n_iter), ("restarts", restarts), ("eot_iter", eot_iter)):
+def _check_common(steps: object, restarts: object, eot_iter: object) -> None:
+    for label, value in (("steps", steps), ("restarts", restarts), ("eot_iter", eot_iter)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{label} must be an integer >= 1, got {value!r}")
 
@@ -43,7 +43,7 @@ class APGD(Attack):
     Args:
         loss: ``"ce"``, ``"dlr"`` or ``"margin"``. With an explicit ``target`` in
             :meth:`run` the loss pulls toward the target and success means reaching it.
-        n_iter: iterations per restart (100 in AutoAttack).
+        steps: iterations per restart (100 in AutoAttack; the paper's ``n_iter``).
         restarts: random restarts; each runs only on samples still robust.
         eot_iter: gradients averaged over this many forward/backward passes per iteration
             (expectation over transformation, for randomized models; 20 in AutoAttack's
@@ -52,22 +52,22 @@ class APGD(Attack):
 
     name = "apgd"
 
-    def __init__(self, *, loss: str = "ce", n_iter: int = 100, restarts: int = 1,
+    def __init__(self, *, loss: str = "ce", steps: int = 100, restarts: int = 1,
                  eot_iter: int = 1) -> None:
         self.loss = loss
-        self.n_iter = n_iter
+        self.steps = steps
         self.restarts = restarts
         self.eot_iter = eot_iter
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
              target: torch.Tensor | None, generator: torch.Generator) -> AttackResult:
-        _check_common(self.n_iter, self.restarts, self.eot_iter)
+        _check_common(self.steps, self.restarts, self.eot_iter)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         with torch.no_grad():
             done = is_success(model(x), y, target)
         res = _restarts(model, x, y, target, target is not None, threat, generator,
-                        self.restarts, self.n_iter, self.loss, self.eot_iter, done)
+                        self.restarts, self.steps, self.loss, self.eot_iter, done)
         res.passes.forward += x.shape[0]
         res.success |= done
         return res
@@ -79,7 +79,7 @@ class APGDT(Attack):
     Args:
         n_target_classes: how many of the top other classes (by clean logits) to try, in
             order; each round runs on the samples still robust (9 in AutoAttack).
-        n_iter, restarts, eot_iter: as in :class:`APGD`, per target class.
+        steps, restarts, eot_iter: as in :class:`APGD`, per target class.
 
     With an explicit ``target`` in :meth:`run`, only that class is tried and success
     means reaching it. Models with fewer than 4 classes get the targeted margin loss
@@ -88,16 +88,16 @@ class APGDT(Attack):
 
     name = "apgd-t"
 
-    def __init__(self, *, n_target_classes: int = 9, n_iter: int = 100, restarts: int = 1,
+    def __init__(self, *, n_target_classes: int = 9, steps: int = 100, restarts: int = 1,
                  eot_iter: int = 1) -> None:
         self.n_target_classes = n_target_classes
-        self.n_iter = n_iter
+        self.steps = steps
         self.restarts = restarts
         self.eot_iter = eot_iter
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
              target: torch.Tensor | None, generator: torch.Generator) -> AttackResult:
-        _check_common(self.n_iter, self.restarts, self.eot_iter)
+        _check_common(self.steps, self.restarts, self.eot_iter)
         k = self.n_target_classes
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ConfigError(f"n_target_classes must be an integer >= 1, got {k!r}")
@@ -110,7 +110,7 @@ class APGDT(Attack):
         loss = "dlr" if n_classes >= 4 else "margin"
         if target is not None:
             res = _restarts(model, x, y, target, True, threat, generator, self.restarts,
-                            self.n_iter, loss, self.eot_iter, is_success(logits, y, target))
+                            self.steps, loss, self.eot_iter, is_success(logits, y, target))
             res.passes.add(passes)
             res.success |= is_success(logits, y, target)
             return res
@@ -122,7 +122,7 @@ class APGDT(Attack):
             # random stream does not depend on which samples earlier rounds broke.
             goal = ranked[:, rank]
             res = _restarts(model, x, y, goal, False, threat, generator, self.restarts,
-                            self.n_iter, loss, self.eot_iter, success)
+                            self.steps, loss, self.eot_iter, success)
             passes.add(res.passes)
             # Broken samples keep their first fooling point; the others the best point of
             # the most likely target's round.

@@ -71,6 +71,9 @@ class Attack:
     norms: ClassVar[tuple[str, ...]] = ("Linf", "L2")
     #: whether the attack needs input gradients (white-box) or only scores.
     uses_gradients: ClassVar[bool] = True
+    #: parameters whose values `bastion evaluate` appends to the attack's label
+    #: (``pgd-40``); an empty tuple keeps the bare name.
+    label_params: ClassVar[tuple[str, ...]] = ("steps",)
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments, by name: enough to rebuild the same attack."""

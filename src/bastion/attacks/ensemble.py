@@ -103,18 +103,19 @@ class AutoAttack(Cascade):
 
     Args:
         version: ``"standard"``, ``"plus"`` or ``"rand"``.
-        n_iter: iterations of each APGD and FAB stage (100 in the paper).
+        steps: iterations of each APGD and FAB stage (100 in the paper's ``n_iter``).
         n_target_classes: target classes of APGD-T and FAB-T (9 in the paper).
         n_queries: Square's query budget per sample (5,000 in the paper).
         eot_iter: gradient draws per iteration in the ``rand`` version (20 in the paper).
     """
 
     name = "autoattack"
+    label_params = ()  # labelled plain "autoattack" in evaluations
 
-    def __init__(self, *, version: str = "standard", n_iter: int = 100,
+    def __init__(self, *, version: str = "standard", steps: int = 100,
                  n_target_classes: int = 9, n_queries: int = 5000, eot_iter: int = 20) -> None:
         self.version = version
-        self.n_iter = n_iter
+        self.steps = steps
         self.n_target_classes = n_target_classes
         self.n_queries = n_queries
         self.eot_iter = eot_iter
@@ -122,34 +123,34 @@ class AutoAttack(Cascade):
     def _stages(self, threat: ThreatModel) -> dict[str, Attack]:
         if self.version not in VERSIONS:
             raise ConfigError(f"version must be one of {VERSIONS}, got {self.version!r}")
-        return build_stages(self.version, self.n_iter, self.n_target_classes,
+        return build_stages(self.version, self.steps, self.n_target_classes,
                             self.n_queries, self.eot_iter)
 
     def get_params(self) -> dict[str, Any]:
-        return {"version": self.version, "n_iter": self.n_iter,
+        return {"version": self.version, "steps": self.steps,
                 "n_target_classes": self.n_target_classes, "n_queries": self.n_queries,
                 "eot_iter": self.eot_iter}
 
 
-def build_stages(version: str, n_iter: int, n_targets: int, n_queries: int,
+def build_stages(version: str, steps: int, n_targets: int, n_queries: int,
                  eot_iter: int) -> dict[str, Attack]:
     """The named stages of an AutoAttack version, in the order they run."""
     from bastion.attacks import make  # the registry imports this module
 
     if version == "rand":
         return {
-            "apgd-ce": make("apgd", loss="ce", n_iter=n_iter, eot_iter=eot_iter),
-            "apgd-dlr": make("apgd", loss="dlr", n_iter=n_iter, eot_iter=eot_iter),
+            "apgd-ce": make("apgd", loss="ce", steps=steps, eot_iter=eot_iter),
+            "apgd-dlr": make("apgd", loss="dlr", steps=steps, eot_iter=eot_iter),
         }
-    apgd_t = make("apgd-t", n_target_classes=n_targets, n_iter=n_iter)
-    fab_t = make("fab", targeted=True, n_target_classes=n_targets, steps=n_iter)
+    apgd_t = make("apgd-t", n_target_classes=n_targets, steps=steps)
+    fab_t = make("fab", targeted=True, n_target_classes=n_targets, steps=steps)
     square = make("square", n_queries=n_queries)
     if version == "standard":
-        return {"apgd-ce": make("apgd", loss="ce", n_iter=n_iter), "apgd-t": apgd_t,
+        return {"apgd-ce": make("apgd", loss="ce", steps=steps), "apgd-t": apgd_t,
                 "fab-t": fab_t, "square": square}
     return {
-        "apgd-ce": make("apgd", loss="ce", n_iter=n_iter, restarts=5),
-        "apgd-dlr": make("apgd", loss="dlr", n_iter=n_iter, restarts=5),
-        "fab": make("fab", targeted=False, steps=n_iter, restarts=5),
+        "apgd-ce": make("apgd", loss="ce", steps=steps, restarts=5),
+        "apgd-dlr": make("apgd", loss="dlr", steps=steps, restarts=5),
+        "fab": make("fab", targeted=False, steps=steps, restarts=5),
         "square": square, "apgd-t": apgd_t, "fab-t": fab_t,
     }
