@@ -32,8 +32,8 @@ from bastion.threat import ThreatModel
 Tensor = torch.Tensor
 Bounds = tuple[Tensor, Tensor]
 
-#: floats held by one chunk of the identity specification in full CROWN (about 256 MB).
-CHUNK_FLOATS = 1 << 26
+#: floats held by one chunk of the identity specification in full CROWN (about 64 MB in float32).
+CHUNK_FLOATS = 1 << 24
 
 
 @dataclass
