@@ -7,7 +7,8 @@ import bastion
 
 def test_public_names_are_pinned():
     assert sorted(bastion.__all__) == sorted([
-        "FGSM", "PGD", "Attack", "AttackResult", "BastionError", "BastionWarning",
+        "APGD", "APGDT", "FAB", "FGSM", "PGD", "Square", "Attack", "AttackResult", "AutoAttack",
+        "BastionError", "BastionWarning",
         "CapabilityError", "ConfigError", "Evaluation", "InputError", "MissingDependencyError",
         "ModelError", "StateError", "ThreatModel", "__version__", "attacks", "data",
         "evaluate", "zoo",

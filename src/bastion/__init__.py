@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from bastion import attacks, data, zoo
-from bastion.attacks import FGSM, PGD, Attack, AttackResult
+from bastion.attacks import APGD, APGDT, FAB, FGSM, PGD, Attack, AttackResult, AutoAttack, Square
 from bastion.errors import (
     BastionError,
     BastionWarning,
@@ -28,10 +28,14 @@ from bastion.threat import ThreatModel
 __version__ = "0.1.0"
 
 __all__ = [
+    "APGD",
+    "APGDT",
+    "FAB",
     "FGSM",
     "PGD",
     "Attack",
     "AttackResult",
+    "AutoAttack",
     "BastionError",
     "BastionWarning",
     "CapabilityError",
@@ -40,6 +44,7 @@ __all__ = [
     "InputError",
     "MissingDependencyError",
     "ModelError",
+    "Square",
     "StateError",
     "ThreatModel",
     "__version__",
