@@ -1,0 +1,79 @@
+"""``bastion certify``: certified accuracy of one model, cross-checked by PGD.
+
+    bastion certify --model mnist-certified --data mnist --n 100 --method crown --eps 0.1
+    bastion certify --model FILE.py:make_model --method smoothing --sigma 0.25 --eps 0.5
+
+:func:`register` adds the command to the main typer app (``bastion.cli``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bastion.certify.job import CertifySpec, run_certify, sweep_values
+from bastion.errors import BastionError
+
+#: exit status when a certified sample is broken by the attack (the verifier is unsound).
+UNSOUND_EXIT = 3
+
+
+def certify_command(
+    model: Annotated[str, typer.Option(help="zoo name, or FILE.py[:factory] (docs/models.md)")],
+    data: Annotated[str, typer.Option(help="data set name (bastion.data)")] = "mnist",
+    split: Annotated[str, typer.Option()] = "test",
+    n: Annotated[int, typer.Option(help="first N samples")] = 100,
+    method: Annotated[str, typer.Option(help="ibp, crown, crown-ibp or smoothing")] = "crown",
+    norm: Annotated[str | None, typer.Option(
+        help="Linf or L2 (default: L2 for smoothing, else Linf)")] = None,
+    eps: Annotated[float, typer.Option(help="radius to certify (input units)")] = 0.1,
+    sweep: Annotated[str | None, typer.Option(help="more radii for a curve: 0.01,0.05")] = None,
+    attack: Annotated[str, typer.Option(help="pgd or none: empirical cross-check")] = "pgd",
+    steps: Annotated[int, typer.Option(help="PGD steps")] = 40,
+    sigma: Annotated[float, typer.Option(help="smoothing noise level")] = 0.25,
+    n0: Annotated[int, typer.Option(help="smoothing: samples to pick the class")] = 100,
+    samples: Annotated[int, typer.Option(help="smoothing: samples to bound p_A")] = 10_000,
+    alpha: Annotated[float, typer.Option(help="smoothing: failure probability")] = 0.001,
+    batch_size: Annotated[int | None, typer.Option(
+        help="samples per batch (default 64), or noisy copies for smoothing (1000)")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    checkpoint: Annotated[Path | None, typer.Option(help="state_dict for a FILE.py model")] = None,
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, ...")] = "cpu",
+    json_path: Annotated[Path | None, typer.Option("--json", help="write results as JSON")] = None,
+) -> None:
+    """Certified accuracy (IBP, CROWN, CROWN-IBP or randomized smoothing) of one model."""
+    err = Console(stderr=True)
+    try:
+        spec = CertifySpec(model=model, data=data, split=split, n=n, method=method, norm=norm,
+                           eps=eps, sweep=tuple(sweep_values(sweep)),
+                           attack=None if attack == "none" else attack, steps=steps,
+                           sigma=sigma, n0=n0, samples=samples, alpha=alpha,
+                           batch_size=batch_size, seed=seed, checkpoint=checkpoint,
+                           device=device)
+        result = run_certify(spec)
+    except BastionError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+    line = (f"{result['model']['name']}: {method} {result['threat']['norm']} eps={eps:g} "
+            f"n={result['n']} clean {result['clean_accuracy']:.1%} certified "
+            f"{result['certified_accuracy']:.1%}")
+    if "empirical_robust_accuracy" in result:
+        line += f" {result['attack']} robust {result['empirical_robust_accuracy']:.1%}"
+    typer.echo(f"{line} ({result['seconds']:.1f} s)")
+    if result.get("certified_but_broken", 0) > 0:
+        err.print(f"[bold red]UNSOUND: {result['certified_but_broken']} certified sample(s) were "
+                  "broken by the attack. The verifier's bounds are wrong for this model: do "
+                  "not trust these certificates, and report this with the model and command.[/]")
+        raise typer.Exit(UNSOUND_EXIT)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``certify`` command to ``app``."""
+    app.command(name="certify")(certify_command)
