@@ -5,6 +5,8 @@
     bastion zoo list | bastion zoo train NAME
     bastion guard scan TEXT [--output] [--json]
     bastion guard eval --corpus NAME|FILE.jsonl [--json FILE]
+    bastion train --method pgd|trades|mart|fgsm|standard --model smallcnn --eps 0.3 --out DIR
+    bastion certify --model NAME --method ibp|crown|crown-ibp|smoothing --eps E [--json FILE]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rich.table import Table
 
 from bastion import jobs
 from bastion.errors import BastionError
+from bastion.certify.cli import register as register_certify
 from bastion.guard.cli import guard_app
 from bastion.train.cli import register as register_train
 
@@ -30,6 +33,7 @@ zoo_app = typer.Typer(help="List and rebuild the model zoo.", no_args_is_help=Tr
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(guard_app, name="guard")
 register_train(app)
+register_certify(app)
 console = Console()
 err = Console(stderr=True)
 
