@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bastion import jobs
-from bastion.errors import BastionError
 from bastion.certify.cli import register as register_certify
+from bastion.errors import BastionError
 from bastion.guard.cli import guard_app
 from bastion.train.cli import register as register_train
 
