@@ -26,15 +26,15 @@ import torch
 from torch import nn
 
 from bastion.attacks._apgd_run import apgd_once
-from bastion.attacks.base import LOSSES, Attack, AttackResult, Passes, is_success
-from bastion.errors import ConfigError
+from bastion.attacks.base import (
+    Attack,
+    AttackResult,
+    Passes,
+    is_success,
+    require_counts,
+    require_loss,
+)
 from bastion.threat import ThreatModel
-
-
-def _check_common(steps: object, restarts: object, eot_iter: object) -> None:
-    for label, value in (("steps", steps), ("restarts", restarts), ("eot_iter", eot_iter)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{label} must be an integer >= 1, got {value!r}")
 
 
 class APGD(Attack):
@@ -61,9 +61,8 @@ class APGD(Attack):
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
              target: torch.Tensor | None, generator: torch.Generator) -> AttackResult:
-        _check_common(self.steps, self.restarts, self.eot_iter)
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        require_counts(self, "steps", "restarts", "eot_iter")
+        require_loss(self.loss)
         with torch.no_grad():
             done = is_success(model(x), y, target)
         res = _restarts(model, x, y, target, target is not None, threat, generator,
@@ -97,10 +96,8 @@ class APGDT(Attack):
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
              target: torch.Tensor | None, generator: torch.Generator) -> AttackResult:
-        _check_common(self.steps, self.restarts, self.eot_iter)
+        require_counts(self, "steps", "restarts", "eot_iter", "n_target_classes")
         k = self.n_target_classes
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ConfigError(f"n_target_classes must be an integer >= 1, got {k!r}")
         with torch.no_grad():
             logits = model(x)
         passes = Passes(forward=x.shape[0])

@@ -130,6 +130,20 @@ class Attack:
         raise NotImplementedError  # pragma: no cover - every subclass implements it
 
 
+def require_counts(attack: Attack, *names: str) -> None:
+    """ConfigError unless each named parameter is an integer >= 1 (bools refused)."""
+    for name in names:
+        value = getattr(attack, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def require_loss(loss: str) -> None:
+    """ConfigError unless ``loss`` is one of :data:`LOSSES`."""
+    if loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
 def model_device(model: nn.Module) -> torch.device:
     """Device of the model's first parameter or buffer; CPU for parameter-free models."""
     for param in model.parameters():

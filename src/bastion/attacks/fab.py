@@ -41,7 +41,14 @@ from bastion.attacks._fab_geometry import (
     project_onto_hyperplane,
     random_start_point,
 )
-from bastion.attacks.base import Attack, AttackResult, Passes, attack_loss, is_success
+from bastion.attacks.base import (
+    Attack,
+    AttackResult,
+    Passes,
+    attack_loss,
+    is_success,
+    require_counts,
+)
 from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
 
@@ -92,10 +99,7 @@ class FAB(Attack):
         self.early_stop = early_stop
 
     def _check(self) -> None:
-        for name in ("steps", "restarts", "n_target_classes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        require_counts(self, "steps", "restarts", "n_target_classes")
         if not 0 <= self.alpha_max < 1:
             raise ConfigError(f"alpha_max must be in [0, 1), got {self.alpha_max!r} "
                               "(the reference uses 0.1)")

@@ -19,7 +19,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bastion.attacks.base import LOSSES, Attack, AttackResult, Passes, attack_loss, is_success
+from bastion.attacks.base import (
+    Attack,
+    AttackResult,
+    Passes,
+    attack_loss,
+    is_success,
+    require_counts,
+    require_loss,
+)
 from bastion.attacks.steps import ascent_step, input_gradient
 from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
@@ -59,15 +67,11 @@ class PGD(Attack):
         self.early_stop = early_stop
 
     def _check(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ConfigError(f"steps must be an integer >= 1, got {self.steps!r}")
-        if not isinstance(self.restarts, int) or self.restarts < 1:
-            raise ConfigError(f"restarts must be an integer >= 1, got {self.restarts!r}")
+        require_counts(self, "steps", "restarts")
         if self.step_size is not None and not self.step_size > 0:
             raise ConfigError(f"step_size must be > 0 (or None for 2.5*eps/steps), got "
                               f"{self.step_size!r}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        require_loss(self.loss)
 
     def _run(
         self,

@@ -23,7 +23,15 @@ import torch
 from torch import nn
 
 from bastion.attacks import _square_proposals as prop
-from bastion.attacks.base import LOSSES, Attack, AttackResult, Passes, attack_loss, is_success
+from bastion.attacks.base import (
+    Attack,
+    AttackResult,
+    Passes,
+    attack_loss,
+    is_success,
+    require_counts,
+    require_loss,
+)
 from bastion.errors import ConfigError, InputError
 from bastion.threat import ThreatModel
 
@@ -60,15 +68,11 @@ class Square(Attack):
         self.rescale_schedule = rescale_schedule
 
     def _check(self) -> None:
-        for name in ("n_queries", "restarts"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        require_counts(self, "n_queries", "restarts")
         if not 0 < self.p_init <= 1:
             raise ConfigError(f"p_init must be in (0, 1], got {self.p_init!r} (a fraction of "
                               "the image; AutoAttack uses 0.8)")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        require_loss(self.loss)
 
     def _run(
         self,
