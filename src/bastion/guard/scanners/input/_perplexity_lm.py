@@ -10,7 +10,9 @@ Torch's thread count is left as the caller set it (``torch.set_num_threads``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import threading
 from collections.abc import Sequence
@@ -59,25 +61,21 @@ def _load() -> tuple[Any, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
-        import transformers
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
         raise MissingDependencyError(f"the perplexity layer needs transformers: {INSTALL}") \
             from exc
-    # The de-quantization progress bar would land in every CLI user's terminal.
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()
+    # transformers draws a tqdm bar while it de-quantizes, straight to stderr (no switch
+    # reaches it): it would land in every CLI user's terminal and in JSON pipelines.
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE,
-                                                  local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE,
-                                                     local_files_only=True)
+        with contextlib.redirect_stderr(io.StringIO()):
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE,
+                                                      local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE,
+                                                         local_files_only=True)
     except ImportError as exc:  # gguf or accelerate missing
         raise MissingDependencyError(f"loading the GGUF file failed ({exc}): {INSTALL}") \
             from exc
-    finally:
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
     model.eval()
     for parameter in model.parameters():
         parameter.requires_grad_(False)

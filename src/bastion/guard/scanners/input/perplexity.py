@@ -24,7 +24,6 @@ in nats per token, so the default ``threshold=0.5`` flags exactly when ``nll`` r
 
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass
 
@@ -41,15 +40,10 @@ DEFAULT_NLL_THRESHOLD = 6.0
 NLL_SCALE = 0.5
 #: what the model sees before a chunk that starts the text: the start of a user turn.
 START = "<|im_start|>user\n"
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Tokens ``[start, end)`` to score, read after ``context`` earlier tokens."""
-
-    start: int
-    end: int
-    priority: tuple[float, int] = (0.0, 0)
+#: characters of text before a marked region tokenized for context, per context token.
+CONTEXT_CHARS = 12
+#: a marked region is read from its end, at most this many characters per budget token.
+MAX_CHARS_PER_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -59,7 +53,8 @@ class Measurement:
     Attributes:
         nll: mean NLL of the worst window in nats/token; ``None`` when nothing was scored.
         start, end: its characters in the text.
-        chunks: chunks the model read; ``left_out``: marked chunks over the budget.
+        chunks: chunks the model read.
+        unread: marked characters the model did not read (over ``max_lm_tokens``).
         tokens: tokens the model scored (context excluded): the cost.
     """
 
@@ -67,7 +62,7 @@ class Measurement:
     start: int
     end: int
     chunks: int
-    left_out: int
+    unread: int
     tokens: int
 
 
@@ -136,66 +131,64 @@ class PerplexityScanner(Scanner):
         z = (nll - self.nll_threshold) / NLL_SCALE
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
-    def _chunks(self, start: int, end: int, priority: tuple[float, int]) -> list[Chunk]:
+    def _chunks(self, start: int, end: int) -> list[tuple[int, int]]:
         """Tokens ``[start, end)`` in chunks overlapping by a window, so no window is lost."""
         step = self.chunk_tokens - self.window_tokens
-        out = [Chunk(start, min(start + self.chunk_tokens, end), priority)]
-        while out[-1].end < end:
-            begin = out[-1].start + step
-            out.append(Chunk(begin, min(begin + self.chunk_tokens, end), priority))
+        out = [(start, min(start + self.chunk_tokens, end))]
+        while out[-1][1] < end:
+            out.append((out[-1][0] + step, min(out[-1][0] + step + self.chunk_tokens, end)))
         return out
 
-    def _plan(self, text: str, offsets: list[tuple[int, int]],
-              regions: list[Region] | None) -> tuple[list[Chunk], int]:
-        """The chunks to score and how many marked chunks the budget left out."""
-        if regions is None:
-            return self._chunks(0, len(offsets), (0.0, 0)), 0
-        starts = [s for s, _ in offsets]
-        ends = [e for _, e in offsets]
-        wanted: list[Chunk] = []
-        for region in regions:
-            # tokens overlapping the region: end after its start, start before its end
-            first = bisect.bisect_right(ends, region.start)
-            last = bisect.bisect_left(starts, region.end)
-            if last > first:
-                wanted += self._chunks(first, last, (region.density, region.end))
-        wanted.sort(key=lambda c: (c.priority, c.start), reverse=True)
-        chosen: list[Chunk] = []
-        spent = 0
-        for chunk in wanted:
-            if spent + (chunk.end - chunk.start) > self.max_lm_tokens and chosen:
-                continue
-            chosen.append(chunk)
-            spent += chunk.end - chunk.start
-        return chosen, len(wanted) - len(chosen)
+    def _pieces(self, text: str) -> list[Region] | None:
+        """What the model should read, most suspicious first; ``None``: nothing marked."""
+        if not self.prefilter:
+            return [Region(0, len(text), 1.0)]
+        regions = suspicious_regions(text, window_words=self.window_words,
+                                     density=self.density)
+        # densest first, then the latest: adversarial suffixes sit at the end
+        return sorted(regions, key=lambda r: (r.density, r.end), reverse=True) or None
 
     def measure(self, text: str) -> Measurement:
-        """The worst window of ``text``; runs the model only where the plan says."""
-        regions: list[Region] | None = None
-        if self.prefilter:
-            regions = suspicious_regions(text, window_words=self.window_words,
-                                         density=self.density)
-            if not regions:
-                return Measurement(None, 0, 0, 0, 0, 0)
-        ids, offsets = lm.tokenize(text)
-        chunks, left_out = self._plan(text, offsets, regions)
+        """The worst window of ``text``; runs the model only on what the pre-filter marks."""
+        pieces = self._pieces(text)
+        if pieces is None:
+            return Measurement(None, 0, 0, 0, 0, 0)
+        budget = self.max_lm_tokens if self.prefilter else math.inf
         start_ids, _ = lm.tokenize(START)
-        best, first_tok, last_tok = -math.inf, 0, 0
-        for chunk in chunks:
-            before = max(0, chunk.start - self.context_tokens)
-            prefix = ids[before:chunk.start] if chunk.start else start_ids
-            nll = lm.token_nll(prefix + ids[chunk.start:chunk.end])
-            nll[:len(prefix)] = np.nan
-            value, first, last = lm.worst_window(nll, self.window_tokens)
-            if last > first and value > best:
-                best = value
-                first_tok = chunk.start + first - len(prefix)
-                last_tok = chunk.start + last - len(prefix)
-        scored = sum(c.end - c.start for c in chunks)
+        best, span = -math.inf, (0, 0)
+        chunks = spent = unread = 0
+        for piece in pieces:
+            if spent >= budget:
+                unread += piece.end - piece.start
+                continue
+            # Tokenize only the piece (and some text before it, for context): the budget
+            # bounds the model, and this bounds the tokenizer on megabyte inputs.
+            begin = piece.start
+            if self.prefilter:
+                begin = max(begin, piece.end - MAX_CHARS_PER_TOKEN * int(budget - spent))
+            lead = max(0, begin - CONTEXT_CHARS * self.context_tokens)
+            ids, offsets = lm.tokenize(text[lead:piece.end])
+            first = next((i for i, (_, e) in enumerate(offsets) if lead + e > begin), len(ids))
+            read_from = piece.end
+            for c0, c1 in reversed(self._chunks(first, len(ids)) if first < len(ids) else []):
+                if spent + (c1 - c0) > budget and spent:
+                    break
+                spent += c1 - c0
+                chunks += 1
+                read_from = lead + offsets[c0][0]
+                at_start = lead == 0 and c0 == 0
+                prefix = start_ids if at_start else ids[max(0, c0 - self.context_tokens):c0]
+                nll = lm.token_nll(prefix + ids[c0:c1])
+                nll[:len(prefix)] = np.nan
+                value, w0, w1 = lm.worst_window(nll, self.window_tokens)
+                if w1 > w0 and value > best:
+                    best = value
+                    span = (lead + offsets[c0 + w0 - len(prefix)][0],
+                            lead + offsets[c0 + w1 - len(prefix) - 1][1])
+            unread += max(0, read_from - piece.start)
         if not math.isfinite(best):
-            return Measurement(None, 0, 0, len(chunks), left_out, scored)
-        return Measurement(best, offsets[first_tok][0], offsets[last_tok - 1][1],
-                           len(chunks), left_out, scored)
+            return Measurement(None, 0, 0, chunks, unread, spent)
+        return Measurement(best, span[0], span[1], chunks, unread, spent)
 
     def _scan(self, text: str, context: ScanContext) -> Finding:
         if not text.strip():
@@ -206,8 +199,8 @@ class PerplexityScanner(Scanner):
                    else "too few tokens to score")
             return Finding(0.0, why)
         where = "" if not self.prefilter else f"; {m.chunks} marked chunk(s) scored"
-        if m.left_out:
-            where += f", {m.left_out} more over max_lm_tokens not scored"
+        if m.unread:
+            where += f"; {m.unread} marked characters over max_lm_tokens not read"
         spans = (Span(m.start, m.end, "perplexity"),) if m.end > m.start else ()
         return Finding(self.score_nll(m.nll),
                        f"worst {self.window_tokens}-token window: mean NLL {m.nll:.2f} "
