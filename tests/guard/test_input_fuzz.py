@@ -37,7 +37,10 @@ FRAGMENTS = [
 MIXED = st.lists(st.one_of(UNICODE, st.sampled_from(FRAGMENTS)), max_size=14).map("".join)
 
 
-@pytest.mark.parametrize("kind", sorted(REGISTRY))
+# perplexity is left out here: random text often wakes its language model (a forward pass
+# per example is too slow for hypothesis's deadline); tests/guard/test_perplexity.py fuzzes
+# it with fewer examples, and it is in the megabyte test below.
+@pytest.mark.parametrize("kind", sorted(set(REGISTRY) - {"perplexity"}))
 @given(text=st.one_of(UNICODE, MIXED))
 def test_input_scanners_never_crash_and_stay_in_range(kind: str, text: str) -> None:
     result = REGISTRY[kind]().scan(text)

@@ -14,6 +14,7 @@ from bastion.errors import ConfigError
 from bastion.guard.scanners.input import (
     REGISTRY,
     DecoderScanner,
+    PerplexityScanner,
     RulesScanner,
     SanitizerScanner,
     hardening,
@@ -38,10 +39,10 @@ def b64(text: str) -> str:
 
 # --- every input scanner: contract -------------------------------------------------------
 
-def test_registry_holds_the_three_input_scanners() -> None:
+def test_registry_holds_the_input_scanners() -> None:
     registered = dict(REGISTRY)
     assert registered == {"sanitizer": SanitizerScanner, "decoder": DecoderScanner,
-                          "rules": RulesScanner}
+                          "rules": RulesScanner, "perplexity": PerplexityScanner}
 
 
 @pytest.mark.parametrize("kind", sorted(REGISTRY))

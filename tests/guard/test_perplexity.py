@@ -6,6 +6,8 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bastion.errors import ConfigError
 from bastion.guard.corpora import load_corpus
@@ -64,7 +66,7 @@ def test_prefilter_marks_every_window_over_density() -> None:
 
 
 def test_perplexity_scanner_rejects_bad_settings() -> None:
-    for bad in ({"window_tokens": 0}, {"chunk_tokens": 16}, {"density": 1.5},
+    for bad in ({"window_tokens": 0}, {"chunk_tokens": 8}, {"density": 1.5},
                 {"nll_threshold": float("nan")}, {"prefilter": "yes"},
                 {"context_tokens": -1}, {"max_lm_tokens": True}):
         with pytest.raises(ConfigError):
@@ -149,3 +151,15 @@ def test_scores_are_deterministic(offline: None) -> None:
     first, second = scanner.scan(text), scanner.scan(text)
     assert (first.score, first.spans, first.reason) == (second.score, second.spans,
                                                          second.reason)
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None)
+@given(text=st.lists(st.one_of(st.text(max_size=30), st.sampled_from(
+    ["[", " ! ", "\u0456", "ISBNancouver", "{[", " ", "\n", "_)", SUFFIX])), max_size=10)
+       .map("".join))
+def test_fuzzed_text_stays_in_range_with_spans_inside(offline: None, text: str) -> None:
+    for scanner in (PerplexityScanner(), PerplexityScanner(prefilter=False)):
+        result = scanner.scan(text)
+        assert 0.0 <= result.score <= 1.0
+        assert all(0 <= s.start < s.end <= len(text) for s in result.spans)

@@ -2,8 +2,9 @@
 
 In pipeline order: ``sanitizer`` (Unicode clean-up, hidden-text report), ``decoder``
 (smuggled encodings, rescanned with the rules) and ``rules`` (injection and jailbreak
-signatures). :mod:`.hardening` holds helpers for wrapping untrusted content; it is not
-a scanner.
+signatures), then ``perplexity`` (optimized gibberish suffixes under a small language
+model; not in the default policy). :mod:`.hardening` holds helpers for wrapping untrusted
+content; it is not a scanner.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from bastion.guard.scanners.input.hardening import (
     new_canary,
     wrap_untrusted,
 )
+from bastion.guard.scanners.input.perplexity import PerplexityScanner
 from bastion.guard.scanners.input.rules import RulesScanner
 from bastion.guard.scanners.input.sanitizer import SanitizerScanner
 
 REGISTRY: dict[str, type[Scanner]] = {
-    cls.kind: cls for cls in (SanitizerScanner, DecoderScanner, RulesScanner)
+    cls.kind: cls for cls in (SanitizerScanner, DecoderScanner, RulesScanner, PerplexityScanner)
 }
 
-__all__ = ["REGISTRY", "DecoderScanner", "RulesScanner", "SanitizerScanner", "Wrapped",
-           "instructions_for", "new_canary", "wrap_untrusted"]
+__all__ = ["REGISTRY", "DecoderScanner", "PerplexityScanner", "RulesScanner",
+           "SanitizerScanner", "Wrapped", "instructions_for", "new_canary", "wrap_untrusted"]

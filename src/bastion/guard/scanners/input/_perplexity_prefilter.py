@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 WORD = re.compile(r"\S+")
 #: symbols that prose and code use alone between words ("a - b", "x = 1", "1 / 2", "&").
@@ -47,6 +48,7 @@ def _script(char: str) -> str:
         return "?"
 
 
+@lru_cache(maxsize=8192)
 def word_oddness(word: str) -> float:
     """How much one whitespace-free word looks like search output: 0, 0.5 or 1.
 
@@ -54,6 +56,8 @@ def word_oddness(word: str) -> float:
     letters, a bracket opening a word, or letters of two scripts in one word.
     0.5: a case switch inside the word (also common in code identifiers, so half).
     """
+    if word.isascii() and word.isalpha() and word[1:].islower():
+        return 0.0  # the common case, first: plain words ("the", "Paris")
     if not any(c.isalnum() for c in word):
         return 0.0 if all(c in PLAIN_ALONE for c in word) else 1.0
     if GLUED.search(word) or LEADING.search(word):

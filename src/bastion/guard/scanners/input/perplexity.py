@@ -34,7 +34,7 @@ from bastion.guard.base import Finding, ScanContext, Scanner, Span
 from bastion.guard.scanners.input import _perplexity_lm as lm
 from bastion.guard.scanners.input._perplexity_prefilter import Region, suspicious_regions
 
-#: mean NLL (nats/token) of the worst 16-token window at which the score reaches 0.5.
+#: mean NLL (nats/token) of the worst 8-token window at which the score reaches 0.5.
 DEFAULT_NLL_THRESHOLD = 6.0
 #: nats/token between score 0.5 and score 0.73 (one logistic unit).
 NLL_SCALE = 0.5
@@ -87,7 +87,7 @@ class PerplexityScanner(Scanner):
 
     def __init__(self, *, name: str | None = None, threshold: float = 0.5,
                  action: str = "flag", nll_threshold: float = DEFAULT_NLL_THRESHOLD,
-                 window_tokens: int = 16, prefilter: bool = True, window_words: int = 8,
+                 window_tokens: int = 8, prefilter: bool = True, window_words: int = 8,
                  density: float = 0.25, chunk_tokens: int = 64, context_tokens: int = 8,
                  max_lm_tokens: int = 192) -> None:
         self._init_common(name, threshold, action)
