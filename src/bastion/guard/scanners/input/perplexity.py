@@ -34,8 +34,10 @@ from bastion.guard.base import Finding, ScanContext, Scanner, Span
 from bastion.guard.scanners.input import _perplexity_lm as lm
 from bastion.guard.scanners.input._perplexity_prefilter import Region, suspicious_regions
 
-#: mean NLL (nats/token) of the worst 8-token window at which the score reaches 0.5.
-DEFAULT_NLL_THRESHOLD = 6.0
+#: mean NLL (nats/token) of the worst 8-token window at which the score reaches 0.5: the
+#: lowest value (to 0.01) that at most 1% of 400 S-Labs val benign prompts reach with the
+#: model on every token (4 of 400; `python bench/guard_perplexity.py --calibrate`).
+DEFAULT_NLL_THRESHOLD = 9.6
 #: nats/token between score 0.5 and score 0.73 (one logistic unit).
 NLL_SCALE = 0.5
 #: what the model sees before a chunk that starts the text: the start of a user turn.
