@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -154,7 +155,7 @@ def test_scores_are_deterministic(offline: None) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(text=st.lists(st.one_of(st.text(max_size=30), st.sampled_from(
     ["[", " ! ", "\u0456", "ISBNancouver", "{[", " ", "\n", "_)", SUFFIX])), max_size=10)
        .map("".join))
@@ -163,3 +164,18 @@ def test_fuzzed_text_stays_in_range_with_spans_inside(offline: None, text: str) 
         result = scanner.scan(text)
         assert 0.0 <= result.score <= 1.0
         assert all(0 <= s.start < s.end <= len(text) for s in result.spans)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text", [
+    "".join(chr(0x20 + (i * 7919) % 0x2FE0) for i in range(10**6)),  # marked everywhere
+    "aGVsbG8gd29ybGQh " * (10**6 // 17),  # base64-like words: half-odd, marked
+])
+def test_a_marked_megabyte_is_read_within_the_budget(offline: None, text: str) -> None:
+    scanner = PerplexityScanner()
+    began = time.perf_counter()
+    measured = scanner.measure(text)
+    assert time.perf_counter() - began < 10.0  # a generous bound, not a benchmark
+    assert 0 < measured.tokens <= scanner.max_lm_tokens
+    assert measured.unread > 0  # said, not silently dropped
+    assert 0.0 <= scanner.scan(text).score <= 1.0
