@@ -23,7 +23,8 @@ from bastion.certify.bounds import (
     margin_spec,
 )
 from bastion.certify.chain import Normalize, layers_of
-from bastion.certify.ops import OPERATORS, Operator
+from bastion.certify.ops import Operator
+from bastion.certify.registry import OPERATORS
 from bastion.certify.training import (
     Schedule,
     certified_loss,

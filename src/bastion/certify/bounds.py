@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from bastion.certify.chain import layers_of
-from bastion.certify.ops import Operator, operator_for
+from bastion.certify.ops import Operator
+from bastion.certify.registry import operator_for
 from bastion.errors import CapabilityError, ConfigError
 from bastion.threat import ThreatModel
 
