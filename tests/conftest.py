@@ -8,6 +8,7 @@ same weights in every run without disturbing the random state of the tests that 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -109,3 +110,26 @@ def trained_mlp(digits_train: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+MnistRight = tuple[nn.Module, torch.Tensor, torch.Tensor]
+
+
+@pytest.fixture(scope="session")
+def mnist_right() -> Callable[[str, int], MnistRight]:
+    """``mnist_right(name, n)``: a zoo model in eval mode and those of the first ``n``
+    MNIST test images it classifies correctly (cached per (name, n))."""
+    cache: dict[tuple[str, int], MnistRight] = {}
+
+    def get(name: str, n: int) -> MnistRight:
+        if (name, n) not in cache:
+            from bastion import data, zoo
+
+            model = zoo.load(name).eval()
+            ds = data.load("mnist", "test", n)
+            with torch.no_grad():
+                right = model(ds.x).argmax(1) == ds.y
+            cache[name, n] = (model, ds.x[right], ds.y[right])
+        return cache[name, n]
+
+    return get

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -13,6 +15,7 @@ from bastion.attacks._apgd_run import _checkpoint, _State, checkpoints
 from bastion.attacks.base import dlr_loss, margin_loss
 from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
+from conftest import MnistRight
 
 
 def test_checkpoints_follow_the_paper_for_100_iterations() -> None:
@@ -207,23 +210,11 @@ def test_bad_parameters_say_what_is_allowed(attack: APGD | APGDT, message: str) 
                    ThreatModel("Linf", 0.1))
 
 
-@pytest.fixture(scope="module")
-def mnist_robust_100() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """The bundled PGD-trained LeNet-5 and the first 100 MNIST test images it gets right."""
-    from bastion import data, zoo
-
-    model = zoo.load("mnist-lenet5-pgd").eval()
-    ds = data.load("mnist", "test", 100)
-    with torch.no_grad():
-        ok = model(ds.x).argmax(1) == ds.y
-    return model, ds.x[ok], ds.y[ok]
-
-
 @pytest.mark.slow
 def test_apgd_is_stronger_than_pgd_on_the_bundled_robust_model(
-    mnist_robust_100: tuple[nn.Module, torch.Tensor, torch.Tensor],
+    mnist_right: Callable[[str, int], MnistRight],
 ) -> None:
-    model, x, y = mnist_robust_100
+    model, x, y = mnist_right("mnist-lenet5-pgd", 100)
     threat = ThreatModel("Linf", 0.3)
     gen = torch.Generator().manual_seed
     pgd = PGD(steps=20).run(model, x, y, threat, generator=gen(0))

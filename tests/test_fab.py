@@ -3,6 +3,8 @@ honest pass counts, and strength on a trained MNIST model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -13,6 +15,7 @@ from bastion.attacks import FAB, make
 from bastion.attacks._fab_geometry import project_onto_hyperplane
 from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
+from conftest import MnistRight
 
 DUAL = {"Linf": 1.0, "L2": 2.0}  # dual norm of the attack's norm: ||w||_1 or ||w||_2
 
@@ -230,15 +233,10 @@ def test_invalid_parameters_raise_config_error(mlp: nn.Module, params: dict[str,
 
 
 @pytest.mark.slow
-def test_fab_t_breaks_a_standard_mnist_model() -> None:
-    from bastion import zoo
-    from bastion.data import load
-
-    model = zoo.load("mnist-smallcnn-std")
-    data = load("mnist", "test", n=24)
-    with torch.no_grad():
-        right = model(data.x).argmax(1) == data.y
-    x, y = data.x[right], data.y[right]
+def test_fab_t_breaks_a_standard_mnist_model(
+    mnist_right: Callable[[str, int], MnistRight],
+) -> None:
+    model, x, y = mnist_right("mnist-smallcnn-std", 24)
     threat = ThreatModel(norm="Linf", eps=0.3)
     result = FAB(steps=30, n_target_classes=3).run(model, x, y, threat)
     assert bool(threat.contains(result.x_adv, x).all())

@@ -3,6 +3,7 @@ query counts with per-sample early stop, success on linear and trained MNIST mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from bastion.attacks import Square, make
 from bastion.attacks import _square_proposals as prop
 from bastion.errors import ConfigError, InputError
 from bastion.threat import ThreatModel
+from conftest import MnistRight
 
 # ---------------------------------------------------------------- proposals
 
@@ -212,15 +214,10 @@ def test_inputs_of_five_dimensions_raise_input_error(mlp: nn.Module) -> None:
 
 
 @pytest.mark.slow
-def test_square_breaks_a_standard_mnist_model() -> None:
-    from bastion import zoo
-    from bastion.data import load
-
-    model = zoo.load("mnist-smallcnn-std")
-    data = load("mnist", "test", n=24)
-    with torch.no_grad():
-        right = model(data.x).argmax(1) == data.y
-    x, y = data.x[right], data.y[right]
+def test_square_breaks_a_standard_mnist_model(
+    mnist_right: Callable[[str, int], MnistRight],
+) -> None:
+    model, x, y = mnist_right("mnist-smallcnn-std", 24)
     threat = ThreatModel(norm="Linf", eps=0.3)
     result = Square(n_queries=300).run(model, x, y, threat)
     assert bool(threat.contains(result.x_adv, x).all())

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from bastion.attacks.base import Passes, attack_loss, is_success
-from bastion.attacks.steps import ascent_step
+from bastion.attacks.steps import ascent_direction
 from bastion.threat import ThreatModel
 
 #: fraction of the iterations after which the first step-size check happens, the minimum
@@ -150,7 +150,7 @@ def apgd_once(model: nn.Module, x: torch.Tensor, y: torch.Tensor, goal: torch.Te
 
 def _ascent(x: torch.Tensor, grad: torch.Tensor, step: torch.Tensor, norm: str) -> torch.Tensor:
     """One steepest-ascent move with a per-sample step (broadcast shape (A, 1, ...))."""
-    return x + step * (ascent_step(torch.zeros_like(x), grad, 1.0, norm))
+    return x + step * ascent_direction(grad, norm)
 
 
 def _checkpoint(s: _State, span: int) -> None:

@@ -27,13 +27,18 @@ def input_gradient(
     return per_sample.detach(), logits.detach(), grad
 
 
-def ascent_step(x: torch.Tensor, grad: torch.Tensor, size: float, norm: str) -> torch.Tensor:
-    """Move ``x`` by ``size`` along the steepest-ascent direction of ``grad`` for ``norm``.
+def ascent_direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """Unit steepest-ascent direction of ``grad`` (N, ...) for ``norm``.
 
-    Linf: ``size * sign(grad)``. L2: ``size * grad / ||grad||_2`` per sample (a zero
-    gradient gives a zero step rather than NaN).
+    Linf: ``sign(grad)``. L2: ``grad / ||grad||_2`` per sample (a zero gradient gives a
+    zero direction rather than NaN).
     """
     if norm == "Linf":
-        return x + size * grad.sign()
+        return grad.sign()
     length = grad.flatten(1).norm(dim=1).clamp_min(1e-12)
-    return x + size * grad / length.view(-1, *([1] * (grad.dim() - 1)))
+    return grad / length.view(-1, *([1] * (grad.dim() - 1)))
+
+
+def ascent_step(x: torch.Tensor, grad: torch.Tensor, size: float, norm: str) -> torch.Tensor:
+    """Move ``x`` by ``size`` along :func:`ascent_direction` of ``grad`` for ``norm``."""
+    return x + size * ascent_direction(grad, norm)

@@ -23,18 +23,23 @@ Tensor = torch.Tensor
 
 
 class Operator:
-    """Base class. ``affine`` is True when ``backward`` is exact and ignores the bounds."""
+    """The contract every layer's operator implements (each subclass below defines all
+    three methods). ``affine`` is True when ``backward`` is exact and ignores the bounds.
+    """
 
     affine = True
 
     def forward(self, h: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The layer itself, to check the chain reproduces the model's logits."""
+        raise NotImplementedError  # pragma: no cover - every operator implements it
 
     def interval(self, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
+        """IBP: elementwise bounds on the output from bounds on the input."""
+        raise NotImplementedError  # pragma: no cover - every operator implements it
 
     def backward(self, a: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
+        """CROWN: (A_in, bias) with ``A z >= A_in h + bias`` over the input box."""
+        raise NotImplementedError  # pragma: no cover - every operator implements it
 
 
 def _flat_rows(a: Tensor, lead: int) -> Tensor:
