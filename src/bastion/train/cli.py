@@ -30,7 +30,8 @@ def _floats(text: str) -> tuple[float, ...]:
 def train_command(
     out: Annotated[Path, typer.Option(help="folder for checkpoints, log and card; rerun "
                                            "the same command to resume")],
-    method: Annotated[str, typer.Option(help="standard, pgd, trades, mart or fgsm")] = "pgd",
+    method: Annotated[str, typer.Option(help="standard, pgd, trades, mart, fgsm or "
+                                             "gaussian")] = "pgd",
     model: Annotated[str, typer.Option(help="architecture: mlp, smallcnn, lenet5, "
                                             "wong-small")] = "smallcnn",
     data: Annotated[str, typer.Option(help="data set (bastion.data)")] = "mnist",
@@ -52,6 +53,8 @@ def train_command(
                                                          "2.5*eps/steps)")] = None,
     beta: Annotated[float, typer.Option(help="TRADES beta / MART lambda")] = 6.0,
     fgsm_alpha: Annotated[float, typer.Option(help="FGSM-RS step / eps")] = 1.25,
+    noise_sigma: Annotated[float, typer.Option(help="gaussian: noise std (smoothing's "
+                                                    "sigma)")] = 0.25,
     train_n: Annotated[int | None, typer.Option(help="first N training images")] = None,
     val_n: Annotated[int, typer.Option(help="validation images per epoch")] = 1000,
     val_holdout: Annotated[int, typer.Option(help="train images held out when the data "
@@ -85,7 +88,8 @@ def train_command(
             batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
             weight_decay=weight_decay, lr_schedule=lr_schedule,
             lr_milestones=_floats(lr_milestones), eps_ramp_epochs=eps_ramp, steps=steps,
-            step_size=step_size, beta=beta, fgsm_alpha=fgsm_alpha, train_n=train_n,
+            step_size=step_size, beta=beta, fgsm_alpha=fgsm_alpha, noise_sigma=noise_sigma,
+            train_n=train_n,
             val_n=val_n, val_holdout=val_holdout, val_steps=val_steps, eval_n=eval_n,
             eval_steps=eval_steps, co_drop=co_drop or None, seed=seed,
             checkpoint_every=checkpoint_every, device=device, dp=dp,

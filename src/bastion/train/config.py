@@ -23,7 +23,8 @@ class TrainConfig:
     ``eps_ramp_epochs`` in epochs (may be fractional), accuracies as fractions.
 
     Attributes:
-        method: ``standard``, ``pgd`` (PGD-AT), ``trades``, ``mart`` or ``fgsm`` (FGSM-RS).
+        method: ``standard``, ``pgd`` (PGD-AT), ``trades``, ``mart``, ``fgsm`` (FGSM-RS) or
+            ``gaussian`` (noise augmentation with ``noise_sigma``, for smoothing).
         model: architecture name from :data:`bastion.zoo.models.ARCHITECTURES`.
         data: ``bastion.data`` name. Its ``val`` split validates when it has one (MNIST:
             10,000 images); otherwise the last ``val_holdout`` train images are held out.
@@ -59,6 +60,7 @@ class TrainConfig:
     step_size: float | None = None
     beta: float = 6.0
     fgsm_alpha: float = 1.25
+    noise_sigma: float = 0.25
     train_n: int | None = None
     val_n: int = 1000
     val_holdout: int = 5000
@@ -95,7 +97,8 @@ class TrainConfig:
                      "eval_steps", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "dp_noise_multiplier", "dp_max_grad_norm", "fgsm_alpha"):
+        for name in ("lr", "dp_noise_multiplier", "dp_max_grad_norm", "fgsm_alpha",
+                     "noise_sigma"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a finite number > 0, got {value}")
@@ -112,7 +115,7 @@ class TrainConfig:
     @property
     def losses(self) -> LossSettings:
         return LossSettings(steps=self.steps, step_size=self.step_size, beta=self.beta,
-                            fgsm_alpha=self.fgsm_alpha)
+                            fgsm_alpha=self.fgsm_alpha, noise_sigma=self.noise_sigma)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -122,6 +125,9 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """Hash of every field that decides the trained weights."""
         kept = {k: v for k, v in self.to_dict().items() if k not in _NOT_FINGERPRINTED}
+        if self.method != "gaussian":
+            # only gaussian training reads it; run folders from before it existed resume
+            kept.pop("noise_sigma")
         return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod

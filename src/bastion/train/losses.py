@@ -1,4 +1,5 @@
-"""Training objectives: standard, PGD-AT, TRADES, MART and FGSM with a random start.
+"""Training objectives: standard, PGD-AT, TRADES, MART, FGSM with a random start, and
+Gaussian noise augmentation (the base classifier of randomized smoothing).
 
 Every method is two phases, kept apart so the trainer can run them on different views
 of the model (the inner maximisation on the bare module, the outer loss through
@@ -46,12 +47,15 @@ class LossSettings:
         beta: weight of the robustness term: TRADES' beta (Zhang et al. use 6 on MNIST
             and CIFAR-10) and MART's lambda.
         fgsm_alpha: FGSM-RS step as a multiple of eps (Wong et al. recommend 1.25).
+        noise_sigma: std of the Gaussian noise of the ``gaussian`` method, in input units
+            (the sigma the model will be smoothed with, Cohen et al. 2019).
     """
 
     steps: int = 10
     step_size: float | None = None
     beta: float = 6.0
     fgsm_alpha: float = 1.25
+    noise_sigma: float = 0.25
 
     def alpha(self, eps: float) -> float:
         return self.step_size if self.step_size is not None else 2.5 * eps / self.steps
@@ -123,6 +127,15 @@ def perturb_fgsm_rs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: 
     return threat.project(ascent_step(start, grad, step, threat.norm), x).detach()
 
 
+def perturb_gaussian(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                     generator: torch.Generator, settings: LossSettings) -> torch.Tensor:
+    """Gaussian augmentation ``x + noise_sigma * N(0, I)`` (Cohen, Rosenfeld & Kolter,
+    ICML 2019): trains the base classifier of a smoothed one. Not clipped to the input
+    bounds, as the smoothed classifier's noise is not either; ``threat`` is unused."""
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x + settings.noise_sigma * noise
+
+
 def objective_ce(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
                  settings: LossSettings) -> torch.Tensor:
     """Mean cross-entropy on ``x_adv`` (the clean batch itself for standard training)."""
@@ -165,7 +178,11 @@ METHODS: dict[str, tuple[Perturb, Objective]] = {
     "trades": (perturb_trades, objective_trades),
     "mart": (perturb_pgd, objective_mart),
     "fgsm": (perturb_fgsm_rs, objective_ce),
+    "gaussian": (perturb_gaussian, objective_ce),
 }
+
+#: methods whose models are judged by clean accuracy (they do not train against eps).
+CLEAN_METHODS = ("standard", "gaussian")
 
 
 def get_method(name: str) -> tuple[Perturb, Objective]:

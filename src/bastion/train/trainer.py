@@ -30,7 +30,7 @@ from bastion.train import data as train_data
 from bastion.train.config import TrainConfig
 from bastion.train.dist import World, from_main, join, leave
 from bastion.train.dp import Private
-from bastion.train.losses import get_method
+from bastion.train.losses import CLEAN_METHODS, get_method
 from bastion.train.monitor import Monitor, validate
 from bastion.train.outputs import finish, save_weights
 from bastion.train.schedules import eps_at, lr_factor
@@ -94,8 +94,9 @@ def _train(cfg: TrainConfig, out: Path, world: World, command: str,
     total = cfg.epochs * batches
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(cfg.lr_schedule, s, total, cfg.lr_milestones))
-    monitor = Monitor(by="clean_accuracy" if cfg.method == "standard" else "robust_accuracy",
-                      co_drop=None if cfg.method == "standard" else cfg.co_drop)
+    clean = cfg.method in CLEAN_METHODS
+    monitor = Monitor(by="clean_accuracy" if clean else "robust_accuracy",
+                      co_drop=None if clean else cfg.co_drop)
     state = from_main(world, checkpoint.load(out, cfg.fingerprint()) if world.main else None)
     pos: dict[str, Any] = {"epoch": 0, "batch": 0, "loss_sum": 0.0, "loss_batches": 0,
                            "stopped": False}
