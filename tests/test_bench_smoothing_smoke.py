@@ -1,0 +1,26 @@
+"""Smoke test of bench/certify_smoothing.py: it runs end to end and its report adds up.
+
+Speed is measured by running the benchmark (docs/benchmarks.md), never in a unit test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "certify_smoothing.py"
+
+
+def test_smoothing_bench_reports_accuracy_by_radius_and_throughput() -> None:
+    spec = importlib.util.spec_from_file_location("certify_smoothing", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = bench.run("mnist-smallcnn-std", n=4, sigma=0.25, samples=200, n0=20, alpha=0.001,
+                    batch=100, plain_seconds=0.05)
+    acc = [row["certified_accuracy"][str(r)] for r in bench.RADII]
+    assert all(0.0 <= a <= 1.0 for a in acc)
+    assert acc == sorted(acc, reverse=True)  # a radius certifies every smaller one
+    assert row["forward_passes"] == 4 * (200 + 20)
+    assert row["smoothing_samples_per_second"] > 0 and row["throughput_ratio"] > 0
+    assert 0 <= row["abstained"] <= 4
