@@ -8,8 +8,9 @@ Its shape is fixed by ``card.schema.json`` (draft 2020-12)::
      "entries": [{"model": {...}, "data": {...}, "evaluation": {...}, ...}, ...]}
 
 Versioning: adding optional fields or sections keeps ``schema_version`` 1 (the
-evaluation's ``flags``, ``stages`` and ``probe`` came that way: cards without them stay
-valid); removing or renaming a field bumps it. Readers must ignore fields they do not know.
+evaluation's ``flags``, ``stages`` and ``probe``, and an entry's ``diagnostics``, came
+that way: cards without them stay valid); removing or renaming a field bumps it.
+Readers must ignore fields they do not know.
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def validate_card(card: dict[str, Any]) -> None:
         raise invalid("$.created", f"{plain['created']!r} is not an ISO 8601 time") from None
     for i, entry in enumerate(plain["entries"]):
         _check_entry(entry, f"$.entries[{i}]")
+        if isinstance(entry.get("diagnostics"), dict):
+            _check_diagnostics(entry["diagnostics"], f"$.entries[{i}].diagnostics")
 
 
 def _check_entry(entry: dict[str, Any], path: str) -> None:
@@ -153,6 +156,18 @@ def _check_entry(entry: dict[str, Any], path: str) -> None:
             raise invalid(f"{where}.per_attack", f"names attacks {sorted(point['per_attack'])} "
                           f"but the evaluation ran {sorted(attacks)}")
         _check_point(ev["clean_accuracy"], point["robust_accuracy"], point["per_attack"], where)
+
+
+def _check_diagnostics(diag: dict[str, Any], path: str) -> None:
+    """``masking_suspected`` is whether some check failed; the security curve ascends."""
+    if "checks" in diag and "masking_suspected" in diag:
+        failed = any(c["verdict"] == "fail" for c in diag["checks"])
+        if diag["masking_suspected"] != failed:
+            raise invalid(f"{path}.masking_suspected", f"is {diag['masking_suspected']} but "
+                          f"{'some' if failed else 'no'} check failed")
+    eps = [p["eps"] for p in diag.get("curves", {}).get("security", [])]
+    if any(b <= a for a, b in itertools.pairwise(eps)):
+        raise invalid(f"{path}.curves.security", f"eps must be strictly ascending, got {eps}")
 
 
 def _check_point(clean: float, worst: float, per_attack: dict[str, float], path: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from bastion.report.plots import attack_bars, sweep_plot
+from bastion.report.plots import attack_bars, convergence_plot, security_curve_plot, sweep_plot
 
 _CORE = ("model", "data", "evaluation")
 
@@ -51,16 +51,38 @@ def _environment() -> Environment:
 def render_html(card: Mapping[str, Any]) -> str:
     """Render a card (as built by :func:`bastion.report.build_card`) to HTML text.
 
-    The card should be valid (:func:`bastion.report.validate_card`); sections of an
-    entry beyond model/data/evaluation are shown as formatted JSON.
+    The card should be valid (:func:`bastion.report.validate_card`). A ``diagnostics``
+    section with checks gets its own table and plots; other sections of an entry beyond
+    model/data/evaluation are shown as formatted JSON.
     """
     items = []
     for entry in card["entries"]:
         evaluation, name = entry["evaluation"], entry["model"]["name"]
+        diagnostics = _diagnostics(entry, name)
         items.append({
             "entry": entry,
             "sweep_png": data_uri(sweep_plot(evaluation, model_name=name)),
             "bars_png": data_uri(attack_bars(evaluation, model_name=name)),
-            "sections": {k: v for k, v in entry.items() if k not in _CORE},
+            "diagnostics": diagnostics,
+            "sections": {k: v for k, v in entry.items()
+                         if k not in _CORE and not (k == "diagnostics" and diagnostics)},
         })
     return _environment().get_template("card.html.j2").render(card=card, items=items)
+
+
+def _diagnostics(entry: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """The diagnostics section with its plots as data URIs; None when the entry has no
+    checks to show (then any ``diagnostics`` field is shown as plain JSON)."""
+    diag = entry.get("diagnostics")
+    if not isinstance(diag, Mapping) or "checks" not in diag:
+        return None
+    curves = diag.get("curves", {})
+    threat = entry["evaluation"]["threat"]
+    return {
+        "checks": diag["checks"],
+        "masking_suspected": diag.get("masking_suspected"),
+        "security_png": data_uri(security_curve_plot(curves, threat, model_name=name))
+        if curves.get("security") else None,
+        "convergence_png": data_uri(convergence_plot(curves, model_name=name))
+        if curves.get("loss") else None,
+    }

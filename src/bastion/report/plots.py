@@ -4,9 +4,11 @@ Figures are drawn on matplotlib's Agg canvas directly (no ``pyplot``), so nothin
 opens a window and no global figure state is left behind. Accuracies are plotted in
 percent (0-100); eps is in the units of the inputs (the same units as the bounds).
 
-Both functions take ``evaluation`` shaped like :meth:`bastion.evaluation.Evaluation.to_dict`
-(only ``clean_accuracy``, ``robust_accuracy``, ``per_attack``, ``sweep`` and ``threat``
-are read).
+:func:`sweep_plot` and :func:`attack_bars` take ``evaluation`` shaped like
+:meth:`bastion.evaluation.Evaluation.to_dict` (only ``clean_accuracy``,
+``robust_accuracy``, ``per_attack``, ``sweep`` and ``threat`` are read);
+:func:`security_curve_plot` and :func:`convergence_plot` take the ``curves`` of a card's
+``diagnostics`` section (:mod:`bastion.diagnose`).
 """
 
 from __future__ import annotations
@@ -81,6 +83,68 @@ def attack_bars(evaluation: Mapping[str, Any], *, model_name: str) -> bytes:
     ax.set_ylim(0, 110)  # room for the value labels above a 100% bar
     ax.set_title(_title(model_name, threat))
     ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def security_curve_plot(curves: Mapping[str, Any], threat: Mapping[str, Any], *,
+                        model_name: str, pass_at_most: float = 0.02) -> bytes:
+    """Diagnostics: robust accuracy (%) against eps up to the unbounded budget.
+
+    ``curves["security"]`` holds ``{"eps", "robust_accuracy"}`` points in ascending eps,
+    the last at the budget where the ball covers the whole input box. A shaded band
+    marks where the curve must end (at most ``pass_at_most``), a faint vertical line
+    the main eps. eps runs on a log axis, so the small radii stay readable next to the
+    budget (under L2 it is sqrt(dimension) times the input range).
+
+    Returns:
+        PNG file contents.
+    """
+    points = curves["security"]
+    eps = [p["eps"] for p in points]
+    fig, ax = _figure()
+    ax.axhspan(-2, 100 * pass_at_most, color="tab:green", alpha=0.12,
+               label=f"where it must end (<= {100 * pass_at_most:g}%)")
+    ax.axvline(threat["eps"], color="grey", alpha=0.25, linewidth=6, label="main eps")
+    ax.plot(eps, [100 * p["robust_accuracy"] for p in points], marker="o", color=_WORST,
+            linewidth=2, label=_literal(curves.get("loss", {}).get("attack", "attack")))
+    ax.set_xscale("log")
+    ax.set_xlabel(f"eps ({threat['norm']} radius, input units, log scale)")
+    ax.set_ylabel("robust accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(f"{_literal(model_name)}: security curve")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return _png(fig)
+
+
+def convergence_plot(curves: Mapping[str, Any], *, model_name: str) -> bytes:
+    """Diagnostics: the base attack's mean best loss (left axis) and the share of
+    samples it has not broken yet (%, right axis) against the step.
+
+    ``curves["loss"]`` holds ``mean_best_loss`` and ``robust``, one value per loss
+    evaluation (step 0 is the random start), as recorded by
+    :func:`bastion.diagnose.trace.traced_pgd`. A converged attack flattens out.
+
+    Returns:
+        PNG file contents.
+    """
+    loss = curves["loss"]
+    steps = list(range(len(loss["mean_best_loss"])))
+    fig, ax = _figure()
+    ax.plot(steps, loss["mean_best_loss"], color="tab:blue", linewidth=2,
+            label=f"mean best {loss.get('loss', 'loss')} loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean best loss so far", color="tab:blue")
+    right = ax.twinx()
+    right.plot(steps, [100 * r for r in loss["robust"]], color="tab:red", linestyle="--",
+               linewidth=1.5, label="not yet broken")
+    right.set_ylabel("not yet broken (% of attacked samples)", color="tab:red")
+    right.set_ylim(-2, 102)
+    ax.set_title(f"{_literal(model_name)}: {_literal(loss['attack'])} convergence")
+    ax.grid(alpha=0.3)
+    handles = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize="small", loc="center right")
     return _png(fig)
 
 
