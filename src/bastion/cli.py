@@ -7,6 +7,7 @@
     bastion guard eval --corpus NAME|FILE.jsonl [--json FILE]
     bastion train --method pgd|trades|mart|fgsm|standard --model smallcnn --eps 0.3 --out DIR
     bastion certify --model NAME --method ibp|crown|crown-ibp|smoothing --eps E [--json FILE]
+    bastion diagnose --model NAME --data mnist --n N --norm Linf --eps E [--json FILE]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rich.table import Table
 
 from bastion import jobs
 from bastion.certify.cli import register as register_certify
+from bastion.diagnose.cli import register as register_diagnose
 from bastion.errors import BastionError
 from bastion.guard.cli import guard_app
 from bastion.train.cli import register as register_train
@@ -34,6 +36,7 @@ app.add_typer(zoo_app, name="zoo")
 app.add_typer(guard_app, name="guard")
 register_train(app)
 register_certify(app)
+register_diagnose(app)
 console = Console()
 err = Console(stderr=True)
 
