@@ -21,8 +21,8 @@ bundled head uses ``EMBED_SCALE = 0``, chosen on S-Labs val). Its ``C`` is picke
 5-fold cross-validation on the training data, scoring the TPR at a 1% FPR on each
 held-out fold. S-Labs val serves only to pick the threshold: the lowest score whose
 false-positive rate on val is at most 1%, with val scored exactly as the scanner scores
-(windows, sentences, decoded payloads). Of S-Labs test only the texts are read, to drop
-exact copies from the training data.
+(windows, sentences, decoded payloads, short word windows). Of S-Labs test only the texts
+are read, to drop exact copies from the training data.
 """
 
 from __future__ import annotations
