@@ -155,6 +155,9 @@ def test_convergence_verdicts():
     assert curves.convergence_check(0.50, 0.48, 200, loss=flat, **kw)["verdict"] == "warn"
     weak = curves.convergence_check(0.50, 0.40, 200, loss=flat, **kw)
     assert weak["verdict"] == "fail" and "not converged" in weak["advice"]
+    # two random starts differ on borderline samples: a stronger run a little *worse*
+    # is noise, a lot worse means the numbers are (a randomised model)
+    assert curves.convergence_check(0.50, 0.52, 200, loss=flat, **kw)["verdict"] == "pass"
     noisy = curves.convergence_check(0.40, 0.50, 200, loss=flat, **kw)
     assert noisy["verdict"] == "fail" and "EOT" in noisy["advice"]
     climbing = curves.convergence_check(0.5, 0.5, 200, loss=[float(i) for i in range(41)], **kw)
