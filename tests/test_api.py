@@ -8,7 +8,7 @@ import bastion
 def test_public_names_are_pinned():
     assert sorted(bastion.__all__) == sorted([
         "APGD", "APGDT", "FAB", "FGSM", "PGD", "Square", "Attack", "AttackResult", "AutoAttack",
-        "BastionError", "BastionWarning",
+        "BPDA", "EOT", "BastionError", "BastionWarning",
         "CapabilityError", "ConfigError", "Evaluation", "InputError", "MissingDependencyError",
         "ModelError", "StateError", "ThreatModel", "__version__", "attacks", "data",
         "evaluate", "zoo",

@@ -11,7 +11,19 @@
 from __future__ import annotations
 
 from bastion import attacks, data, zoo
-from bastion.attacks import APGD, APGDT, FAB, FGSM, PGD, Attack, AttackResult, AutoAttack, Square
+from bastion.attacks import (
+    APGD,
+    APGDT,
+    BPDA,
+    EOT,
+    FAB,
+    FGSM,
+    PGD,
+    Attack,
+    AttackResult,
+    AutoAttack,
+    Square,
+)
 from bastion.errors import (
     BastionError,
     BastionWarning,
@@ -30,6 +42,8 @@ __version__ = "0.1.0"
 __all__ = [
     "APGD",
     "APGDT",
+    "BPDA",
+    "EOT",
     "FAB",
     "FGSM",
     "PGD",

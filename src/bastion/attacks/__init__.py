@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bastion.attacks.adaptive import BPDA, EOT
 from bastion.attacks.apgd import APGD, APGDT
 from bastion.attacks.base import Attack, AttackResult, Passes
 from bastion.attacks.ensemble import AutoAttack, Cascade
@@ -20,6 +21,8 @@ REGISTRY: dict[str, type[Attack]] = {
     APGD.name: APGD,
     APGDT.name: APGDT,
     AutoAttack.name: AutoAttack,
+    BPDA.name: BPDA,
+    EOT.name: EOT,
     FAB.name: FAB,
     FGSM.name: FGSM,
     PGD.name: PGD,
@@ -41,6 +44,8 @@ def make(name: str, **params: Any) -> Attack:
 __all__ = [
     "APGD",
     "APGDT",
+    "BPDA",
+    "EOT",
     "FAB",
     "FGSM",
     "PGD",

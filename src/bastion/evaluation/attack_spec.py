@@ -4,6 +4,11 @@ Generic over :data:`bastion.attacks.REGISTRY`: the keys an attack accepts are it
 constructor's keyword arguments, so a newly registered attack is configurable from the
 command line without changes here. Examples: ``pgd``, ``pgd:loss=margin,restarts=5``,
 ``square:n_queries=1000``, ``autoattack:version=plus``.
+
+Attacks that wrap another attack (EOT, BPDA: classes with an ``inner_param``) take the
+inner one by registered name, and keys they do not take themselves go to it, as do the
+shared options: ``eot:attack=pgd,draws=10,steps=20`` is EOT over draws of 10 around
+PGD-20, labelled ``eot-10-pgd-20``.
 """
 
 from __future__ import annotations
@@ -78,15 +83,7 @@ def build_attacks(texts: Sequence[str], shared: Mapping[str, Any]) -> dict[str, 
         name, given = parse_attack(text)
         if name not in registry.REGISTRY:
             registry.make(name)  # raises ConfigError listing the registered names
-        valid = constructor_defaults(registry.REGISTRY[name])
-        unknown = sorted(set(given) - set(valid))
-        if unknown:
-            raise ConfigError(f"attack {name!r} has no parameter {', '.join(unknown)}; "
-                              f"valid keys: {', '.join(valid) or 'none'}")
-        params = {k: v for k, v in shared.items() if k in valid}
-        used |= set(params)
-        params.update({k: _coerce(name, k, v, valid[k]) for k, v in given.items()})
-        attack = registry.make(name, **params)
+        attack = registry.make(name, **_params(name, given, shared, used))
         label, k = attack_label(name, attack), 2
         while label in built:
             label, k = f"{attack_label(name, attack)}-{k}", k + 1
@@ -99,16 +96,48 @@ def build_attacks(texts: Sequence[str], shared: Mapping[str, Any]) -> dict[str, 
     return built
 
 
+def _params(name: str, given: dict[str, Any], shared: Mapping[str, Any],
+            used: set[str], outer: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Checked constructor arguments of registered attack ``name`` from the ``given`` keys
+    and the ``shared`` options it takes (recorded in ``used``). For a wrapper whose inner
+    attack is a registered name, the keys it does not take build the inner attack."""
+    valid = constructor_defaults(registry.REGISTRY[name])
+    params = {k: v for k, v in shared.items() if k in valid}
+    used |= set(params)
+    params.update({k: _coerce(name, k, v, valid[k]) for k, v in given.items() if k in valid})
+    rest = {k: v for k, v in given.items() if k not in valid}
+    inner_key = getattr(registry.REGISTRY[name], "inner_param", None)
+    inner = params.get(inner_key, valid.get(inner_key)) if inner_key else None
+    if isinstance(inner, str) and inner_key:
+        if inner not in registry.REGISTRY:
+            registry.make(inner)  # raises ConfigError listing the registered names
+        inner_params = _params(inner, rest, shared, used, (name, *outer))
+        if inner_params:
+            params[inner_key] = {"name": inner, **inner_params}
+        return params
+    if rest:
+        where = f" (inside {' inside '.join(outer)})" if outer else ""
+        raise ConfigError(f"attack {name!r}{where} has no parameter {', '.join(sorted(rest))}; "
+                          f"valid keys: {', '.join(valid) or 'none'}")
+    return params
+
+
 def attack_label(name: str, attack: Attack) -> str:
     """Display label: the registry name plus the values of the attack class's
-    ``label_params`` (default ``("steps",)``) that it has, e.g. ``pgd-40``, ``square``.
+    ``label_params`` (default ``("steps",)``) that it has, e.g. ``pgd-40``, ``square``;
+    a wrapper's label ends with its inner attack's (``bpda-pgd-40``).
 
     Other parameters stay out of the label, so a card's columns keep their names when a
     detail changes; every parameter is in the evaluation's ``params``.
     """
     keys = getattr(type(attack), "label_params", ("steps",))
     params = attack.get_params()
-    return "-".join([name, *(str(params[k]) for k in keys if params.get(k) is not None)])
+    parts = [name, *(str(params[k]) for k in keys if params.get(k) is not None)]
+    inner_attack = getattr(attack, "inner_attack", None)
+    if callable(inner_attack):  # a wrapper: eot-10-pgd-40
+        inner = inner_attack()
+        parts.append(attack_label(inner.name, inner))
+    return "-".join(parts)
 
 
 def _coerce(attack: str, key: str, value: Any, default: Any) -> Any:
