@@ -52,7 +52,9 @@ def test_entries_are_well_formed() -> None:
         assert entry.name == name
         assert entry.arch in ARCHITECTURES, name
         assert entry.dataset in LOADERS, name
-        assert entry.kind in ("bundled", "package"), name
+        assert entry.kind in ("bundled", "package", "broken"), name
+        assert (entry.kind == "broken") == name.startswith("broken-"), name
+        assert (entry.wrap is not None) == (entry.kind == "broken"), name
         assert entry.description
     for alias, target in ALIASES.items():
         assert target in ENTRIES, f"alias {alias} points at unknown {target}"
@@ -77,8 +79,13 @@ def test_every_entry_loads_in_eval_mode(name: str) -> None:
     assert all(p.device.type == "cpu" for p in model.parameters())
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
     x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        a, b = model(x), zoo.load(name)(x)
+    outputs = []
+    for again in (model, zoo.load(name)):
+        # broken-random draws from the global random state: same seed, same output
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(0)
+            outputs.append(again(x))
+    a, b = outputs
     assert a.shape == (3, 10)
     assert torch.equal(a, b)  # deterministic: same weights, no dropout
 

@@ -1,11 +1,13 @@
 """The zoo's registry: named, ready-to-evaluate models.
 
-Three kinds of entry:
+Four kinds of entry:
 
 - *bundled*: trained by bastion, weights shipped inside this package
   (``zoo/checkpoints/NAME.pt``) with a ``NAME.json`` card of how they were made;
   ``bastion zoo train NAME`` reproduces them.
 - *package*: third-party weights read from an installed registry package.
+- *broken*: a bundled checkpoint wrapped in a deliberately broken defense
+  (:mod:`bastion.zoo.broken`): gradient masking to test diagnostics and adaptive attacks.
 - *alias*: another name for an entry (``mnist-robust`` = the best robust MNIST model).
 
 ``load(name)`` returns the model in eval mode on the CPU.
@@ -24,6 +26,7 @@ from torch import nn
 
 from bastion.data.base import package_dir
 from bastion.errors import ConfigError, MissingDependencyError
+from bastion.zoo import broken
 from bastion.zoo.models import ARCHITECTURES
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
@@ -39,8 +42,10 @@ class Entry:
         dataset: the data set it was trained on (``bastion.data`` name).
         description: one line for ``bastion zoo list``.
         checkpoint: returns the path of the weights (raises if they are not installed).
-        kind: ``"bundled"`` or ``"package"``.
+        kind: ``"bundled"``, ``"package"`` or ``"broken"``.
         arch_kwargs: keyword arguments of the architecture.
+        wrap: applied to the loaded ``arch`` model to give the registered one (the broken
+            defenses), or None.
     """
 
     name: str
@@ -50,6 +55,7 @@ class Entry:
     checkpoint: Callable[[], Path]
     kind: str
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    wrap: Callable[[nn.Module], nn.Module] | None = None
 
     def info(self) -> dict[str, Any]:
         """Metadata recorded when the weights were made (bundled entries), else {}."""
@@ -92,6 +98,19 @@ ENTRIES: dict[str, Entry] = {
         Entry("advertorch-lenet5-adv", "lenet5", "mnist",
               "advertorch's LeNet5, PGD adversarial training at Linf 0.3",
               _advertorch("mnist_lenet5_advtrained.pt"), "package"),
+        # Broken on purpose, to test diagnostics and adaptive attacks (zoo/broken.py).
+        Entry("broken-quantize", "smallcnn", "mnist",
+              f"BROKEN ON PURPOSE (tests): mnist-smallcnn-std, {broken.QUANTIZE_LEVELS}-level "
+              "input quantization; BPDA breaks it", _bundled("mnist-smallcnn-std"), "broken",
+              wrap=broken.quantized),
+        Entry("broken-random", "smallcnn", "mnist",
+              "BROKEN ON PURPOSE (tests): mnist-smallcnn-std, random resize-pad + noise; "
+              "PGD without early stop breaks it", _bundled("mnist-smallcnn-std"), "broken",
+              wrap=broken.randomized),
+        Entry("broken-saturate", "smallcnn", "mnist",
+              f"BROKEN ON PURPOSE (tests): mnist-smallcnn-std, logits x {broken.SATURATE_SCALE:g}; "
+              "margin/DLR loss or Square breaks it", _bundled("mnist-smallcnn-std"), "broken",
+              wrap=broken.saturated),
     ]
 }
 
@@ -132,6 +151,8 @@ def load(name: str) -> nn.Module:
     model = build(entry.arch, **entry.arch_kwargs)
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
+    if entry.wrap is not None:
+        model = entry.wrap(model)
     return model.eval()
 
 
