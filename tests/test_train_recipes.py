@@ -27,6 +27,8 @@ def test_recipes_keep_their_recorded_hyper_parameters() -> None:
     assert all(f == pytest.approx(0.1) for f in factors[11 * batches:])
     std = config("mnist-smallcnn-std", RECIPES["mnist-smallcnn-std"])
     assert std.method == "standard" and std.model == "smallcnn" and std.epochs == 4
+    noise = config("mnist-smallcnn-noise-0.25", RECIPES["mnist-smallcnn-noise-0.25"])
+    assert (noise.method, noise.noise_sigma, noise.model) == ("gaussian", 0.25, "smallcnn")
 
 
 @pytest.mark.slow

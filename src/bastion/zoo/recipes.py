@@ -40,7 +40,9 @@ class Recipe:
     ``eps`` = 0 means standard training. With eps > 0, PGD adversarial training (PGD-AT,
     ``steps`` steps of 2.5*eps/steps, random start); eps ramps linearly from 0 over the
     first ``ramp_epochs`` epochs, which keeps MNIST training at eps=0.3 from stalling
-    early. With more than 2 epochs the last one runs at lr/10 to settle the weights.
+    early. ``noise_sigma`` > 0 means Gaussian noise augmentation instead (the base model
+    of randomized smoothing). With more than 2 epochs the last one runs at lr/10 to
+    settle the weights.
     """
 
     arch: str
@@ -50,12 +52,14 @@ class Recipe:
     eps: float = 0.0
     steps: int = 0
     ramp_epochs: int = 0
+    noise_sigma: float = 0.0
     seed: int = 0
 
 
 RECIPES: dict[str, Recipe] = {
     "mnist-smallcnn-std": Recipe(arch="smallcnn", epochs=4),
     "mnist-lenet5-pgd": Recipe(arch="lenet5", epochs=12, eps=0.3, steps=10, ramp_epochs=3),
+    "mnist-smallcnn-noise-0.25": Recipe(arch="smallcnn", epochs=4, noise_sigma=0.25),
 }
 
 #: a 1-epoch run on a few hundred images, to check the recipe path end to end.
@@ -69,8 +73,9 @@ def config(name: str, recipe: Recipe) -> TrainConfig:
 
     robust = recipe.eps > 0
     milestones = ((recipe.epochs - 1) / recipe.epochs,) if recipe.epochs > 2 else ()
+    method = "pgd" if robust else "gaussian" if recipe.noise_sigma > 0 else "standard"
     return TrainConfig(
-        method="pgd" if robust else "standard", model=recipe.arch, data="mnist",
+        method=method, model=recipe.arch, data="mnist", noise_sigma=recipe.noise_sigma or 0.25,
         # standard recipes train on clean data; eps only sets their validation attack
         eps=recipe.eps if robust else 0.3, epochs=recipe.epochs,
         batch_size=recipe.batch_size, lr=recipe.lr, optimizer="adam",
