@@ -92,6 +92,10 @@ ENTRIES: dict[str, Entry] = {
         Entry("mnist-lenet5-pgd", "lenet5", "mnist",
               "LeNet5 layout, PGD adversarial training at Linf 0.3 (bastion)",
               _bundled("mnist-lenet5-pgd"), "bundled"),
+        Entry("mnist-smallcnn-noise-0.25", "smallcnn", "mnist",
+              "TRADES SmallCNN, Gaussian noise augmentation sigma 0.25: the base model of "
+              "randomized smoothing (bastion)", _bundled("mnist-smallcnn-noise-0.25"),
+              "bundled"),
         Entry("advertorch-lenet5-std", "lenet5", "mnist",
               "advertorch's LeNet5, standard training", _advertorch("mnist_lenet5_clntrained.pt"),
               "package"),
