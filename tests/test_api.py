@@ -9,9 +9,10 @@ def test_public_names_are_pinned():
     assert sorted(bastion.__all__) == sorted([
         "APGD", "APGDT", "FAB", "FGSM", "PGD", "Square", "Attack", "AttackResult", "AutoAttack",
         "BPDA", "EOT", "BastionError", "BastionWarning",
-        "CapabilityError", "ConfigError", "Evaluation", "InputError", "MissingDependencyError",
+        "CapabilityError", "ConfigError", "Diagnosis", "Evaluation", "InputError",
+        "MissingDependencyError",
         "ModelError", "StateError", "ThreatModel", "__version__", "attacks", "data",
-        "evaluate", "zoo",
+        "diagnose", "evaluate", "zoo",
     ])
     for name in bastion.__all__:
         assert hasattr(bastion, name), name
@@ -30,3 +31,9 @@ def test_errors_are_also_builtin_kinds():
 def test_evaluate_is_the_function():
     assert callable(bastion.evaluate)
     assert bastion.evaluate.__module__ == "bastion.evaluation.runner"
+
+
+def test_diagnose_is_the_function():
+    from bastion.diagnostics import diagnose
+
+    assert bastion.diagnose is diagnose

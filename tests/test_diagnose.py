@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch import nn
 
-from bastion.diagnose import CHECKS, compare, curves, diagnose, gradients, result
-from bastion.diagnose.binarize import Binarized, binarization_test, fit_readouts
-from bastion.diagnose.trace import traced_pgd
+from bastion.diagnostics import CHECKS, compare, curves, diagnose, gradients, result
+from bastion.diagnostics.binarize import Binarized, binarization_test, fit_readouts
+from bastion.diagnostics.trace import traced_pgd
 from bastion.errors import ConfigError, InputError
 from bastion.threat import ThreatModel
 

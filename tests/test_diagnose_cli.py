@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bastion.cli import app
-from bastion.diagnose import CHECKS
-from bastion.diagnose import cli as diagnose_cli
+from bastion.diagnostics import CHECKS
+from bastion.diagnostics import cli as diagnose_cli
 from bastion.errors import InputError
 from bastion.report import validate_card
 from bastion.report.html import render_html

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from bastion import data, zoo
-from bastion.diagnose import diagnose
+from bastion.diagnostics import diagnose
 from bastion.threat import ThreatModel
 from bastion.zoo.registry import names
 

@@ -24,6 +24,7 @@ from bastion.attacks import (
     AutoAttack,
     Square,
 )
+from bastion.diagnostics import Diagnosis, diagnose
 from bastion.errors import (
     BastionError,
     BastionWarning,
@@ -54,6 +55,7 @@ __all__ = [
     "BastionWarning",
     "CapabilityError",
     "ConfigError",
+    "Diagnosis",
     "Evaluation",
     "InputError",
     "MissingDependencyError",
@@ -64,6 +66,7 @@ __all__ = [
     "__version__",
     "attacks",
     "data",
+    "diagnose",
     "evaluate",
     "zoo",
 ]

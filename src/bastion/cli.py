@@ -24,7 +24,7 @@ from rich.table import Table
 
 from bastion import jobs
 from bastion.certify.cli import register as register_certify
-from bastion.diagnose.cli import register as register_diagnose
+from bastion.diagnostics.cli import register as register_diagnose
 from bastion.errors import BastionError
 from bastion.guard.cli import guard_app
 from bastion.train.cli import register as register_train

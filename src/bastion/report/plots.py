@@ -8,7 +8,7 @@ percent (0-100); eps is in the units of the inputs (the same units as the bounds
 :meth:`bastion.evaluation.Evaluation.to_dict` (only ``clean_accuracy``,
 ``robust_accuracy``, ``per_attack``, ``sweep`` and ``threat`` are read);
 :func:`security_curve_plot` and :func:`convergence_plot` take the ``curves`` of a card's
-``diagnostics`` section (:mod:`bastion.diagnose`).
+``diagnostics`` section (:mod:`bastion.diagnostics`).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def convergence_plot(curves: Mapping[str, Any], *, model_name: str) -> bytes:
 
     ``curves["loss"]`` holds ``mean_best_loss`` and ``robust``, one value per loss
     evaluation (step 0 is the random start), as recorded by
-    :func:`bastion.diagnose.trace.traced_pgd`. A converged attack flattens out.
+    :func:`bastion.diagnostics.trace.traced_pgd`. A converged attack flattens out.
 
     Returns:
         PNG file contents.

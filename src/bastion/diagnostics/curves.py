@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bastion.diagnose.result import check, grade, sample_tolerance
+from bastion.diagnostics.result import check, grade, sample_tolerance
 from bastion.threat import ThreatModel
 
 #: eps grid below the unbounded budget: these multiples of eps, then doubling.
@@ -107,7 +107,7 @@ def convergence_check(base: float, strong: float, n: int, *, base_label: str,
                       newly_broken: int) -> dict[str, Any]:
     """Judge the base attack's robust accuracy ``base`` against a stronger run's
     ``strong`` (fractions of ``n``), and the base run's loss curve ``loss``
-    (one value per step, :class:`bastion.diagnose.trace.Trace`)."""
+    (one value per step, :class:`bastion.diagnostics.trace.Trace`)."""
     tol = sample_tolerance(n)
     drop = base - strong
     tail = plateau_share(loss)

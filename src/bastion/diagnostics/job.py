@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion import data as data_registry
-from bastion.diagnose.api import Diagnosis, diagnose
+from bastion.diagnostics.api import Diagnosis, diagnose
 from bastion.evaluation.state import model_digest
 from bastion.jobs import EvalSpec, model_info, parse_device
 from bastion.record import new_run_id, versions

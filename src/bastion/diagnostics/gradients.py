@@ -18,7 +18,7 @@ from torch import nn
 
 from bastion.attacks.base import attack_loss
 from bastion.attacks.steps import input_gradient
-from bastion.diagnose.result import check, grade, share
+from bastion.diagnostics.result import check, grade, share
 from bastion.evaluation.flags import RANDOM_ATOL, RANDOM_RTOL
 from bastion.threat import ThreatModel
 

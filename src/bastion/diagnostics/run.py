@@ -1,6 +1,6 @@
 """One diagnosis, check by check: the measurements and the order they run in.
 
-:func:`bastion.diagnose.diagnose` validates its arguments and hands the work to a
+:func:`bastion.diagnostics.diagnose` validates its arguments and hands the work to a
 :class:`DiagnosisRun`; each check is timed, logged and handed to ``on_check`` as soon
 as it is done, so an interrupted run still shows what it found.
 """
@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from bastion.attacks.base import Passes
-from bastion.diagnose import compare, gradients, measure
-from bastion.diagnose.binarize import binarization_test
-from bastion.diagnose.curves import convergence_check, security_curve_check
-from bastion.diagnose.result import skipped
+from bastion.diagnostics import compare, gradients, measure
+from bastion.diagnostics.binarize import binarization_test
+from bastion.diagnostics.curves import convergence_check, security_curve_check
+from bastion.diagnostics.result import skipped
 from bastion.errors import InputError
 from bastion.evaluation.runner import unit_seed
 from bastion.threat import ThreatModel

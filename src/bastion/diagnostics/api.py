@@ -1,6 +1,6 @@
 """``bastion.diagnose``: is a robust accuracy real, or are the gradients masked?
 
-Runs the checks of :mod:`bastion.diagnose` on one model, data set and threat model and
+Runs the checks of :mod:`bastion.diagnostics` on one model, data set and threat model and
 returns a :class:`Diagnosis`. Checks run cheapest first; each gets its own generator
 seeded from ``(seed, check number)`` and the global random state is forked and seeded,
 so a seed gives the same numbers (a randomised model included) and the caller's random
@@ -19,9 +19,9 @@ from torch import nn
 
 from bastion.attacks.base import model_device
 from bastion.data.base import Dataset
-from bastion.diagnose.curves import unbounded_eps
-from bastion.diagnose.result import masking_suspected
-from bastion.diagnose.run import DiagnosisRun
+from bastion.diagnostics.curves import unbounded_eps
+from bastion.diagnostics.result import masking_suspected
+from bastion.diagnostics.run import DiagnosisRun
 from bastion.errors import ConfigError
 from bastion.evaluation.checks import check_inputs, check_model, warn_if_training
 from bastion.evaluation.runner import unit_seed
@@ -39,7 +39,7 @@ class Diagnosis:
 
     Attributes:
         checks: one dict per check, in run order: ``{"name", "verdict", "evidence",
-            "advice", "seconds"}`` (:mod:`bastion.diagnose.result`).
+            "advice", "seconds"}`` (:mod:`bastion.diagnostics.result`).
         curves: ``{"security": [{"eps", "robust_accuracy"}, ...], "loss": {"attack",
             "mean_best_loss": [...], "robust": [...]}}``, one loss value per step.
         passes: attack label -> ``{"forward", "backward"}`` per-sample passes.

@@ -34,9 +34,9 @@ import torch
 from torch import nn
 
 from bastion.attacks.base import is_success
-from bastion.diagnose.gradients import random_directions
-from bastion.diagnose.result import check, share
-from bastion.diagnose.trace import traced_pgd
+from bastion.diagnostics.gradients import random_directions
+from bastion.diagnostics.result import check, share
+from bastion.diagnostics.trace import traced_pgd
 from bastion.threat import ThreatModel
 
 #: random inner points per sample (class 0), besides the sample itself.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.diagnose.result import check, grade, sample_tolerance, share
+from bastion.diagnostics.result import check, grade, sample_tolerance, share
 
 #: PGD's robust accuracy may exceed FGSM's by sample_tolerance(n) before a warning and
 #: by SINGLE_STEP_FAIL (or twice that tolerance, when larger) before a failure.

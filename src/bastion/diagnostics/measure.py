@@ -17,8 +17,8 @@ from bastion.attacks.base import AttackResult, Passes, is_success
 from bastion.attacks.fgsm import FGSM
 from bastion.attacks.pgd import PGD
 from bastion.attacks.square import Square
-from bastion.diagnose.curves import eps_grid
-from bastion.diagnose.trace import Trace, traced_pgd
+from bastion.diagnostics.curves import eps_grid
+from bastion.diagnostics.trace import Trace, traced_pgd
 from bastion.errors import BastionError
 from bastion.threat import ThreatModel
 

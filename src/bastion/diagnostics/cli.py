@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bastion.diagnose.api import CHECKS
-from bastion.diagnose.job import DiagnoseSpec, run_diagnose, write_diagnosis_card, write_json
-from bastion.diagnose.result import masking_suspected
+from bastion.diagnostics.api import CHECKS
+from bastion.diagnostics.job import DiagnoseSpec, run_diagnose, write_diagnosis_card, write_json
+from bastion.diagnostics.result import masking_suspected
 from bastion.errors import BastionError
 
 #: exit status when some check failed: the robust accuracy is not to be trusted.
