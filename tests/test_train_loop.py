@@ -68,13 +68,29 @@ def test_a_run_leaves_zoo_weights_a_card_and_a_record(tmp_path: Path) -> None:
     assert set(epoch["val"]) == {"clean_accuracy", "robust_accuracy"}
 
 
-def test_rerun_resumes_and_another_config_is_refused(tmp_path: Path) -> None:
+class TenSecondClock:
+    """Stands in for the trainer's ``time`` module: each reading is 10 s after the last."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 10.0
+        return self.now
+
+
+def test_rerun_resumes_and_another_config_is_refused(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trainer_mod, "time", TenSecondClock())
     cfg = replace(TINY, method="standard")
     first = train(cfg, tmp_path, log=quiet)
     before = weights(tmp_path / "last.pt")
     again = train(cfg, tmp_path, log=quiet)  # finished: nothing to train, same result
     assert first is not None and again is not None
     assert again["clean_test_accuracy"] == first["clean_test_accuracy"]
+    # the resumed run reports the whole run's training time, not its own (about 0 s)
+    assert first["train_seconds"] >= 30
+    assert again["train_seconds"] >= first["train_seconds"]
     after = weights(tmp_path / "last.pt")
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert [line["kind"] for line in read(tmp_path / "train.jsonl")].count("resume") == 1

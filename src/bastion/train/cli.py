@@ -81,7 +81,10 @@ def train_command(
     from bastion.train.sweep import run_sweep
     from bastion.train.trainer import train
 
-    command = "bastion train " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    # `bastion train ...` has "train" in argv; `python -m bastion.train ...` does not
+    args = sys.argv[1:]
+    args = args[1:] if args[:1] == ["train"] else args
+    command = "bastion train " + " ".join(shlex.quote(a) for a in args)
     try:
         cfg = TrainConfig(
             method=method, model=model, data=data, norm=norm, eps=eps, epochs=epochs,

@@ -127,9 +127,14 @@ def _train(cfg: TrainConfig, out: Path, world: World, command: str,
                      params=cfg.to_dict(), command=command, world_size=world.size,
                      position=pos, validation=splits.val_source, train_n=n)
 
+    # training seconds of earlier processes of this run, so a resumed run reports the
+    # whole run's time (up to its last checkpoint), not only its own
+    prior_seconds = float(pos.get("seconds", 0.0))
+
     def snapshot() -> None:
         if record is None:
             return
+        pos["seconds"] = prior_seconds + time.perf_counter() - began
         saved = {"fingerprint": cfg.fingerprint(), "run_id": run_id, "position": dict(pos),
                  "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "monitor": monitor.state_dict(),
@@ -189,7 +194,7 @@ def _train(cfg: TrainConfig, out: Path, world: World, command: str,
         return None
     return finish(cfg, out, raw, monitor, record, run_id=run_id, command=command,
                   arch_kwargs=kwargs, dp_epsilon=_epsilon(cfg, private),
-                  seconds=time.perf_counter() - began, log=log)
+                  seconds=prior_seconds + time.perf_counter() - began, log=log)
 
 
 def _epsilon(cfg: TrainConfig, private: Private | None) -> float | None:
