@@ -61,6 +61,12 @@ class EOT(Attack):
 
     Cost: the inner attack's passes times ``draws``, plus one forward per sample to check
     the result on the real model.
+
+    Give it an inner attack that does not stop at its first success
+    (``PGD(early_stop=False)``): a point where the mean logits have just flipped is right
+    on the boundary, and one fresh draw of the real model there often says the true
+    class. On ``broken-random`` (Linf 0.3, 500 images) EOT-10 over PGD-40 leaves 50.2%
+    robust with early stopping and 0.8% without.
     """
 
     name = "eot"
