@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -89,6 +89,9 @@ def assert_success_agrees(model: nn.Module, result: AttackResult, y: torch.Tenso
 @pytest.mark.parametrize("name", ATTACKS)
 @given(seed=st.integers(0, 2**31 - 1), frac=st.floats(0.0, 1.0),
        kind=st.sampled_from(["uniform", "binary"]))
+# found by hypothesis: APGD-T recorded the point a step-size checkpoint restarted from
+# instead of the iterate whose logits fooled the model
+@example(seed=308, frac=0.9375, kind="uniform")
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])  # cnn is not mutated
 def test_contract(cnn: nn.Module, name: str, norm: str, targeted: bool,
                   seed: int, frac: float, kind: str) -> None:

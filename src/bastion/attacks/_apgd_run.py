@@ -136,12 +136,14 @@ def apgd_once(model: nn.Module, x: torch.Tensor, y: torch.Tensor, goal: torch.Te
         s.best_loss = torch.where(better, per, s.best_loss)
         s.best_x[better] = s.x[better]
         s.best_grad[better] = s.grad[better]
-        if it in marks:
-            _checkpoint(s, it - last_mark)
-            last_mark = it
+        # Record fooling points before a checkpoint moves s.x back to a best point: the
+        # logits belong to this iterate, not to the point a restart puts in its place.
         target_of_success = s.goal if targeted_success else None
         if not _record_fooled(s, logits, target_of_success, out_x, success):
             return
+        if it in marks:
+            _checkpoint(s, it - last_mark)
+            last_mark = it
     # Still robust after all iterations: offer the best point to the caller's best-so-far.
     better = s.best_loss > out_loss[s.idx]
     out_x[s.idx[better]] = s.best_x[better]
