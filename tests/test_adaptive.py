@@ -316,3 +316,15 @@ def test_command_line_specs_build_wrappers_around_registered_attacks() -> None:
         build_attacks(["eot:attack=pgd,foo=1"], {})
     with pytest.raises(ConfigError, match="unknown attack 'nope'"):
         build_attacks(["bpda:attack=nope"], {})
+
+
+def test_eot_builds_named_inner_attacks_without_early_stopping() -> None:
+    # a barely-flipped mean is a boundary point a fresh draw often undoes (docstring)
+    inner = EOT(attack="pgd").inner_attack()
+    assert isinstance(inner, PGD) and inner.early_stop is False
+    kept = EOT(attack={"name": "pgd", "early_stop": True}).inner_attack()
+    assert isinstance(kept, PGD) and kept.early_stop is True
+    given = PGD(steps=3)
+    assert EOT(attack=given).inner_attack() is given  # an instance is used as is
+    assert EOT(attack="square").inner_attack().name == "square"  # no early_stop: untouched
+    assert BPDA(attack="pgd").inner_attack().early_stop is True  # BPDA is deterministic

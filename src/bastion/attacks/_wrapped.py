@@ -28,14 +28,19 @@ AttackSpec = str | Attack | Mapping[str, Any]
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
-def build_attack(spec: AttackSpec, owner: str) -> Attack:
-    """The attack ``spec`` stands for (an Attack is returned as is)."""
+def build_attack(spec: AttackSpec, owner: str,
+                 defaults: Mapping[str, Any] | None = None) -> Attack:
+    """The attack ``spec`` stands for (an Attack is returned as is).
+
+    ``defaults`` fill parameters that a name or description leaves out, where the
+    attack takes them (EOT turns early stopping off this way).
+    """
     from bastion.attacks import REGISTRY, make  # the registry imports this module's users
 
     if isinstance(spec, Attack):
         return spec
     if isinstance(spec, str):
-        return make(spec)
+        spec = {"name": spec}
     if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
         name = spec["name"]
         params = {k: v for k, v in spec.items() if k != "name"}
@@ -46,6 +51,7 @@ def build_attack(spec: AttackSpec, owner: str) -> Attack:
             if unknown:
                 raise ConfigError(f"{owner}: attack {name!r} has no parameter "
                                   f"{', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+            params = {**{k: v for k, v in (defaults or {}).items() if k in valid}, **params}
         return make(name, **params)
     raise ConfigError(
         f"{owner}: attack must be a registered attack name (e.g. 'pgd'), an Attack "

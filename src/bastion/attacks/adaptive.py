@@ -62,11 +62,12 @@ class EOT(Attack):
     Cost: the inner attack's passes times ``draws``, plus one forward per sample to check
     the result on the real model.
 
-    Give it an inner attack that does not stop at its first success
-    (``PGD(early_stop=False)``): a point where the mean logits have just flipped is right
-    on the boundary, and one fresh draw of the real model there often says the true
-    class. On ``broken-random`` (Linf 0.3, 500 images) EOT-10 over PGD-40 leaves 50.2%
-    robust with early stopping and 0.8% without.
+    The inner attack should not stop at its first success: a point where the mean logits
+    have just flipped is right on the boundary, and one fresh draw of the real model there
+    often says the true class. On ``broken-random`` (Linf 0.3, 500 images) EOT-10 over
+    PGD-40 leaves 50.2% robust with early stopping and 0.8% without. So an inner attack
+    given by name or description is built with ``early_stop=False`` (where it has that
+    parameter) unless the description sets it; an :class:`Attack` instance is used as is.
     """
 
     name = "eot"
@@ -85,7 +86,7 @@ class EOT(Attack):
 
     def inner_attack(self) -> Attack:
         """The wrapped attack, built from its name or description if need be."""
-        return build_attack(self.attack, self.name)
+        return build_attack(self.attack, self.name, defaults={"early_stop": False})
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
              target: torch.Tensor | None, generator: torch.Generator) -> AttackResult:
