@@ -67,9 +67,9 @@ def probe_flags(probe: Mapping[str, Any]) -> list[dict[str, Any]]:
              "predictions_changed": flips},
             "The model is randomised (noise, dropout, random transforms), so one attack "
             "run sees one random draw and the robust accuracy is not a worst case. "
-            "Attack the expectation instead: EOT over many draws (e.g. the autoattack "
-            "'rand' version, --attack autoattack:version=rand, or more draws per step), "
-            "and report accuracy over several draws."))
+            "Attack the expectation instead: EOT over many draws without early "
+            "stopping (--attack eot:attack=pgd,draws=20), and report accuracy over "
+            "several draws; `bastion diagnose` runs the related checks."))
     masked = probe["zero_grad"] + probe["nonfinite_grad"]
     if correct and masked > ZERO_GRAD_SHARE * correct:
         out.append(flag(
@@ -78,8 +78,10 @@ def probe_flags(probe: Mapping[str, Any]) -> list[dict[str, Any]]:
              "nonfinite_gradient": probe["nonfinite_grad"], "why": probe["grad_error"]},
             "Gradient attacks get no direction on these points, so their robust "
             "accuracy says nothing (gradient masking or obfuscation). Run a black-box "
-            "attack (e.g. --attack square) and BPDA: replace the non-differentiable part "
-            "by a differentiable approximation (often the identity) on the backward pass."))
+            "attack (e.g. --attack square), a scale-free loss (--attack pgd:loss=margin) "
+            "and BPDA: replace the non-differentiable part by a differentiable "
+            "approximation, often the identity, on the backward pass "
+            "(--attack bpda:attack=pgd for a model exposing .preprocess and .classifier)."))
     return out
 
 
