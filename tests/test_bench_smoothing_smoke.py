@@ -17,10 +17,11 @@ def test_smoothing_bench_reports_accuracy_by_radius_and_throughput() -> None:
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     row = bench.run("mnist-smallcnn-std", n=4, sigma=0.25, samples=200, n0=20, alpha=0.001,
-                    batch=100, plain_seconds=0.05)
+                    batch=100, plain_seconds=0.05, chunk=3)
     acc = [row["certified_accuracy"][str(r)] for r in bench.RADII]
     assert all(0.0 <= a <= 1.0 for a in acc)
     assert acc == sorted(acc, reverse=True)  # a radius certifies every smaller one
     assert row["forward_passes"] == 4 * (200 + 20)
     assert row["smoothing_samples_per_second"] > 0 and row["throughput_ratio"] > 0
     assert 0 <= row["abstained"] <= 4
+    assert row["plain_images_per_second"]["timings"] == 3  # before chunks of 3 + 1, after
