@@ -7,8 +7,12 @@ same weights in every run without disturbing the random state of the tests that 
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -133,3 +137,20 @@ def mnist_right() -> Callable[[str, int], MnistRight]:
         return cache[name, n]
 
     return get
+
+
+BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_bench(file: str, module_name: str) -> ModuleType:
+    """Import ``bench/FILE`` as ``module_name``; bench/ is on sys.path while it loads, as
+    some benchmarks import a sibling."""
+    sys.path.insert(0, str(BENCH_DIR))
+    try:
+        spec = importlib.util.spec_from_file_location(module_name, BENCH_DIR / file)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH_DIR))
+    return module

@@ -6,30 +6,14 @@ by running the benchmark itself (docs/benchmarks.md), never in a unit test.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
 
-BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
-
-
-def load_bench() -> ModuleType:
-    sys.path.insert(0, str(BENCH_DIR))  # the bench imports its sibling pgd_speed
-    try:
-        spec = importlib.util.spec_from_file_location("autoattack_bench",
-                                                      BENCH_DIR / "autoattack.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH_DIR))
-    return module
+from conftest import load_bench
 
 
 @pytest.mark.slow
@@ -37,7 +21,7 @@ def test_autoattack_bench_reports_every_tool(tmp_path: Path) -> None:
     pytest.importorskip("torchattacks", reason="the benchmark compares against torchattacks")
     pytest.importorskip("art", reason="the benchmark compares against ART")
     pytest.importorskip("multiprocess", reason="ART's AutoAttack imports multiprocess")
-    bench = load_bench()
+    bench = load_bench("autoattack.py", "autoattack_bench")
     out = tmp_path / "aa.json"
     numpy_state, torch_state = np.random.get_state(), torch.get_rng_state()
     try:

@@ -6,33 +6,23 @@ running the benchmark itself (docs/benchmarks.md), never in a unit test.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shlex
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "pgd_speed.py"
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pgd_speed", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench
 
 
 def test_pgd_speed_bench_reports_every_tool(tmp_path: Path) -> None:
     pytest.importorskip("torchattacks", reason="the PGD benchmark compares against torchattacks")
     pytest.importorskip("art", reason="the PGD benchmark compares against ART "
                                       "(adversarial-robustness-toolbox)")
-    bench = load_bench()
+    bench = load_bench("pgd_speed.py", "pgd_speed")
     out = tmp_path / "pgd.json"
     argv = ["--n", "8", "--batch-size", "4", "--steps", "2", "--repeats", "1",
             "--models", "advertorch-lenet5-adv", "--out", str(out)]

@@ -5,17 +5,11 @@ Speed is measured by running the benchmark (docs/benchmarks.md), never in a unit
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "certify_smoothing.py"
+from conftest import load_bench
 
 
 def test_smoothing_bench_reports_accuracy_by_radius_and_throughput() -> None:
-    spec = importlib.util.spec_from_file_location("certify_smoothing", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("certify_smoothing.py", "certify_smoothing")
     row = bench.run("mnist-smallcnn-std", n=4, sigma=0.25, samples=200, n0=20, alpha=0.001,
                     batch=100, plain_seconds=0.05, chunk=3)
     acc = [row["certified_accuracy"][str(r)] for r in bench.RADII]
