@@ -75,7 +75,9 @@ def config(name: str, recipe: Recipe) -> TrainConfig:
     milestones = ((recipe.epochs - 1) / recipe.epochs,) if recipe.epochs > 2 else ()
     method = "pgd" if robust else "gaussian" if recipe.noise_sigma > 0 else "standard"
     return TrainConfig(
-        method=method, model=recipe.arch, data="mnist", noise_sigma=recipe.noise_sigma or 0.25,
+        method=method, model=recipe.arch, data="mnist",
+        # only gaussian recipes set a sigma; the others keep TrainConfig's (unused) default
+        noise_sigma=recipe.noise_sigma if recipe.noise_sigma > 0 else TrainConfig.noise_sigma,
         # standard recipes train on clean data; eps only sets their validation attack
         eps=recipe.eps if robust else 0.3, epochs=recipe.epochs,
         batch_size=recipe.batch_size, lr=recipe.lr, optimizer="adam",
