@@ -62,14 +62,73 @@ def test_cli_smoothing_and_errors(tmp_path: Path) -> None:
     out = tmp_path / "s.json"
     res = CliRunner().invoke(app(), [
         "certify", "--model", str(model), "--data", "digits", "--n", "3", "--method",
-        "smoothing", "--eps", "0.1", "--samples", "200", "--n0", "20", "--json", str(out)])
+        "smoothing", "--eps", "0.1", "--samples", "200", "--n0", "20", "--steps", "2",
+        "--json", str(out)])
     assert res.exit_code == 0, res.output
     result = json.loads(out.read_text())
     assert result["threat"]["norm"] == "L2" and "noisy_samples_per_second" in result["smoothing"]
-    assert "certified_but_broken" not in result
+    # Smoothing's empirical side attacks the smoothed classifier (EOT over the noise).
+    assert result["attack"].startswith("eot16-pgd-") and "(smoothed)" in result["attack"]
+    assert result["attack_params"]["predict_samples"] == 1000
+    assert 0 <= result["empirical_robust_accuracy"] <= result["empirical_clean_accuracy"]
     bad = CliRunner().invoke(app(), ["certify", "--model", "mnist-smallcnn-std", "--method",
                                      "magic"])
     assert bad.exit_code == 2 and "method" in bad.output
+
+
+def test_cli_card_puts_certificates_beside_the_attack(tmp_path: Path) -> None:
+    from bastion.report import validate_card
+
+    model = tmp_path / "model.py"
+    model.write_text(MODEL_FILE)
+    res = CliRunner().invoke(app(), [
+        "certify", "--model", str(model), "--data", "digits", "--n", "20", "--method", "crown",
+        "--eps", "0.001", "--sweep", "0.01,0.0001", "--steps", "5", "--out", str(tmp_path / "c"),
+        "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "r.json").read_text())
+    card = json.loads((tmp_path / "c" / "card.json").read_text())
+    validate_card(card)
+    entry = card["entries"][0]
+    section, evaluation = entry["certified"], entry["evaluation"]
+    assert section["curve"] == result["sweep"] and section["method"] == "crown"
+    assert [p["eps"] for p in evaluation["sweep"]] == [0.0001, 0.001, 0.01]
+    for point, ev_point in zip(section["curve"], evaluation["sweep"], strict=True):
+        # Same samples: the certificate never claims more than the attack leaves.
+        assert point["certified_accuracy"] <= point["empirical_robust_accuracy"]
+        assert point["gap"] == pytest.approx(point["empirical_robust_accuracy"]
+                                             - point["certified_accuracy"])
+        assert ev_point["robust_accuracy"] == point["empirical_robust_accuracy"]
+    assert evaluation["robust_accuracy"] == result["empirical_robust_accuracy"]
+    html = (tmp_path / "c" / "card.html").read_text()
+    assert "Certified robustness: crown beside pgd-5" in html
+    assert "No certified sample was broken" in html
+    assert html.count("<tr><td class=\"num\">0.01</td>") == 2  # the sweep and the curve
+
+
+def test_cli_card_needs_an_attack_and_the_validator_checks_the_curve(tmp_path: Path) -> None:
+    from bastion.errors import InputError
+    from bastion.report import validate_card
+
+    model = tmp_path / "model.py"
+    model.write_text(MODEL_FILE)
+    res = CliRunner().invoke(app(), ["certify", "--model", str(model), "--data", "digits",
+                                     "--attack", "none", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "--attack none" in res.output
+    assert not (tmp_path / "c").exists()  # refused before any work
+    res = CliRunner().invoke(app(), [
+        "certify", "--model", str(model), "--data", "digits", "--n", "10", "--method", "ibp",
+        "--eps", "0.001", "--sweep", "0.002", "--steps", "3", "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    card = json.loads((tmp_path / "c" / "card.json").read_text())
+    curve = card["entries"][0]["certified"]["curve"]
+    curve[0]["certified_accuracy"], curve[0]["empirical_robust_accuracy"] = 0.9, 0.5
+    with pytest.raises(InputError, match="exceeds"):
+        validate_card(card)
+    curve[0]["certified_accuracy"] = 0.0
+    curve.reverse()
+    with pytest.raises(InputError, match="ascending"):
+        validate_card(card)
 
 
 def test_cli_fails_loudly_when_a_certified_sample_is_broken(tmp_path: Path,

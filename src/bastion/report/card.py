@@ -8,8 +8,9 @@ Its shape is fixed by ``card.schema.json`` (draft 2020-12)::
      "entries": [{"model": {...}, "data": {...}, "evaluation": {...}, ...}, ...]}
 
 Versioning: adding optional fields or sections keeps ``schema_version`` 1 (the
-evaluation's ``flags``, ``stages`` and ``probe``, and an entry's ``diagnostics``, came
-that way: cards without them stay valid); removing or renaming a field bumps it.
+evaluation's ``flags``, ``stages`` and ``probe``, and an entry's ``diagnostics`` and
+``certified`` sections, came that way: cards without them stay valid); removing or
+renaming a field bumps it.
 Readers must ignore fields they do not know.
 """
 
@@ -122,6 +123,9 @@ def validate_card(card: dict[str, Any]) -> None:
         _check_entry(entry, f"$.entries[{i}]")
         if isinstance(entry.get("diagnostics"), dict):
             _check_diagnostics(entry["diagnostics"], f"$.entries[{i}].diagnostics")
+        if isinstance(entry.get("certified"), dict):
+            _check_certified(entry["certified"], entry["evaluation"]["n"],
+                             f"$.entries[{i}].certified")
 
 
 def _check_entry(entry: dict[str, Any], path: str) -> None:
@@ -168,6 +172,28 @@ def _check_diagnostics(diag: dict[str, Any], path: str) -> None:
     eps = [p["eps"] for p in diag.get("curves", {}).get("security", [])]
     if any(b <= a for a, b in itertools.pairwise(eps)):
         raise invalid(f"{path}.curves.security", f"eps must be strictly ascending, got {eps}")
+
+
+def _check_certified(section: dict[str, Any], n: int, path: str) -> None:
+    """The curve ascends in eps; a bound certificate is no weaker than the attack allows:
+    certified samples the attack did not break are a subset of the robust ones."""
+    curve = section.get("curve", [])
+    eps = [p["eps"] for p in curve]
+    if any(b <= a for a, b in itertools.pairwise(eps)):
+        raise invalid(f"{path}.curve", f"eps must be strictly ascending, got {eps}")
+    for j, point in enumerate(curve):
+        where = f"{path}.curve[{j}]"
+        for key in ("certified_accuracy", "empirical_robust_accuracy"):
+            if key in point and not 0 <= point[key] <= 1:
+                raise invalid(f"{where}.{key}", f"{point[key]} is not a fraction in [0, 1]")
+        broken = point.get("certified_but_broken", 0)
+        if section.get("method") == "smoothing" or "empirical_robust_accuracy" not in point:
+            continue  # smoothing: abstentions after the attack are neither (bastion.certify)
+        if point["certified_accuracy"] - broken / n > point["empirical_robust_accuracy"] + _TOL:
+            raise invalid(f"{where}.certified_accuracy", f"{point['certified_accuracy']} "
+                          f"exceeds the attack's robust accuracy "
+                          f"{point['empirical_robust_accuracy']} by more than the "
+                          f"{broken} certified-but-broken sample(s) explain")
 
 
 def _check_point(clean: float, worst: float, per_attack: dict[str, float], path: str) -> None:

@@ -16,7 +16,13 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from bastion.report.plots import attack_bars, convergence_plot, security_curve_plot, sweep_plot
+from bastion.report.plots import (
+    attack_bars,
+    certified_plot,
+    convergence_plot,
+    security_curve_plot,
+    sweep_plot,
+)
 
 _CORE = ("model", "data", "evaluation")
 
@@ -52,22 +58,34 @@ def render_html(card: Mapping[str, Any]) -> str:
     """Render a card (as built by :func:`bastion.report.build_card`) to HTML text.
 
     The card should be valid (:func:`bastion.report.validate_card`). A ``diagnostics``
-    section with checks gets its own table and plots; other sections of an entry beyond
+    section with checks and a ``certified`` section with a curve get their own tables
+    and plots; other sections of an entry beyond
     model/data/evaluation are shown as formatted JSON.
     """
     items = []
     for entry in card["entries"]:
         evaluation, name = entry["evaluation"], entry["model"]["name"]
         diagnostics = _diagnostics(entry, name)
+        certified = _certified(entry, name)
+        shown = {"diagnostics": diagnostics, "certified": certified}
         items.append({
             "entry": entry,
             "sweep_png": data_uri(sweep_plot(evaluation, model_name=name)),
             "bars_png": data_uri(attack_bars(evaluation, model_name=name)),
             "diagnostics": diagnostics,
-            "sections": {k: v for k, v in entry.items()
-                         if k not in _CORE and not (k == "diagnostics" and diagnostics)},
+            "certified": certified,
+            # Sections with their own layout are not repeated as JSON.
+            "sections": {k: v for k, v in entry.items() if k not in _CORE and not shown.get(k)},
         })
     return _environment().get_template("card.html.j2").render(card=card, items=items)
+
+
+def _certified(entry: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    """The certified section with its plot; None when the entry has none with a curve."""
+    section = entry.get("certified")
+    if not isinstance(section, Mapping) or not section.get("curve"):
+        return None
+    return {**section, "plot_png": data_uri(certified_plot(section, model_name=name))}
 
 
 def _diagnostics(entry: Mapping[str, Any], name: str) -> dict[str, Any] | None:

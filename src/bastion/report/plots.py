@@ -8,7 +8,8 @@ percent (0-100); eps is in the units of the inputs (the same units as the bounds
 :meth:`bastion.evaluation.Evaluation.to_dict` (only ``clean_accuracy``,
 ``robust_accuracy``, ``per_attack``, ``sweep`` and ``threat`` are read);
 :func:`security_curve_plot` and :func:`convergence_plot` take the ``curves`` of a card's
-``diagnostics`` section (:mod:`bastion.diagnostics`).
+``diagnostics`` section (:mod:`bastion.diagnostics`); :func:`certified_plot` a card's
+``certified`` section (:mod:`bastion.certify.card`).
 """
 
 from __future__ import annotations
@@ -145,6 +146,37 @@ def convergence_plot(curves: Mapping[str, Any], *, model_name: str) -> bytes:
     handles = ax.get_legend_handles_labels()
     more = right.get_legend_handles_labels()
     ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize="small", loc="center right")
+    return _png(fig)
+
+
+def certified_plot(section: Mapping[str, Any], *, model_name: str) -> bytes:
+    """Certified and empirical robust accuracy (%) against the radius, the gap shaded.
+
+    ``section`` is a card's ``certified`` section (:mod:`bastion.certify.card`): its
+    ``curve`` holds ``{"eps", "certified_accuracy", "empirical_robust_accuracy"}``
+    points in ascending eps. The truth lies between the two lines: the certificate is a
+    lower bound on robust accuracy, the attack an upper bound.
+
+    Returns:
+        PNG file contents.
+    """
+    curve = section["curve"]
+    eps = [p["eps"] for p in curve]
+    certified = [100 * p["certified_accuracy"] for p in curve]
+    empirical = [100 * p["empirical_robust_accuracy"] for p in curve]
+    fig, ax = _figure()
+    ax.fill_between(eps, certified, empirical, color="tab:orange", alpha=0.2,
+                    label="gap: the true robust accuracy lies here")
+    ax.plot(eps, empirical, marker="o", color="tab:red", linewidth=1.5,
+            label=f"empirical: {_literal(section['attack'])}")
+    ax.plot(eps, certified, marker="s", color=_WORST, linewidth=2.5,
+            label=f"certified: {_literal(section['method'])}")
+    ax.set_xlabel(f"eps ({section['norm']} radius, input units)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(f"{_literal(model_name)}: certified vs empirical")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
     return _png(fig)
 
 
