@@ -1,0 +1,195 @@
+"""``bastion serve``, ``bastion keys ...``, ``bastion review export``.
+
+    bastion serve                                   # SQLite file, embedded SmolLM2 upstream
+    bastion serve --config service.yaml --port 8080 --workers 2
+    bastion keys create --name app --role client    # prints the key once
+    bastion keys list | bastion keys revoke ID
+    bastion review export --out decisions.jsonl     # labelled corpus for `bastion guard ...`
+
+Every command takes ``--config FILE`` and ``--database-url URL`` (the latter beats the
+file and ``BASTION_DATABASE_URL``), so the keys land in the database the server uses.
+Exit codes: 0 done, 2 bad input or unusable configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bastion.errors import BastionError
+from bastion.service.config import ServiceConfig, config_from_dict, load_config
+
+keys_app = typer.Typer(help="Create, list and revoke the guard service's API keys.",
+                       no_args_is_help=True)
+review_app = typer.Typer(help="The guard service's review queue.", no_args_is_help=True)
+_out = Console()
+_err = Console(stderr=True)
+#: how `bastion serve --workers N` hands the resolved configuration to each worker.
+CONFIG_ENV = "BASTION_SERVICE_CONFIG_JSON"
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="service YAML file")]
+DbOpt = Annotated[str | None, typer.Option("--database-url",
+                                           help="SQLAlchemy URL; beats config and env")]
+
+
+def _fail(message: str) -> typer.Exit:
+    _err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _config(path: Path | None, database_url: str | None, **overrides: Any) -> ServiceConfig:
+    try:
+        config = load_config(path)
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        if database_url:
+            changes["database_url"] = database_url
+        return dataclasses.replace(config, **changes)
+    except BastionError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _store(path: Path | None, database_url: str | None) -> Any:
+    from bastion.service.storage import Store
+
+    config = _config(path, database_url)
+    try:
+        return Store(config.database_url)
+    except BastionError as exc:
+        raise _fail(str(exc)) from None
+
+
+def app_from_env() -> Any:
+    """uvicorn's factory for ``--workers N``: each worker rebuilds the app from the
+    configuration the parent resolved (env var :data:`CONFIG_ENV`)."""
+    from bastion.service.app import create_app
+
+    config = config_from_dict(json.loads(os.environ[CONFIG_ENV]), source=CONFIG_ENV)
+    return create_app(config, warm=True)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port")] = None,
+    config: ConfigOpt = None,
+    database_url: DbOpt = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL for shared limits")] = None,
+    upstream_url: Annotated[str | None, typer.Option(
+        help="OpenAI-compatible base URL (…/v1); default: the embedded SmolLM2")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the guard service (HTTP API, guarded OpenAI-compatible proxy, review page)."""
+    import uvicorn
+
+    cfg = _config(config, database_url, host=host, port=port, redis_url=redis_url)
+    if upstream_url:
+        cfg = dataclasses.replace(cfg, upstream=dataclasses.replace(cfg.upstream,
+                                                                    url=upstream_url))
+    if workers < 1:
+        raise _fail(f"--workers must be at least 1, got {workers}")
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # One check before forking workers: a bad database URL fails here, once, clearly.
+    store = _store(None, cfg.database_url)
+    store.close()
+    _err.print(f"bastion guard service on http://{cfg.host}:{cfg.port} (database "
+               f"{escape(store.engine.url.render_as_string(hide_password=True))}, rate limits "
+               f"{'redis' if cfg.redis_url else 'in-process'}, upstream "
+               f"{escape(cfg.upstream.url or 'embedded SmolLM2-135M')})")
+    os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(cfg))
+    # h11 rather than httptools: the same header-size cap (16 KiB of request head) on
+    # every install, so huge headers get a 4xx, not unbounded buffering.
+    uvicorn.run("bastion.service.cli:app_from_env", factory=True, host=cfg.host,
+                port=cfg.port, workers=workers, http="h11", log_level=log_level,
+                h11_max_incomplete_event_size=16 * 1024, timeout_graceful_shutdown=10)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="who or what uses the key")],
+    role: Annotated[str, typer.Option(help="client, reviewer or admin")] = "client",
+    config: ConfigOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Make an API key and print it once (only its SHA-256 is stored)."""
+    store = _store(config, database_url)
+    try:
+        made = store.create_key(name, role)
+    except BastionError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    _err.print(f"key {made.key_id} ({escape(role)}) for {escape(name)}; shown only now:")
+    typer.echo(made.key)
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None, database_url: DbOpt = None,
+              as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every key's id, name, role and dates (never the key)."""
+    store = _store(config, database_url)
+    rows = store.list_keys()
+    store.close()
+    if as_json:
+        typer.echo(json.dumps({"keys": rows}))
+        return
+    table = Table(title="bastion service keys")
+    for col in ("id", "name", "role", "created", "revoked"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], escape(r["name"]), r["role"], (r["created_at"] or "")[:19],
+                      (r["revoked_at"] or "-")[:19])
+    _out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (keys list)")],
+                config: ConfigOpt = None, database_url: DbOpt = None) -> None:
+    """Revoke a key: refused from now on (within seconds on other replicas)."""
+    store = _store(config, database_url)
+    try:
+        store.revoke_key(key_id)
+    except BastionError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    _out.print(f"revoked {escape(key_id)}")
+
+
+@review_app.command("export")
+def review_export(
+    out: Annotated[Path, typer.Option(help="JSONL file to write")],
+    config: ConfigOpt = None,
+    database_url: DbOpt = None,
+) -> None:
+    """Write every decided item as a labelled example: rejected = 1 (attack), approved = 0.
+
+    Lines are ``{"text", "label", ...}``, the corpus format `bastion guard eval --corpus`
+    reads, with the item id, direction, kind, verdict and who decided when.
+    """
+    from bastion.service.export import write_jsonl
+
+    store = _store(config, database_url)
+    try:
+        n = write_jsonl(store, out)
+    except OSError as exc:
+        raise _fail(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        store.close()
+    _out.print(f"wrote {n} decisions to {escape(str(out))}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve``, ``keys`` and ``review`` to the ``bastion`` command."""
+    app.command(name="serve")(serve)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(review_app, name="review")

