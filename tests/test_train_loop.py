@@ -16,7 +16,13 @@ from typer.testing import CliRunner
 
 import bastion.train.trainer as trainer_mod
 from bastion import zoo
-from bastion.errors import BastionWarning, ConfigError, MissingDependencyError, StateError
+from bastion.errors import (
+    BastionWarning,
+    ConfigError,
+    InputError,
+    MissingDependencyError,
+    StateError,
+)
 from bastion.record import read
 from bastion.report import validate_card
 from bastion.train import TrainConfig, train
@@ -133,26 +139,54 @@ def test_cli_trains_and_reports_bad_options(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown method 'free'" in bad.output
 
 
-def test_beta_sweep_writes_a_table_and_a_plot(tmp_path: Path) -> None:
+def test_sweep_writes_a_table_a_plot_and_a_card_with_the_tradeoff(tmp_path: Path) -> None:
     app = typer.Typer()
     register(app)
     result = CliRunner().invoke(app, ["--out", str(tmp_path), "--method", "trades",
-                                      "--sweep-beta", "0,6", "--train-n", "256", *TINY_ARGS])
+                                      "--sweep-beta", "0,6", "--compare", "standard,pgd",
+                                      "--train-n", "256", *TINY_ARGS])
     assert result.exit_code == 0, result.output
     table = json.loads((tmp_path / "sweep.json").read_text())
     assert table["parameter"] == "beta" and table["method"] == "trades"
-    assert [p["beta"] for p in table["points"]] == [0.0, 6.0]
+    assert [(p["method"], p["beta"]) for p in table["points"]] == [
+        ("trades", 0.0), ("trades", 6.0), ("standard", None), ("pgd", None)]
+    assert [p["dir"] for p in table["points"]] == ["beta-0", "beta-6", "method-standard",
+                                                   "method-pgd"]
     for point in table["points"]:
         assert (tmp_path / point["dir"] / "best.pt").exists()
         assert 0 <= point["robust_accuracy"] <= point["clean_accuracy"] <= 1
+        own = json.loads((tmp_path / point["dir"] / "best.json").read_text())
+        assert own["training"]["method"] == point["method"]
     assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    card = json.loads((tmp_path / "card.json").read_text())
+    validate_card(card)
+    assert card["tradeoff"]["points"] == table["points"]
+    assert [e["model"]["name"] for e in card["entries"]] == ["trades β=0", "trades β=6",
+                                                             "standard", "pgd"]
+    for entry, point in zip(card["entries"], table["points"], strict=True):
+        assert entry["evaluation"]["robust_accuracy"] == point["robust_accuracy"]
+    html = (tmp_path / "card.html").read_text()
+    assert "Robustness-accuracy trade-off" in html and "method-pgd" not in html
+    card["tradeoff"]["points"][0]["robust_accuracy"] = 1.5
+    with pytest.raises(InputError, match="fractions"):
+        validate_card(card)
 
 
-def test_sweep_needs_a_method_with_beta(tmp_path: Path) -> None:
-    from bastion.train.sweep import run_sweep
+def test_sweep_settings_refuse_what_cannot_be_swept() -> None:
+    from bastion.train.sweep import run_sweep, settings
 
     with pytest.raises(ConfigError, match="trades or mart"):
-        run_sweep(TINY, [1.0, 2.0], tmp_path)
+        run_sweep(TINY, [1.0, 2.0], Path("unused"))
+    with pytest.raises(ConfigError, match="--compare takes distinct methods"):
+        settings(TINY, (), ["pgd", "magic"])
+    with pytest.raises(ConfigError, match="--compare takes distinct methods"):
+        settings(TINY, (), ["pgd", "pgd"])
+    with pytest.raises(ConfigError, match="needs --sweep-beta"):
+        settings(TINY, (), ())
+    # A compared beta method gets the default beta, not the swept one.
+    mart = settings(replace(TINY, method="trades", beta=1.0), (1.0,), ["mart"])
+    assert [(c.method, c.beta, folder) for c, folder, _ in mart] == [
+        ("trades", 1.0, "beta-1"), ("mart", TrainConfig().beta, "method-mart")]
 
 
 def test_dp_without_opacus_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,8 @@ Its shape is fixed by ``card.schema.json`` (draft 2020-12)::
 
     {"schema_version": 1, "kind": "bastion.card", "created": "2025-01-01T12:00:00+00:00",
      "run": {"run_id": str, "seed": int, "versions": {pkg: str}, "command": str},
-     "entries": [{"model": {...}, "data": {...}, "evaluation": {...}, ...}, ...]}
+     "entries": [{"model": {...}, "data": {...}, "evaluation": {...}, ...}, ...],
+     "tradeoff": {...}}                           # optional: a training sweep's table
 
 Versioning: adding optional fields or sections keeps ``schema_version`` 1 (the
 evaluation's ``flags``, ``stages`` and ``probe``, and an entry's ``diagnostics`` and
@@ -65,13 +66,16 @@ class CardEntry:
                 **self.sections}
 
 
-def build_card(entries: list[CardEntry], *, run: dict[str, Any]) -> dict[str, Any]:
+def build_card(entries: list[CardEntry], *, run: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Assemble and validate a card.
 
     Args:
         entries: at least one :class:`CardEntry`.
         run: ``{"run_id": str, "seed": int, "versions": {package: version}, "command": str}``
             where ``command`` is the shell command that reproduces the run.
+        extra: optional card-level sections beside ``entries``, e.g. ``{"tradeoff":
+            table}`` (a training sweep, :mod:`bastion.train.sweep`).
 
     Returns:
         The card as plain JSON data (dicts, lists, str, int, float), already validated.
@@ -81,21 +85,24 @@ def build_card(entries: list[CardEntry], *, run: dict[str, Any]) -> dict[str, An
     for i, entry in enumerate(entries):
         if not isinstance(entry, CardEntry):
             raise InputError(f"entries[{i}] is a {type(entry).__name__}, not a CardEntry")
+    clash = sorted(set(extra or {}) & {"schema_version", "kind", "created", "run", "entries"})
+    if clash:
+        raise ConfigError(f"extra sections {clash} would overwrite the card's own fields")
     card = {"schema_version": CARD_SCHEMA_VERSION, "kind": CARD_KIND, "created": now(),
-            "run": run, "entries": [entry.to_dict() for entry in entries]}
+            "run": run, "entries": [entry.to_dict() for entry in entries], **(extra or {})}
     plain: dict[str, Any] = to_plain(card)
     validate_card(plain)
     return plain
 
 
-def write_card(out_dir: Path, entries: list[CardEntry], *,
-               run: dict[str, Any]) -> tuple[Path, Path]:
+def write_card(out_dir: Path, entries: list[CardEntry], *, run: dict[str, Any],
+               extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``out_dir/card.json`` and ``out_dir/card.html``; return their paths.
 
     Both files are replaced whole (written aside, then renamed), so an interrupted
     write never leaves half a card.
     """
-    card = build_card(entries, run=run)
+    card = build_card(entries, run=run, extra=extra)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out_dir / "card.json", out_dir / "card.html"
@@ -119,6 +126,8 @@ def validate_card(card: dict[str, Any]) -> None:
         datetime.fromisoformat(plain["created"])
     except ValueError:
         raise invalid("$.created", f"{plain['created']!r} is not an ISO 8601 time") from None
+    if isinstance(plain.get("tradeoff"), dict):
+        _check_tradeoff(plain["tradeoff"], "$.tradeoff")
     for i, entry in enumerate(plain["entries"]):
         _check_entry(entry, f"$.entries[{i}]")
         if isinstance(entry.get("diagnostics"), dict):
@@ -126,6 +135,19 @@ def validate_card(card: dict[str, Any]) -> None:
         if isinstance(entry.get("certified"), dict):
             _check_certified(entry["certified"], entry["evaluation"]["n"],
                              f"$.entries[{i}].certified")
+
+
+def _check_tradeoff(table: dict[str, Any], path: str) -> None:
+    """Every point of a training sweep holds fractions, robust never above clean."""
+    for j, point in enumerate(table.get("points", [])):
+        where = f"{path}.points[{j}]"
+        clean, robust = point.get("clean_accuracy"), point.get("robust_accuracy")
+        if not all(isinstance(v, int | float) and 0 <= v <= 1 for v in (clean, robust)):
+            raise invalid(where, f"clean_accuracy {clean} and robust_accuracy {robust} must "
+                          "be fractions in [0, 1]")
+        if robust > clean + _TOL:
+            raise invalid(f"{where}.robust_accuracy", f"{robust} is above clean_accuracy "
+                          f"{clean}")
 
 
 def _check_entry(entry: dict[str, Any], path: str) -> None:

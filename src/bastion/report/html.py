@@ -22,6 +22,7 @@ from bastion.report.plots import (
     convergence_plot,
     security_curve_plot,
     sweep_plot,
+    tradeoff_plot,
 )
 
 _CORE = ("model", "data", "evaluation")
@@ -77,7 +78,11 @@ def render_html(card: Mapping[str, Any]) -> str:
             # Sections with their own layout are not repeated as JSON.
             "sections": {k: v for k, v in entry.items() if k not in _CORE and not shown.get(k)},
         })
-    return _environment().get_template("card.html.j2").render(card=card, items=items)
+    tradeoff = card.get("tradeoff")
+    tradeoff_png = (data_uri(tradeoff_plot(tradeoff))
+                    if isinstance(tradeoff, Mapping) and tradeoff.get("points") else None)
+    return _environment().get_template("card.html.j2").render(card=card, items=items,
+                                                              tradeoff_png=tradeoff_png)
 
 
 def _certified(entry: Mapping[str, Any], name: str) -> dict[str, Any] | None:

@@ -9,7 +9,8 @@ percent (0-100); eps is in the units of the inputs (the same units as the bounds
 ``robust_accuracy``, ``per_attack``, ``sweep`` and ``threat`` are read);
 :func:`security_curve_plot` and :func:`convergence_plot` take the ``curves`` of a card's
 ``diagnostics`` section (:mod:`bastion.diagnostics`); :func:`certified_plot` a card's
-``certified`` section (:mod:`bastion.certify.card`).
+``certified`` section (:mod:`bastion.certify.card`); :func:`tradeoff_plot` a training
+sweep's table (the card's ``tradeoff``).
 """
 
 from __future__ import annotations
@@ -175,6 +176,41 @@ def certified_plot(section: Mapping[str, Any], *, model_name: str) -> bytes:
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-2, 102)
     ax.set_title(f"{_literal(model_name)}: certified vs empirical")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return _png(fig)
+
+
+def tradeoff_plot(table: Mapping[str, Any]) -> bytes:
+    """Clean (x) against robust (y) test accuracy (%), one labelled point per model.
+
+    ``table`` is a training sweep (:mod:`bastion.train.sweep`): points with ``method``,
+    ``label``, ``clean_accuracy``, ``robust_accuracy`` and ``beta`` (null for methods
+    without one). Points of one method share a marker and colour; a beta sweep's points
+    are joined in beta order, so its slope reads at a glance.
+
+    Returns:
+        PNG file contents.
+    """
+    fig, ax = _figure()
+    methods = list(dict.fromkeys(p.get("method", table["method"]) for p in table["points"]))
+    markers = "osD^v<>ph*"
+    for k, method in enumerate(methods):
+        pts = [p for p in table["points"] if p.get("method", table["method"]) == method]
+        pts.sort(key=lambda p: p["beta"] if p.get("beta") is not None else 0.0)
+        xs = [100 * p["clean_accuracy"] for p in pts]
+        ys = [100 * p["robust_accuracy"] for p in pts]
+        ax.plot(xs, ys, marker=markers[k % len(markers)], linestyle="-" if len(pts) > 1
+                else "none", markersize=7, label=_literal(method))
+        for p, x, y in zip(pts, xs, ys, strict=True):
+            label = p.get("label") or f"β={p['beta']:g}"
+            ax.annotate(_literal(label), (x, y), textcoords="offset points", xytext=(5, 4),
+                        fontsize="small")
+    t = table["threat"]
+    ax.set_xlabel(f"clean test accuracy (%), n = {table['test_n']}")
+    ax.set_ylabel(f"robust accuracy (%), {table['test_attack']} {t['norm']} "
+                  f"eps = {t['eps']:g}")
+    ax.set_title("robustness vs accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     return _png(fig)

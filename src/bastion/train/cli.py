@@ -72,8 +72,12 @@ def train_command(
     dp_max_grad_norm: Annotated[float, typer.Option()] = 1.0,
     dp_delta: Annotated[float, typer.Option()] = 1e-5,
     sweep_beta: Annotated[str | None, typer.Option(
-        help="train one model per beta, e.g. 0.5,1,3,6; writes sweep.json and sweep.png")]
+        help="train one model per beta, e.g. 0.5,1,3,6; writes sweep.json, sweep.png and "
+             "a card with the trade-off")]
         = None,
+    compare: Annotated[str | None, typer.Option(
+        help="also train these methods with the same settings, e.g. standard,pgd,mart,fgsm, "
+             "as points of the same trade-off")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Adversarial training (PGD-AT, TRADES, MART, FGSM-RS) with validation, resume,
@@ -98,8 +102,10 @@ def train_command(
             checkpoint_every=checkpoint_every, device=device, dp=dp,
             dp_noise_multiplier=dp_noise_multiplier, dp_max_grad_norm=dp_max_grad_norm,
             dp_delta=dp_delta, progress=progress)
-        if sweep_beta is not None:
-            run_sweep(cfg, _floats(sweep_beta), out, command=command, log=err.print)
+        if sweep_beta is not None or compare is not None:
+            methods = [m.strip() for m in (compare or "").split(",") if m.strip()]
+            run_sweep(cfg, _floats(sweep_beta) if sweep_beta else (), out, command=command,
+                      log=err.print, compare=methods)
         else:
             train(cfg, out, command=command, log=err.print)
     except KeyboardInterrupt:

@@ -1,18 +1,24 @@
-"""The robustness-accuracy trade-off: one model per TRADES/MART beta, then a table and a plot.
+"""The robustness-accuracy trade-off: one model per TRADES/MART beta and per other
+method, then a table, a plot and a card.
 
-Each setting trains in its own subfolder (``DIR/beta-6``), so an interrupted sweep
-resumes where it stopped: finished settings only re-run their final evaluation.
-Writes ``DIR/sweep.json`` (shape below) and ``DIR/sweep.png`` (test clean accuracy
-against PGD robust accuracy, one labelled point per beta)::
+Each setting trains in its own subfolder (``DIR/beta-6`` for the beta sweep,
+``DIR/method-pgd`` for a compared method), so an interrupted sweep resumes where it
+stopped: finished settings only re-run their final evaluation. Writes
+``DIR/sweep.json`` (shape below), ``DIR/sweep.png`` (test clean accuracy against PGD
+robust accuracy, one labelled point per setting, one marker per method) and
+``DIR/card.json`` + ``card.html``: one entry per model (its test evaluation) and the
+table as the card's ``tradeoff`` section, drawn at the top of the page::
 
     {"kind": "bastion.train_sweep", "schema_version": 1, "method": "trades",
      "parameter": "beta", "threat": {"norm": "Linf", "eps": 0.3, "bounds": [0, 1]},
      "test_attack": "pgd-40", "test_n": 1000, "command": "...",
-     "points": [{"beta": 0.5, "dir": "beta-0.5", "clean_accuracy": 0.99,
-                 "robust_accuracy": 0.90, "val_clean_accuracy": 0.99,
-                 "val_robust_accuracy": 0.91, "best_epoch": 9}, ...]}
+     "points": [{"method": "trades", "beta": 0.5, "label": "trades β=0.5",
+                 "dir": "beta-0.5", "clean_accuracy": 0.99, "robust_accuracy": 0.90,
+                 "val_clean_accuracy": 0.99, "val_robust_accuracy": 0.91,
+                 "best_epoch": 9}, ...]}
 
-Accuracies are fractions of the first ``test_n`` test images.
+``beta`` is null for methods without one. Accuracies are fractions of the first
+``test_n`` test images.
 """
 
 from __future__ import annotations
@@ -27,34 +33,59 @@ from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
 from bastion.train.config import TrainConfig
 from bastion.train.dist import join, leave
+from bastion.train.losses import METHODS
 from bastion.train.trainer import train
+
+#: Methods whose loss has a beta.
+BETA_METHODS = ("trades", "mart")
+
+
+def settings(cfg: TrainConfig, betas: Sequence[float],
+             compare: Sequence[str]) -> list[tuple[TrainConfig, str, str]]:
+    """(config, folder, label) per model to train: ``cfg.method`` at each beta, then
+    each method of ``compare`` with ``cfg``'s other settings (its own default beta)."""
+    if betas and cfg.method not in BETA_METHODS:
+        raise ConfigError(f"a beta sweep needs --method trades or mart, not {cfg.method!r}")
+    if any(b < 0 for b in betas) or len(set(betas)) != len(betas):
+        raise ConfigError(f"give distinct betas >= 0, got {list(betas)}")
+    unknown = [m for m in compare if m not in METHODS]
+    if unknown or len(set(compare)) != len(compare):
+        raise ConfigError(f"--compare takes distinct methods from {', '.join(METHODS)}; got "
+                          f"{list(compare)}")
+    if not betas and not compare:
+        raise ConfigError("a sweep needs --sweep-beta values, --compare methods, or both")
+    out = [(replace(cfg, beta=float(b), out_name=f"{cfg.method}-beta-{b:g}"), f"beta-{b:g}",
+            f"{cfg.method} β={b:g}") for b in betas]
+    default_beta = TrainConfig.__dataclass_fields__["beta"].default
+    for method in compare:
+        beta = cfg.beta if method == cfg.method else default_beta
+        label = f"{method} β={beta:g}" if method in BETA_METHODS else method
+        out.append((replace(cfg, method=method, beta=beta, out_name=f"{method}-compare"),
+                    f"method-{method}", label))
+    return out
 
 
 def run_sweep(cfg: TrainConfig, betas: Sequence[float], out: Path, *, command: str = "",
-              log: Callable[[str], None] = print) -> dict[str, Any] | None:
-    """Train ``cfg`` once per beta into ``out/beta-B``; write sweep.json and sweep.png.
-
-    Returns the table on rank 0, None on other torchrun ranks.
-    """
-    if cfg.method not in ("trades", "mart"):
-        raise ConfigError(f"a beta sweep needs --method trades or mart, not {cfg.method!r}")
-    if not betas or any(b < 0 for b in betas) or len(set(betas)) != len(betas):
-        raise ConfigError(f"give distinct betas >= 0, got {list(betas)}")
+              log: Callable[[str], None] = print,
+              compare: Sequence[str] = ()) -> dict[str, Any] | None:
+    """Train every setting of :func:`settings` into ``out``; write sweep.json, sweep.png
+    and the card. Returns the table on rank 0, None on other torchrun ranks."""
+    todo = settings(cfg, betas, compare)
     world = join(cfg.device)
     try:
         points: list[dict[str, Any]] = []
         test_n = 0
-        for beta in betas:
-            folder = f"beta-{beta:g}"
-            log(f"sweep: {cfg.method} beta={beta:g} -> {out / folder}")
-            summary = train(replace(cfg, beta=float(beta), out_name=f"{cfg.method}-{folder}"),
-                            out / folder, command=command, log=log)
+        for setting, folder, label in todo:
+            log(f"sweep: {label} -> {out / folder}")
+            summary = train(setting, out / folder, command=command, log=log)
             if summary is None:
                 continue
             test_n = int(summary["test_n"])
             history = summary["training"]["history"]
             best = history[summary["training"]["best_epoch"]]
-            points.append({"beta": float(beta), "dir": folder,
+            points.append({"method": setting.method,
+                           "beta": setting.beta if setting.method in BETA_METHODS else None,
+                           "label": label, "dir": folder,
                            "clean_accuracy": summary["clean_test_accuracy"],
                            "robust_accuracy": summary["robust_test_accuracy"],
                            "val_clean_accuracy": best["clean_accuracy"],
@@ -69,29 +100,27 @@ def run_sweep(cfg: TrainConfig, betas: Sequence[float], out: Path, *, command: s
              "test_attack": f"pgd-{cfg.eval_steps}", "test_n": test_n,
              "command": command, "points": points}
     (out / "sweep.json").write_text(json.dumps(table, indent=2) + "\n")
-    plot(table, out / "sweep.png")
+    from bastion.report.plots import tradeoff_plot
+
+    (out / "sweep.png").write_bytes(tradeoff_plot(table))
+    _write_card(out, table, seed=cfg.seed, command=command)
+    log(f"sweep: {len(points)} models; card: {out / 'card.html'}")
     return table
 
 
-def plot(table: dict[str, Any], path: Path) -> None:
-    """Clean (x) against robust (y) test accuracy, one point per beta, as a PNG."""
-    import matplotlib
+def _write_card(out: Path, table: dict[str, Any], *, seed: int, command: str) -> None:
+    """One entry per model, taken from the card each run wrote; the table on top."""
+    from bastion.record import new_run_id, versions
+    from bastion.report import CardEntry, write_card
 
-    matplotlib.use("Agg")  # files only: no display on servers
-    import matplotlib.pyplot as plt
+    entries = []
+    for point in table["points"]:
+        own = json.loads((out / point["dir"] / "card.json").read_text())["entries"][0]
+        model = {**own["model"], "name": point["label"]}
+        entries.append(CardEntry(model=model, data=own["data"], evaluation=own["evaluation"],
+                                 sections={k: v for k, v in own.items()
+                                           if k not in ("model", "data", "evaluation")}))
+    run = {"run_id": new_run_id(), "seed": seed, "versions": versions(), "command": command}
+    write_card(out, entries, run=run, extra={"tradeoff": table})
 
-    pts = sorted(table["points"], key=lambda p: p["beta"])
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
-    xs = [100 * p["clean_accuracy"] for p in pts]
-    ys = [100 * p["robust_accuracy"] for p in pts]
-    ax.plot(xs, ys, "o-", color="tab:blue")
-    for p, x, y in zip(pts, xs, ys, strict=True):
-        ax.annotate(f"β={p['beta']:g}", (x, y), textcoords="offset points", xytext=(5, 5))
-    t = table["threat"]
-    ax.set_xlabel(f"clean test accuracy (%), n={table['test_n']}")
-    ax.set_ylabel(f"robust accuracy (%), {table['test_attack']} {t['norm']} eps={t['eps']:g}")
-    ax.set_title(f"{table['method']}: robustness vs accuracy")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+
