@@ -56,7 +56,7 @@ def settings(cfg: TrainConfig, betas: Sequence[float],
         raise ConfigError("a sweep needs --sweep-beta values, --compare methods, or both")
     out = [(replace(cfg, beta=float(b), out_name=f"{cfg.method}-beta-{b:g}"), f"beta-{b:g}",
             f"{cfg.method} β={b:g}") for b in betas]
-    default_beta = TrainConfig.__dataclass_fields__["beta"].default
+    default_beta = TrainConfig().beta
     for method in compare:
         beta = cfg.beta if method == cfg.method else default_beta
         label = f"{method} β={beta:g}" if method in BETA_METHODS else method
