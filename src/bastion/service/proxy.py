@@ -105,7 +105,7 @@ async def chat_completions(body: ChatRequest, request: Request,
     upstream_body = body.model_dump(exclude={"bastion"}, exclude_none=True)
     context: dict[str, Any] = {"prompt": last_user,
                                "documents": list(opts.documents) if opts else [],
-               "canary": opts.canary if opts else None}
+                               "canary": opts.canary if opts else None}
     if body.stream:
         return await _start_stream(svc, upstream_body, model, inp, who, session, context)
     try:
