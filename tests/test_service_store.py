@@ -10,13 +10,16 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+import test_service_support as support
 from bastion.cli import app as cli
 from bastion.errors import InputError
 from bastion.service import Store
 from bastion.service import keys as keylib
 from bastion.service.schema import SCHEMA_VERSION, api_keys, schema_version
 from bastion.service.storage import Conflict, NotFound
-from test_service_support import fresh_store, pg_url  # noqa: F401  (pg_url: a fixture)
+from test_service_support import fresh_store
+
+pg_url = support.pg_url  # a fixture
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -32,6 +32,10 @@ class Decision:
         return str(max(1, math.ceil(self.retry_after_s)))
 
 
+class LimiterUnavailable(Exception):
+    """The shared limiter cannot be reached; the service answers 503 (fails closed)."""
+
+
 class Limiter(Protocol):
     def take(self, bucket: str, rate: float, burst: float) -> Decision: ...
     def ping(self) -> None: ...
@@ -115,8 +119,13 @@ class RedisLimiter:
         # A bucket left alone refills in burst/rate seconds; keep it that long, then let
         # Redis forget it (a missing bucket is a full one).
         ttl_ms = max(1000, math.ceil(burst / rate * 1000) + 1000)
-        allowed, wait_ms = self._script(keys=[f"{self.prefix}rl:{bucket}"],
-                                        args=[rate, burst, ttl_ms])
+        import redis
+
+        try:
+            allowed, wait_ms = self._script(keys=[f"{self.prefix}rl:{bucket}"],
+                                            args=[rate, burst, ttl_ms])
+        except redis.RedisError as exc:
+            raise LimiterUnavailable(type(exc).__name__) from None
         return Decision(bool(allowed), float(wait_ms) / 1000.0)
 
     def ping(self) -> None:

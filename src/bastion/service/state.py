@@ -26,7 +26,7 @@ from bastion.service.anomaly import AnomalyDetector
 from bastion.service.config import ServiceConfig
 from bastion.service.limits import error_body
 from bastion.service.metrics import Metrics
-from bastion.service.ratelimit import Limiter
+from bastion.service.ratelimit import Limiter, LimiterUnavailable
 from bastion.service.storage import Principal, Store
 from bastion.service.upstream import Upstream
 
@@ -101,12 +101,21 @@ class Service:
     def rate_limit(self, who: Principal, session_id: str) -> None:
         """Take a token from the key's bucket (and the session's throttle); 429 otherwise."""
         rl = self.config.rate_limit
-        decision = self.limiter.take(f"key:{who.key_id}", rl.rate_per_s, rl.burst)
         throttled = False
-        if decision.allowed and self.detector.throttled(self._session_key(who, session_id)):
-            throttled = True
-            decision = self.limiter.take(f"throttle:{who.key_id}:{session_tag(session_id)}",
-                                         self.config.anomaly.throttle_rate_per_s, 1)
+        try:
+            decision = self.limiter.take(f"key:{who.key_id}", rl.rate_per_s, rl.burst)
+            if decision.allowed and self.detector.throttled(self._session_key(who,
+                                                                              session_id)):
+                throttled = True
+                decision = self.limiter.take(
+                    f"throttle:{who.key_id}:{session_tag(session_id)}",
+                    self.config.anomaly.throttle_rate_per_s, 1)
+        except LimiterUnavailable as exc:
+            # Fail closed: without the shared limiter, limits would silently stop holding.
+            log.error("rate limiter unavailable: %s", exc)
+            raise ServiceError(503, "the rate limiter (Redis) is unreachable; retry later",
+                               "service_unavailable", "limiter_down",
+                               {"Retry-After": "5"}) from None
         if not decision.allowed:
             self.metrics.rate_limited.inc()
             log.info("rate_limited key=%s session=%s throttled=%s retry_after=%.2fs",
