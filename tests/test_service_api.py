@@ -125,6 +125,12 @@ def test_oversized_chunked_body_is_413_without_content_length(setup) -> None:
     assert got.status_code == 413
 
 
+def test_huge_headers_are_431(setup) -> None:
+    client, _ = setup
+    got = client.get("/healthz", headers={"X-Big": "a" * 20_000})
+    assert got.status_code == 431 and "headers" in got.json()["error"]["message"]
+
+
 def test_json_depth_ignores_brackets_inside_strings() -> None:
     assert json_depth(b'{"a": "[[[[[[[["}') == 1
     assert json_depth(b'[{"a": [1, {"b": "\\"]]]"}]}]') == 4

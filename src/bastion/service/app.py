@@ -144,6 +144,7 @@ def create_app(config: ServiceConfig | None = None, *, guard: Guard | None = Non
     app.include_router(review.router)
     app.include_router(web.router)
     app.add_middleware(RequestLimits, max_body_bytes=config.limits.max_body_bytes,
+                       max_header_bytes=config.limits.max_header_bytes,
                        max_json_depth=config.limits.max_json_depth,
                        timeout_s=config.limits.request_timeout_s)
     return app

@@ -20,6 +20,7 @@ in-process rate limiter and the embedded SmolLM2 upstream::
       max_tokens: 48       # embedded model only: new tokens per answer (CPU cost)
     limits:
       max_body_bytes: 1048576
+      max_header_bytes: 16384
       max_json_depth: 32
       request_timeout_s: 60
       stream_window_chars: 160   # a stream is released after each sentence or this many chars
@@ -58,9 +59,11 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    """Bounds on one request: bytes, JSON nesting depth, seconds, stream window (chars)."""
+    """Bounds on one request: body and header bytes, JSON nesting depth, seconds, stream
+    window (characters)."""
 
     max_body_bytes: int = 1 << 20
+    max_header_bytes: int = 16 * 1024
     max_json_depth: int = 32
     request_timeout_s: float = 60.0
     stream_window_chars: int = 160
@@ -100,6 +103,7 @@ class ServiceConfig:
             raise ConfigError(f"block_response must be refusal or error, got "
                               f"{self.block_response!r}")
         positive = {"limits.max_body_bytes": self.limits.max_body_bytes,
+                    "limits.max_header_bytes": self.limits.max_header_bytes,
                     "limits.max_json_depth": self.limits.max_json_depth,
                     "limits.request_timeout_s": self.limits.request_timeout_s,
                     "limits.stream_window_chars": self.limits.stream_window_chars,

@@ -3,6 +3,8 @@
 :class:`RequestLimits` is plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``,
 which buffers streaming responses) that
 
+* refuses request headers over ``max_header_bytes`` in all with 431 (the server's own
+  parser may accept a head of any size that arrives in one read);
 * refuses a body over ``max_body_bytes`` with 413, from ``Content-Length`` when given
   and by counting otherwise, so a chunked upload cannot grow past the cap in memory;
 * refuses a JSON body that is not UTF-8 or nests deeper than ``max_json_depth`` with 422
@@ -67,8 +69,9 @@ class RequestLimits:
     """ASGI middleware: body size, JSON sanity and a whole-request deadline."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_json_depth: int,
-                 timeout_s: float) -> None:
+                 timeout_s: float, max_header_bytes: int = 16 * 1024) -> None:
         self.app = app
+        self.max_header_bytes = max_header_bytes
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
         self.timeout_s = timeout_s
@@ -97,8 +100,13 @@ class RequestLimits:
                     "timeout"))
 
     async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
+        raw = scope.get("headers", [])
+        if sum(len(k) + len(v) + 4 for k, v in raw) > self.max_header_bytes:
+            await _answer(send, 431, error_body(
+                f"the request headers are larger than the {self.max_header_bytes} bytes this "
+                "service accepts", "invalid_request_error", "headers_too_large"))
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body_bytes:
             await self._too_large(send)
