@@ -103,6 +103,21 @@ def test_stream_passes_scanned_text_in_order(tmp_path: Path, upstream: FakeUpstr
     finishes = [e["choices"][0]["finish_reason"] for e in events
                 if isinstance(e, dict) and e.get("choices")]
     assert finishes[-1] == "stop"
+    info = [e["bastion"] for e in events if isinstance(e, dict) and "bastion" in e]
+    assert info and info[0]["output"]["verdict"] == "allow"
+    assert all(e["object"] == "chat.completion.chunk" for e in events if isinstance(e, dict))
+
+
+def test_streamed_attack_gets_a_streamed_refusal(tmp_path: Path,
+                                                 upstream: FakeUpstream) -> None:
+    client, h = _client(tmp_path, upstream.url)
+    with client, client.stream("POST", "/v1/chat/completions", headers=h,
+                               json=_chat(ATTACK, stream=True)) as response:
+        events = sse_events(response.iter_lines())
+    assert streamed_text(events) == "I can't help with that request."
+    finishes = [e["choices"][0]["finish_reason"] for e in events
+                if isinstance(e, dict) and e.get("choices")]
+    assert finishes[-1] == "content_filter" and events[-1] == "[DONE]"
 
 
 def test_stream_is_cut_when_a_leak_appears(tmp_path: Path, upstream: FakeUpstream) -> None:

@@ -71,6 +71,13 @@ def _chunk(cid: str, model: str, delta: dict[str, Any], finish: str | None = Non
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
+def _info_chunk(cid: str, model: str, info: dict[str, Any]) -> bytes:
+    """The verdicts, as a chunk with no choices (the shape of OpenAI's usage chunk, which
+    clients already skip over)."""
+    return _sse({"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
+                 "model": model, "choices": [], "bastion": info})
+
+
 def _sse(obj: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
 
@@ -130,7 +137,7 @@ async def _refusal_stream(model: str, info: dict[str, Any]) -> AsyncIterator[byt
     cid = f"chatcmpl-{uuid.uuid4().hex}"
     yield _chunk(cid, model, {"role": "assistant", "content": REFUSAL})
     yield _chunk(cid, model, {}, "content_filter")
-    yield _sse({"bastion": info})
+    yield _info_chunk(cid, model, info)
     yield DONE
 
 
@@ -193,8 +200,8 @@ class StreamGuard:
             yield DONE
             return
         yield _chunk(self.cid, self.model, {}, finish or "stop")
-        yield _sse({"bastion": {"blocked": None, "input": _summary(self.inp),
-                                "output": _summary(self.last)}})
+        yield _info_chunk(self.cid, self.model, {"blocked": None, "input": _summary(self.inp),
+                                                 "output": _summary(self.last)})
         yield DONE
 
     def _cut(self, pending: str) -> int:

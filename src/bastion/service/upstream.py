@@ -195,7 +195,19 @@ class EmbeddedUpstream:
         return str(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:],
                                     skip_special_tokens=True))
 
+    async def _loaded(self) -> None:
+        """Wait for the model to load (once per process; start-up warms it). Loading is
+        not generation: ``timeout_s`` starts after it, so the first request of a fresh
+        process is slow rather than a 504."""
+        from bastion.guard.scanners.input._perplexity_lm import load_lm
+
+        try:
+            await asyncio.to_thread(load_lm)
+        except Exception as exc:  # a missing package or a broken file: say which
+            raise UpstreamError(502, f"the embedded model cannot load: {exc}") from None
+
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        await self._loaded()
         try:
             async with asyncio.timeout(self.timeout_s):
                 text = await asyncio.to_thread(self._generate, body)
@@ -209,7 +221,8 @@ class EmbeddedUpstream:
 
         from bastion.guard.scanners.input._perplexity_lm import load_lm
 
-        tokenizer, _ = await asyncio.to_thread(load_lm)
+        await self._loaded()
+        tokenizer, _ = load_lm()
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
                                         timeout=self.timeout_s)
         worker = threading.Thread(target=self._generate, args=(body, streamer), daemon=True)
