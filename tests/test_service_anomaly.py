@@ -19,6 +19,11 @@ def test_ngram_vectors_see_small_edits_as_near_and_topics_as_far() -> None:
     assert a.shape == (2048,) and abs(float(np.linalg.norm(a)) - 1.0) < 1e-5
     assert float(a @ b) > 0.8 and float(a @ c) < 0.4
     assert not ngram_vector("hi").any()  # shorter than a 3-gram
+    # a long prompt is read at its two ends only: bounded cost, edits there still count
+    words = " ".join(f"w{i}" for i in range(20_000))
+    long, changed_middle = words + " the tail", words.replace("w9999 ", "zz ") + " the tail"
+    assert np.array_equal(ngram_vector(long), ngram_vector(changed_middle))
+    assert not np.array_equal(ngram_vector(long), ngram_vector(words + " a tail"))
 
 
 def test_probing_with_near_duplicates_escalates_once_per_cooldown() -> None:

@@ -62,6 +62,15 @@ def test_review_verdict_is_filed_decided_and_audited(setup) -> None:
     assert [i["id"] for i in done["items"]] == [item_id]
 
 
+def test_answer_marked_review_is_filed_as_an_output_item(setup) -> None:
+    client, h = setup
+    got = client.post("/v1/scan/output", headers=h["client"],
+                      json={"text": "write to dave@example.net", "prompt": "who?"}).json()
+    assert got["verdict"] == "review" and got["review_id"] is not None
+    item = client.get(f"/v1/review/items/{got['review_id']}", headers=h["reviewer"]).json()
+    assert (item["direction"], item["text"]) == ("output", "write to dave@example.net")
+
+
 def _csrf(html: str) -> str:
     match = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
     assert match, html

@@ -54,10 +54,10 @@ def guard() -> Guard:
 
 @functools.cache
 def review_guard() -> Guard:
-    """Rules mark attacks ``review``; the output side catches leaks and PII."""
+    """Rules mark attacks ``review``; PII in an answer is sent for review too."""
     return Guard(policy_from_dict({
         "input": [{"kind": "sanitizer"}, {"kind": "rules", "action": "review"}],
-        "output": [{"kind": "leak"}, {"kind": "pii"}]}))
+        "output": [{"kind": "leak"}, {"kind": "pii", "action": "review"}]}))
 
 
 def config(tmp_path: Path, **overrides: Any) -> ServiceConfig:

@@ -48,14 +48,22 @@ class AnomalyConfig:
     max_sessions: int = 10_000
 
 
+#: characters read from each end of a longer prompt.
+_EDGE_CHARS = 2000
+
+
 def ngram_vector(text: str, dims: int = 2048, n: int = 3) -> np.ndarray:
     """Hashed character ``n``-gram counts of ``text``, L2 normalised.
 
     Returns a float32 array of shape ``(dims,)``; all zeros for text shorter than ``n``.
-    Lower-cased and whitespace-collapsed first, so case and spacing edits do not count.
+    Lower-cased and whitespace-collapsed first, so case and spacing edits do not count;
+    a text over 4,000 characters is read at its first and last 2,000.
     crc32 rather than ``hash()``: Python's string hash is salted per process, and replicas
     (and tests) should agree on a prompt's vector.
     """
+    if len(text) > 2 * _EDGE_CHARS:
+        # Bound the cost on huge prompts: probing edits show at the start or the end.
+        text = text[:_EDGE_CHARS] + " " + text[-_EDGE_CHARS:]
     norm = " ".join(text.lower().split())
     vec = np.zeros(dims, dtype=np.float32)
     grams = [norm[i:i + n] for i in range(len(norm) - n + 1)]
