@@ -46,7 +46,8 @@ def test_benign_prompt_gets_the_upstream_answer(tmp_path: Path, upstream: FakeUp
     client, h = _client(tmp_path, upstream.url)
     with client:
         got = client.post("/v1/chat/completions", headers=h,
-                          json=_chat(BENIGN, temperature=0, bastion={"canary": "CANARY-1"}))
+                          json=_chat(BENIGN, temperature=0, user=12345,
+                                     bastion={"canary": "CANARY-1"}))
     assert got.status_code == 200
     body = got.json()
     assert body["choices"][0]["message"]["content"] == upstream.answer(BENIGN)
@@ -54,6 +55,8 @@ def test_benign_prompt_gets_the_upstream_answer(tmp_path: Path, upstream: FakeUp
     assert body["bastion"]["output"]["verdict"] == "allow"
     sent = upstream.seen[-1]
     assert "bastion" not in sent and sent["temperature"] == 0  # extension stripped, rest kept
+    assert sent["user"] == 12345 and sent["messages"][0] == {"role": "system",
+                                                             "content": "be brief"}
 
 
 @pytest.mark.parametrize("mode", ["refusal", "error"])

@@ -91,8 +91,9 @@ async def chat_completions(body: ChatRequest, request: Request,
     """OpenAI-compatible chat completion, guarded on the way in and on the way out."""
     svc = service_of(request)
     opts = body.bastion
+    user = (body.model_extra or {}).get("user")  # OpenAI's end-user id, if the app sends it
     session = session_of(request, (opts.session_id if opts else None) or
-                         (body.model_extra or {}).get("user"))
+                         (str(user)[:200] if user is not None else None))
     await run_in_threadpool(svc.rate_limit, who, session)
     texts = [message_text(m.content) for m in body.messages if m.role in SCANNED_ROLES]
     prompt = "\n\n".join(t for t in texts if t)
@@ -109,7 +110,8 @@ async def chat_completions(body: ChatRequest, request: Request,
             return StreamingResponse(_refusal_stream(model, answer["bastion"]),
                                      media_type="text/event-stream")
         return JSONResponse(answer, status_code=status)
-    upstream_body = body.model_dump(exclude={"bastion"}, exclude_none=True)
+    # exclude_unset: forward what the client sent, as sent (an explicit null included)
+    upstream_body = body.model_dump(exclude={"bastion"}, exclude_unset=True)
     context: dict[str, Any] = {"prompt": last_user,
                                "documents": list(opts.documents) if opts else [],
                                "canary": opts.canary if opts else None}
