@@ -14,6 +14,7 @@ Exit codes: 0 done, 2 bad input or unusable configuration.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -108,9 +109,16 @@ def serve(
     os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(cfg))
     # h11 rather than httptools: the same header-size cap (16 KiB of request head) on
     # every install, so huge headers get a 4xx, not unbounded buffering.
+    extra: dict[str, Any] = {}
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
+        # A worker imports torch and builds the guard before it can answer the
+        # supervisor's health check: seconds on a busy machine, past uvicorn's default
+        # of 5 s, after which a healthy worker is killed and restarted.
+        extra["timeout_worker_healthcheck"] = 120
     uvicorn.run("bastion.service.cli:app_from_env", factory=True, host=cfg.host,
                 port=cfg.port, workers=workers, http="h11", log_level=log_level,
-                h11_max_incomplete_event_size=16 * 1024, timeout_graceful_shutdown=10)
+                h11_max_incomplete_event_size=16 * 1024, timeout_graceful_shutdown=10,
+                **extra)
 
 
 @keys_app.command("create")
