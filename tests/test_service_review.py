@@ -53,6 +53,8 @@ def test_review_verdict_is_filed_decided_and_audited(setup) -> None:
     assert client.post(url, json={"decision": "maybe"}, headers=h["reviewer"]).status_code == 422
     assert client.post("/v1/review/items/99999/decision", json={"decision": "approve"},
                        headers=h["reviewer"]).status_code == 404
+    huge = client.get(f"/v1/review/items/{2**70}", headers=h["reviewer"])
+    assert huge.status_code == 422  # not a database overflow (500)
     audit = client.get(f"/v1/review/items/{item_id}", headers=h["reviewer"]).json()["audit"]
     reviewer_id = h["reviewer"]["Authorization"].split("_")[1]
     assert [(a["actor"], a["action"], a["detail"]) for a in audit] == [

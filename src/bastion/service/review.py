@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from bastion.service.app import AdminKey, ReviewerKey, service_of
@@ -24,6 +24,8 @@ from bastion.service.state import ServiceError
 from bastion.service.storage import Conflict, NotFound, Principal
 
 router = APIRouter()
+#: item ids fit a 32-bit integer column; a larger one would be a database error (a 500).
+ItemId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 log = logging.getLogger("bastion.service")
 
 
@@ -31,7 +33,7 @@ log = logging.getLogger("bastion.service")
 async def list_items(request: Request, who: ReviewerKey,
                      state: Literal["pending", "approved", "rejected", "all"] = "pending",
                      limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                     offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+                     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> dict[str, Any]:
     """Review items in ``state``, oldest first."""
     store = service_of(request).store
     items = await run_in_threadpool(store.list_items, None if state == "all" else state,
@@ -40,7 +42,7 @@ async def list_items(request: Request, who: ReviewerKey,
 
 
 @router.get("/v1/review/items/{item_id}", tags=["review"])
-async def get_item(item_id: int, request: Request,
+async def get_item(item_id: ItemId, request: Request,
                    who: ReviewerKey) -> dict[str, Any]:
     """One item, with the audit records about it."""
     store = service_of(request).store
@@ -67,7 +69,7 @@ async def decide(request: Request, item_id: int, decision: str, note: str,
 
 
 @router.post("/v1/review/items/{item_id}/decision", tags=["review"])
-async def post_decision(item_id: int, body: Decision, request: Request,
+async def post_decision(item_id: ItemId, body: Decision, request: Request,
                         who: ReviewerKey) -> dict[str, Any]:
     """Approve (the text was fine) or reject (it was an attack or a leak) a pending item."""
     return await decide(request, item_id, body.decision, body.note, who)

@@ -182,8 +182,10 @@ class EmbeddedUpstream:
         prompt = tokenizer.apply_chat_template(messages, tokenize=False,
                                                add_generation_prompt=True)
         inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        wanted = body.get("max_tokens") or body.get("max_completion_tokens") or self.max_tokens
-        return tokenizer, model, inputs, max(1, min(int(wanted), self.max_tokens))
+        wanted = body.get("max_tokens") or body.get("max_completion_tokens")
+        if isinstance(wanted, bool) or not isinstance(wanted, int):
+            wanted = self.max_tokens  # absent or not a whole number: the configured cap
+        return tokenizer, model, inputs, max(1, min(wanted, self.max_tokens))
 
     def _generate(self, body: dict[str, Any], streamer: Any = None) -> str:
         import torch

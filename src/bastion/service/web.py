@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bastion.service import keys as keylib
 from bastion.service.app import service_of
-from bastion.service.review import decide
+from bastion.service.review import ItemId, decide
 from bastion.service.state import Service, ServiceError
 from bastion.service.storage import NotFound, Principal
 from bastion.service.templates import ENV
@@ -129,7 +129,7 @@ async def queue(request: Request, state: str = "pending") -> Response:
 
 
 @router.get("/review/items/{item_id}")
-async def item_page(item_id: int, request: Request) -> Response:
+async def item_page(item_id: ItemId, request: Request) -> Response:
     who = await run_in_threadpool(_who, request)
     if who is None:
         return _to_login()
@@ -145,7 +145,7 @@ async def item_page(item_id: int, request: Request) -> Response:
 
 
 @router.post("/review/items/{item_id}/decide")
-async def decide_page(item_id: int, request: Request) -> Response:
+async def decide_page(item_id: ItemId, request: Request) -> Response:
     who, form = await _authorized_post(request)
     if who is None:
         return _page("login.html", 403, who=None,
