@@ -1,0 +1,98 @@
+"""Two `bastion serve` processes sharing PostgreSQL and Redis, as replicas behind a load
+balancer: a key's rate limit holds across both, and what one writes the other reads.
+
+(test_service_ratelimit.py checks the same with two app instances in one process; here
+they are real, separate processes.)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+import test_service_support as support
+from conftest import load_bench
+from test_service_support import ATTACK, BENIGN, fresh_store
+
+pytestmark = pytest.mark.slow
+pg_url, redis_url, redis_prefix = support.pg_url, support.redis_url, support.redis_prefix
+
+BURST = 10
+RATE = 0.01  # tokens per second: a run of a few seconds refills well under one
+
+
+def test_rate_limit_holds_across_two_server_processes(
+        tmp_path: Path, pg_url: str, redis_url: str, redis_prefix: str) -> None:
+    bench = load_bench("service_load.py", "service_load")
+    store = fresh_store(pg_url)
+    key = store.create_key("shared", "client").key
+    reviewer = store.create_key("reviewer", "reviewer").key
+    store.close()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump({
+        "input": [{"kind": "sanitizer"}, {"kind": "rules", "action": "review"}],
+        "output": [{"kind": "leak"}]}))
+    config = tmp_path / "service.yaml"
+    config.write_text(yaml.safe_dump({
+        "database_url": pg_url, "redis_url": redis_url, "redis_prefix": redis_prefix,
+        "policy": str(policy), "rate_limit": {"rate_per_s": RATE, "burst": BURST}}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("BASTION_DATABASE_URL", None)
+    env.pop("BASTION_REDIS_URL", None)
+    args = ["--config", str(config), "--workers", "1", "--log-level", "warning"]
+    a = bench.ServeProcess(args, env=env, log=tmp_path / "a.log")
+    b = bench.ServeProcess(args, env=env, log=tmp_path / "b.log")
+    auth = {"Authorization": f"Bearer {key}"}
+    with a, b:
+        began = time.monotonic()
+        # Alternating, one at a time: both replicas serve from the one bucket.
+        first = [httpx.post(f"{s.url}/v1/scan/input", json={"text": BENIGN}, headers=auth)
+                 for s in (a, b, a, b)]
+        assert [r.status_code for r in first] == [200] * 4
+        # Then 40 at once, 20 per replica, from 8 threads.
+        codes: Counter[tuple[str, int]] = Counter()
+        lock = threading.Lock()
+
+        def hammer(server_url: str) -> None:
+            with httpx.Client(headers=auth, timeout=30) as http:
+                for _ in range(5):
+                    got = http.post(f"{server_url}/v1/scan/input", json={"text": BENIGN})
+                    with lock:
+                        codes[server_url, got.status_code] += 1
+
+        threads = [threading.Thread(target=hammer, args=(s.url,)) for s in (a, b) * 4]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        elapsed = time.monotonic() - began
+        ok = sum(n for (_, code), n in codes.items() if code == 200)
+        assert sum(codes.values()) == 40
+        assert {code for _, code in codes} <= {200, 429}
+        # One process alone would allow BURST; two unshared buckets would allow 2 * BURST.
+        assert 4 + ok <= BURST + RATE * elapsed
+        assert 4 + ok == BURST  # and the limiter does not refuse what the bucket holds
+        for s in (a, b):
+            refused = httpx.post(f"{s.url}/v1/scan/input", json={"text": BENIGN},
+                                 headers=auth)
+            assert refused.status_code == 429 and "retry-after" in refused.headers
+
+        # Another key still has its own bucket; an item filed on one replica is decided
+        # on the other.
+        other = {"Authorization": f"Bearer {reviewer}"}
+        filed = httpx.post(f"{a.url}/v1/scan/input", json={"text": ATTACK}, headers=other)
+        assert filed.status_code == 200 and filed.json()["verdict"] == "review"
+        item = filed.json()["review_id"]
+        decided = httpx.post(f"{b.url}/v1/review/items/{item}/decision", headers=other,
+                             json={"decision": "reject"})
+        assert decided.status_code == 200 and decided.json()["state"] == "rejected"
+        again = httpx.post(f"{a.url}/v1/review/items/{item}/decision", headers=other,
+                           json={"decision": "approve"})
+        assert again.status_code == 409
