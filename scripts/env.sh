@@ -45,10 +45,11 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# Data that ships as Debian packages: Fashion-MNIST, and WordNet (synonyms for the guard's
-# adaptive attacks). Installed when we are allowed to.
-debian_data() {  # package, folder it fills
-  if [ ! -d "$2" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+# Data and tools that ship as Debian packages: Fashion-MNIST, and WordNet (synonyms for the
+# guard's adaptive attacks); for dev, Chromium and its driver (the review page's browser
+# test) and wrk (bench/service_load.py). Installed when we are allowed to.
+debian_data() {  # package, folder or file it installs
+  if [ ! -e "$2" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian's $1 ..." >&2
     { apt-get install -y -qq "$1" >/dev/null 2>&1 ||
       { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "$1" >/dev/null 2>&1; }; } ||
@@ -57,4 +58,9 @@ debian_data() {  # package, folder it fills
 }
 debian_data dataset-fashion-mnist /usr/share/datasets/fashion-mnist
 debian_data wordnet-base /usr/share/wordnet
+if [ "$profile" = dev ]; then
+  debian_data chromium /usr/bin/chromium
+  debian_data chromium-driver /usr/bin/chromedriver
+  debian_data wrk /usr/bin/wrk
+fi
 echo "$venv"
