@@ -70,6 +70,34 @@ def test_same_seed_same_numbers_other_seed_may_differ():
     assert numbers(a) == numbers(b)
 
 
+class Noisy(nn.Module):
+    """A randomized defense: Gaussian noise on the input, drawn from torch's global RNG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = tiny_model()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x + 0.3 * torch.randn_like(x))
+
+
+def test_randomized_model_same_seed_same_numbers_and_caller_rng_untouched():
+    x, y = tiny_data()
+    threat = ThreatModel("Linf", 0.1)
+    first, second = Noisy().eval(), Noisy().eval()  # (tiny_model seeds the global RNG)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = evaluate(first, (x, y), threat, [PGD(steps=5)], seed=3, batch_size=16)
+    assert torch.equal(torch.get_rng_state(), before)  # evaluate leaves the caller's RNG alone
+    torch.manual_seed(999)  # a different global state must not change the numbers
+    b = evaluate(second, (x, y), threat, [PGD(steps=5)], seed=3, batch_size=16)
+    assert numbers(a) == numbers(b)
+    # The noise really is drawn: without the per-unit seeding, two forwards differ.
+    model = Noisy().eval()
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))
+
+
 class Liar(Attack):
     """Claims success everywhere but returns the clean inputs."""
 

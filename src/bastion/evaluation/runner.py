@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bastion.attacks._wrapped import seeded_global_rng
 from bastion.attacks.base import Attack, is_success, model_device
 from bastion.attacks.pgd import PGD
 from bastion.data.base import Dataset
@@ -100,8 +101,12 @@ def evaluate(
     check_inputs(x, y, threat)
     was_training = warn_if_training(model)
     model.eval()
+    # The checks and the probe run the model too: a randomized model's draws there come
+    # from the seed as well, and the caller's global RNG state is left untouched.
+    checks_rng = torch.Generator(device=model_device(model)).manual_seed(unit_seed(seed, -1))
     try:
-        check_model(model, x, y)
+        with seeded_global_rng(checks_rng):
+            check_model(model, x, y)
         params = {
             "threat": threat.to_dict(), "eps_sweep": eps_list, "batch_size": batch_size,
             "seed": seed, "n": int(x.shape[0]),
@@ -113,7 +118,8 @@ def evaluate(
         if path is not None and shard is not None:
             path = shard.state_path(path)
         store = StateFile(path, fp)
-        probe = probe_model(model, x, y, seed=seed)
+        with seeded_global_rng(checks_rng):
+            probe = probe_model(model, x, y, seed=seed)
         _refuse_gradient_attacks_without_gradients(probe, named)
         _run_units(model, x, y, threats, threat.eps, named, batch_size, seed, store, progress,
                    shard)
@@ -162,6 +168,17 @@ def _run_units(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threats: list
 
 def _run_unit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
               named: dict[str, Attack], seed: int, eps_i: int, start: int) -> dict[str, Any]:
+    # A randomized model draws from torch's global RNG: seed it from the unit's own
+    # coordinates (index -1: no attack has it), so a rerun, a resumed run and every shard
+    # layout see the same draws, and the caller's RNG state is left as it was.
+    device = model_device(model)
+    global_gen = torch.Generator(device=device).manual_seed(unit_seed(seed, eps_i, -1, start))
+    with seeded_global_rng(global_gen):
+        return _attack_unit(model, x, y, threat, named, seed, eps_i, start)
+
+
+def _attack_unit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
+                 named: dict[str, Attack], seed: int, eps_i: int, start: int) -> dict[str, Any]:
     began = time.perf_counter()
     device = model_device(model)
     x, y = x.to(device), y.to(device)
