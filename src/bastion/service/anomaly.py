@@ -91,6 +91,8 @@ class Escalation:
 @dataclass
 class _Session:
     events: deque[tuple[float, bool]] = field(default_factory=deque)  # (time, flagged)
+    flagged: int = 0  # flagged events in ``events``, kept as they come and go (a sum over
+    #                   the window per prompt would cost O(volume) under the lock)
     vectors: deque[tuple[float, np.ndarray]] = field(default_factory=deque)
     escalated_at: float = -float("inf")
     throttled_until: float = -float("inf")
@@ -138,7 +140,7 @@ class AnomalyDetector:
             s = self._session(key)
             horizon = now - cfg.window_s
             while s.events and s.events[0][0] < horizon:
-                s.events.popleft()
+                s.flagged -= s.events.popleft()[1]
             while s.vectors and s.vectors[0][0] < horizon:
                 s.vectors.popleft()
             near = 0
@@ -146,10 +148,11 @@ class AnomalyDetector:
                 past = np.stack([v for _, v in s.vectors])
                 near = int(np.count_nonzero(past @ vec >= cfg.similarity))
             s.events.append((now, flagged))
+            s.flagged += flagged
             s.vectors.append((now, vec))
             if len(s.vectors) > cfg.max_history:
                 s.vectors.popleft()
-            counts = {"flagged_burst": sum(1 for _, f in s.events if f),
+            counts = {"flagged_burst": s.flagged,
                       "probing": near, "volume": len(s.events)}
             limits = {"flagged_burst": cfg.flagged_burst, "probing": cfg.near_duplicates,
                       "volume": cfg.volume}
