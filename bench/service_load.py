@@ -18,9 +18,11 @@ generator (``--generator python``), which needs more CPU per request than wrk.
     OMP_NUM_THREADS=1 python bench/service_load.py [--modes rules,classifier,proxy]
         [--workers 1,2] [--duration 10] [--connections 16] [--out FILE.json]
 
-The rate limit is set out of the way (10^6 per second) and the anomaly thresholds above
-what a run reaches, so that every request is served: the benchmark measures the scan
-path, not refusals. `ServeProcess` here is also what the service's real-process tests use.
+Scan modes name an upstream they never call, so that the embedded SmolLM2 is not loaded
+in the background during the run. The rate limit is set out of the way (10^6 per
+second) and the anomaly thresholds above what a run reaches, so that every request is
+served: the benchmark measures the scan path, not refusals. `ServeProcess` here is also
+what the service's real-process tests use.
 """
 
 from __future__ import annotations
@@ -324,6 +326,9 @@ def run_mode(mode: str, workers: int, args: argparse.Namespace, texts: list[str]
                            "anomaly": QUIET_ANOMALY}
     if mode == "rules":
         cfg["policy"] = str(policy)
+    # Scan modes never call the upstream; naming one keeps the service from loading the
+    # embedded SmolLM2 in the background, which would compete with the load for the CPU.
+    cfg["upstream"] = {"url": "http://127.0.0.1:9/v1"}
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("BASTION_DATABASE_URL", None)
     env.pop("BASTION_REDIS_URL", None)
