@@ -203,3 +203,23 @@ def test_no_sample_certified_on_a_bundled_model_is_broken_by_pgd() -> None:
         assert not bool((certified & found.success).any())
         if eps == 0.02:
             assert certified.float().mean() > 0.5  # the check is not vacuous
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "eps", "at_least"), [("mnist-certified-0.1", 0.1, 0.85),
+                                                       ("mnist-certified-0.3", 0.3, 0.60)])
+def test_bundled_certified_models_meet_their_radius(name: str, eps: float,
+                                                    at_least: float) -> None:
+    """The issue's targets (>= 85% at 0.1, >= 60% at 0.3), here on the first 200 images;
+    docs/benchmarks.md has the 1,000-image numbers (90.2% and 78.1%)."""
+    from bastion import data, zoo
+    from bastion.attacks import PGD
+
+    model = zoo.load(name)
+    test = data.load("mnist", "test", 200)
+    threat = ThreatModel("Linf", eps)
+    cert = certify(model, test.x, test.y, threat, method="crown-ibp")
+    assert cert.certified.float().mean() >= at_least
+    found = PGD(steps=40).run(model, test.x, test.y, threat,
+                              generator=torch.Generator().manual_seed(0))
+    assert not bool((cert.certified & found.success).any())

@@ -96,6 +96,10 @@ ENTRIES: dict[str, Entry] = {
               "TRADES SmallCNN, Gaussian noise augmentation sigma 0.25: the base model of "
               "randomized smoothing (bastion)", _bundled("mnist-smallcnn-noise-0.25"),
               "bundled"),
+        Entry("mnist-certified-0.1", "wong-small", "mnist",
+              "Wong-Kolter small CNN, CROWN-IBP certified training at Linf 0.2 for testing at "
+              "0.1 (bastion; python -m bastion.certify.recipe)",
+              _bundled("mnist-certified-0.1"), "bundled"),
         Entry("mnist-certified-0.3", "wong-small", "mnist",
               "Wong-Kolter small CNN, CROWN-IBP certified training at Linf 0.4 (bastion; "
               "python -m bastion.certify.recipe)", _bundled("mnist-certified-0.3"),
