@@ -24,6 +24,8 @@ from test_service_support import ATTACK, BENIGN, fresh_store
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+# an upstream never called: the embedded SmolLM2 is not loaded in the background
+NO_UPSTREAM = {"url": "http://127.0.0.1:9/v1"}
 
 
 def missing(why: str) -> None:
@@ -71,7 +73,8 @@ def test_reviewer_logs_in_and_approves_an_item_in_chromium(tmp_path: Path) -> No
         "input": [{"kind": "sanitizer"}, {"kind": "rules", "action": "review"}],
         "output": [{"kind": "leak"}]}))
     config = tmp_path / "service.yaml"
-    config.write_text(yaml.safe_dump({"database_url": url, "policy": str(policy)}))
+    config.write_text(yaml.safe_dump({"database_url": url, "policy": str(policy),
+                                      "upstream": NO_UPSTREAM}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("BASTION_DATABASE_URL", None)
     args = ["--config", str(config), "--workers", "1", "--log-level", "warning"]

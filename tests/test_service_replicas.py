@@ -26,6 +26,8 @@ pg_url, redis_url, redis_prefix = support.pg_url, support.redis_url, support.red
 
 BURST = 10
 RATE = 0.01  # tokens per second: a run of a few seconds refills well under one
+# an upstream never called: the embedded SmolLM2 is not loaded in the background
+NO_UPSTREAM = {"url": "http://127.0.0.1:9/v1"}
 
 
 def test_rate_limit_holds_across_two_server_processes(
@@ -42,7 +44,8 @@ def test_rate_limit_holds_across_two_server_processes(
     config = tmp_path / "service.yaml"
     config.write_text(yaml.safe_dump({
         "database_url": pg_url, "redis_url": redis_url, "redis_prefix": redis_prefix,
-        "policy": str(policy), "rate_limit": {"rate_per_s": RATE, "burst": BURST}}))
+        "policy": str(policy), "rate_limit": {"rate_per_s": RATE, "burst": BURST},
+        "upstream": NO_UPSTREAM}))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("BASTION_DATABASE_URL", None)
     env.pop("BASTION_REDIS_URL", None)
