@@ -8,6 +8,8 @@ they are real, separate processes.)
 from __future__ import annotations
 
 import os
+import socket
+import statistics
 import threading
 import time
 from collections import Counter
@@ -99,3 +101,49 @@ def test_rate_limit_holds_across_two_server_processes(
         again = httpx.post(f"{a.url}/v1/review/items/{item}/decision", headers=other,
                            json={"decision": "approve"})
         assert again.status_code == 409
+
+
+# -- several workers in one replica (`bastion serve --workers N`) ----------------------------
+
+def test_worker_connections_get_tcp_nodelay() -> None:
+    """uvicorn's workers listen on ``socket.socket(family)`` (proto 0), whose accepted
+    sockets asyncio leaves with Nagle's algorithm on; the protocol turns it off."""
+    from bastion.service.protocol import set_nodelay
+
+    class Transport:
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+
+        def get_extra_info(self, name: str) -> socket.socket | None:
+            return self.sock if name == "socket" else None
+
+    with socket.socket(socket.AF_INET) as listener:  # as uvicorn binds for --workers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with socket.create_connection(listener.getsockname()) as _client:
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+                assert set_nodelay(Transport(accepted))  # type: ignore[arg-type]
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    assert not set_nodelay(Transport(None))  # type: ignore[arg-type]
+
+
+def test_two_workers_answer_keep_alive_requests_without_nagle_delay(tmp_path: Path) -> None:
+    """Before the fix every request on a kept-alive connection to a worker waited for the
+    client's delayed ACK (40 ms or more on Linux); a health check takes a few ms."""
+    bench = load_bench("service_load.py", "service_load")
+    config = tmp_path / "service.yaml"
+    config.write_text(yaml.safe_dump({"database_url": f"sqlite:///{tmp_path / 'w.db'}",
+                                      "upstream": NO_UPSTREAM}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("BASTION_DATABASE_URL", None)
+    args = ["--config", str(config), "--workers", "2", "--log-level", "warning"]
+    with bench.ServeProcess(args, env=env, log=tmp_path / "serve.log") as server, \
+            httpx.Client(base_url=server.url) as http:
+        took = []
+        for _ in range(30):
+            began = time.perf_counter()
+            assert http.get("/healthz").status_code == 200
+            took.append(time.perf_counter() - began)
+    assert statistics.median(took) < 0.035, took

@@ -115,8 +115,11 @@ def serve(
         # supervisor's health check: seconds on a busy machine, past uvicorn's default
         # of 5 s, after which a healthy worker is killed and restarted.
         extra["timeout_worker_healthcheck"] = 120
+    # With TCP_NODELAY set per connection: uvicorn's worker sockets lack it (see
+    # bastion.service.protocol), which cost 40 ms per keep-alive request with --workers.
     uvicorn.run("bastion.service.cli:app_from_env", factory=True, host=cfg.host,
-                port=cfg.port, workers=workers, http="h11", log_level=log_level,
+                port=cfg.port, workers=workers,
+                http="bastion.service.protocol:NoDelayH11Protocol", log_level=log_level,
                 h11_max_incomplete_event_size=16 * 1024, timeout_graceful_shutdown=10,
                 **extra)
 
