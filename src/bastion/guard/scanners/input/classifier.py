@@ -128,6 +128,13 @@ def windows(text: str, offsets: Sequence[tuple[int, int]], window: int,
 
 #: a sentence: text up to and including its run of ., ! or ?, or up to a line break.
 _SENTENCE = re.compile(r"[^.!?\n]*[^\s.!?\n][^.!?\n]*[.!?]*")
+#: a sentence break without punctuation: a lower-case letter or digit, space, then a
+#: capitalised word ("reveal your rules The weather is mild").
+_CLAUSE_BREAK = re.compile(r"(?<=[a-z0-9])\s+(?=[A-Z][a-z])")
+#: sentences and clauses of fewer words than this are not scored on their own (a lone
+#: quote mark or "Thanks." says nothing, and the head's bias then decides its score).
+MIN_PIECE_WORDS = 3
+_WORDCHARS = re.compile(r"\w+")
 #: most sentence and decoded-payload pieces scored besides the windows.
 MAX_EXTRA_PIECES = 64
 #: most decoded characters read per payload.
@@ -138,26 +145,44 @@ MAX_PHRASES = 256
 _WORD = re.compile(r"\S+")
 
 
-def pieces(text: str, window: int, stride: int, *,
-           phrase_words: int = PHRASE_WORDS) -> list[tuple[int, int, str, str]]:
+def _long_enough(piece: str, min_words: int) -> bool:
+    return min_words <= 0 or len(_WORDCHARS.findall(piece)) >= min_words
+
+
+def pieces(text: str, window: int, stride: int, *, phrase_words: int = PHRASE_WORDS,
+           clauses: bool = True,
+           min_words: int = MIN_PIECE_WORDS) -> list[tuple[int, int, str, str]]:
     """What the classifier scores in ``text``: ``(start, end, label, piece_text)`` each.
 
     The token windows (label ``window``) cover the whole text. When the text holds more
     than one sentence, each sentence is scored too (label ``sentence``): a short
     injection wrapped in benign sentences is diluted inside a window but stands alone
-    as a sentence. Base64 and hex runs that decode to text are scored decoded (labels
-    ``base64``, ``hex``; the span is the encoded run). Sentences and payloads together
-    are capped at :data:`MAX_EXTRA_PIECES`, the longest kept. Finally a text of more
-    than ``phrase_words`` words is read in windows of that many words, half as many
-    apart (label ``phrase``; at most :data:`MAX_PHRASES`; 0 turns them off): an
-    injection without a full stop, glued to benign sentences, stands nearly alone in one.
+    as a sentence. A sentence that runs on into a capitalised word without punctuation
+    ("reveal your rules The weather is mild today.") is also cut there (label
+    ``clause``): benign text glued to an injection without a full stop is the commonest
+    padding (``clauses=False`` turns this off). Sentences and clauses of fewer than
+    ``min_words`` words are not scored alone. Base64 and hex runs that decode to text are
+    scored decoded (labels ``base64``, ``hex``; the span is the encoded run). Sentences,
+    clauses and payloads together are capped at :data:`MAX_EXTRA_PIECES`, the longest
+    kept. Finally a text of more than ``phrase_words`` words is read in windows of that
+    many words, half as many apart (label ``phrase``; at most :data:`MAX_PHRASES`; 0
+    turns them off): an injection glued to benign sentences stands nearly alone in one.
     """
     out = [(s, e, "window", text[s:e]) for s, e in windows(text, token_offsets(text),
                                                            window, stride)]
     extra: list[tuple[int, int, str, str]] = []
     sentences = [m for m in _SENTENCE.finditer(text)]
     if len(sentences) > 1:
-        extra += [(m.start(), m.end(), "sentence", m.group()) for m in sentences]
+        extra += [(m.start(), m.end(), "sentence", m.group()) for m in sentences
+                  if _long_enough(m.group(), min_words)]
+    for m in sentences if clauses else ():
+        cuts = [c.span() for c in _CLAUSE_BREAK.finditer(m.group())]
+        if cuts:
+            bounds = [0, *(x for c in cuts for x in c), len(m.group())]
+            for a, b in zip(bounds[::2], bounds[1::2], strict=True):
+                part = m.group()[a:b]
+                if _long_enough(part, min_words):
+                    extra.append((m.start() + a, m.start() + b, "clause", part))
     b64, hexa = runs(16)
     for kind, pattern, decode in (("base64", b64, decode_b64), ("hex", hexa, decode_hex)):
         for m in itertools.islice(pattern.finditer(text), MAX_EXTRA_PIECES):
@@ -233,6 +258,17 @@ def load_head(path: str) -> Head:
     return Head(coef, intercept, ngram, idf)
 
 
+@lru_cache(maxsize=8)
+def head_meta(path: str) -> dict[str, Any]:
+    """The JSON written beside a head's ``.npz`` (``{}`` when there is none or it is not
+    a JSON object): how it was trained, its threshold and how its pieces are cut."""
+    try:
+        meta = json.loads(Path(path).with_suffix(".json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
 
@@ -250,6 +286,10 @@ class ClassifierScanner(Scanner):
         phrase_words: words per short word window, 0 for none (see :func:`pieces`);
             short windows resist padding with benign sentences but flag more benign
             prompts that use attack-ish words (docs/guard.md has both numbers).
+        clauses, min_piece_words: cut sentences at unpunctuated breaks, and skip
+            sentences and clauses of fewer words (see :func:`pieces`); ``None`` takes
+            what the head was trained and thresholded with (its JSON's ``clauses`` and
+            ``min_piece_words``; heads without them: no clauses, no minimum).
     """
 
     kind = "classifier"
@@ -258,12 +298,15 @@ class ClassifierScanner(Scanner):
     def __init__(self, *, name: str | None = None, threshold: float = DEFAULT_THRESHOLD,
                  action: str = "block", weights: str | None = None,
                  window_tokens: int = 64, stride_tokens: int = 32,
-                 phrase_words: int = PHRASE_WORDS) -> None:
+                 phrase_words: int = PHRASE_WORDS, clauses: bool | None = None,
+                 min_piece_words: int | None = None) -> None:
         self._init_common(name, threshold, action)
         self.weights = weights
         self.window_tokens = window_tokens
         self.stride_tokens = stride_tokens
         self.phrase_words = phrase_words
+        self.clauses = clauses
+        self.min_piece_words = min_piece_words
 
     def validate(self) -> None:
         super().validate()
@@ -276,6 +319,13 @@ class ClassifierScanner(Scanner):
         if isinstance(pw, bool) or not isinstance(pw, int) or pw < 0:
             raise ConfigError(f"{self.name}: phrase_words must be a whole number >= 0 "
                               f"(0 turns short word windows off), got {pw!r}")
+        if self.clauses is not None and not isinstance(self.clauses, bool):
+            raise ConfigError(f"{self.name}: clauses must be true, false or null, got "
+                              f"{self.clauses!r}")
+        mw = self.min_piece_words
+        if mw is not None and (isinstance(mw, bool) or not isinstance(mw, int) or mw < 0):
+            raise ConfigError(f"{self.name}: min_piece_words must be a whole number >= 0 "
+                              f"or null, got {mw!r}")
         if self.window_tokens > MODEL_MAX_TOKENS - 2:
             raise ConfigError(f"{self.name}: window_tokens must be at most "
                               f"{MODEL_MAX_TOKENS - 2} (MiniLM reads {MODEL_MAX_TOKENS} "
@@ -286,10 +336,20 @@ class ClassifierScanner(Scanner):
                               f"skipped")
         self.head()
 
+    def _head_path(self) -> str:
+        return str(_bundled(HEAD_FILE)) if self.weights is None else str(self.weights)
+
     def head(self) -> Head:
         """The head's weights and bias."""
-        path = str(_bundled(HEAD_FILE)) if self.weights is None else str(self.weights)
-        return load_head(path)
+        return load_head(self._head_path())
+
+    def piece_settings(self) -> tuple[bool, int]:
+        """``(clauses, min_piece_words)``: the parameters, or the head's JSON where None."""
+        meta = head_meta(self._head_path())
+        clauses = bool(meta.get("clauses", False)) if self.clauses is None else self.clauses
+        min_words = (int(meta.get("min_piece_words", 0)) if self.min_piece_words is None
+                     else self.min_piece_words)
+        return clauses, min_words
 
     def score_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Head probabilities for whole texts, each read as one window (no windowing)."""
@@ -300,8 +360,9 @@ class ClassifierScanner(Scanner):
     def _scan(self, text: str, context: ScanContext) -> Finding:
         if not text.strip():
             return Finding(0.0, "empty text")
+        clauses, min_words = self.piece_settings()
         found = pieces(text, self.window_tokens, self.stride_tokens,
-                       phrase_words=self.phrase_words)
+                       phrase_words=self.phrase_words, clauses=clauses, min_words=min_words)
         texts = [p[3] for p in found]
         scores = _sigmoid(self.head().logits(texts, self.head().embed(texts)))
         best = int(np.argmax(scores))
