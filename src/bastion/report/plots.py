@@ -195,6 +195,7 @@ def tradeoff_plot(table: Mapping[str, Any]) -> bytes:
     fig, ax = _figure()
     methods = list(dict.fromkeys(p.get("method", table["method"]) for p in table["points"]))
     markers = "osD^v<>ph*"
+    labelled: list[tuple[float, float, str]] = []
     for k, method in enumerate(methods):
         pts = [p for p in table["points"] if p.get("method", table["method"]) == method]
         pts.sort(key=lambda p: p["beta"] if p.get("beta") is not None else 0.0)
@@ -202,10 +203,8 @@ def tradeoff_plot(table: Mapping[str, Any]) -> bytes:
         ys = [100 * p["robust_accuracy"] for p in pts]
         ax.plot(xs, ys, marker=markers[k % len(markers)], linestyle="-" if len(pts) > 1
                 else "none", markersize=7, label=_literal(method))
-        for p, x, y in zip(pts, xs, ys, strict=True):
-            label = p.get("label") or f"β={p['beta']:g}"
-            ax.annotate(_literal(label), (x, y), textcoords="offset points", xytext=(5, 4),
-                        fontsize="small")
+        labelled += [(x, y, p.get("label") or f"β={p['beta']:g}")
+                     for p, x, y in zip(pts, xs, ys, strict=True)]
     t = table["threat"]
     ax.set_xlabel(f"clean test accuracy (%), n = {table['test_n']}")
     ax.set_ylabel(f"robust accuracy (%), {table['test_attack']} {t['norm']} "
@@ -213,7 +212,24 @@ def tradeoff_plot(table: Mapping[str, Any]) -> bytes:
     ax.set_title("robustness vs accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="best")
+    _place_labels(ax, labelled)
     return _png(fig)
+
+
+def _place_labels(ax: Any, points: list[tuple[float, float, str]]) -> None:
+    """Annotate each point at the first of four corners whose label start is at least
+    a line away (in pixels) from every label placed before, so close points stay readable."""
+    corners = ((6, 4, "left"), (6, -12, "left"), (-6, 4, "right"), (-6, -12, "right"))
+    ax.figure.canvas.draw()  # settles the limits and layout that data -> pixels depends on
+    placed: list[tuple[float, float]] = []
+    for x, y, text in points:
+        px, py = ax.transData.transform((x, y))
+        free = [c for c in corners
+                if all(abs(px + c[0] - qx) > 60 or abs(py + c[1] - qy) > 11 for qx, qy in placed)]
+        dx, dy, align = (free or corners)[0]
+        placed.append((px + dx, py + dy))
+        ax.annotate(_literal(text), (x, y), textcoords="offset points", xytext=(dx, dy),
+                    ha=align, fontsize="small")
 
 
 def _figure() -> tuple[Figure, Any]:
