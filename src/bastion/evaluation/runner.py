@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from bastion.attacks.pgd import PGD
 from bastion.data.base import Dataset
 from bastion.errors import BastionError, ConfigError, ModelError
 from bastion.evaluation.checks import check_inputs, check_model, warn_if_training
+from bastion.evaluation.layout import channels_last
 from bastion.evaluation.probe import probe_model
 from bastion.evaluation.progress import progress_bar
 from bastion.evaluation.shard import Shard
@@ -121,8 +123,11 @@ def evaluate(
         with seeded_global_rng(checks_rng):
             probe = probe_model(model, x, y, seed=seed)
         _refuse_gradient_attacks_without_gradients(probe, named)
-        _run_units(model, x, y, threats, threat.eps, named, batch_size, seed, store, progress,
-                   shard)
+        with ExitStack() as stack:
+            with seeded_global_rng(checks_rng):
+                stack.enter_context(channels_last(model, x[:8].to(model_device(model))))
+            _run_units(model, x, y, threats, threat.eps, named, batch_size, seed, store,
+                       progress, shard)
     finally:
         if was_training:
             model.train()
