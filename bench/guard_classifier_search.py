@@ -11,6 +11,17 @@ reported too. S-Labs test is not read: bench/guard_classifier.py scores the chos
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier_search.py cache
     OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier_search.py search
+
+Phase ``robust`` (n-gram heads only, no MiniLM; about 10 minutes on 2 cores) compares
+training recipes and piece cuts for over-refusal and perturbation robustness, each
+candidate fitted twice with each half of bastion's hard negatives held out once: S-Labs
+val TPR at the val threshold (FPR <= 1%), the held-out hard negatives flagged at that
+threshold (the benign dev set; the over-refusal set is not read), and the TPR drop in
+points on the attacks among the first 400 S-Labs val prompts when a black-box attacker
+gets 5 tries of one family and budget (classifier alone, no rules), as in
+bench/guard_classifier.py:
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier_search.py robust
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import json
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -147,17 +159,184 @@ def search(cache: Path) -> None:
               f"flagged {m[2]:.3f}, over-refusal flagged {m[3]:.3f}", flush=True)
 
 
+#: robust-phase candidates: (label, settings); unspecified settings as in ``_BASE``.
+#: ``rounds``: how many of the robust recipe's augmentation rounds are trained on (1: the
+#: bundled recipe's single round).
+_BASE: dict = {"clauses": False, "min_words": 0, "phrase_words": 12, "hard_neg_weight": 10.0,
+               "C": 16.0, "benign_pieces": False, "rounds": 1, "padding": 0.0,
+               "phrase_offset": 0.0}
+ROBUST_CANDIDATES: list[tuple[str, dict]] = [
+    ("bundled recipe", {}),
+    ("+ 3-word piece minimum", {"min_words": 3}),
+    ("+ benign pieces, hard negatives x30, C=4",
+     {"min_words": 3, "benign_pieces": True, "hard_neg_weight": 30.0, "C": 4.0}),
+    ("+ heavy typos/synonym copy",
+     {"min_words": 3, "benign_pieces": True, "hard_neg_weight": 30.0, "C": 4.0, "rounds": 2}),
+    ("+ clauses", {"min_words": 3, "benign_pieces": True, "hard_neg_weight": 30.0, "C": 4.0,
+                   "rounds": 2, "clauses": True}),
+    ("+ C=2", {"min_words": 3, "benign_pieces": True, "hard_neg_weight": 30.0, "C": 2.0,
+               "rounds": 2, "clauses": True}),
+    ("+ leetspeak copy (recipe robust)",
+     {"min_words": 3, "benign_pieces": True, "hard_neg_weight": 30.0, "C": 2.0, "rounds": 3,
+      "clauses": True}),
+    ("robust, phrase_words=0", {"min_words": 3, "benign_pieces": True, "hard_neg_weight": 30.0,
+                                "C": 2.0, "rounds": 3, "clauses": True, "phrase_words": 0}),
+    ("robust, phrases need +1 logit", {"min_words": 3, "benign_pieces": True,
+                                       "hard_neg_weight": 30.0, "C": 2.0, "rounds": 3,
+                                       "clauses": True, "phrase_offset": 1.0}),
+    ("robust, hard negatives x100", {"min_words": 3, "benign_pieces": True,
+                                     "hard_neg_weight": 100.0, "C": 2.0, "rounds": 3,
+                                     "clauses": True}),
+    ("robust + padded copies of half the attacks",
+     {"min_words": 3, "benign_pieces": True, "hard_neg_weight": 30.0, "C": 2.0, "rounds": 3,
+      "clauses": True, "padding": 0.5}),
+]
+#: (family, budget) cells of the robust phase's attack.
+ROBUST_CELLS = [("padding", 1), ("padding", 5), ("synonym", 3), ("synonym", 5),
+                ("typos", 3), ("typos", 5), ("leetspeak", 3), ("leetspeak", 5)]
+
+
+def robust() -> None:
+    """Compare recipes for over-refusal and perturbation robustness (see the docstring)."""
+    import random
+
+    from scipy.sparse import vstack
+    from sklearn.linear_model import LogisticRegression
+
+    from bastion.guard import train_classifier as tc
+    from bastion.guard.corpora import load_corpus
+    from bastion.guard.perturb import PERTURBATIONS
+    from bastion.guard.scanners.input._ngrams import fit_idf, ngram_counts, tfidf
+    from bastion.guard.scanners.input.classifier import pieces
+
+    began = time.perf_counter()
+    rounds = tc.RECIPES["robust"].augment_rounds
+    data = tc.training_data(seed=0, augment=True, rounds=rounds, log=lambda s: None)
+    texts, labels = data["texts"], np.asarray(data["labels"])
+    n_base = len(texts) - sum(data["counts"][k]["kept"] for k, _, _ in rounds)
+    round_of = np.zeros(len(texts), dtype=np.int64)
+    at = n_base
+    for r, (key, _, _) in enumerate(rounds, 1):
+        round_of[at:at + data["counts"][key]["kept"]] = r
+        at += data["counts"][key]["kept"]
+    hn_path = Path(tc.__file__).parent / "data" / tc.HARD_NEGATIVES_FILE
+    rows = [json.loads(line) for line in hn_path.read_text("utf-8").splitlines() if line]
+    hn = [r["text"] for r in rows]
+    fold = np.asarray([_fold(r) for r in rows])
+    # padded copies of the original attacks, with short benign training prompts
+    rng = random.Random(1)
+    short = [t for t, y in zip(texts[:n_base], labels[:n_base], strict=True)
+             if y == 0 and 4 <= len(t.split()) <= 25]
+    padded = []
+    for i in np.flatnonzero((labels == 1) & (round_of == 0)):
+        around = rng.sample(short, rng.choice((1, 2, 3, 5)))
+        cut = rng.randint(0, len(around))
+        padded.append(" ".join([*around[:cut], texts[i], *around[cut:]]))
+    pad_draw = np.asarray([random.Random(f"p{i}").random() for i in range(len(padded))])
+    counts = {"train": ngram_counts(texts), "pad": ngram_counts(padded)}
+    bench = {"val": load_corpus("s-labs-val")}
+    vy = np.asarray([e.label for e in bench["val"]])
+    attacks = [e.text for e in bench["val"][:400] if e.label == 1]
+    evals: dict[str, list[str]] = {"val": [e.text for e in bench["val"]], "hn": hn,
+                                   "att": attacks}
+    for family, budget in ROBUST_CELLS:
+        evals[f"{family}{budget}"] = [
+            PERTURBATIONS[family](t, random.Random(f"x:{family}:{budget}:{i}:{k}"), budget)
+            for i, t in enumerate(attacks) for k in range(5)]
+    print(f"data ready in {time.perf_counter() - began:.0f} s: {len(texts)} training texts, "
+          f"{len(hn)} hard negatives, {len(attacks)} val attacks", flush=True)
+    cut_cache: dict[tuple, dict] = {}
+
+    def cut(clauses: bool, min_words: int, phrase_words: int) -> dict:
+        key = (clauses, min_words, phrase_words)
+        if key not in cut_cache:
+            tables = {}
+            for name, items in evals.items():
+                lab, txt, own = [], [], []
+                for i, t in enumerate(items):
+                    found = (pieces(t, 64, 32, phrase_words=phrase_words, clauses=clauses,
+                                    min_words=min_words) if t.strip() else
+                             [(0, 0, "window", t)])
+                    lab += [p[2] for p in found]
+                    txt += [p[3] for p in found]
+                    own += [i] * len(found)
+                tables[name] = (np.asarray(lab), ngram_counts(txt), np.asarray(own), len(items))
+            benign = [i for i in range(n_base) if labels[i] == 0]
+            bits, _ = tc.benign_pieces([texts[i] for i in benign], [0] * len(benign),
+                                            per_text=3, seed=0, clauses=clauses,
+                                            min_words=max(min_words, 3))
+            hbits, howners = tc.benign_pieces(hn, [0] * len(hn), per_text=3,
+                                              whole=range(len(hn)), clauses=clauses,
+                                              min_words=max(min_words, 3))
+            cut_cache[key] = {"tables": tables, "bits": ngram_counts(bits),
+                              "hbits": ngram_counts(hbits), "howners": howners}
+        return cut_cache[key]
+
+    hn_counts = ngram_counts(hn)
+    print("| candidate | val TPR | held-out hard negatives flagged | "
+          + " | ".join(f"{f} {b}" for f, b in ROBUST_CELLS) + " |", flush=True)
+    for label, settings in ROBUST_CANDIDATES:
+        cfg = {**_BASE, **settings}
+        c = cut(cfg["clauses"], cfg["min_words"], cfg["phrase_words"])
+        res = []
+        for k in (0, 1):
+            keep = fold != k
+            sel_train = round_of <= cfg["rounds"]
+            blocks = [counts["train"][sel_train], hn_counts[keep]]
+            y = [labels[sel_train], np.zeros(keep.sum())]
+            w = [np.ones(sel_train.sum()), np.full(keep.sum(), cfg["hard_neg_weight"])]
+            if cfg["benign_pieces"]:
+                hkeep = keep[c["howners"]]
+                blocks += [c["bits"], c["hbits"][hkeep]]
+                y += [np.zeros(c["bits"].shape[0]), np.zeros(hkeep.sum())]
+                w += [np.ones(c["bits"].shape[0]), np.full(hkeep.sum(), cfg["hard_neg_weight"])]
+            if cfg["padding"]:
+                pick = pad_draw < cfg["padding"]
+                blocks.append(counts["pad"][pick])
+                y.append(np.ones(pick.sum()))
+                w.append(np.ones(pick.sum()))
+            x = vstack(blocks).tocsr()
+            idf = fit_idf(x)
+            model = LogisticRegression(C=cfg["C"], max_iter=3000, class_weight="balanced",
+                                       solver="liblinear")
+            model.fit(tfidf(x, idf), np.concatenate(y), sample_weight=np.concatenate(w))
+
+            def score(name: str, c: dict = c, model: Any = model, idf: np.ndarray = idf,
+                      offset: float = cfg["phrase_offset"]) -> np.ndarray:
+                lab, cnt, own, n = c["tables"][name]
+                z = model.decision_function(tfidf(cnt, idf)) - offset * (lab == "phrase")
+                out = np.full(n, -np.inf)
+                np.maximum.at(out, own, z)
+                return out
+
+            sv = score("val")
+            t = tc.threshold_for_fpr(sv[vy == 0])
+            caught = score("att") >= t
+            row = [float(np.mean(sv[vy == 1] >= t)), float(np.mean(score("hn")[~keep] >= t))]
+            for family, budget in ROBUST_CELLS:
+                tries = score(f"{family}{budget}").reshape(-1, 5)
+                row.append(100 * float(np.mean(caught & (tries < t).any(axis=1))))
+            res.append(row)
+        m = np.mean(res, axis=0)
+        print(f"| {label} | {m[0]:.1%} | {m[1]:.1%} | "
+              + " | ".join(f"{v:.1f}" for v in m[2:]) + " |", flush=True)
+    print(f"done in {time.perf_counter() - began:.0f} s")
+
+
 def main() -> None:
     import torch
 
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser()
-    ap.add_argument("phase", choices=["cache", "search"])
+    ap.add_argument("phase", choices=["cache", "search", "robust"])
     ap.add_argument("--cache", type=Path, default=CACHE)
     args = ap.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.phase == "search":
         search(args.cache)
+        return
+    if args.phase == "robust":
+        robust()
         return
     from bastion.guard import train_classifier as tc
     from bastion.guard.corpora import load_corpus
