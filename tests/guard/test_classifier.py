@@ -275,3 +275,17 @@ def test_recipes_and_hard_negative_sources() -> None:
     assert len(old) == 132 and len(every) > len(old) and set(old) < set(every)
     with pytest.raises(Exception, match="unknown recipe"):
         train_classifier.train("/nonexistent-never-written", recipe="fast")
+
+
+@pytest.mark.slow
+def test_benign_pieces_are_fragments_of_benign_texts_only() -> None:
+    texts = ["How do I kill a stuck process? I tried Ctrl-C twice and it ignores me. "
+             "The terminal just hangs there and my laptop fan spins up loudly.",
+             INJECTION, "Short one."]
+    bits, owners = train_classifier.benign_pieces(texts, [0, 1, 0], per_text=2, seed=0)
+    assert len(bits) == 2 and set(owners.tolist()) == {0}
+    assert all(b in texts[0] for b in bits)
+    every, every_owner = train_classifier.benign_pieces(texts, [0, 1, 0], per_text=2,
+                                                         whole=[0])
+    assert len(every) > 2 and set(every_owner.tolist()) == {0}
+    assert set(bits) <= set(every)
