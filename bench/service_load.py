@@ -111,6 +111,25 @@ class ServeProcess:
                                    f"\n{self.output()}")
             time.sleep(0.2)
 
+    def cpu_seconds(self) -> dict[int, float]:
+        """CPU seconds (user + system) used so far by the server and each of its child
+        processes (uvicorn's workers), by pid; empty where /proc is not there."""
+        if self.proc is None:
+            return {}
+        pids = [self.proc.pid]
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        if children.exists():
+            pids += [int(c) for c in children.read_text().split()]
+        out = {}
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        return out
+
     def output(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
 
@@ -370,11 +389,20 @@ def run_mode(mode: str, workers: int, args: argparse.Namespace, texts: list[str]
                                     "Content-Type": "application/json"})
             if args.generator == "wrk":
                 load_wrk(url, key, body_lines, warm, args.connections, args.threads, workdir)
+                before = server.cpu_seconds()
                 got = load_wrk(url, key, body_lines, args.duration, args.connections,
                                args.threads, workdir)
             else:
                 load_python(url, key, body_lines, warm, args.connections)
+                before = server.cpu_seconds()
                 got = load_python(url, key, body_lines, args.duration, args.connections)
+            after = server.cpu_seconds()
+            used = [after[pid] - before.get(pid, 0.0) for pid in after]
+            # how the load spread over the processes (uvicorn's workers share one socket;
+            # connections opened at once can all land on one worker)
+            got["server_cpu_s"] = sum(used)
+            got["cpu_ms_per_request"] = 1000 * sum(used) / max(1, got["requests"])
+            got["process_cpu_s"] = sorted((round(u, 2) for u in used), reverse=True)
     finally:
         if fake is not None:
             os.killpg(fake.pid, signal.SIGKILL)
@@ -412,7 +440,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 r = runs[-1]
                 print(f"{mode:10s} workers={workers} {r['requests_per_s']:8.1f} req/s  "
                       f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
-                      f"errors {r['errors']}  ({r['requests']} requests, {r['generator']})",
+                      f"errors {r['errors']}  ({r['requests']} requests, {r['generator']}; "
+                      f"server CPU {r['cpu_ms_per_request']:.2f} ms/request, per process "
+                      f"{r['process_cpu_s']} s)",
                       flush=True)
     report = {
         "benchmark": "service_load",
