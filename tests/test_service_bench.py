@@ -36,6 +36,7 @@ def test_service_load_bench_runs_every_mode_without_errors(tmp_path: Path) -> No
         assert run["errors"] == 0, run
         assert run["requests"] > 0 and run["requests_per_s"] > 0, run
         assert 0 < run["p50_ms"] <= run["p99_ms"] <= run["max_ms"], run
+        assert run["cpu_ms_per_request"] > 0 and run["process_cpu_s"], run
 
 
 def test_python_generator_and_fake_upstream() -> None:
