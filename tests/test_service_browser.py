@@ -17,16 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from conftest import load_bench
-from test_service_support import ATTACK, BENIGN, fresh_store
+from test_service_support import ATTACK, BENIGN, fresh_store, write_serve_config
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # an upstream never called: the embedded SmolLM2 is not loaded in the background
-NO_UPSTREAM = {"url": "http://127.0.0.1:9/v1"}
 
 
 def missing(why: str) -> None:
@@ -79,13 +77,7 @@ def test_reviewer_logs_in_and_approves_an_item_in_chromium(tmp_path: Path, drive
     client_key = store.create_key("app", "client").key
     reviewer = store.create_key("alice", "reviewer")
     store.close()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump({
-        "input": [{"kind": "sanitizer"}, {"kind": "rules", "action": "review"}],
-        "output": [{"kind": "leak"}]}))
-    config = tmp_path / "service.yaml"
-    config.write_text(yaml.safe_dump({"database_url": url, "policy": str(policy),
-                                      "upstream": NO_UPSTREAM}))
+    config = write_serve_config(tmp_path, database_url=url)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("BASTION_DATABASE_URL", None)
     args = ["--config", str(config), "--workers", "1", "--log-level", "warning"]

@@ -18,34 +18,26 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 import test_service_support as support
 from conftest import load_bench
-from test_service_support import ATTACK, fresh_store
+from test_service_support import ATTACK, fresh_store, write_serve_config
 
 pytestmark = pytest.mark.slow
 pg_url = support.pg_url  # fixture, by name
 
 SCANNERS, DECIDERS = 6, 2
 # an upstream never called: the embedded SmolLM2 is not loaded in the background
-NO_UPSTREAM = {"url": "http://127.0.0.1:9/v1"}
 #: acknowledged writes to wait for before the kill (items, decisions)
 BEFORE_KILL = (60, 15)
 
 
 def write_config(tmp_path: Path, database_url: str) -> Path:
-    policy = tmp_path / "review-policy.yaml"
-    policy.write_text(yaml.safe_dump({
-        "input": [{"kind": "sanitizer"}, {"kind": "rules", "action": "review"}],
-        "output": [{"kind": "leak"}]}))
-    config = tmp_path / "service.yaml"
-    config.write_text(yaml.safe_dump({
-        "database_url": database_url, "policy": str(policy), "upstream": NO_UPSTREAM,
-        "rate_limit": {"rate_per_s": 100_000, "burst": 100_000},
-        "anomaly": {"flagged_burst": 10**9, "near_duplicates": 10**9, "volume": 10**9,
-                    "throttle": False}}))
-    return config
+    return write_serve_config(
+        tmp_path, database_url=database_url,
+        rate_limit={"rate_per_s": 100_000, "burst": 100_000},
+        anomaly={"flagged_burst": 10**9, "near_duplicates": 10**9, "volume": 10**9,
+                 "throttle": False})
 
 
 class Load:

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 import test_service_support as support
 from conftest import load_bench
-from test_service_support import ATTACK, BENIGN, fresh_store
+from test_service_support import ATTACK, BENIGN, fresh_store, write_serve_config
 
 pytestmark = pytest.mark.slow
 pg_url, redis_url, redis_prefix = support.pg_url, support.redis_url, support.redis_prefix
@@ -29,7 +28,6 @@ pg_url, redis_url, redis_prefix = support.pg_url, support.redis_url, support.red
 BURST = 10
 RATE = 0.01  # tokens per second: a run of a few seconds refills well under one
 # an upstream never called: the embedded SmolLM2 is not loaded in the background
-NO_UPSTREAM = {"url": "http://127.0.0.1:9/v1"}
 
 
 def test_rate_limit_holds_across_two_server_processes(
@@ -39,15 +37,9 @@ def test_rate_limit_holds_across_two_server_processes(
     key = store.create_key("shared", "client").key
     reviewer = store.create_key("reviewer", "reviewer").key
     store.close()
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(yaml.safe_dump({
-        "input": [{"kind": "sanitizer"}, {"kind": "rules", "action": "review"}],
-        "output": [{"kind": "leak"}]}))
-    config = tmp_path / "service.yaml"
-    config.write_text(yaml.safe_dump({
-        "database_url": pg_url, "redis_url": redis_url, "redis_prefix": redis_prefix,
-        "policy": str(policy), "rate_limit": {"rate_per_s": RATE, "burst": BURST},
-        "upstream": NO_UPSTREAM}))
+    config = write_serve_config(
+        tmp_path, database_url=pg_url, redis_url=redis_url, redis_prefix=redis_prefix,
+        rate_limit={"rate_per_s": RATE, "burst": BURST})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("BASTION_DATABASE_URL", None)
     env.pop("BASTION_REDIS_URL", None)
@@ -133,9 +125,8 @@ def test_two_workers_answer_keep_alive_requests_without_nagle_delay(tmp_path: Pa
     """Before the fix every request on a kept-alive connection to a worker waited for the
     client's delayed ACK (40 ms or more on Linux); a health check takes a few ms."""
     bench = load_bench("service_load.py", "service_load")
-    config = tmp_path / "service.yaml"
-    config.write_text(yaml.safe_dump({"database_url": f"sqlite:///{tmp_path / 'w.db'}",
-                                      "upstream": NO_UPSTREAM}))
+    config = write_serve_config(tmp_path, policy=None,
+                                database_url=f"sqlite:///{tmp_path / 'w.db'}")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("BASTION_DATABASE_URL", None)
     args = ["--config", str(config), "--workers", "2", "--log-level", "warning"]

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -50,6 +51,26 @@ def unavailable(what: str, why: str) -> None:
 @functools.cache
 def guard() -> Guard:
     return Guard()
+
+
+#: Rules mark attacks ``review``, so each attack scanned files a review item.
+REVIEW_POLICY = {"input": [{"kind": "sanitizer"}, {"kind": "rules", "action": "review"}],
+                 "output": [{"kind": "leak"}]}
+#: An upstream nobody listens on: real-process servers never load the embedded model.
+NO_UPSTREAM = {"url": "http://127.0.0.1:9/v1"}
+
+
+def write_serve_config(tmp_path: Path, *, policy: dict[str, Any] | None = REVIEW_POLICY,
+                       **settings: Any) -> Path:
+    """``tmp_path/service.yaml`` for a real ``bastion serve``: ``policy`` (default
+    :data:`REVIEW_POLICY`, None for the bundled one), no upstream, and ``settings``."""
+    if policy is not None:
+        policy_file = tmp_path / "review-policy.yaml"
+        policy_file.write_text(yaml.safe_dump(policy))
+        settings = {"policy": str(policy_file), **settings}
+    path = tmp_path / "service.yaml"
+    path.write_text(yaml.safe_dump({"upstream": NO_UPSTREAM, **settings}))
+    return path
 
 
 @functools.cache
