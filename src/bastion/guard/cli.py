@@ -272,6 +272,9 @@ def train(
     recipe: Annotated[str, typer.Option(help="bundled (reproduces the bundled head) or "
                                              "robust (docs/guard.md, classifier)")
                       ] = "bundled",
+    extra: Annotated[list[Path] | None, typer.Option(
+        help="more labelled JSONL ({\"text\", \"label\"} per line), repeatable: e.g. "
+             "reviewers' decisions from 'bastion review export'")] = None,
 ) -> None:
     """Train the classifier layer's head (MiniLM embeddings + logistic regression).
 
@@ -282,7 +285,7 @@ def train(
     from bastion.guard.train_classifier import train as train_head
 
     try:
-        meta = train_head(out, seed=seed, augment=augment, recipe=recipe,
+        meta = train_head(out, seed=seed, augment=augment, recipe=recipe, extra=extra or (),
                           log=lambda line: _err.print(escape(line)))
     except (BastionError, OSError) as exc:
         raise _fail(str(exc)) from None

