@@ -111,8 +111,13 @@ def distributed(shard: Shard | None) -> Iterator[None]:
                             timeout=EXCHANGE_TIMEOUT)
     try:
         yield
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # at once: the other ranks may never reach a barrier
+        raise
+    # Normal end: wait for every rank first. Rank 0 still writes after the exchange, and
+    # a rank that tears the group down under a connected peer can abort inside gloo.
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def rank_device(device: str, shard: Shard | None) -> str:

@@ -61,8 +61,15 @@ def join(device: str) -> World:
     return World(rank=rank, size=size, local_rank=local, device=chosen)
 
 
-def leave(world: World) -> None:
+def leave(world: World, *, wait: bool = True) -> None:
+    """Leave the process group. With ``wait`` (the normal end), first wait for every
+    rank: rank 0 still evaluates and writes after the others are done, and a rank that
+    tears the group down (and exits) under a peer still connected can abort inside
+    gloo ("terminate called without an active exception"). After an error, leave at
+    once: the other ranks may never reach a barrier."""
     if world.distributed and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -91,8 +91,10 @@ def run_sweep(cfg: TrainConfig, betas: Sequence[float], out: Path, *, command: s
                            "val_clean_accuracy": best["clean_accuracy"],
                            "val_robust_accuracy": best["robust_accuracy"],
                            "best_epoch": summary["training"]["best_epoch"]})
-    finally:
-        leave(world)
+    except BaseException:
+        leave(world, wait=False)
+        raise
+    leave(world)
     if not world.main:
         return None
     table = {"kind": "bastion.train_sweep", "schema_version": 1, "method": cfg.method,

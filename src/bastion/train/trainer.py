@@ -74,10 +74,14 @@ def train(cfg: TrainConfig, out: Path, *, command: str = "",
     joined_already = torch.distributed.is_available() and torch.distributed.is_initialized()
     world = join(cfg.device)
     try:
-        return _train(cfg, Path(out), world, command, log)
-    finally:
-        if not joined_already:  # a sweep keeps one process group for all its runs
-            leave(world)
+        result = _train(cfg, Path(out), world, command, log)
+    except BaseException:
+        if not joined_already:
+            leave(world, wait=False)
+        raise
+    if not joined_already:  # a sweep keeps one process group for all its runs
+        leave(world)
+    return result
 
 
 def _train(cfg: TrainConfig, out: Path, world: World, command: str,
