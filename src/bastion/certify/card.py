@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from bastion.errors import ConfigError
-from bastion.record import new_run_id
 
 
 def certified_section(result: dict[str, Any]) -> dict[str, Any]:
@@ -54,14 +53,13 @@ def card_evaluation(result: dict[str, Any]) -> dict[str, Any]:
 def write_certify_card(out: Path, result: dict[str, Any], *, seed: int,
                        command: str) -> tuple[Path, Path]:
     """``out/card.json`` and ``out/card.html`` for one certify run."""
-    from bastion.report import CardEntry, write_card
+    from bastion.report import CardEntry, write_entry_card
 
     entry = CardEntry(model=result["model"], data=result["data"],
                       evaluation=card_evaluation(result),
                       sections={"certified": certified_section(result)})
-    run = {"run_id": new_run_id(), "seed": seed, "versions": result["versions"],
-           "command": command}
-    return write_card(out, [entry], run=run)
+    return write_entry_card(out, entry, seed=seed, versions=result["versions"],
+                            command=command)
 
 
 def _need_attack(result: dict[str, Any]) -> None:

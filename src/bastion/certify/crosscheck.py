@@ -66,7 +66,7 @@ class GaussianNoise(nn.Module):
         self.model, self.sigma = model, sigma
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x + self.sigma * torch.randn_like(x))
+        return self.model(smoothing_mod.gaussian_augment(x, self.sigma))
 
 
 def cross_check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,

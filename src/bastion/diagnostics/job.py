@@ -16,7 +16,7 @@ from bastion import data as data_registry
 from bastion.diagnostics.api import Diagnosis, diagnose
 from bastion.evaluation.state import model_digest
 from bastion.jobs import EvalSpec, model_info, parse_device
-from bastion.record import new_run_id, versions
+from bastion.record import versions
 from bastion.threat import ThreatModel
 from bastion.zoo.user import load_any
 
@@ -89,14 +89,13 @@ def write_diagnosis_card(out: Path, result: Diagnosis, payload: dict[str, Any], 
                          seed: int, command: str) -> tuple[Path, Path]:
     """``out/card.json`` and ``out/card.html`` with a ``diagnostics`` section; the
     evaluation part is the security curve (:func:`card_evaluation`)."""
-    from bastion.report import CardEntry, write_card
+    from bastion.report import CardEntry, write_entry_card
 
     entry = CardEntry(model=payload["model"], data=payload["data"],
                       evaluation=card_evaluation(result),
                       sections={"diagnostics": diagnostics_section(result)})
-    run = {"run_id": new_run_id(), "seed": seed, "versions": payload["versions"],
-           "command": command}
-    return write_card(out, [entry], run=run)
+    return write_entry_card(out, entry, seed=seed, versions=payload["versions"],
+                            command=command)
 
 
 def diagnostics_section(result: Diagnosis) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from bastion.report.card import (
     build_card,
     validate_card,
     write_card,
+    write_entry_card,
 )
 
-__all__ = ["CARD_SCHEMA_VERSION", "CardEntry", "build_card", "validate_card", "write_card"]
+__all__ = ["CARD_SCHEMA_VERSION", "CardEntry", "build_card", "validate_card", "write_card",
+           "write_entry_card"]

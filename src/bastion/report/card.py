@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.errors import ConfigError, InputError
-from bastion.record import now
+from bastion.record import new_run_id, now
 from bastion.report._schema import check_schema, invalid, to_plain
 from bastion.report.html import render_html
 
@@ -109,6 +109,14 @@ def write_card(out_dir: Path, entries: list[CardEntry], *, run: dict[str, Any],
     _replace(json_path, json.dumps(card, indent=2, allow_nan=False) + "\n")
     _replace(html_path, render_html(card))
     return json_path, html_path
+
+
+def write_entry_card(out_dir: Path, entry: CardEntry, *, seed: int, versions: dict[str, str],
+                     command: str) -> tuple[Path, Path]:
+    """:func:`write_card` for a one-entry card under a new run id (a single command's
+    card: ``bastion diagnose``, ``bastion certify``)."""
+    run = {"run_id": new_run_id(), "seed": seed, "versions": versions, "command": command}
+    return write_card(out_dir, [entry], run=run)
 
 
 def validate_card(card: dict[str, Any]) -> None:

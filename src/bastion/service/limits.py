@@ -62,7 +62,7 @@ async def _answer(send: Send, status: int, body: dict[str, Any],
 
 
 class _TooLarge(Exception):
-    pass
+    """The body passed the size cap while it streamed in (answered 413)."""
 
 
 class RequestLimits:
