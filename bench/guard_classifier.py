@@ -1,12 +1,15 @@
-"""Measure the guard's input pipeline with the classifier layer (issue 7's targets).
+"""Measure the guard's input pipeline with a classifier layer (issue 7's targets).
 
-The pipeline is sanitizer + decoder + rules + the bundled ``ClassifierScanner`` at its
-default threshold (chosen on S-Labs val). Reported: S-Labs test detection (the only
+The pipeline is sanitizer + decoder + rules + a classifier layer at its default
+threshold (chosen on S-Labs val): the fine-tuned ``TransformerScanner`` with ``--kind
+transformer`` (the default policy's), the n-gram ``ClassifierScanner`` with ``--kind
+ngram`` (the default here, as before). Reported: S-Labs test detection (the only
 place test is scored), the over-refusal set, latency on S-Labs test prompts and on
 ~512-token prompts, and the black-box perturbation attack on S-Labs *val* attacks.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --json out.json
     OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --weights DIR/classifier_head.npz
+    OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --kind transformer --json out.json
 """
 
 from __future__ import annotations
@@ -34,17 +37,19 @@ class _Guard:
 
 
 def pipeline(with_classifier: bool = True, weights: str | None = None,
-             threshold: float | None = None) -> Any:
+             threshold: float | None = None, kind: str = "ngram") -> Any:
     from bastion.guard.pipeline import Pipeline
     from bastion.guard.scanners.input import DecoderScanner, RulesScanner, SanitizerScanner
     from bastion.guard.scanners.input.classifier import ClassifierScanner
+    from bastion.guard.scanners.input.transformer import TransformerScanner
 
     layers: list[Any] = [SanitizerScanner(), DecoderScanner(), RulesScanner()]
     if with_classifier:
         kwargs: dict[str, Any] = {"weights": weights}
         if threshold is not None:
             kwargs["threshold"] = threshold
-        layers.append(ClassifierScanner(**kwargs))
+        layers.append({"ngram": ClassifierScanner,
+                       "transformer": TransformerScanner}[kind](**kwargs))
     return Pipeline(layers)
 
 
@@ -81,17 +86,19 @@ def main() -> dict[str, Any]:
     ap.add_argument("--long", type=int, default=200, help="~512-token prompts timed")
     ap.add_argument("--weights", help="a head's .npz (default: the bundled head); its "
                                       "threshold is read from the .json beside it")
+    ap.add_argument("--kind", choices=("ngram", "transformer"), default="ngram")
     args = ap.parse_args()
     threshold = None
     if args.weights:
         meta = Path(args.weights).with_suffix(".json")
         threshold = float(json.loads(meta.read_text("utf-8"))["threshold"])
-    pipe = pipeline(weights=args.weights, threshold=threshold)
+    pipe = pipeline(weights=args.weights, threshold=threshold, kind=args.kind)
+    layer = pipe.layers[-1].scanner.name
     pipe.run("warm up the tokenizer and the head")
     out: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                            "python": platform.python_version(), "cpus": os.cpu_count(),
                            "load_average_start": os.getloadavg(),
-                           "weights": args.weights or "bundled",
+                           "kind": args.kind, "weights": args.weights or "bundled",
                            "threshold": pipe.layers[-1].scanner.threshold}
     began = time.perf_counter()
     test = load_corpus("s-labs-test")
@@ -102,16 +109,18 @@ def main() -> dict[str, Any]:
     flags = [pipe.run(e.text) for e in over]
     out["over_refusal"] = {
         "n": len(over), "flagged": sum(f.verdict != "allow" for f in flags),
-        "flagged_by_classifier": sum(f.by_name["classifier"].verdict != "allow"
-                                     for f in flags if "classifier" in f.by_name)}
+        "flagged_by_classifier": sum(f.by_name[layer].verdict != "allow"
+                                     for f in flags if layer in f.by_name),
+        "flagged_texts": [e.text for e, f in zip(over, flags, strict=True)
+                          if f.verdict != "allow"]}
     longs = long_prompts([e.text for e in test], 2500, args.long)
     wall, clf = [], []
     for text in longs:
         t = time.perf_counter()
         res = pipe.run(text)
         wall.append(1000 * (time.perf_counter() - t))
-        if "classifier" in res.by_name:
-            clf.append(res.by_name["classifier"].latency_ms)
+        if layer in res.by_name:
+            clf.append(res.by_name[layer].latency_ms)
     out["long_prompts"] = {"n": len(longs), "mean_chars": float(np.mean([len(t) for t in longs])),
                            "pipeline_wall_ms": _pct(wall),
                            "classifier_ms": _pct(clf) if clf else None}

@@ -17,6 +17,7 @@ from bastion.guard.scanners.input import (
     PerplexityScanner,
     RulesScanner,
     SanitizerScanner,
+    TransformerScanner,
     hardening,
     instructions_for,
     new_canary,
@@ -42,7 +43,8 @@ def b64(text: str) -> str:
 def test_registry_holds_the_input_scanners() -> None:
     registered = dict(REGISTRY)
     assert registered == {"sanitizer": SanitizerScanner, "decoder": DecoderScanner,
-                          "rules": RulesScanner, "perplexity": PerplexityScanner}
+                          "rules": RulesScanner, "transformer": TransformerScanner,
+                          "perplexity": PerplexityScanner}
 
 
 @pytest.mark.parametrize("kind", sorted(REGISTRY))

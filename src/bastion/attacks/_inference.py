@@ -82,6 +82,6 @@ def _freeze(model: nn.Module, probe: torch.Tensor) -> nn.Module:
                 fast = torch.jit.optimize_for_inference(traced)
             one = probe[:1]  # another batch size: catches shapes baked into the trace
             ok = _same(fast(probe), first) and _same(fast(one), model(one))
-        except Exception:  # noqa: BLE001 - anything tracing cannot handle: keep the model
+        except Exception:  # anything tracing cannot handle: keep the model
             return model
     return fast if ok else model

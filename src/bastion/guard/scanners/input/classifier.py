@@ -103,6 +103,22 @@ def token_offsets(text: str) -> list[tuple[int, int]]:
     return [(int(s), int(e)) for s, e in enc["offset_mapping"] if e > s]
 
 
+def check_windows(name: str, window: object, stride: object) -> None:
+    """ConfigError unless ``window`` and ``stride`` are token counts a MiniLM window
+    scanner can use: positive integers, ``window`` at most 254 (MiniLM reads 256 with
+    its two special tokens), ``stride`` at most ``window`` (else text is skipped)."""
+    for key, value in (("window_tokens", window), ("stride_tokens", stride)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name}: {key} must be a positive integer, got {value!r}")
+    assert isinstance(window, int) and isinstance(stride, int)
+    if window > MODEL_MAX_TOKENS - 2:
+        raise ConfigError(f"{name}: window_tokens must be at most {MODEL_MAX_TOKENS - 2} "
+                          f"(MiniLM reads {MODEL_MAX_TOKENS} tokens), got {window}")
+    if stride > window:
+        raise ConfigError(f"{name}: stride_tokens ({stride}) must not exceed "
+                          f"window_tokens ({window}): text would be skipped")
+
+
 def windows(text: str, offsets: Sequence[tuple[int, int]], window: int,
             stride: int) -> list[tuple[int, int]]:
     """Character spans of overlapping windows of ``window`` tokens, ``stride`` tokens apart.
@@ -310,11 +326,7 @@ class ClassifierScanner(Scanner):
 
     def validate(self) -> None:
         super().validate()
-        for key in ("window_tokens", "stride_tokens"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{self.name}: {key} must be a positive integer, got "
-                                  f"{value!r}")
+        check_windows(self.name, self.window_tokens, self.stride_tokens)
         pw = self.phrase_words
         if isinstance(pw, bool) or not isinstance(pw, int) or pw < 0:
             raise ConfigError(f"{self.name}: phrase_words must be a whole number >= 0 "
@@ -326,14 +338,6 @@ class ClassifierScanner(Scanner):
         if mw is not None and (isinstance(mw, bool) or not isinstance(mw, int) or mw < 0):
             raise ConfigError(f"{self.name}: min_piece_words must be a whole number >= 0 "
                               f"or null, got {mw!r}")
-        if self.window_tokens > MODEL_MAX_TOKENS - 2:
-            raise ConfigError(f"{self.name}: window_tokens must be at most "
-                              f"{MODEL_MAX_TOKENS - 2} (MiniLM reads {MODEL_MAX_TOKENS} "
-                              f"tokens), got {self.window_tokens}")
-        if self.stride_tokens > self.window_tokens:
-            raise ConfigError(f"{self.name}: stride_tokens ({self.stride_tokens}) must not "
-                              f"exceed window_tokens ({self.window_tokens}): text would be "
-                              f"skipped")
         self.head()
 
     def _head_path(self) -> str:

