@@ -60,8 +60,15 @@ def test_bastion_serve_answers_scans_and_proxies(tmp_path: Path) -> None:
             chat = httpx.post(f"{base}/v1/chat/completions", headers=auth, timeout=30,
                               json={"messages": [{"role": "user", "content": BENIGN}]})
             assert chat.json()["choices"][0]["message"]["content"] == up.answer(BENIGN)
-            huge = httpx.get(f"{base}/healthz", headers={"X-Big": "a" * 70_000})
-            assert 400 <= huge.status_code < 500  # a bounded request head, not a 5xx
+            # A bounded request head: a 4xx, or, when the server closes while the client
+            # is still sending the 70 KB head, a reset (the kernel discards the unread
+            # bytes with an RST). Never a 5xx, and the server keeps serving.
+            try:
+                huge = httpx.get(f"{base}/healthz", headers={"X-Big": "a" * 70_000})
+                assert 400 <= huge.status_code < 500
+            except httpx.ReadError as exc:
+                assert "reset" in str(exc).lower(), exc
+            assert httpx.get(f"{base}/readyz", timeout=5).status_code == 200
         finally:
             server.terminate()
             out, _ = server.communicate(timeout=30)
