@@ -110,9 +110,8 @@ def run_bastion(model: Counted, x: torch.Tensor, y: torch.Tensor,
     seconds = time.perf_counter() - began
     # Square queries a frozen TorchScript copy of the model (bastion.attacks._inference),
     # which runs without calling Counted.forward: add the passes Square reports for itself.
-    copy = _inference._cache.get(model)
     unseen = 0
-    if copy is not None and copy[1] is not model:
+    if _inference.uses_frozen_copy(model):
         unseen = result.stages["autoattack"]["square"]["passes"]["forward"]
     return {"robust_accuracy": result.robust_accuracy, "clean_accuracy": result.clean_accuracy,
             "seconds": seconds, "unseen_forward_passes": unseen}

@@ -70,6 +70,13 @@ def inference_model(model: nn.Module, probe: torch.Tensor) -> nn.Module:
     return frozen
 
 
+def uses_frozen_copy(model: nn.Module) -> bool:
+    """Whether the last :func:`inference_model` call for ``model`` gave a frozen copy
+    (whose passes never go through ``model.forward``)."""
+    cached = _cache.get(model)
+    return cached is not None and cached[1] is not model
+
+
 def _freeze(model: nn.Module, probe: torch.Tensor) -> nn.Module:
     with torch.no_grad():
         first, again = model(probe), model(probe)

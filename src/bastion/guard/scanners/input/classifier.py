@@ -165,6 +165,20 @@ def _long_enough(piece: str, min_words: int) -> bool:
     return min_words <= 0 or len(_WORDCHARS.findall(piece)) >= min_words
 
 
+def payload_pieces(text: str, limit: int) -> list[tuple[int, int, str, str]]:
+    """``(start, end, kind, decoded)`` for base64 and hex runs of ``text`` that decode to
+    text (at most ``limit`` runs of each kind, :data:`MAX_DECODED_CHARS` read from each);
+    the span is the encoded run."""
+    out: list[tuple[int, int, str, str]] = []
+    b64, hexa = runs(16)
+    for kind, pattern, decode in (("base64", b64, decode_b64), ("hex", hexa, decode_hex)):
+        for m in itertools.islice(pattern.finditer(text), limit):
+            decoded = decode(m.group(), MAX_DECODED_CHARS, 0.9)
+            if decoded:
+                out.append((m.start(), m.end(), kind, decoded))
+    return out
+
+
 def pieces(text: str, window: int, stride: int, *, phrase_words: int = PHRASE_WORDS,
            clauses: bool = True,
            min_words: int = MIN_PIECE_WORDS) -> list[tuple[int, int, str, str]]:
@@ -199,12 +213,7 @@ def pieces(text: str, window: int, stride: int, *, phrase_words: int = PHRASE_WO
                 part = m.group()[a:b]
                 if _long_enough(part, min_words):
                     extra.append((m.start() + a, m.start() + b, "clause", part))
-    b64, hexa = runs(16)
-    for kind, pattern, decode in (("base64", b64, decode_b64), ("hex", hexa, decode_hex)):
-        for m in itertools.islice(pattern.finditer(text), MAX_EXTRA_PIECES):
-            decoded = decode(m.group(), MAX_DECODED_CHARS, 0.9)
-            if decoded:
-                extra.append((m.start(), m.end(), kind, decoded))
+    extra += payload_pieces(text, MAX_EXTRA_PIECES)
     if len(extra) > MAX_EXTRA_PIECES:
         extra = sorted(extra, key=lambda p: p[0] - p[1])[:MAX_EXTRA_PIECES]
     words = [(m.start(), m.end()) for m in _WORD.finditer(text)]

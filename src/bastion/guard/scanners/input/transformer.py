@@ -17,9 +17,6 @@ benign sentences, so it does not need fragments to find an injection among them.
 
 from __future__ import annotations
 
-import itertools
-import json
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,28 +24,28 @@ import numpy as np
 
 from bastion.guard.base import Finding, ScanContext, Scanner, Span
 from bastion.guard.scanners.input import _encoder
-from bastion.guard.scanners.input._codecs import decode_b64, decode_hex, runs
-from bastion.guard.scanners.input.classifier import check_windows, windows
+from bastion.guard.scanners.input.classifier import (
+    _bundled,
+    check_windows,
+    head_meta,
+    payload_pieces,
+    windows,
+)
 
 WEIGHTS_FILE = "transformer_head.npz"
 META_FILE = "transformer_head.json"
-#: most decoded payloads scored per text, and most characters read from each.
+#: most decoded payloads of each kind (base64, hex) scored per text.
 MAX_PAYLOADS = 16
-MAX_DECODED_CHARS = 2000
 
 
 def bundled(name: str) -> Path:
     """Path of a file in ``bastion/guard/data``."""
-    return Path(str(resources.files("bastion.guard").joinpath("data", name)))
+    return _bundled(name)
 
 
 def read_meta(weights: str | Path) -> dict[str, Any]:
     """The JSON record beside a weights file (``{}`` when missing or unreadable)."""
-    try:
-        meta = json.loads(Path(weights).with_suffix(".json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
+    return head_meta(str(weights))
 
 
 def _default_threshold() -> float:
@@ -73,13 +70,7 @@ def pieces(text: str, window: int, stride: int) -> list[tuple[int, int, str, str
     """``(start, end, label, piece)`` for every window (label ``window``) and decoded
     base64 / hex payload (labels ``base64``, ``hex``; the span is the encoded run)."""
     out = [(s, e, "window", text[s:e]) for s, e in token_windows(text, window, stride)]
-    b64, hexa = runs(16)
-    for kind, pattern, decode in (("base64", b64, decode_b64), ("hex", hexa, decode_hex)):
-        for m in itertools.islice(pattern.finditer(text), MAX_PAYLOADS):
-            decoded = decode(m.group(), MAX_DECODED_CHARS, 0.9)
-            if decoded:
-                out.append((m.start(), m.end(), kind, decoded))
-    return out
+    return out + payload_pieces(text, MAX_PAYLOADS)
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
