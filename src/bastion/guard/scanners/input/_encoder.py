@@ -121,6 +121,8 @@ class Network(nn.Module):
         super().__init__()
         self.encoder: Any = encoder
         self.head = head
+        #: set by :func:`load` when the linear maps run in dynamic int8 (see :func:`logits`)
+        self.quantized = False
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -212,14 +214,23 @@ def load(path: str, quantize: bool = True) -> Network:
             warnings.simplefilter("ignore", UserWarning)
             network.encoder = torch.ao.quantization.quantize_dynamic(
                 network.encoder, {nn.Linear}, dtype=torch.qint8)
+        network.quantized = True
     return network
 
 
 def logits(network: Network, texts: Sequence[str], *, batch_size: int = 32,
            max_tokens: int = MAX_TOKENS) -> np.ndarray:
     """Logits (len(texts),) of ``texts``, each cut at ``max_tokens`` tokens (specials
-    included); batched by length so little padding is computed."""
+    included); batched by length so little padding is computed.
+
+    A quantized network reads one text at a time: dynamic int8 picks one activation
+    scale per input tensor, so in a batch each text's logit would depend on the texts
+    (and padding) beside it, and a threshold chosen on batched S-Labs val would not
+    hold for the scanner, which reads one prompt at a time (measured on the session-5
+    weights: 16 val benign prompts above the threshold scanned alone, 10 batched)."""
     tok = tokenizer()
+    if network.quantized:
+        batch_size = 1
     out = np.zeros(len(texts), dtype=np.float64)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     with torch.inference_mode():
