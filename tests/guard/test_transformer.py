@@ -46,9 +46,10 @@ def _document(words: int) -> str:
     return " ".join(text.split()[:words])
 
 
-def _random_network(tmp_path: Path, seed: int = 0) -> tuple[_encoder.Network, Path]:
+def _random_network(tmp_path: Path, seed: int = 0,
+                    pool: str = "mean") -> tuple[_encoder.Network, Path]:
     """A trainable network with non-zero updates everywhere, and its exported file."""
-    network = _encoder.trainable(2, 4, 2.0, seed)
+    network = _encoder.trainable(2, 4, 2.0, seed, pool)
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for p in network.parameters():
@@ -59,8 +60,9 @@ def _random_network(tmp_path: Path, seed: int = 0) -> tuple[_encoder.Network, Pa
     return network.eval(), path
 
 
-def test_exported_weights_load_merged_with_the_same_logits(tmp_path: Path) -> None:
-    network, path = _random_network(tmp_path)
+@pytest.mark.parametrize("pool", _encoder.POOLS)
+def test_exported_weights_load_merged_with_the_same_logits(tmp_path: Path, pool: str) -> None:
+    network, path = _random_network(tmp_path, pool=pool)
     texts = [BENIGN, INJECTION, "short", _document(90)]
     tok = _encoder.tokenizer()
     enc = tok(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
@@ -74,6 +76,22 @@ def test_exported_weights_load_merged_with_the_same_logits(tmp_path: Path) -> No
     # int8 linear maps (what the scanner runs) move them further, not wildly
     fast = _encoder.logits(_encoder.load(str(path)), texts, max_tokens=128)
     assert np.abs(fast - want).max() < 0.5 * np.abs(want).max() + 0.5
+    assert _encoder.load(str(path)).pool == pool
+
+
+def test_max_pooling_reads_the_highest_token_logit(tmp_path: Path) -> None:
+    network, _ = _random_network(tmp_path, pool="max")
+    enc = _encoder.tokenizer()([BENIGN, "short"], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        got = network(enc["input_ids"], enc["attention_mask"])
+        states = network.encoder(input_ids=enc["input_ids"],
+                                 attention_mask=enc["attention_mask"]).last_hidden_state
+        per_token = network.head(states).squeeze(-1)
+    for row in range(2):  # padding positions never count
+        n = int(enc["attention_mask"][row].sum())
+        assert torch.isclose(got[row], per_token[row, :n].max())
+    with pytest.raises(ConfigError, match="pool must be"):
+        _encoder.Network(network.encoder, network.head, "median")
 
 
 def test_int8_logits_do_not_depend_on_the_batch(tmp_path: Path) -> None:
@@ -162,7 +180,8 @@ def _tiny_training(monkeypatch: pytest.MonkeyPatch) -> None:
 
     val = [Example(t, 1) for t in attacks[:4]] + [Example(t, 0) for t in benign[:4]]
     monkeypatch.setattr(train_transformer, "training_data", data)
-    monkeypatch.setattr(train_transformer, "hard_negatives", lambda: ["How do I kill a process?"])
+    monkeypatch.setattr(train_transformer, "hard_negatives",
+                        lambda sources=(): ["How do I kill a process?"])
     monkeypatch.setattr(train_transformer, "load_corpus", lambda name: val)
 
 

