@@ -49,6 +49,10 @@ def main() -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pool", default="mean", choices=("mean", "max"))
     ap.add_argument("--pad", type=float, default=0.15)
+    ap.add_argument("--pad-sentences", type=int, default=3)
+    ap.add_argument("--pad-filler", action="store_true",
+                    help="half the padding sentences from bastion's own filler file")
+    ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--epochs", type=float, default=1.5)
     ap.add_argument("--hn-weight", type=float, default=10.0)
     ap.add_argument("--attack-limit", type=int, default=400)
@@ -64,6 +68,8 @@ def main() -> dict[str, Any]:
     # train on one half of the hard negatives; the other half is the benign dev set
     train_transformer.hard_negatives = lambda sources=(): [r["text"] for r in train_rows]
     settings = train_transformer.Settings(pool=args.pool, pad_share=args.pad,
+                                          pad_sentences=args.pad_sentences,
+                                          pad_filler=args.pad_filler, layers=args.layers,
                                           epochs=args.epochs,
                                           hard_negative_weight=args.hn_weight)
     meta = train_transformer.train(args.out, settings, log=lambda m: print(m, flush=True))

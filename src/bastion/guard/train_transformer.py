@@ -55,6 +55,7 @@ from bastion.guard.train_classifier import (
 )
 
 CHECKPOINT = ".checkpoint.pt"
+PADDING_FILE = "padding_sentences.txt"
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -72,6 +73,8 @@ class Settings:
     max_tokens: int = 128
     warmup_steps: int = 100
     pad_share: float = 0.15
+    pad_sentences: int = 3
+    pad_filler: bool = False
     hard_negative_weight: float = 10.0
     augment: bool = True
     extra: tuple[str, ...] = ()
@@ -79,21 +82,32 @@ class Settings:
     hard_negative_sources: tuple[str, ...] = ()
 
 
+def filler_sentences() -> list[str]:
+    """bastion's own everyday sentences for padding attacks in training
+    (``data/padding_sentences.txt``), written apart from the perturbation attack's."""
+    path = Path(__file__).parent / "data" / PADDING_FILE
+    return [line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
 def padded_attacks(texts: Sequence[str], labels: Sequence[int], share: float,
-                   seed: int) -> list[str]:
+                   seed: int, most: int = 3, filler: Sequence[str] = ()) -> list[str]:
     """Copies of ``share`` of the attacks (those under 600 characters) wrapped in benign
-    sentences (4-30 words) cut from the benign texts (those under 400 characters)."""
+    sentences: up to ``most`` before and up to ``most`` after, at least one in all, each
+    drawn from ``filler`` (when given) or from the sentences (4-30 words) of the benign
+    texts under 400 characters, with even odds."""
     rng = random.Random(seed)
     sentences = [s.strip() for t, y in zip(texts, labels, strict=True) if y == 0
                  and len(t) < 400 for s in _SENTENCE_SPLIT.split(t)
                  if 4 <= len(s.split()) <= 30]
+    pools = [sentences, list(filler)] if filler else [sentences]
     attacks = [t for t, y in zip(texts, labels, strict=True) if y == 1 and len(t) < 600]
     if not sentences or not attacks or share <= 0:
         return []
     out = []
     for text in rng.sample(attacks, int(share * len(attacks))):
-        before = [rng.choice(sentences) for _ in range(rng.randint(0, 3))]
-        after = [rng.choice(sentences) for _ in range(rng.randint(0 if before else 1, 3))]
+        before = [rng.choice(rng.choice(pools)) for _ in range(rng.randint(0, most))]
+        after = [rng.choice(rng.choice(pools))
+                 for _ in range(rng.randint(0 if before else 1, most))]
         out.append(" ".join([*before, text, *after]))
     return out
 
@@ -172,7 +186,9 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     torch.manual_seed(s.seed)
     data = training_data(seed=s.seed, augment=s.augment, extra=s.extra, log=log)
     texts, labels, counts = data["texts"], data["labels"], data["counts"]
-    padded = padded_attacks(texts, labels, s.pad_share, s.seed + 1) if s.augment else []
+    padded = (padded_attacks(texts, labels, s.pad_share, s.seed + 1, s.pad_sentences,
+                             filler_sentences() if s.pad_filler else ())
+              if s.augment else [])
     counts["padded-attacks"] = {"read": len(padded), "kept": len(padded),
                                 "attacks": len(padded)}
     log(f"padded-attacks: {len(padded)} attacks wrapped in benign training sentences")
