@@ -13,6 +13,9 @@ reports, never S-Labs test nor the over-refusal set:
   tries each) on the val attacks among the first ``--attack-limit`` val prompts, the
   transformer alone as the guard.
 
+Every setting the bench takes defaults to the session-6 starting point (3 layers, no
+bastion filler, no padded benign texts), not to the bundled recipe's defaults.
+
     python bench/guard_transformer_variants.py --pool mean --out /tmp/v-mean
     python bench/guard_transformer_variants.py --pool max --out /tmp/v-max
 """
@@ -52,6 +55,8 @@ def main() -> dict[str, Any]:
     ap.add_argument("--pad-sentences", type=int, default=3)
     ap.add_argument("--pad-filler", action="store_true",
                     help="half the padding sentences from bastion's own filler file")
+    ap.add_argument("--pad-benign", action="store_true",
+                    help="pad half the benign texts the same way (label 0)")
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--epochs", type=float, default=1.5)
     ap.add_argument("--hn-weight", type=float, default=10.0)
@@ -70,6 +75,7 @@ def main() -> dict[str, Any]:
     settings = train_transformer.Settings(pool=args.pool, pad_share=args.pad,
                                           pad_sentences=args.pad_sentences,
                                           pad_filler=args.pad_filler, layers=args.layers,
+                                          pad_benign=args.pad_benign,
                                           epochs=args.epochs,
                                           hard_negative_weight=args.hn_weight)
     meta = train_transformer.train(args.out, settings, log=lambda m: print(m, flush=True))

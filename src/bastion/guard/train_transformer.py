@@ -64,17 +64,18 @@ class Settings:
     """Everything that decides the trained weights (the checkpoint's fingerprint)."""
 
     seed: int = 0
-    layers: int = 3
+    layers: int = 4
     rank: int = 16
     scale: float = 2.0
     lr: float = 5e-4
-    epochs: float = 1.5
+    epochs: float = 1.2
     batch_size: int = 32
     max_tokens: int = 128
     warmup_steps: int = 100
-    pad_share: float = 0.15
-    pad_sentences: int = 3
-    pad_filler: bool = False
+    pad_share: float = 0.5
+    pad_sentences: int = 5
+    pad_filler: bool = True
+    pad_benign: bool = True
     hard_negative_weight: float = 10.0
     augment: bool = True
     extra: tuple[str, ...] = ()
@@ -90,17 +91,19 @@ def filler_sentences() -> list[str]:
 
 
 def padded_attacks(texts: Sequence[str], labels: Sequence[int], share: float,
-                   seed: int, most: int = 3, filler: Sequence[str] = ()) -> list[str]:
-    """Copies of ``share`` of the attacks (those under 600 characters) wrapped in benign
-    sentences: up to ``most`` before and up to ``most`` after, at least one in all, each
-    drawn from ``filler`` (when given) or from the sentences (4-30 words) of the benign
-    texts under 400 characters, with even odds."""
+                   seed: int, most: int = 3, filler: Sequence[str] = (),
+                   label: int = 1) -> list[str]:
+    """Copies of ``share`` of the texts labelled ``label`` (the attacks by default; those
+    under 600 characters) wrapped in benign sentences: up to ``most`` before and up to
+    ``most`` after, at least one in all, each drawn from ``filler`` (when given) or from
+    the sentences (4-30 words) of the benign texts under 400 characters, with even odds.
+    Padding benign texts the same way keeps padding itself from becoming a cue."""
     rng = random.Random(seed)
     sentences = [s.strip() for t, y in zip(texts, labels, strict=True) if y == 0
                  and len(t) < 400 for s in _SENTENCE_SPLIT.split(t)
                  if 4 <= len(s.split()) <= 30]
     pools = [sentences, list(filler)] if filler else [sentences]
-    attacks = [t for t, y in zip(texts, labels, strict=True) if y == 1 and len(t) < 600]
+    attacks = [t for t, y in zip(texts, labels, strict=True) if y == label and len(t) < 600]
     if not sentences or not attacks or share <= 0:
         return []
     out = []
@@ -192,13 +195,22 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     counts["padded-attacks"] = {"read": len(padded), "kept": len(padded),
                                 "attacks": len(padded)}
     log(f"padded-attacks: {len(padded)} attacks wrapped in benign training sentences")
+    # the same padding around benign texts: without it, "long everyday prose" is a cue
+    # for "attack" (measured: a 128-token benign story scored 0.97)
+    padded_benign = (padded_attacks(texts, labels, s.pad_share, s.seed + 2, s.pad_sentences,
+                                    filler_sentences() if s.pad_filler else (), label=0)
+                     if s.augment and s.pad_benign else [])
+    counts["padded-benign"] = {"read": len(padded_benign), "kept": len(padded_benign),
+                               "attacks": 0}
+    log(f"padded-benign: {len(padded_benign)} benign texts wrapped the same way")
     known = set(texts)
     negatives = [t for t in hard_negatives(s.hard_negative_sources) if t not in known]
     counts["bastion-hard-negatives"] = {"read": len(negatives), "kept": len(negatives),
                                         "attacks": 0}
-    weights = [1.0] * (len(texts) + len(padded)) + [s.hard_negative_weight] * len(negatives)
-    texts = texts + padded + negatives
-    labels = labels + [1] * len(padded) + [0] * len(negatives)
+    weights = ([1.0] * (len(texts) + len(padded) + len(padded_benign))
+               + [s.hard_negative_weight] * len(negatives))
+    texts = texts + padded + padded_benign + negatives
+    labels = labels + [1] * len(padded) + [0] * len(padded_benign) + [0] * len(negatives)
     n_pos = sum(labels)
     balance = {1: len(labels) / (2 * n_pos), 0: len(labels) / (2 * (len(labels) - n_pos))}
     log(f"training on {len(texts)} texts ({n_pos} attacks)")
