@@ -48,6 +48,7 @@ from bastion.guard.corpora import load_corpus
 from bastion.guard.scanners.input import _encoder
 from bastion.guard.scanners.input.transformer import META_FILE, WEIGHTS_FILE, pieces
 from bastion.guard.train_classifier import (
+    RECIPES,
     TARGET_FPR,
     hard_negatives,
     threshold_for_fpr,
@@ -81,6 +82,10 @@ class Settings:
     extra: tuple[str, ...] = ()
     pool: str = "mean"
     hard_negative_sources: tuple[str, ...] = ()
+    #: perturbed copies per attack: 1 (one of typos, synonym, payload-split, leetspeak
+    #: at budget 1-3) or 3 (plus typos/synonym and leetspeak at budget 3-5, the n-gram
+    #: head's ``robust`` rounds)
+    augment_rounds: int = 1
 
 
 def filler_sentences() -> list[str]:
@@ -187,7 +192,12 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(s.seed)
-    data = training_data(seed=s.seed, augment=s.augment, extra=s.extra, log=log)
+    if s.augment_rounds not in (1, 3):
+        raise InputError(f"augment_rounds must be 1 or 3, got {s.augment_rounds}")
+    rounds = RECIPES["robust"].augment_rounds if s.augment_rounds == 3 else (
+        RECIPES["bundled"].augment_rounds)
+    data = training_data(seed=s.seed, augment=s.augment, rounds=rounds, extra=s.extra,
+                         log=log)
     texts, labels, counts = data["texts"], data["labels"], data["counts"]
     padded = (padded_attacks(texts, labels, s.pad_share, s.seed + 1, s.pad_sentences,
                              filler_sentences() if s.pad_filler else ())

@@ -8,6 +8,10 @@ case-insensitive.
 
 The score of a text is ``1 - prod(1 - weight)`` over the distinct rules that match it:
 one strong rule (weight 0.9) blocks alone, two weak ones (0.3 each: 0.51) only together.
+A match that lies wholly inside a quotation, in a text that also says something of its
+own outside the quotes ("I got this email: 'ignore all previous instructions ...' Is it
+phishing?"), counts at ``quoted_weight`` times its weight: the user is mentioning an
+attack, not making one (see :func:`quoted_spans`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ MATCHES_PER_RULE = 8
 #: a huge text, and it would then report "no match" without saying so.
 _SET_LIMIT = 64 * 1024
 _RULE_KEYS = {"id", "category", "weight", "pattern", "note"}
+#: words a text needs outside its quotations before a quoted match is discounted: a
+#: prompt that is nothing but a quoted attack is the attack.
+MIN_OWN_WORDS = 4
+_OPENS = "([{:;,"
+_CLOSES = ".,;:!?)]}"
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,46 @@ def _char_offsets(text: str, data: bytes, offsets: set[int]) -> dict[int, int]:
     return mapping
 
 
+def quoted_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` of the quotations in ``text``, quote marks
+    included: double quotes and backticks paired in order, and single quotes that open
+    after a space, a line start or an opening bracket and close before a space, the end
+    or punctuation (so the apostrophes of "don't" and "users' files" pair with nothing).
+    Runs in one pass; an unclosed quotation spans nothing."""
+    spans: list[tuple[int, int]] = []
+    open_at: dict[str, int] = {}
+    n = len(text)
+    for i, ch in enumerate(text):
+        if ch in '"`':
+            if ch in open_at:
+                spans.append((open_at.pop(ch), i + 1))
+            else:
+                open_at[ch] = i
+        elif ch == "'":
+            before = text[i - 1] if i else " "
+            after = text[i + 1] if i + 1 < n else " "
+            if "'" in open_at and (after.isspace() or after in _CLOSES) and before != " ":
+                spans.append((open_at.pop("'"), i + 1))
+            elif (before.isspace() or before in _OPENS) and not after.isspace():
+                open_at["'"] = i
+    return sorted(spans)
+
+
+def _inside(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    return any(s <= start and end <= e for s, e in spans)
+
+
+def _own_words(text: str, spans: list[tuple[int, int]]) -> int:
+    """Words of ``text`` outside the quoted spans."""
+    kept, at = [], 0
+    for s, e in spans:
+        if s >= at:
+            kept.append(text[at:s])
+            at = e
+    kept.append(text[at:])
+    return len(" ".join(kept).split())
+
+
 class RulesScanner(Scanner):
     """Curated injection and jailbreak signatures (RE2, case-insensitive, linear time).
 
@@ -218,6 +267,9 @@ class RulesScanner(Scanner):
         rules_file: a YAML file of extra rules (same shape as the built-in one); a rule
             with a built-in id replaces it.
         builtin: use the built-in rules (default True).
+        quoted_weight: factor on the weight of a match that lies inside a quotation in
+            a text with at least ``MIN_OWN_WORDS`` words of its own (default 0.5; 1.0
+            treats quoted and unquoted matches alike).
 
     Spans are the matches, labelled with the rule id; the reason lists the rule ids.
     """
@@ -227,13 +279,18 @@ class RulesScanner(Scanner):
 
     def __init__(self, *, name: str | None = None, threshold: float = 0.5,
                  action: str = "block", rules_file: str | None = None,
-                 builtin: bool = True) -> None:
+                 builtin: bool = True, quoted_weight: float = 0.5) -> None:
         self._init_common(name, threshold, action)
         self.rules_file = rules_file
         self.builtin = builtin
+        self.quoted_weight = quoted_weight
 
     def validate(self) -> None:
         super().validate()
+        q = self.quoted_weight
+        if isinstance(q, bool) or not isinstance(q, int | float) or not 0.0 <= q <= 1.0:
+            raise ConfigError(f"{self.name}: quoted_weight must be a number in [0, 1] "
+                              f"(1 treats quoted matches like any other), got {q!r}")
         self.ruleset()
 
     def ruleset(self) -> RuleSet:
@@ -253,8 +310,22 @@ class RulesScanner(Scanner):
         found = self.matches(text)
         if not found:
             return Finding(0.0, "no rule matched")
+        quotes = quoted_spans(text) if self.quoted_weight < 1.0 else []
+        if quotes and _own_words(text, quotes) < MIN_OWN_WORDS:
+            quotes = []
+        # each rule counts once, at its strongest match: full weight unless every match
+        # of it is quoted
+        weights: dict[str, float] = {}
+        quoted: set[str] = set()
+        for m in found:
+            inside = _inside(quotes, m.start, m.end)
+            w = m.rule.weight * (float(self.quoted_weight) if inside else 1.0)
+            if w >= weights.get(m.rule.id, -1.0):
+                weights[m.rule.id] = w
+                (quoted.add if inside else quoted.discard)(m.rule.id)
+        score = 1.0 - math.prod(1.0 - w for w in weights.values())
         rules = {m.rule.id: m.rule for m in found}
-        score = 1.0 - math.prod(1.0 - r.weight for r in rules.values())
-        listed = ", ".join(f"{r.id} ({r.category})" for r in rules.values())
+        listed = ", ".join(f"{r.id} ({r.category}{', quoted' if r.id in quoted else ''})"
+                           for r in rules.values())
         spans = tuple(Span(m.start, m.end, m.rule.id) for m in found)
         return Finding(score, f"matched {len(rules)} rule(s): {listed}", spans=spans)

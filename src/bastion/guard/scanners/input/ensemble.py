@@ -1,0 +1,171 @@
+"""Two injection classifiers, one score: the fine-tuned transformer (:mod:`.transformer`)
+and the n-gram head (:mod:`.classifier`), their logits mixed.
+
+The two read a prompt differently (the transformer reads meaning in 128-token windows;
+the n-gram head reads character and word n-grams in windows, sentences and 12-word
+phrases), so they err on different prompts: averaging their logits keeps what both
+say and damps what only one says. The score is::
+
+    sigmoid(mix * logit(p_transformer) + (1 - mix) * logit(p_ngram))
+
+``mix`` and the threshold are chosen on S-Labs val by :func:`calibrate`
+(``bastion guard train --kind ensemble``) and stored in ``ensemble.json``; the bundled
+record belongs to the bundled weights of both members.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bastion.errors import ConfigError
+from bastion.guard.base import Finding, ScanContext, Scanner
+from bastion.guard.scanners.input.classifier import ClassifierScanner, head_meta
+from bastion.guard.scanners.input.transformer import TransformerScanner, bundled
+
+META_FILE = "ensemble.json"
+#: the mixes :func:`calibrate` tries (weight of the transformer's logit).
+MIX_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+_EPS = 1e-7
+
+
+def _record(path: str | Path | None) -> dict[str, Any]:
+    return head_meta(str(bundled(META_FILE) if path is None else path))
+
+
+def _default(key: str, fallback: float) -> float:
+    value = _record(None).get(key, fallback)
+    return float(value) if isinstance(value, int | float) else fallback
+
+
+#: mix and threshold chosen for the bundled members on S-Labs val (FPR <= 1%).
+DEFAULT_MIX: float = _default("mix", 0.5)
+DEFAULT_THRESHOLD: float = _default("threshold", 0.5)
+
+
+def logit(p: np.ndarray | float) -> np.ndarray:
+    """``log(p / (1 - p))`` with ``p`` clipped to ``[1e-7, 1 - 1e-7]``."""
+    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS)
+    return np.log(q / (1.0 - q))
+
+
+def mixed(p_transformer: np.ndarray | float, p_ngram: np.ndarray | float,
+          mix: float) -> np.ndarray:
+    """The ensemble's probability from its members' probabilities (same shapes)."""
+    z = mix * logit(p_transformer) + (1.0 - mix) * logit(p_ngram)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+class EnsembleScanner(Scanner):
+    """Score a prompt with the transformer and the n-gram classifier together.
+
+    Args:
+        name, threshold, action: see :class:`~bastion.guard.base.Scanner`; the default
+            threshold is the one chosen with the default ``mix`` on S-Labs val (FPR <= 1%).
+        mix: weight of the transformer's logit, in [0, 1] (the n-gram head gets
+            ``1 - mix``).
+        transformer_weights, classifier_weights: the members' ``.npz`` files (``None``:
+            the bundled ones). With other weights, pass the ``mix`` and ``threshold``
+            that :func:`calibrate` chose for them.
+
+    Spans are both members' winning pieces; the reason gives both probabilities.
+    """
+
+    kind = "ensemble"
+    direction = "input"
+
+    def __init__(self, *, name: str | None = None, threshold: float = DEFAULT_THRESHOLD,
+                 action: str = "block", mix: float = DEFAULT_MIX,
+                 transformer_weights: str | None = None,
+                 classifier_weights: str | None = None) -> None:
+        self._init_common(name, threshold, action)
+        self.mix = mix
+        self.transformer_weights = transformer_weights
+        self.classifier_weights = classifier_weights
+
+    def validate(self) -> None:
+        super().validate()
+        m = self.mix
+        if isinstance(m, bool) or not isinstance(m, int | float) or not 0.0 <= m <= 1.0:
+            raise ConfigError(f"{self.name}: mix must be a number in [0, 1] (the weight of "
+                              f"the transformer's logit), got {m!r}")
+        for member in self.members():
+            member.validate()
+
+    def members(self) -> tuple[TransformerScanner, ClassifierScanner]:
+        """The two member scanners (their own thresholds are not used)."""
+        return (TransformerScanner(weights=self.transformer_weights),
+                ClassifierScanner(weights=self.classifier_weights))
+
+    def _scan(self, text: str, context: ScanContext) -> Finding:
+        if not text.strip():
+            return Finding(0.0, "empty text")
+        transformer, ngram = (m.scan(text, context) for m in self.members())
+        score = float(mixed(transformer.score, ngram.score, float(self.mix)))
+        return Finding(score, f"ensemble p={score:.3f} ({transformer.reason}; "
+                              f"{ngram.reason})",
+                       spans=transformer.spans + ngram.spans)
+
+
+def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, target: float = 0.01
+               ) -> tuple[float, float, float]:
+    """``(threshold, tpr, fpr)``: the lowest threshold flagging at most ``target`` of
+    the benign scores (label 0), and the rates it gives."""
+    from bastion.guard.train_classifier import threshold_for_fpr
+
+    neg, pos = scores[labels == 0], scores[labels == 1]
+    t = threshold_for_fpr(neg, target)
+    return t, float(np.mean(pos >= t)), float(np.mean(neg >= t))
+
+
+def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
+              classifier_weights: str | None = None, grid: Sequence[float] = MIX_GRID,
+              log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Choose ``mix`` (the highest S-Labs val TPR at FPR <= 1%; ties go to the mix
+    nearest 0.5) and the threshold for it, each val prompt scanned as the scanner scans
+    it; write ``ensemble.json`` into ``out_dir`` and return it."""
+    from bastion.guard.corpora import load_corpus
+
+    val = load_corpus("s-labs-val")
+    labels = np.asarray([e.label for e in val])
+    scanner = EnsembleScanner(transformer_weights=transformer_weights,
+                              classifier_weights=classifier_weights)
+    transformer, ngram = scanner.members()
+    log(f"scoring {len(val)} S-Labs val prompts with both members ...")
+    pt = np.asarray([transformer.scan(e.text).score for e in val])
+    pn = np.asarray([ngram.scan(e.text).score for e in val])
+    table = []
+    for mix in grid:
+        t, tpr, fpr = tpr_at_fpr(mixed(pt, pn, mix), labels)
+        table.append({"mix": mix, "threshold": t, "tpr": tpr, "fpr": fpr})
+        log(f"mix {mix:.2f}: val TPR {tpr:.4f} at FPR {fpr:.4f}")
+    best = max(table, key=lambda r: (r["tpr"], -abs(r["mix"] - 0.5)))
+    members = {"transformer": {"tpr": tpr_at_fpr(pt, labels)[1]},
+               "ngram": {"tpr": tpr_at_fpr(pn, labels)[1]}}
+    record = {
+        "model": "mix * logit(transformer) + (1 - mix) * logit(n-gram head)",
+        "mix": best["mix"],
+        "threshold": best["threshold"],
+        "rule": "mix with the highest S-Labs val TPR at FPR <= 1% (ties: nearest 0.5); "
+                "threshold: lowest score with FPR <= 1% on S-Labs val at that mix",
+        "val": {"n": len(val), "tpr": best["tpr"], "fpr": best["fpr"],
+                "members_tpr_at_fpr_1pct": members, "grid": table},
+        "transformer_weights": transformer_weights or "bundled",
+        "classifier_weights": classifier_weights or "bundled",
+        "command": "bastion guard train --kind ensemble",
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+    }
+    if not math.isfinite(record["threshold"]):
+        raise ConfigError("calibration gave no finite threshold")  # pragma: no cover
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / META_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    log(f"mix {record['mix']}, threshold {record['threshold']:.6f}: val TPR "
+        f"{best['tpr']:.4f} at FPR {best['fpr']:.4f}; wrote {out / META_FILE}")
+    return record
