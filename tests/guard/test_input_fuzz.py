@@ -43,8 +43,9 @@ MIXED = st.lists(st.one_of(UNICODE, st.sampled_from(FRAGMENTS)), max_size=14).ma
 WITHOUT_LM = sorted(set(REGISTRY) - {"perplexity"})
 # The transformer classifier runs a network over every window: linear in the length
 # (about 65 ms per 512 tokens), so a megabyte takes tens of seconds; it is fuzzed with
-# arbitrary text but left out of the megabyte test, like the language model.
-CHEAP = sorted(set(WITHOUT_LM) - {"transformer"})
+# arbitrary text but left out of the megabyte test, like the language model (and so is
+# the ensemble, which runs it).
+CHEAP = sorted(set(WITHOUT_LM) - {"transformer", "ensemble"})
 
 
 @pytest.mark.parametrize("kind", WITHOUT_LM)

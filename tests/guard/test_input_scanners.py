@@ -14,6 +14,7 @@ from bastion.errors import ConfigError
 from bastion.guard.scanners.input import (
     REGISTRY,
     DecoderScanner,
+    EnsembleScanner,
     PerplexityScanner,
     RulesScanner,
     SanitizerScanner,
@@ -44,7 +45,7 @@ def test_registry_holds_the_input_scanners() -> None:
     registered = dict(REGISTRY)
     assert registered == {"sanitizer": SanitizerScanner, "decoder": DecoderScanner,
                           "rules": RulesScanner, "transformer": TransformerScanner,
-                          "perplexity": PerplexityScanner}
+                          "ensemble": EnsembleScanner, "perplexity": PerplexityScanner}
 
 
 @pytest.mark.parametrize("kind", sorted(REGISTRY))

@@ -265,8 +265,10 @@ def train(
     out: Annotated[Path, typer.Option(help="folder for the weights (.npz) and their .json "
                                            "(the bundled ones live in "
                                            "src/bastion/guard/data)")] = Path("guard-classifier"),
-    kind: Annotated[str, typer.Option(help="transformer (fine-tuned MiniLM layers) or "
-                                           "ngram (the n-gram TF-IDF head)")] = "ngram",
+    kind: Annotated[str, typer.Option(help="transformer (fine-tuned MiniLM layers), "
+                                           "ngram (the n-gram TF-IDF head) or ensemble "
+                                           "(choose the mix of the two on S-Labs val)")
+                    ] = "ngram",
     augment: Annotated[bool, typer.Option("--augment/--no-augment",
                                           help="add perturbed copies of the attacks "
                                                "(adversarial training)")] = True,
@@ -278,6 +280,10 @@ def train(
     extra: Annotated[list[Path] | None, typer.Option(
         help="more labelled JSONL ({\"text\", \"label\"} per line), repeatable: e.g. "
              "reviewers' decisions from 'bastion review export'")] = None,
+    transformer_weights: Annotated[str | None, typer.Option(
+        help="ensemble only: the transformer's .npz (default: the bundled one)")] = None,
+    classifier_weights: Annotated[str | None, typer.Option(
+        help="ensemble only: the n-gram head's .npz (default: the bundled one)")] = None,
 ) -> None:
     """Train a classifier layer: the fine-tuned transformer or the n-gram head.
 
@@ -285,17 +291,24 @@ def train(
     bastion's perturbed copies and hard negatives), picks the threshold on S-Labs val
     (FPR <= 1%) and writes the weights and their record to OUT. Pass the .npz to the
     layer as ``weights`` with the record's threshold. The transformer takes about 15-25
-    minutes on this 2-core CPU, shows progress and resumes after an interruption. Exits 2
-    for missing data or a bad option.
+    minutes on this 2-core CPU, shows progress and resumes after an interruption.
+    ``--kind ensemble`` trains nothing: it scores S-Labs val with both classifiers and
+    writes ensemble.json (the mix and threshold) to OUT. Exits 2 for missing data or a
+    bad option.
     """
-    if kind not in ("ngram", "transformer"):
-        raise _fail(f"--kind must be ngram or transformer, got {kind!r}")
+    if kind not in ("ngram", "transformer", "ensemble"):
+        raise _fail(f"--kind must be ngram, transformer or ensemble, got {kind!r}")
 
     def log(line: str) -> None:
         _err.print(escape(line))
 
     try:
-        if kind == "transformer":
+        if kind == "ensemble":
+            from bastion.guard.scanners.input.ensemble import calibrate
+
+            meta = calibrate(out, transformer_weights=transformer_weights,
+                             classifier_weights=classifier_weights, log=log)
+        elif kind == "transformer":
             from bastion.guard.train_transformer import Settings
             from bastion.guard.train_transformer import train as train_transformer
 

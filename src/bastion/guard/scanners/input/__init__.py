@@ -2,9 +2,11 @@
 
 In pipeline order: ``sanitizer`` (Unicode clean-up, hidden-text report), ``decoder``
 (smuggled encodings, rescanned with the rules), ``rules`` (injection and jailbreak
-signatures) and ``transformer`` (the fine-tuned MiniLM injection classifier), then
+signatures) and ``transformer`` (the fine-tuned MiniLM injection classifier) or
+``ensemble`` (the transformer and the n-gram classifier, their logits mixed), then
 ``perplexity`` (optimized gibberish suffixes under a small language model; not in the
-default policy). The n-gram classifier (:mod:`.classifier`) is not registered.
+default policy). The n-gram classifier (:mod:`.classifier`) is registered only as a member
+of ``ensemble``.
 :mod:`.hardening` holds helpers for wrapping untrusted content; it is not a scanner.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from bastion.guard.base import Scanner
 from bastion.guard.scanners.input.decoder import DecoderScanner
+from bastion.guard.scanners.input.ensemble import EnsembleScanner
 from bastion.guard.scanners.input.hardening import (
     Wrapped,
     instructions_for,
@@ -25,9 +28,9 @@ from bastion.guard.scanners.input.transformer import TransformerScanner
 
 REGISTRY: dict[str, type[Scanner]] = {
     cls.kind: cls for cls in (SanitizerScanner, DecoderScanner, RulesScanner,
-                              TransformerScanner, PerplexityScanner)
+                              TransformerScanner, EnsembleScanner, PerplexityScanner)
 }
 
-__all__ = ["REGISTRY", "DecoderScanner", "PerplexityScanner", "RulesScanner",
+__all__ = ["REGISTRY", "DecoderScanner", "EnsembleScanner", "PerplexityScanner", "RulesScanner",
            "SanitizerScanner", "TransformerScanner", "Wrapped", "instructions_for",
            "new_canary", "wrap_untrusted"]
