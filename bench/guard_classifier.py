@@ -2,14 +2,16 @@
 
 The pipeline is sanitizer + decoder + rules + a classifier layer at its default
 threshold (chosen on S-Labs val): the fine-tuned ``TransformerScanner`` with ``--kind
-transformer`` (the default policy's), the n-gram ``ClassifierScanner`` with ``--kind
-ngram`` (the default here, as before). Reported: S-Labs test detection (the only
-place test is scored), the over-refusal set, latency on S-Labs test prompts and on
-~512-token prompts, and the black-box perturbation attack on S-Labs *val* attacks.
+transformer``, the ``EnsembleScanner`` (transformer and n-gram head mixed) with ``--kind
+ensemble``, the n-gram ``ClassifierScanner`` with ``--kind ngram`` (the default here, as
+before). Reported: S-Labs test detection (the only place test is scored), the
+``benign-dev`` and over-refusal sets, latency on S-Labs test prompts and on ~512-token
+prompts, and the black-box perturbation attack on S-Labs *val* attacks.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --json out.json
     OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --weights DIR/classifier_head.npz
     OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --kind transformer --json out.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --kind ensemble --json out.json
 """
 
 from __future__ import annotations
@@ -38,14 +40,26 @@ class _Guard:
 
 def pipeline(with_classifier: bool = True, weights: str | None = None,
              threshold: float | None = None, kind: str = "ngram") -> Any:
+    """sanitizer + decoder + rules (+ the classifier layer of ``kind``). For ``ensemble``,
+    ``weights`` is an ``ensemble.json`` naming both members' weights, the mix and the
+    threshold (``None``: the bundled record)."""
     from bastion.guard.pipeline import Pipeline
     from bastion.guard.scanners.input import DecoderScanner, RulesScanner, SanitizerScanner
     from bastion.guard.scanners.input.classifier import ClassifierScanner
+    from bastion.guard.scanners.input.ensemble import EnsembleScanner
     from bastion.guard.scanners.input.transformer import TransformerScanner
 
     layers: list[Any] = [SanitizerScanner(), DecoderScanner(), RulesScanner()]
-    if with_classifier:
-        kwargs: dict[str, Any] = {"weights": weights}
+    if with_classifier and kind == "ensemble":
+        kwargs: dict[str, Any] = {}
+        if weights:
+            record = json.loads(Path(weights).read_text("utf-8"))
+            kwargs = {"mix": record["mix"], "threshold": record["threshold"],
+                      **{k: (None if record[k] == "bundled" else record[k])
+                         for k in ("transformer_weights", "classifier_weights")}}
+        layers.append(EnsembleScanner(**kwargs))
+    elif with_classifier:
+        kwargs = {"weights": weights}
         if threshold is not None:
             kwargs["threshold"] = threshold
         layers.append({"ngram": ClassifierScanner,
@@ -85,11 +99,12 @@ def main() -> dict[str, Any]:
     ap.add_argument("--budgets", default="1,3,5")
     ap.add_argument("--long", type=int, default=200, help="~512-token prompts timed")
     ap.add_argument("--weights", help="a head's .npz (default: the bundled head); its "
-                                      "threshold is read from the .json beside it")
-    ap.add_argument("--kind", choices=("ngram", "transformer"), default="ngram")
+                                      "threshold is read from the .json beside it; for "
+                                      "--kind ensemble, an ensemble.json")
+    ap.add_argument("--kind", choices=("ngram", "transformer", "ensemble"), default="ngram")
     args = ap.parse_args()
     threshold = None
-    if args.weights:
+    if args.weights and args.kind != "ensemble":
         meta = Path(args.weights).with_suffix(".json")
         threshold = float(json.loads(meta.read_text("utf-8"))["threshold"])
     pipe = pipeline(weights=args.weights, threshold=threshold, kind=args.kind)
@@ -105,6 +120,9 @@ def main() -> dict[str, Any]:
     r = evaluate_guard(pipe, test)
     out["s_labs_test"] = {k: r[k] for k in ("n", "tpr", "fpr", "auroc", "tpr_at_fpr_1pct",
                                             "confusion", "latency_ms")}
+    dev = load_corpus("benign-dev")
+    out["benign_dev"] = {"n": len(dev),
+                         "flagged": sum(pipe.run(e.text).verdict != "allow" for e in dev)}
     over = load_corpus("over-refusal")
     flags = [pipe.run(e.text) for e in over]
     out["over_refusal"] = {

@@ -8,9 +8,9 @@ say and damps what only one says. The score is::
 
     sigmoid(mix * logit(p_transformer) + (1 - mix) * logit(p_ngram))
 
-``mix`` and the threshold are chosen on S-Labs val by :func:`calibrate`
-(``bastion guard train --kind ensemble``) and stored in ``ensemble.json``; the bundled
-record belongs to the bundled weights of both members.
+``mix`` and the threshold are chosen on S-Labs val and the ``benign-dev`` prompts by
+:func:`calibrate` (``bastion guard train --kind ensemble``) and stored in
+``ensemble.json``; the bundled record belongs to the bundled weights of both members.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ from bastion.guard.scanners.input.transformer import TransformerScanner, bundled
 
 META_FILE = "ensemble.json"
 #: the mixes :func:`calibrate` tries (weight of the transformer's logit).
-MIX_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+MIX_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: the largest share of ``benign-dev`` a chosen mix may flag (issue 7's over-refusal
+#: target, applied to the prompts set aside for choices).
+MAX_DEV_FLAGGED = 0.03
 _EPS = 1e-7
 
 
@@ -123,38 +126,65 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, target: float = 0.01
     return t, float(np.mean(pos >= t)), float(np.mean(neg >= t))
 
 
+def choose_mix(table: Sequence[dict[str, float]], max_dev_flagged: float
+               ) -> dict[str, float]:
+    """The row of ``table`` (``mix``, ``tpr``, ``dev_flagged``, ...) with the highest
+    ``tpr`` among those with ``dev_flagged <= max_dev_flagged`` (ties: ``mix`` nearest
+    0.5); when none qualifies, the one with the lowest ``dev_flagged``."""
+    within = [r for r in table if r["dev_flagged"] <= max_dev_flagged]
+    if within:
+        return max(within, key=lambda r: (r["tpr"], -abs(r["mix"] - 0.5)))
+    return min(table, key=lambda r: (r["dev_flagged"], -r["tpr"]))
+
+
 def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
               classifier_weights: str | None = None, grid: Sequence[float] = MIX_GRID,
+              max_dev_flagged: float = MAX_DEV_FLAGGED,
               log: Callable[[str], Any] = print) -> dict[str, Any]:
-    """Choose ``mix`` (the highest S-Labs val TPR at FPR <= 1%; ties go to the mix
-    nearest 0.5) and the threshold for it, each val prompt scanned as the scanner scans
-    it; write ``ensemble.json`` into ``out_dir`` and return it."""
+    """Choose ``mix`` and its threshold, write ``ensemble.json`` into ``out_dir`` and
+    return it.
+
+    For every mix the threshold is the lowest score with FPR <= 1% on S-Labs val; the
+    mix chosen is the one with the highest val TPR among those that flag at most
+    ``max_dev_flagged`` of the ``benign-dev`` prompts (benign prompts with trigger words,
+    never trained on), or the one flagging the fewest when none does; ties go to the mix
+    nearest 0.5. Each prompt is scanned as the scanner scans it.
+    """
     from bastion.guard.corpora import load_corpus
 
-    val = load_corpus("s-labs-val")
+    val, dev = load_corpus("s-labs-val"), load_corpus("benign-dev")
     labels = np.asarray([e.label for e in val])
     scanner = EnsembleScanner(transformer_weights=transformer_weights,
                               classifier_weights=classifier_weights)
     transformer, ngram = scanner.members()
-    log(f"scoring {len(val)} S-Labs val prompts with both members ...")
-    pt = np.asarray([transformer.scan(e.text).score for e in val])
-    pn = np.asarray([ngram.scan(e.text).score for e in val])
+    log(f"scoring {len(val)} S-Labs val and {len(dev)} benign-dev prompts with both "
+        "members ...")
+    pt, pn = (np.asarray([m.scan(e.text).score for e in val]) for m in (transformer, ngram))
+    dt, dn = (np.asarray([m.scan(e.text).score for e in dev]) for m in (transformer, ngram))
     table = []
     for mix in grid:
         t, tpr, fpr = tpr_at_fpr(mixed(pt, pn, mix), labels)
-        table.append({"mix": mix, "threshold": t, "tpr": tpr, "fpr": fpr})
-        log(f"mix {mix:.2f}: val TPR {tpr:.4f} at FPR {fpr:.4f}")
-    best = max(table, key=lambda r: (r["tpr"], -abs(r["mix"] - 0.5)))
-    members = {"transformer": {"tpr": tpr_at_fpr(pt, labels)[1]},
-               "ngram": {"tpr": tpr_at_fpr(pn, labels)[1]}}
+        flagged = float(np.mean(mixed(dt, dn, mix) >= t))
+        table.append({"mix": mix, "threshold": t, "tpr": tpr, "fpr": fpr,
+                      "dev_flagged": flagged})
+        log(f"mix {mix:.2f}: val TPR {tpr:.4f} at FPR {fpr:.4f}; benign-dev flagged "
+            f"{flagged:.4f}")
+    best = choose_mix(table, max_dev_flagged)
+    members = {}
+    for name, v, d in (("transformer", pt, dt), ("ngram", pn, dn)):
+        t, tpr, _ = tpr_at_fpr(v, labels)
+        members[name] = {"val_tpr": tpr, "dev_flagged": float(np.mean(d >= t))}
     record = {
         "model": "mix * logit(transformer) + (1 - mix) * logit(n-gram head)",
         "mix": best["mix"],
         "threshold": best["threshold"],
-        "rule": "mix with the highest S-Labs val TPR at FPR <= 1% (ties: nearest 0.5); "
-                "threshold: lowest score with FPR <= 1% on S-Labs val at that mix",
-        "val": {"n": len(val), "tpr": best["tpr"], "fpr": best["fpr"],
-                "members_tpr_at_fpr_1pct": members, "grid": table},
+        "rule": "per mix, threshold = lowest score with FPR <= 1% on S-Labs val; mix = "
+                f"highest val TPR among mixes flagging <= {max_dev_flagged:.0%} of "
+                "benign-dev (ties: nearest 0.5)",
+        "val": {"n": len(val), "tpr": best["tpr"], "fpr": best["fpr"]},
+        "benign_dev": {"n": len(dev), "flagged": best["dev_flagged"]},
+        "members_alone": members,
+        "grid": table,
         "transformer_weights": transformer_weights or "bundled",
         "classifier_weights": classifier_weights or "bundled",
         "command": "bastion guard train --kind ensemble",
@@ -164,5 +194,6 @@ def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     (out / META_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     log(f"mix {record['mix']}, threshold {record['threshold']:.6f}: val TPR "
-        f"{best['tpr']:.4f} at FPR {best['fpr']:.4f}; wrote {out / META_FILE}")
+        f"{best['tpr']:.4f} at FPR {best['fpr']:.4f}, benign-dev flagged "
+        f"{best['dev_flagged']:.4f}; wrote {out / META_FILE}")
     return record
