@@ -20,15 +20,17 @@ Training data, and nothing else (the issue's rule; other corpora are held out):
   must not look like an attack; trained on whole prompts only, a head gives such
   fragments a score near its (positive) bias.
 
-Two recipes (:data:`RECIPES`). ``bundled`` (the default) reproduces the bundled head: one
+Three recipes (:data:`RECIPES`). ``bundled`` (the default) reproduces the bundled head: one
 augmentation round (typos, synonym, payload-split or leetspeak at budget 1 to 3), the
 first 132 hard negatives at weight 10, ``C`` from 1, 4, 16 by 5-fold cross-validation on
 the training data (scoring the TPR at 1% FPR on each held-out fold), pieces cut without
 clauses. ``robust`` adds two rounds (typos or synonyms at budget 3 to 5; leetspeak at
-3 to 5), all 228 hard negatives at weight 30, the benign pieces above, ``C = 2``, and
-clause pieces with a three-word minimum; it was chosen with
+3 to 5), every hard negative (228 when it was chosen) at weight 30, the benign pieces
+above, ``C = 2``, and clause pieces with a three-word minimum; it was chosen with
 ``bench/guard_classifier_search.py robust`` on S-Labs val, held-out halves of the hard
 negatives and perturbed S-Labs val attacks, never on S-Labs test or the over-refusal set.
+``ensemble`` is ``bundled`` with every hard negative (1,008) at weight 10: the n-gram
+member of the ensemble layer.
 
 Training texts that also appear in S-Labs val or test are dropped. The head is a
 logistic regression on hashed character and word n-gram TF-IDF (and, when
@@ -106,7 +108,9 @@ class Recipe:
 
 #: ``bundled``: the recipe of the bundled head (reproduces it); ``robust``: the one
 #: chosen on S-Labs val, held-out hard negatives and perturbed val attacks with
-#: ``bench/guard_classifier_search.py robust`` (docs/guard.md, "classifier").
+#: ``bench/guard_classifier_search.py robust`` (docs/guard.md, "classifier");
+#: ``ensemble``: ``bundled`` with every hard negative, the n-gram member of the ensemble
+#: layer (``ensemble_ngram_head.npz``).
 RECIPES: dict[str, Recipe] = {
     "bundled": Recipe(augment_rounds=(_FIRST_ROUND,), c_grid=(1.0, 4.0, 16.0),
                       hard_negative_weight=10.0,
@@ -118,6 +122,9 @@ RECIPES: dict[str, Recipe] = {
         ("augmented-attacks-leetspeak", ("leetspeak",), (3, 4, 5))),
         c_grid=(2.0,), hard_negative_weight=30.0, hard_negative_sources=(),
         benign_pieces=3, clauses=True, min_piece_words=MIN_PIECE_WORDS),
+    "ensemble": Recipe(augment_rounds=(_FIRST_ROUND,), c_grid=(1.0, 4.0, 16.0),
+                       hard_negative_weight=10.0, hard_negative_sources=(), benign_pieces=0,
+                       clauses=False, min_piece_words=0),
 }
 DEFAULT_RECIPE = "bundled"
 #: the embedding's weight against the unit-length TF-IDF vector in the joint features;
