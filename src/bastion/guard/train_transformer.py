@@ -65,7 +65,7 @@ class Settings:
     """Everything that decides the trained weights (the checkpoint's fingerprint)."""
 
     seed: int = 0
-    layers: int = 4
+    layers: int = 5
     rank: int = 16
     scale: float = 2.0
     lr: float = 5e-4

@@ -29,6 +29,9 @@ from bastion.guard.scanners.input.classifier import ClassifierScanner, head_meta
 from bastion.guard.scanners.input.transformer import TransformerScanner, bundled
 
 META_FILE = "ensemble.json"
+#: the bundled n-gram member: ``bastion guard train --recipe ensemble`` (every hard
+#: negative); its record sits beside it in ``ensemble_ngram_head.json``.
+NGRAM_FILE = "ensemble_ngram_head.npz"
 #: the mixes :func:`calibrate` tries (weight of the transformer's logit).
 MIX_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: the largest share of ``benign-dev`` a chosen mix may flag (issue 7's over-refusal
@@ -73,8 +76,9 @@ class EnsembleScanner(Scanner):
         mix: weight of the transformer's logit, in [0, 1] (the n-gram head gets
             ``1 - mix``).
         transformer_weights, classifier_weights: the members' ``.npz`` files (``None``:
-            the bundled ones). With other weights, pass the ``mix`` and ``threshold``
-            that :func:`calibrate` chose for them.
+            the bundled transformer and the bundled ensemble n-gram head,
+            ``ensemble_ngram_head.npz``). With other weights, pass the ``mix`` and
+            ``threshold`` that :func:`calibrate` chose for them.
 
     Spans are both members' winning pieces; the reason gives both probabilities.
     """
@@ -102,8 +106,9 @@ class EnsembleScanner(Scanner):
 
     def members(self) -> tuple[TransformerScanner, ClassifierScanner]:
         """The two member scanners (their own thresholds are not used)."""
+        ngram = self.classifier_weights or str(bundled(NGRAM_FILE))
         return (TransformerScanner(weights=self.transformer_weights),
-                ClassifierScanner(weights=self.classifier_weights))
+                ClassifierScanner(weights=ngram))
 
     def _scan(self, text: str, context: ScanContext) -> Finding:
         if not text.strip():
