@@ -1,0 +1,94 @@
+"""Session-7 variants: a transformer's and an n-gram head's weights, alone and mixed
+(docs/guard.md, "ensemble"; docs/results/guard_session7_variants.txt).
+
+For the given members it reports, never S-Labs test nor the over-refusal set:
+
+* S-Labs val TPR at the threshold chosen there (FPR <= 1%), for each member alone and
+  for each mix, every prompt scanned as the layer scans it;
+* the share of ``benign-dev`` (bastion's benign prompts with trigger words, never
+  trained on) flagged at that threshold;
+* with ``--attack-mix M``, the TPR drop in points under the padding, synonym and typo
+  perturbations (budgets 1, 3, 5; five tries) on the attacks among the first
+  ``--attack-limit`` val prompts, the layer alone as the guard (``M = 1``: the
+  transformer alone).
+
+    python bench/guard_ensemble_variants.py --transformer DIR/transformer_head.npz \\
+        --ngram DIR/classifier_head.npz --attack-mix 0.8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import numpy as np
+
+
+class _Verdict:
+    def __init__(self, verdict: str) -> None:
+        self.verdict = verdict
+
+
+class _Guard:
+    """The shape ``attack_guard`` expects, around a scoring function and a threshold."""
+
+    def __init__(self, score: Any, threshold: float) -> None:
+        self.score, self.threshold = score, threshold
+
+    def scan_input(self, text: str) -> _Verdict:
+        return _Verdict("block" if self.score(text) >= self.threshold else "allow")
+
+
+def main() -> dict[str, Any]:
+    import torch
+
+    from bastion.guard.attacks import attack_guard
+    from bastion.guard.corpora import load_corpus
+    from bastion.guard.scanners.input.ensemble import EnsembleScanner, mixed, tpr_at_fpr
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--transformer", help="transformer .npz (default: bundled)")
+    ap.add_argument("--ngram", help="n-gram head .npz (default: the ensemble's bundled one)")
+    ap.add_argument("--mixes", default="0.3,0.4,0.5,0.6,0.7,0.8,0.9")
+    ap.add_argument("--attack-mix", type=float, help="run the perturbation attack here")
+    ap.add_argument("--attack-limit", type=int, default=400)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    transformer, ngram = EnsembleScanner(transformer_weights=args.transformer,
+                                         classifier_weights=args.ngram).members()
+    val, dev = load_corpus("s-labs-val"), load_corpus("benign-dev")
+    y = np.asarray([e.label for e in val])
+    vt, vn = (np.asarray([m.scan(e.text).score for e in val]) for m in (transformer, ngram))
+    dt, dn = (np.asarray([m.scan(e.text).score for e in dev]) for m in (transformer, ngram))
+    rows: dict[str, Any] = {}
+    for name, v, d in (("transformer", vt, dt), ("ngram", vn, dn)):
+        t, tpr, _ = tpr_at_fpr(v, y)
+        rows[name] = {"val_tpr": tpr, "dev_flagged": float(np.mean(d >= t))}
+    for mix in (float(m) for m in args.mixes.split(",")):
+        t, tpr, _ = tpr_at_fpr(mixed(vt, vn, mix), y)
+        rows[f"mix {mix}"] = {"val_tpr": tpr,
+                              "dev_flagged": float(np.mean(mixed(dt, dn, mix) >= t))}
+    out: dict[str, Any] = {"transformer": args.transformer or "bundled",
+                           "ngram": args.ngram or "bundled", "rows": rows}
+    if args.attack_mix is not None:
+        mix = args.attack_mix
+        threshold = tpr_at_fpr(mixed(vt, vn, mix), y)[0]
+
+        def score(text: str) -> float:
+            return float(mixed(transformer.scan(text).score, ngram.scan(text).score, mix))
+
+        a = attack_guard(_Guard(score, threshold), val[:args.attack_limit],
+                         families=("padding", "synonym", "typos"), budgets=(1, 3, 5),
+                         tries=5, seed=0)
+        out["attack"] = {"mix": mix, "tpr_before": a["tpr_before"],
+                         "drop_points": {f"{r['family']}-{r['budget']}": r["tpr_drop_points"]
+                                         for r in a["results"]}}
+    print(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
