@@ -267,7 +267,8 @@ def test_piece_settings_follow_the_heads_json(tmp_path: Path) -> None:
 
 
 def test_recipes_and_hard_negative_sources() -> None:
-    assert set(train_classifier.RECIPES) == {"bundled", "robust"}
+    assert set(train_classifier.RECIPES) == {"bundled", "robust", "ensemble"}
+    assert train_classifier.RECIPES["ensemble"].hard_negative_sources == ()  # all of them
     assert train_classifier.DEFAULT_RECIPE == "bundled"
     bundled = train_classifier.RECIPES["bundled"]
     old = train_classifier.hard_negatives(bundled.hard_negative_sources)
