@@ -59,10 +59,13 @@ def main() -> dict[str, Any]:
     ap.add_argument("--attack-mix", type=float, help="run the perturbation attack here")
     ap.add_argument("--attack-limit", type=int, default=400)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-sentences", action="store_true",
+                    help="the transformer reads whole prompts only (before session 8)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    y, (vt, vn), (dt, dn) = member_scores(args.transformer, args.ngram)
+    sentences = False if args.no_sentences else None
+    y, (vt, vn), (dt, dn) = member_scores(args.transformer, args.ngram, sentences)
     rows: dict[str, Any] = {}
     for name, v, d in (("transformer", vt, dt), ("ngram", vn, dn)):
         t, tpr, _ = tpr_at_fpr(v, y)
@@ -72,12 +75,14 @@ def main() -> dict[str, Any]:
         rows[f"mix {mix}"] = {"val_tpr": tpr,
                               "dev_flagged": float(np.mean(mixed(dt, dn, mix) >= t))}
     out: dict[str, Any] = {"transformer": args.transformer or "bundled",
-                           "ngram": args.ngram or "bundled", "rows": rows}
+                           "ngram": args.ngram or "bundled", "sentences": sentences,
+                           "rows": rows}
     if args.attack_mix is not None:
         mix = args.attack_mix
         threshold = tpr_at_fpr(mixed(vt, vn, mix), y)[0]
         transformer, ngram = EnsembleScanner(transformer_weights=args.transformer,
-                                             classifier_weights=args.ngram).members()
+                                             classifier_weights=args.ngram,
+                                             sentences=sentences).members()
 
         def score(text: str) -> float:
             return float(mixed(transformer.scan(text).score, ngram.scan(text).score, mix))

@@ -45,7 +45,7 @@ from torch import nn
 
 from bastion.errors import InputError
 from bastion.guard.corpora import load_corpus
-from bastion.guard.scanners.input import _encoder
+from bastion.guard.scanners.input import _encoder, _segments
 from bastion.guard.scanners.input.transformer import META_FILE, WEIGHTS_FILE, pieces
 from bastion.guard.train_classifier import (
     RECIPES,
@@ -86,6 +86,10 @@ class Settings:
     #: at budget 1-3) or 3 (plus typos/synonym and leetspeak at budget 3-5, the n-gram
     #: head's ``robust`` rounds)
     augment_rounds: int = 1
+    #: benign sentences read alone (quotations masked), as the scanner reads a prompt's
+    #: sentences (:mod:`._segments`): this many drawn from the benign training texts,
+    #: plus every sentence of every hard negative at ``hard_negative_weight``
+    sentence_negatives: int = 3000
 
 
 def filler_sentences() -> list[str]:
@@ -118,6 +122,22 @@ def padded_attacks(texts: Sequence[str], labels: Sequence[int], share: float,
                  for _ in range(rng.randint(0 if before else 1, most))]
         out.append(" ".join([*before, text, *after]))
     return out
+
+
+def benign_sentences(benign: Sequence[str], hard: Sequence[str], n: int, seed: int
+                     ) -> tuple[list[str], list[str]]:
+    """``(plain, hard_sentences)``: ``n`` sentences (at most) drawn from the multi-sentence
+    texts of ``benign``, and every sentence of every text of ``hard``, each as the
+    scanner reads a sentence alone (:func:`._segments.sentences`, quotations masked).
+    Without them the network has only seen whole prompts, and reads a lone benign
+    sentence ("True or myth?", "First command: ls -la") as a short probe."""
+    def split(text: str) -> list[str]:
+        return [_segments.masked(text[a:b]) for a, b in _segments.sentences(text)]
+
+    pool = sorted({p for t in benign if len(t) < 2000 for p in split(t)})
+    rng = random.Random(seed)
+    plain = rng.sample(pool, min(max(n, 0), len(pool))) if n > 0 else []
+    return plain, sorted({p for t in hard for p in split(t)} - set(plain)) if n > 0 else []
 
 
 def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -154,9 +174,10 @@ def train_step(network: nn.Module, tok: Any, texts: list[str], labels: list[int]
 
 
 def scanner_logits(network: _encoder.Network, texts: Sequence[str], window: int = 128,
-                   stride: int = 64) -> np.ndarray:
-    """Each text's highest logit over the pieces the scanner reads (windows, payloads)."""
-    found = [pieces(t, window, stride) for t in texts]
+                   stride: int = 64, sentences: bool = True) -> np.ndarray:
+    """Each text's highest logit over the pieces the scanner reads (windows, sentences,
+    payloads)."""
+    found = [pieces(t, window, stride, sentences) for t in texts]
     flat = [p[3] for f in found for p in f]
     z = _encoder.logits(network, flat)
     out, at = np.zeros(len(texts)), 0
@@ -166,16 +187,17 @@ def scanner_logits(network: _encoder.Network, texts: Sequence[str], window: int 
     return out
 
 
-def calibrate(weights: str | Path) -> tuple[float, dict[str, Any]]:
+def calibrate(weights: str | Path, sentences: bool = True) -> tuple[float, dict[str, Any]]:
     """The threshold for ``weights`` (an ``.npz``): the lowest score with FPR <= 1% on
-    S-Labs val, each prompt scored as the scanner scores it (int8, alone, windows and
-    payloads); and val's ``{"n", "fpr", "tpr"}`` at that threshold."""
+    S-Labs val, each prompt scored as the scanner scores it (int8, alone, windows,
+    sentences when ``sentences``, payloads); and val's ``{"n", "fpr", "tpr"}`` at that
+    threshold."""
     _encoder.load.cache_clear()
     stored = _encoder.load(str(weights))  # the float16 weights the scanner reads
     val = load_corpus("s-labs-val")
     yv = np.asarray([e.label for e in val])
-    pv = 1.0 / (1.0 + np.exp(-np.clip(scanner_logits(stored, [e.text for e in val]),
-                                      -60, 60)))
+    z = scanner_logits(stored, [e.text for e in val], sentences=sentences)
+    pv = 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
     threshold = threshold_for_fpr(pv[yv == 0])
     return threshold, {"n": len(val), "fpr": float(np.mean(pv[yv == 0] >= threshold)),
                        "tpr": float(np.mean(pv[yv == 1] >= threshold))}
@@ -217,10 +239,18 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     negatives = [t for t in hard_negatives(s.hard_negative_sources) if t not in known]
     counts["bastion-hard-negatives"] = {"read": len(negatives), "kept": len(negatives),
                                         "attacks": 0}
-    weights = ([1.0] * (len(texts) + len(padded) + len(padded_benign))
+    plain, hard = benign_sentences([t for t, y in zip(texts, labels, strict=True) if y == 0],
+                                   negatives, s.sentence_negatives, s.seed + 3)
+    counts["benign-sentences"] = {"read": len(plain) + len(hard),
+                                  "kept": len(plain) + len(hard), "attacks": 0}
+    log(f"benign-sentences: {len(plain)} sentences of benign training texts and "
+        f"{len(hard)} of hard negatives, read alone")
+    negatives += hard
+    weights = ([1.0] * (len(texts) + len(padded) + len(padded_benign) + len(plain))
                + [s.hard_negative_weight] * len(negatives))
-    texts = texts + padded + padded_benign + negatives
-    labels = labels + [1] * len(padded) + [0] * len(padded_benign) + [0] * len(negatives)
+    texts = texts + padded + padded_benign + plain + negatives
+    labels = (labels + [1] * len(padded) + [0] * (len(padded_benign) + len(plain))
+              + [0] * len(negatives))
     n_pos = sum(labels)
     balance = {1: len(labels) / (2 * n_pos), 0: len(labels) / (2 * (len(labels) - n_pos))}
     log(f"training on {len(texts)} texts ({n_pos} attacks)")
@@ -259,7 +289,7 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     network.eval()
     arrays = _encoder.export(network, s.rank, s.scale)
     cast(Any, np.savez_compressed)(out / WEIGHTS_FILE, **arrays)
-    threshold, val_stats = calibrate(out / WEIGHTS_FILE)
+    threshold, val_stats = calibrate(out / WEIGHTS_FILE, s.sentence_negatives > 0)
     log(f"threshold {threshold:.6f} on S-Labs val: FPR {val_stats['fpr']:.4f}, "
         f"TPR {val_stats['tpr']:.4f}")
     meta: dict[str, Any] = {

@@ -79,6 +79,9 @@ class EnsembleScanner(Scanner):
             the bundled transformer and the bundled ensemble n-gram head,
             ``ensemble_ngram_head.npz``). With other weights, pass the ``mix`` and
             ``threshold`` that :func:`calibrate` chose for them.
+        sentences: the transformer member also reads each sentence of a short prompt
+            alone (see :class:`~.transformer.TransformerScanner`); ``None``: as its
+            weights were trained.
 
     Spans are both members' winning pieces; the reason gives both probabilities.
     """
@@ -89,11 +92,13 @@ class EnsembleScanner(Scanner):
     def __init__(self, *, name: str | None = None, threshold: float = DEFAULT_THRESHOLD,
                  action: str = "block", mix: float = DEFAULT_MIX,
                  transformer_weights: str | None = None,
-                 classifier_weights: str | None = None) -> None:
+                 classifier_weights: str | None = None,
+                 sentences: bool | None = None) -> None:
         self._init_common(name, threshold, action)
         self.mix = mix
         self.transformer_weights = transformer_weights
         self.classifier_weights = classifier_weights
+        self.sentences = sentences
 
     def validate(self) -> None:
         super().validate()
@@ -107,7 +112,8 @@ class EnsembleScanner(Scanner):
     def members(self) -> tuple[TransformerScanner, ClassifierScanner]:
         """The two member scanners (their own thresholds are not used)."""
         ngram = self.classifier_weights or str(bundled(NGRAM_FILE))
-        return (TransformerScanner(weights=self.transformer_weights),
+        return (TransformerScanner(weights=self.transformer_weights,
+                                   sentences=self.sentences),
                 ClassifierScanner(weights=ngram))
 
     def _scan(self, text: str, context: ScanContext) -> Finding:
@@ -132,7 +138,7 @@ def tpr_at_fpr(scores: np.ndarray, labels: np.ndarray, target: float = 0.01
 
 
 def member_scores(transformer_weights: str | None = None,
-                  classifier_weights: str | None = None
+                  classifier_weights: str | None = None, sentences: bool | None = None
                   ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray],
                              tuple[np.ndarray, np.ndarray]]:
     """``(labels, (val_transformer, val_ngram), (dev_transformer, dev_ngram))``: S-Labs
@@ -142,7 +148,8 @@ def member_scores(transformer_weights: str | None = None,
 
     val, dev = load_corpus("s-labs-val"), load_corpus("benign-dev")
     members = EnsembleScanner(transformer_weights=transformer_weights,
-                              classifier_weights=classifier_weights).members()
+                              classifier_weights=classifier_weights,
+                              sentences=sentences).members()
     pv, pd = ([np.asarray([m.scan(e.text).score for e in corpus]) for m in members]
               for corpus in (val, dev))
     return np.asarray([e.label for e in val]), (pv[0], pv[1]), (pd[0], pd[1])

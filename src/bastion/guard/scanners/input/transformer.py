@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from bastion.errors import ConfigError
 from bastion.guard.base import Finding, ScanContext, Scanner, Span
-from bastion.guard.scanners.input import _encoder
+from bastion.guard.scanners.input import _encoder, _segments
 from bastion.guard.scanners.input.classifier import (
     _bundled,
     check_windows,
@@ -46,6 +47,13 @@ def bundled(name: str) -> Path:
 def read_meta(weights: str | Path) -> dict[str, Any]:
     """The JSON record beside a weights file (``{}`` when missing or unreadable)."""
     return head_meta(str(weights))
+
+
+def trained_on_sentences(weights: str | Path) -> bool:
+    """Whether the weights' record says they were trained on lone benign sentences."""
+    settings = read_meta(weights).get("settings")
+    count = settings.get("sentence_negatives", 0) if isinstance(settings, dict) else 0
+    return isinstance(count, int) and count > 0
 
 
 def _default_threshold() -> float:
@@ -81,10 +89,17 @@ def token_windows(text: str, window: int, stride: int) -> list[tuple[int, int]]:
     return [_whole_words(text, s, e) for s, e in windows(text, offsets, window, stride)]
 
 
-def pieces(text: str, window: int, stride: int) -> list[tuple[int, int, str, str]]:
-    """``(start, end, label, piece)`` for every window (label ``window``) and decoded
-    base64 / hex payload (labels ``base64``, ``hex``; the span is the encoded run)."""
-    out = [(s, e, "window", text[s:e]) for s, e in token_windows(text, window, stride)]
+def pieces(text: str, window: int, stride: int, sentences: bool = True
+           ) -> list[tuple[int, int, str, str]]:
+    """``(start, end, label, piece)`` for every window (label ``window``), every sentence
+    of a text that fits one window, read alone with its quotations masked (label
+    ``sentence``; with ``sentences``, see :mod:`._segments`), and every decoded base64 /
+    hex payload (labels ``base64``, ``hex``; the span is the encoded run)."""
+    spans = token_windows(text, window, stride)
+    out = [(s, e, "window", text[s:e]) for s, e in spans]
+    if sentences and len(spans) == 1:
+        out += [(s, e, "sentence", _segments.masked(text[s:e]))
+                for s, e in _segments.sentences(text)]
     return out + payload_pieces(text, MAX_PAYLOADS)
 
 
@@ -102,6 +117,11 @@ class TransformerScanner(Scanner):
             ``None`` for the bundled one. Pass its JSON's threshold with it.
         window_tokens: tokens per window (at most 254: MiniLM reads 256 with specials).
         stride_tokens: tokens between window starts (at most ``window_tokens``).
+        sentences: also read each sentence of a prompt that fits one window alone, so
+            that benign sentences wrapped around an injection cannot dilute it (see
+            :mod:`._segments`). ``None``: as the weights were trained, on when their
+            record's ``sentence_negatives`` is above 0 (weights trained without lone
+            benign sentences read them as short probes: more false positives).
     """
 
     kind = "transformer"
@@ -109,19 +129,30 @@ class TransformerScanner(Scanner):
 
     def __init__(self, *, name: str | None = None, threshold: float = DEFAULT_THRESHOLD,
                  action: str = "block", weights: str | None = None,
-                 window_tokens: int = 128, stride_tokens: int = 64) -> None:
+                 window_tokens: int = 128, stride_tokens: int = 64,
+                 sentences: bool | None = None) -> None:
         self._init_common(name, threshold, action)
         self.weights = weights
         self.window_tokens = window_tokens
         self.stride_tokens = stride_tokens
+        self.sentences = sentences
 
     def validate(self) -> None:
         super().validate()
         check_windows(self.name, self.window_tokens, self.stride_tokens)
+        if self.sentences is not None and not isinstance(self.sentences, bool):
+            raise ConfigError(f"{self.name}: sentences must be true, false or null (as "
+                              f"the weights were trained), got {self.sentences!r}")
         self.network()
 
     def _weights_path(self) -> str:
         return str(bundled(WEIGHTS_FILE)) if self.weights is None else str(self.weights)
+
+    def reads_sentences(self) -> bool:
+        """Whether sentences are read alone: ``sentences``, or the weights' record."""
+        if self.sentences is not None:
+            return bool(self.sentences)
+        return trained_on_sentences(self._weights_path())
 
     def network(self) -> _encoder.Network:
         """The network (loaded once per process and weights file)."""
@@ -136,13 +167,15 @@ class TransformerScanner(Scanner):
     def _scan(self, text: str, context: ScanContext) -> Finding:
         if not text.strip():
             return Finding(0.0, "empty text")
-        found = pieces(text, self.window_tokens, self.stride_tokens)
+        found = pieces(text, self.window_tokens, self.stride_tokens, self.reads_sentences())
         scores = _sigmoid(_encoder.logits(self.network(), [p[3] for p in found]))
         best = int(np.argmax(scores))
         start, end, label, _ = found[best]
-        n_windows = sum(p[2] == "window" for p in found)
+        n_same = sum(p[2] == label for p in found)
+        rank = sum(p[2] == label for p in found[:best]) + 1
         where = "" if len(found) == 1 else (
-            f" ({label} {best + 1} of {n_windows})" if label == "window" else f" ({label})")
+            f" ({label} {rank} of {n_same})" if label in ("window", "sentence")
+            else f" ({label})")
         score = float(scores[best])
         return Finding(score, f"transformer classifier p={score:.3f}{where}",
                        spans=(Span(start, end, "transformer"),))
