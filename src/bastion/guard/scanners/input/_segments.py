@@ -9,7 +9,8 @@ alone, the injection scores as it did unpadded. :func:`sentences` finds the piec
 * cuts at *run-on* boundaries: whitespace between a word that ends in a lowercase
   letter, digit or clause punctuation and a capitalised function word ("... sharing My
   laptop battery ..."), the usual start of an English sentence whose full stop is
-  missing; ``I`` is left alone (it is capitalised mid-sentence);
+  missing; before ``I`` only when the word before it is not a function word (``I`` is
+  capitalised mid-sentence too: "so I can", "what I want", "should I");
 * never cuts inside a quotation (:func:`.rules.quoted_spans`), so a quoted attack stays
   one piece with the words around it;
 * a piece of fewer than ``min_words`` words joins the next one (the last joins the one
@@ -43,15 +44,28 @@ _STARTER_WORDS = (
     "each every now just also")
 STARTERS: frozenset[str] = frozenset(_STARTER_WORDS.split())
 
+#: words after which ``I`` goes on the same sentence ("so I", "because I", "do I").
+_BEFORE_I: frozenset[str] = STARTERS | frozenset(
+    {"because", "until", "unless", "since", "whether", "though", "although", "once", "than",
+     "am", "i"})
+
 _FULL_STOP = re.compile(r"(?<=[.!?])\s+|\s*\n\s*")
 _RUN_ON = re.compile(r"(?<=[a-z0-9,;:)])\s+(?=([A-Z][a-z]*)\b)")
+_LAST_WORD = re.compile(r"([A-Za-z']+)\W*$")
 
 
 def _cuts(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` of the whitespace runs where a sentence ends, outside quotes."""
     found = [(m.start(), m.end()) for m in _FULL_STOP.finditer(text) if m.end() > m.start()]
-    found += [(m.start(), m.end()) for m in _RUN_ON.finditer(text)
-              if m.group(1).lower() in STARTERS]
+    for m in _RUN_ON.finditer(text):
+        word = m.group(1)
+        if word == "I":
+            before = _LAST_WORD.search(text, max(0, m.start() - 64), m.start())
+            if before is None or before.group(1).lower() in _BEFORE_I:
+                continue
+        elif word.lower() not in STARTERS:
+            continue
+        found.append((m.start(), m.end()))
     quotes = quoted_spans(text)
     return sorted({c for c in found if not any(a < c[0] < b for a, b in quotes)})
 
