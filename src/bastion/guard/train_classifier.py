@@ -134,6 +134,9 @@ EMBED_SCALE = 0.0
 HARD_NEGATIVES_FILE = "hard_negatives.jsonl"
 #: the false-positive rate on S-Labs val the threshold is chosen for.
 TARGET_FPR = 0.01
+#: the largest share of ``benign-dev`` a trained layer's threshold may flag (issue 7's
+#: over-refusal target, applied to the prompts set aside for choices).
+MAX_DEV_FLAGGED = 0.03
 
 
 def _neuralchemy() -> list[Example]:
@@ -185,6 +188,16 @@ def threshold_for_fpr(neg_scores: np.ndarray, target: float = TARGET_FPR) -> flo
     if allowed >= len(neg):
         return 0.0
     return float(np.nextafter(neg[allowed], np.inf))
+
+
+def guarded_threshold(val_benign: np.ndarray, dev: np.ndarray) -> float:
+    """The lowest threshold with FPR <= ``TARGET_FPR`` on S-Labs val's benign scores *and*
+    at most ``MAX_DEV_FLAGGED`` of the ``benign-dev`` scores flagged (issue 7's
+    over-refusal target, on prompts never trained on): S-Labs' benign prompts are short
+    everyday questions, so a threshold fitted to them alone can sit low enough to flag
+    benign prompts that use attack words."""
+    return max(threshold_for_fpr(val_benign, TARGET_FPR),
+               threshold_for_fpr(dev, MAX_DEV_FLAGGED))
 
 
 def training_data(*, seed: int = 0, augment: bool = True,

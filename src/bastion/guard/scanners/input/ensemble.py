@@ -27,6 +27,7 @@ from bastion.errors import ConfigError
 from bastion.guard.base import Finding, ScanContext, Scanner
 from bastion.guard.scanners.input.classifier import ClassifierScanner, head_meta
 from bastion.guard.scanners.input.transformer import TransformerScanner, bundled
+from bastion.guard.train_classifier import MAX_DEV_FLAGGED, guarded_threshold
 
 META_FILE = "ensemble.json"
 #: the bundled n-gram member: ``bastion guard train --recipe ensemble`` (every hard
@@ -34,9 +35,6 @@ META_FILE = "ensemble.json"
 NGRAM_FILE = "ensemble_ngram_head.npz"
 #: the mixes :func:`calibrate` tries (weight of the transformer's logit).
 MIX_GRID = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-#: the largest share of ``benign-dev`` a chosen mix may flag (issue 7's over-refusal
-#: target, applied to the prompts set aside for choices).
-MAX_DEV_FLAGGED = 0.03
 _EPS = 1e-7
 
 
@@ -173,18 +171,21 @@ def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
     """Choose ``mix`` and its threshold, write ``ensemble.json`` into ``out_dir`` and
     return it.
 
-    For every mix the threshold is the lowest score with FPR <= 1% on S-Labs val; the
+    For every mix the threshold is the lowest score with FPR <= 1% on S-Labs val that
+    flags at most 3% of the ``benign-dev`` prompts (benign prompts with trigger words,
+    never trained on; :func:`~bastion.guard.train_classifier.guarded_threshold`); the
     mix chosen is the one with the highest val TPR among those that flag at most
-    ``max_dev_flagged`` of the ``benign-dev`` prompts (benign prompts with trigger words,
-    never trained on), or the one flagging the fewest when none does; ties go to the mix
-    nearest 0.5. Each prompt is scanned as the scanner scans it.
+    ``max_dev_flagged`` of them, or the one flagging the fewest when none does; ties go
+    to the mix nearest 0.5. Each prompt is scanned as the scanner scans it.
     """
     log("scoring S-Labs val and benign-dev with both members ...")
     labels, (pt, pn), (dt, dn) = member_scores(transformer_weights, classifier_weights)
     table = []
     for mix in grid:
-        t, tpr, fpr = tpr_at_fpr(mixed(pt, pn, mix), labels)
-        flagged = float(np.mean(mixed(dt, dn, mix) >= t))
+        v, d = mixed(pt, pn, mix), mixed(dt, dn, mix)
+        t = guarded_threshold(v[labels == 0], d)
+        tpr, fpr = float(np.mean(v[labels == 1] >= t)), float(np.mean(v[labels == 0] >= t))
+        flagged = float(np.mean(d >= t))
         table.append({"mix": mix, "threshold": t, "tpr": tpr, "fpr": fpr,
                       "dev_flagged": flagged})
         log(f"mix {mix:.2f}: val TPR {tpr:.4f} at FPR {fpr:.4f}; benign-dev flagged "
@@ -192,15 +193,17 @@ def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
     best = choose_mix(table, max_dev_flagged)
     members = {}
     for name, v, d in (("transformer", pt, dt), ("ngram", pn, dn)):
-        t, tpr, _ = tpr_at_fpr(v, labels)
-        members[name] = {"val_tpr": tpr, "dev_flagged": float(np.mean(d >= t))}
+        t = guarded_threshold(v[labels == 0], d)
+        members[name] = {"val_tpr": float(np.mean(v[labels == 1] >= t)),
+                         "dev_flagged": float(np.mean(d >= t))}
     record = {
         "model": "mix * logit(transformer) + (1 - mix) * logit(n-gram head)",
         "mix": best["mix"],
         "threshold": best["threshold"],
-        "rule": "per mix, threshold = lowest score with FPR <= 1% on S-Labs val; mix = "
-                f"highest val TPR among mixes flagging <= {max_dev_flagged:.0%} of "
-                "benign-dev (ties: nearest 0.5)",
+        "rule": "per mix, threshold = lowest score with FPR <= 1% on S-Labs val and "
+                f"<= {MAX_DEV_FLAGGED:.0%} of benign-dev flagged; mix = highest val TPR "
+                f"among mixes flagging <= {max_dev_flagged:.0%} of benign-dev (ties: "
+                "nearest 0.5)",
         "val": {"n": len(labels), "tpr": best["tpr"], "fpr": best["fpr"]},
         "benign_dev": {"n": len(dt), "flagged": best["dev_flagged"]},
         "members_alone": members,
