@@ -4,13 +4,15 @@
 For the given members it reports, never S-Labs test nor the over-refusal set:
 
 * S-Labs val TPR at the threshold chosen there (FPR <= 1%), for each member alone and
-  for each mix, every prompt scanned as the layer scans it;
-* the share of ``benign-dev`` (bastion's benign prompts with trigger words, never
-  trained on) flagged at that threshold;
+  for each mix, every prompt scanned as the layer scans it, and the share of
+  ``benign-dev`` (bastion's benign prompts with trigger words, never trained on) flagged
+  at that threshold;
+* the same at the guarded threshold (FPR <= 1% on val *and* at most 3% of benign-dev
+  flagged, :func:`bastion.guard.train_classifier.guarded_threshold`), with val's FPR;
 * with ``--attack-mix M``, the TPR drop in points under the padding, synonym and typo
   perturbations (budgets 1, 3, 5; five tries) on the attacks among the first
   ``--attack-limit`` val prompts, the layer alone as the guard (``M = 1``: the
-  transformer alone).
+  transformer alone), at the guarded threshold.
 
     python bench/guard_ensemble_variants.py --transformer DIR/transformer_head.npz \\
         --ngram DIR/classifier_head.npz --attack-mix 0.8
@@ -51,6 +53,7 @@ def main() -> dict[str, Any]:
         mixed,
         tpr_at_fpr,
     )
+    from bastion.guard.train_classifier import guarded_threshold
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transformer", help="transformer .npz (default: bundled)")
@@ -67,19 +70,26 @@ def main() -> dict[str, Any]:
     sentences = False if args.no_sentences else None
     y, (vt, vn), (dt, dn) = member_scores(args.transformer, args.ngram, sentences)
     rows: dict[str, Any] = {}
-    for name, v, d in (("transformer", vt, dt), ("ngram", vn, dn)):
+    def row(v: np.ndarray, d: np.ndarray) -> dict[str, float]:
+        # both rules: FPR <= 1% on val alone (before session 8), and also <= 3% of
+        # benign-dev flagged (guarded_threshold, since session 8)
         t, tpr, _ = tpr_at_fpr(v, y)
-        rows[name] = {"val_tpr": tpr, "dev_flagged": float(np.mean(d >= t))}
+        g = guarded_threshold(v[y == 0], d)
+        return {"val_tpr": tpr, "dev_flagged": float(np.mean(d >= t)),
+                "guarded_val_tpr": float(np.mean(v[y == 1] >= g)),
+                "guarded_val_fpr": float(np.mean(v[y == 0] >= g)),
+                "guarded_dev_flagged": float(np.mean(d >= g))}
+
+    rows["transformer"], rows["ngram"] = row(vt, dt), row(vn, dn)
     for mix in (float(m) for m in args.mixes.split(",")):
-        t, tpr, _ = tpr_at_fpr(mixed(vt, vn, mix), y)
-        rows[f"mix {mix}"] = {"val_tpr": tpr,
-                              "dev_flagged": float(np.mean(mixed(dt, dn, mix) >= t))}
+        rows[f"mix {mix}"] = row(mixed(vt, vn, mix), mixed(dt, dn, mix))
     out: dict[str, Any] = {"transformer": args.transformer or "bundled",
                            "ngram": args.ngram or "bundled", "sentences": sentences,
                            "rows": rows}
     if args.attack_mix is not None:
         mix = args.attack_mix
-        threshold = tpr_at_fpr(mixed(vt, vn, mix), y)[0]
+        v = mixed(vt, vn, mix)
+        threshold = guarded_threshold(v[y == 0], mixed(dt, dn, mix))
         transformer, ngram = EnsembleScanner(transformer_weights=args.transformer,
                                              classifier_weights=args.ngram,
                                              sentences=sentences).members()

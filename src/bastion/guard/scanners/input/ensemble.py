@@ -47,7 +47,7 @@ def _default(key: str, fallback: float) -> float:
     return float(value) if isinstance(value, int | float) else fallback
 
 
-#: mix and threshold chosen for the bundled members on S-Labs val (FPR <= 1%).
+#: mix and threshold chosen for the bundled members on S-Labs val and benign-dev.
 DEFAULT_MIX: float = _default("mix", 0.5)
 DEFAULT_THRESHOLD: float = _default("threshold", 0.5)
 
@@ -70,7 +70,8 @@ class EnsembleScanner(Scanner):
 
     Args:
         name, threshold, action: see :class:`~bastion.guard.base.Scanner`; the default
-            threshold is the one chosen with the default ``mix`` on S-Labs val (FPR <= 1%).
+            threshold is the one chosen with the default ``mix`` (FPR <= 1% on S-Labs val,
+            at most 3% of benign-dev flagged).
         mix: weight of the transformer's logit, in [0, 1] (the n-gram head gets
             ``1 - mix``).
         transformer_weights, classifier_weights: the members' ``.npz`` files (``None``:
