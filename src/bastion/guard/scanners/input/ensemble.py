@@ -27,7 +27,6 @@ from bastion.errors import ConfigError
 from bastion.guard.base import Finding, ScanContext, Scanner
 from bastion.guard.scanners.input.classifier import ClassifierScanner, head_meta
 from bastion.guard.scanners.input.transformer import TransformerScanner, bundled
-from bastion.guard.train_classifier import MAX_DEV_FLAGGED, guarded_threshold
 
 META_FILE = "ensemble.json"
 #: the bundled n-gram member: ``bastion guard train --recipe ensemble`` (every hard
@@ -167,7 +166,7 @@ def choose_mix(table: Sequence[dict[str, float]], max_dev_flagged: float
 
 def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
               classifier_weights: str | None = None, grid: Sequence[float] = MIX_GRID,
-              max_dev_flagged: float = MAX_DEV_FLAGGED,
+              max_dev_flagged: float | None = None,
               log: Callable[[str], Any] = print) -> dict[str, Any]:
     """Choose ``mix`` and its threshold, write ``ensemble.json`` into ``out_dir`` and
     return it.
@@ -179,6 +178,11 @@ def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
     ``max_dev_flagged`` of them, or the one flagging the fewest when none does; ties go
     to the mix nearest 0.5. Each prompt is scanned as the scanner scans it.
     """
+    # imported here: train_classifier imports this package's scanners
+    from bastion.guard.train_classifier import MAX_DEV_FLAGGED, guarded_threshold
+
+    if max_dev_flagged is None:
+        max_dev_flagged = MAX_DEV_FLAGGED
     log("scoring S-Labs val and benign-dev with both members ...")
     labels, (pt, pn), (dt, dn) = member_scores(transformer_weights, classifier_weights)
     table = []
