@@ -53,7 +53,7 @@ def main() -> dict[str, Any]:
         mixed,
         tpr_at_fpr,
     )
-    from bastion.guard.train_classifier import guarded_threshold
+    from bastion.guard.train_classifier import guarded_rates
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--transformer", help="transformer .npz (default: bundled)")
@@ -74,11 +74,10 @@ def main() -> dict[str, Any]:
         # both rules: FPR <= 1% on val alone (before session 8), and also <= 3% of
         # benign-dev flagged (guarded_threshold, since session 8)
         t, tpr, _ = tpr_at_fpr(v, y)
-        g = guarded_threshold(v[y == 0], d)
+        g = guarded_rates(v, y, d)
         return {"val_tpr": tpr, "dev_flagged": float(np.mean(d >= t)),
-                "guarded_val_tpr": float(np.mean(v[y == 1] >= g)),
-                "guarded_val_fpr": float(np.mean(v[y == 0] >= g)),
-                "guarded_dev_flagged": float(np.mean(d >= g))}
+                "guarded_val_tpr": g["tpr"], "guarded_val_fpr": g["fpr"],
+                "guarded_dev_flagged": g["dev_flagged"]}
 
     rows["transformer"], rows["ngram"] = row(vt, dt), row(vn, dn)
     for mix in (float(m) for m in args.mixes.split(",")):
@@ -88,8 +87,7 @@ def main() -> dict[str, Any]:
                            "rows": rows}
     if args.attack_mix is not None:
         mix = args.attack_mix
-        v = mixed(vt, vn, mix)
-        threshold = guarded_threshold(v[y == 0], mixed(dt, dn, mix))
+        threshold = guarded_rates(mixed(vt, vn, mix), y, mixed(dt, dn, mix))["threshold"]
         transformer, ngram = EnsembleScanner(transformer_weights=args.transformer,
                                              classifier_weights=args.ngram,
                                              sentences=sentences).members()

@@ -200,6 +200,15 @@ def guarded_threshold(val_benign: np.ndarray, dev: np.ndarray) -> float:
                threshold_for_fpr(dev, MAX_DEV_FLAGGED))
 
 
+def guarded_rates(val: np.ndarray, labels: np.ndarray, dev: np.ndarray) -> dict[str, float]:
+    """At :func:`guarded_threshold` of S-Labs val scores ``val`` (``labels`` 1 = attack)
+    and ``benign-dev`` scores ``dev``: ``{"threshold", "tpr", "fpr", "dev_flagged"}``."""
+    t = guarded_threshold(val[labels == 0], dev)
+    return {"threshold": t, "tpr": float(np.mean(val[labels == 1] >= t)),
+            "fpr": float(np.mean(val[labels == 0] >= t)),
+            "dev_flagged": float(np.mean(dev >= t))}
+
+
 def training_data(*, seed: int = 0, augment: bool = True,
                   rounds: tuple[Round, ...] = (_FIRST_ROUND,),
                   extra: Sequence[str | Path] = (),

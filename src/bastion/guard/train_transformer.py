@@ -52,7 +52,7 @@ from bastion.guard.train_classifier import (
     MAX_DEV_FLAGGED,
     RECIPES,
     TARGET_FPR,
-    guarded_threshold,
+    guarded_rates,
     hard_negatives,
     training_data,
 )
@@ -138,13 +138,15 @@ def benign_sentences(benign: Sequence[str], hard: Sequence[str], n: int, seed: i
     scanner reads a sentence alone (:func:`._segments.sentences`, quotations masked).
     Without them the network has only seen whole prompts, and reads a lone benign
     sentence ("True or myth?", "First command: ls -la") as a short probe."""
+    if n <= 0:
+        return [], []
+
     def split(text: str) -> list[str]:
         return [_segments.masked(text[a:b]) for a, b in _segments.sentences(text)]
 
     pool = sorted({p for t in benign if len(t) < 2000 for p in split(t)})
-    rng = random.Random(seed)
-    plain = rng.sample(pool, min(max(n, 0), len(pool))) if n > 0 else []
-    return plain, sorted({p for t in hard for p in split(t)} - set(plain)) if n > 0 else []
+    plain = random.Random(seed).sample(pool, min(n, len(pool)))
+    return plain, sorted({p for t in hard for p in split(t)} - set(plain))
 
 
 def _batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -210,11 +212,10 @@ def calibrate(weights: str | Path, sentences: bool = True
         z = scanner_logits(stored, texts, sentences=sentences)
         return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
-    pv, pd = probabilities([e.text for e in val]), probabilities([e.text for e in dev])
-    threshold = guarded_threshold(pv[yv == 0], pd)
-    return threshold, {"n": len(val), "fpr": float(np.mean(pv[yv == 0] >= threshold)),
-                       "tpr": float(np.mean(pv[yv == 1] >= threshold))}, {
-        "n": len(dev), "flagged": float(np.mean(pd >= threshold))}
+    r = guarded_rates(probabilities([e.text for e in val]), yv,
+                      probabilities([e.text for e in dev]))
+    return r["threshold"], {"n": len(val), "fpr": r["fpr"], "tpr": r["tpr"]}, {
+        "n": len(dev), "flagged": r["dev_flagged"]}
 
 
 def train(out_dir: str | Path, settings: Settings = Settings(), *,

@@ -179,7 +179,7 @@ def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
     to the mix nearest 0.5. Each prompt is scanned as the scanner scans it.
     """
     # imported here: train_classifier imports this package's scanners
-    from bastion.guard.train_classifier import MAX_DEV_FLAGGED, guarded_threshold
+    from bastion.guard.train_classifier import MAX_DEV_FLAGGED, guarded_rates
 
     if max_dev_flagged is None:
         max_dev_flagged = MAX_DEV_FLAGGED
@@ -187,20 +187,15 @@ def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
     labels, (pt, pn), (dt, dn) = member_scores(transformer_weights, classifier_weights)
     table = []
     for mix in grid:
-        v, d = mixed(pt, pn, mix), mixed(dt, dn, mix)
-        t = guarded_threshold(v[labels == 0], d)
-        tpr, fpr = float(np.mean(v[labels == 1] >= t)), float(np.mean(v[labels == 0] >= t))
-        flagged = float(np.mean(d >= t))
-        table.append({"mix": mix, "threshold": t, "tpr": tpr, "fpr": fpr,
-                      "dev_flagged": flagged})
-        log(f"mix {mix:.2f}: val TPR {tpr:.4f} at FPR {fpr:.4f}; benign-dev flagged "
-            f"{flagged:.4f}")
+        r = guarded_rates(mixed(pt, pn, mix), labels, mixed(dt, dn, mix))
+        table.append({"mix": mix, **r})
+        log(f"mix {mix:.2f}: val TPR {r['tpr']:.4f} at FPR {r['fpr']:.4f}; benign-dev "
+            f"flagged {r['dev_flagged']:.4f}")
     best = choose_mix(table, max_dev_flagged)
     members = {}
     for name, v, d in (("transformer", pt, dt), ("ngram", pn, dn)):
-        t = guarded_threshold(v[labels == 0], d)
-        members[name] = {"val_tpr": float(np.mean(v[labels == 1] >= t)),
-                         "dev_flagged": float(np.mean(d >= t))}
+        r = guarded_rates(v, labels, d)
+        members[name] = {"val_tpr": r["tpr"], "dev_flagged": r["dev_flagged"]}
     record = {
         "model": "mix * logit(transformer) + (1 - mix) * logit(n-gram head)",
         "mix": best["mix"],
