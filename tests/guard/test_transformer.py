@@ -105,6 +105,36 @@ def test_int8_logits_do_not_depend_on_the_batch(tmp_path: Path) -> None:
     assert np.array_equal(together, alone)
 
 
+def test_lean_forward_matches_transformers(tmp_path: Path) -> None:
+    # eval mode runs bastion's own forward (no per-call bookkeeping); it must compute
+    # what transformers' BertModel computes, padding included
+    network, _ = _random_network(tmp_path)
+    enc = _encoder.tokenizer()([BENIGN, "short", _document(40)], padding=True,
+                               return_tensors="pt")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    with torch.inference_mode():
+        ours = _encoder.encode(network.encoder, ids, mask)
+        theirs = network.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    keep = mask.bool()
+    assert torch.allclose(ours[keep], theirs[keep], atol=1e-4)
+
+
+@pytest.mark.parametrize("pool", _encoder.POOLS)
+@pytest.mark.parametrize("quantize", [False, True])
+def test_packed_pieces_read_as_if_alone(tmp_path: Path, pool: str, quantize: bool) -> None:
+    _, path = _random_network(tmp_path, pool=pool)
+    network = _encoder.load(str(path), quantize=quantize)
+    # 180 + 120 + ... tokens: more than one packed row
+    texts = [BENIGN, INJECTION, "short", _document(170), _document(110), "ok then."]
+    alone = _encoder.logits(network, texts)
+    packed = _encoder.packed_logits(network, texts)
+    assert sum(len(_encoder.tokenizer()(t)["input_ids"]) for t in texts) > (
+        _encoder.PACK_TOKENS)
+    # int8: a linear map reads each piece apart, so only float rounding differs
+    assert np.allclose(packed, alone, atol=2e-2 if quantize else 1e-4), (packed, alone)
+    assert _encoder.packed_logits(network, []).shape == (0,)
+
+
 def test_bad_weights_are_refused(tmp_path: Path) -> None:
     _, path = _random_network(tmp_path)
     arrays = dict(np.load(path))

@@ -185,15 +185,10 @@ def train_step(network: nn.Module, tok: Any, texts: list[str], labels: list[int]
 def scanner_logits(network: _encoder.Network, texts: Sequence[str], window: int = 128,
                    stride: int = 64, sentences: bool = True) -> np.ndarray:
     """Each text's highest logit over the pieces the scanner reads (windows, sentences,
-    payloads)."""
-    found = [pieces(t, window, stride, sentences) for t in texts]
-    flat = [p[3] for f in found for p in f]
-    z = _encoder.logits(network, flat)
-    out, at = np.zeros(len(texts)), 0
-    for i, f in enumerate(found):
-        out[i] = z[at:at + len(f)].max()
-        at += len(f)
-    return out
+    payloads), read as the scanner reads them (:func:`._encoder.packed_logits`)."""
+    return np.asarray([
+        _encoder.packed_logits(network, [p[3] for p in pieces(t, window, stride, sentences)]
+                               ).max() for t in texts])
 
 
 def calibrate(weights: str | Path, sentences: bool = True

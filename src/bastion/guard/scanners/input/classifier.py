@@ -50,7 +50,9 @@ MODEL_MAX_TOKENS = 256
 EMBED_DIM = 384
 
 
+@lru_cache(maxsize=32)
 def _bundled(name: str) -> Path:
+    # cached: importlib.resources takes about 60 us a call, paid by every scan otherwise
     return Path(str(resources.files("bastion.guard").joinpath("data", name)))
 
 

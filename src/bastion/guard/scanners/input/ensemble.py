@@ -108,11 +108,17 @@ class EnsembleScanner(Scanner):
             member.validate()
 
     def members(self) -> tuple[TransformerScanner, ClassifierScanner]:
-        """The two member scanners (their own thresholds are not used)."""
-        ngram = self.classifier_weights or str(bundled(NGRAM_FILE))
-        return (TransformerScanner(weights=self.transformer_weights,
-                                   sentences=self.sentences),
-                ClassifierScanner(weights=ngram))
+        """The two member scanners (their own thresholds are not used); made once per
+        setting of this scanner's fields."""
+        key = (self.transformer_weights, self.classifier_weights, self.sentences)
+        cached = getattr(self, "_members", None)
+        if cached is None or cached[0] != key:
+            ngram = self.classifier_weights or str(bundled(NGRAM_FILE))
+            cached = (key, (TransformerScanner(weights=self.transformer_weights,
+                                               sentences=self.sentences),
+                            ClassifierScanner(weights=ngram)))
+            self._members = cached
+        return cached[1]
 
     def _scan(self, text: str, context: ScanContext) -> Finding:
         if not text.strip():

@@ -170,7 +170,7 @@ class TransformerScanner(Scanner):
         if not text.strip():
             return Finding(0.0, "empty text")
         found = pieces(text, self.window_tokens, self.stride_tokens, self.reads_sentences())
-        scores = _sigmoid(_encoder.logits(self.network(), [p[3] for p in found]))
+        scores = _sigmoid(_encoder.packed_logits(self.network(), [p[3] for p in found]))
         best = int(np.argmax(scores))
         start, end, label, _ = found[best]
         n_same = sum(p[2] == label for p in found)
