@@ -80,10 +80,10 @@ def test_canary_leak_in_the_answer_is_blocked(tmp_path: Path, upstream: FakeUpst
     client, h = _client(tmp_path, upstream.url)
     with client:
         got = client.post("/v1/chat/completions", headers=h,
-                          json=_chat("say LEAK:ZQ-7781-CANARY please",
-                                     bastion={"canary": "ZQ-7781-CANARY"}))
+                          json=_chat("Use the word tangerine in a sentence please",
+                                     bastion={"canary": "tangerine"}))
     assert got.status_code == 200
-    assert "ZQ-7781-CANARY" not in got.text
+    assert "tangerine" not in got.text
     assert got.json()["bastion"]["blocked"] == "output"
 
 
@@ -125,13 +125,14 @@ def test_streamed_attack_gets_a_streamed_refusal(tmp_path: Path,
 
 def test_stream_is_cut_when_a_leak_appears(tmp_path: Path, upstream: FakeUpstream) -> None:
     client, h = _client(tmp_path, upstream.url)
-    body = _chat("LEAK:QQ-5521-CANARY now", stream=True, bastion={"canary": "QQ-5521-CANARY"})
+    body = _chat("Use the word marmalade in a sentence", stream=True,
+                 bastion={"canary": "marmalade"})
     with client, client.stream("POST", "/v1/chat/completions", headers=h,
                                json=body) as response:
         events = sse_events(response.iter_lines())
     text = streamed_text(events)
     assert text == "Sure, here it is."  # the first sentence was clean and went out
-    assert "QQ-5521" not in "".join(str(e) for e in events)
+    assert "marmalade" not in "".join(str(e) for e in events)
     errors = [e for e in events if isinstance(e, dict) and "error" in e]
     assert errors and errors[0]["error"]["code"] == "output_blocked"
     assert events[-1] == "[DONE]"
@@ -158,7 +159,8 @@ def test_upstream_down_is_502(tmp_path: Path) -> None:
 def test_upstream_error_status_is_502(tmp_path: Path, upstream: FakeUpstream) -> None:
     client, h = _client(tmp_path, upstream.url)
     with client:
-        got = client.post("/v1/chat/completions", headers=h, json=_chat("FAIL500"))
+        got = client.post("/v1/chat/completions", headers=h,
+                          json=_chat("Why would a web server FAIL500"))
     assert got.status_code == 502 and "HTTP 500" in got.json()["error"]["message"]
 
 

@@ -154,7 +154,8 @@ def free_port() -> int:
 class FakeUpstream:
     """An OpenAI-compatible chat server whose answer depends on the last user message.
 
-    ``LEAK:<token>`` answers with the token in the second sentence; ``EMAIL`` answers
+    ``use the word <token>`` answers with the token in the second sentence (a prompt the
+    default input pipeline allows, so that the output checks get to see it); ``EMAIL`` answers
     with an e-mail address; ``SLOW`` waits ``delay`` seconds first; ``DRIP`` streams one
     piece per ``delay`` seconds; ``FAIL500`` answers HTTP 500. Bodies it received are
     kept in ``seen``.
@@ -170,8 +171,8 @@ class FakeUpstream:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def answer(self, prompt: str) -> str:
-        if "LEAK:" in prompt:
-            token = prompt.split("LEAK:", 1)[1].split()[0]
+        if "use the word " in prompt.lower():
+            token = prompt.lower().split("use the word ", 1)[1].split()[0]
             return f"Sure, here it is. The secret is {token} as you asked. More text follows."
         if "EMAIL" in prompt:
             return "You can write to alice.smith@example.com for details. Thanks."

@@ -12,7 +12,7 @@ from bastion.errors import ConfigError, InputError
 from bastion.guard import Finding, Guard, Policy, ScanContext, Scanner, load_policy, scanners
 from bastion.guard.policy import policy_from_dict
 
-DEFAULT_INPUT = ["sanitizer", "decoder", "rules"]
+DEFAULT_INPUT = ["sanitizer", "decoder", "rules", "ensemble"]
 DEFAULT_OUTPUT = ["leak", "pii", "toxicity", "refusal"]
 
 
