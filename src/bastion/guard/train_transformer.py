@@ -97,6 +97,9 @@ class Settings:
     #: sentences (:mod:`._segments`): this many drawn from the benign training texts,
     #: plus every sentence of every hard negative at ``hard_negative_weight``
     sentence_negatives: int = 3000
+    #: share of the training texts, attacks and benign alike, that get one more copy
+    #: with 1-5 content words swapped for WordNet synonyms (:func:`synonym_copies`)
+    synonym_share: float = 0.0
 
 
 def filler_sentences() -> list[str]:
@@ -129,6 +132,29 @@ def padded_attacks(texts: Sequence[str], labels: Sequence[int], share: float,
                  for _ in range(rng.randint(0 if before else 1, most))]
         out.append(" ".join([*before, text, *after]))
     return out
+
+
+def synonym_copies(texts: Sequence[str], labels: Sequence[int], share: float, seed: int,
+                   budgets: Sequence[int] = (1, 2, 3, 4, 5)) -> tuple[list[str], list[int]]:
+    """``(copies, labels)``: for ``share`` of the texts under 600 characters, drawn alike
+    from attacks and benign texts, a copy with up to ``budget`` content words replaced by
+    WordNet synonyms (:func:`bastion.guard.perturb.synonym`, budget drawn from
+    ``budgets``), keeping its label; copies equal to their original are dropped. Benign
+    texts get copies too, so that odd word choice is not itself a cue for "attack"."""
+    from bastion.guard.perturb import synonym
+
+    if share <= 0:
+        return [], []
+    rng = random.Random(seed)
+    short = [i for i, t in enumerate(texts) if len(t) < 600]
+    out: list[str] = []
+    out_labels: list[int] = []
+    for i in sorted(rng.sample(short, int(share * len(short)))):
+        copy = synonym(texts[i], rng, rng.choice(list(budgets)))
+        if copy != texts[i]:
+            out.append(copy)
+            out_labels.append(labels[i])
+    return out, out_labels
 
 
 def benign_sentences(benign: Sequence[str], hard: Sequence[str], n: int, seed: int
@@ -245,6 +271,12 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     counts["padded-benign"] = {"read": len(padded_benign), "kept": len(padded_benign),
                                "attacks": 0}
     log(f"padded-benign: {len(padded_benign)} benign texts wrapped the same way")
+    synonyms, synonym_labels = synonym_copies(texts, labels, s.synonym_share, s.seed + 4)
+    counts["synonym-copies"] = {"read": len(synonyms), "kept": len(synonyms),
+                                "attacks": sum(synonym_labels)}
+    if synonyms:
+        log(f"synonym-copies: {len(synonyms)} texts with WordNet synonyms swapped in "
+            f"({sum(synonym_labels)} attacks)")
     known = set(texts)
     negatives = [t for t in hard_negatives(s.hard_negative_sources) if t not in known]
     counts["bastion-hard-negatives"] = {"read": len(negatives), "kept": len(negatives),
@@ -256,11 +288,12 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     log(f"benign-sentences: {len(plain)} sentences of benign training texts and "
         f"{len(hard)} of hard negatives, read alone")
     negatives += hard
-    weights = ([1.0] * (len(texts) + len(padded) + len(padded_benign) + len(plain))
+    weights = ([1.0] * (len(texts) + len(padded) + len(padded_benign) + len(synonyms)
+                        + len(plain))
                + [s.hard_negative_weight] * len(negatives))
-    texts = texts + padded + padded_benign + plain + negatives
-    labels = (labels + [1] * len(padded) + [0] * (len(padded_benign) + len(plain))
-              + [0] * len(negatives))
+    texts = texts + padded + padded_benign + synonyms + plain + negatives
+    labels = (labels + [1] * len(padded) + [0] * len(padded_benign) + synonym_labels
+              + [0] * len(plain) + [0] * len(negatives))
     n_pos = sum(labels)
     balance = {1: len(labels) / (2 * n_pos), 0: len(labels) / (2 * (len(labels) - n_pos))}
     log(f"training on {len(texts)} texts ({n_pos} attacks)")
