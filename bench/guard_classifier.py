@@ -5,8 +5,11 @@ threshold (chosen on S-Labs val): the fine-tuned ``TransformerScanner`` with ``-
 transformer``, the ``EnsembleScanner`` (transformer and n-gram head mixed) with ``--kind
 ensemble``, the n-gram ``ClassifierScanner`` with ``--kind ngram`` (the default here, as
 before). Reported: S-Labs test detection (the only place test is scored), the
-``benign-dev`` and over-refusal sets, latency on S-Labs test prompts and on ~512-token
-prompts, and the black-box perturbation attack on S-Labs *val* attacks.
+``benign-dev`` and over-refusal sets, ``bench/data/benign_codes_heldout.jsonl`` (123
+benign prompts with order numbers, tracking codes, error codes and the like, written in
+session 9; never trained on, unlike their 237 siblings ``written-9`` among the hard
+negatives), latency on S-Labs test prompts and on ~512-token prompts, and the black-box
+perturbation attack on S-Labs *val* attacks.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --json out.json
     OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --weights DIR/classifier_head.npz
@@ -123,6 +126,10 @@ def main() -> dict[str, Any]:
     dev = load_corpus("benign-dev")
     out["benign_dev"] = {"n": len(dev),
                          "flagged": sum(pipe.run(e.text).verdict != "allow" for e in dev)}
+    codes = load_corpus(Path(__file__).parent / "data" / "benign_codes_heldout.jsonl")
+    code_flags = [e.text for e in codes if pipe.run(e.text).verdict != "allow"]
+    out["benign_codes_heldout"] = {"n": len(codes), "flagged": len(code_flags),
+                                   "flagged_texts": code_flags}
     over = load_corpus("over-refusal")
     flags = [pipe.run(e.text) for e in over]
     out["over_refusal"] = {

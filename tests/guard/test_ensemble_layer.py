@@ -109,7 +109,7 @@ def test_the_mix_with_the_best_tpr_among_quiet_ones_is_chosen() -> None:
              {"mix": 0.7, "tpr": 0.97, "dev_flagged": 0.03},
              {"mix": 0.4, "tpr": 0.97, "dev_flagged": 0.02},
              {"mix": 0.9, "tpr": 0.95, "dev_flagged": 0.01}]
-    assert choose_mix(table, 0.03)["mix"] == 0.4       # tie on TPR: nearest 0.5
+    assert choose_mix(table, 0.03)["mix"] == 0.7       # tie on TPR: the higher mix
     assert choose_mix(table, 0.005)["mix"] == 0.9      # none quiet enough: the quietest
     assert choose_mix(table, 1.0)["mix"] == 0.3
 

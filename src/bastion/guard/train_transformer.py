@@ -86,9 +86,10 @@ class Settings:
     #: the ``source`` values of ``hard_negatives.jsonl`` read (``()``: all). Not the
     #: short S-Labs-style prompts of session 8 (``written-8a``, ``written-8b``): with
     #: them the transformer's S-Labs val TPR at its threshold fell from 96.9% to 94.5%
-    #: (docs/guard.md); the n-gram member of the ensemble reads them
+    #: (docs/guard.md); the n-gram member of the ensemble reads them. ``written-9``:
+    #: prompts with order numbers, tracking and error codes (session 9)
     hard_negative_sources: tuple[str, ...] = ("template", "written", "written-2",
-                                              "written-3", "written-7")
+                                              "written-3", "written-7", "written-9")
     #: perturbed copies per attack: 1 (one of typos, synonym, payload-split, leetspeak
     #: at budget 1-3) or 3 (plus typos/synonym and leetspeak at budget 3-5, the n-gram
     #: head's ``robust`` rounds)

@@ -162,11 +162,14 @@ def member_scores(transformer_weights: str | None = None,
 def choose_mix(table: Sequence[dict[str, float]], max_dev_flagged: float
                ) -> dict[str, float]:
     """The row of ``table`` (``mix``, ``tpr``, ``dev_flagged``, ...) with the highest
-    ``tpr`` among those with ``dev_flagged <= max_dev_flagged`` (ties: ``mix`` nearest
-    0.5); when none qualifies, the one with the lowest ``dev_flagged``."""
+    ``tpr`` among those with ``dev_flagged <= max_dev_flagged`` (ties: the highest
+    ``mix``, since the transformer carries the padding defence: for the session-9
+    members, tied at 97.15% val TPR, padding cost 5.0 points at mix 0.6 and 4.5 at 0.8,
+    synonyms 13.0 and 11.5); when none qualifies, the one with the lowest
+    ``dev_flagged``."""
     within = [r for r in table if r["dev_flagged"] <= max_dev_flagged]
     if within:
-        return max(within, key=lambda r: (r["tpr"], -abs(r["mix"] - 0.5)))
+        return max(within, key=lambda r: (r["tpr"], r["mix"]))
     return min(table, key=lambda r: (r["dev_flagged"], -r["tpr"]))
 
 
@@ -182,7 +185,7 @@ def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
     never trained on; :func:`~bastion.guard.train_classifier.guarded_threshold`); the
     mix chosen is the one with the highest val TPR among those that flag at most
     ``max_dev_flagged`` of them, or the one flagging the fewest when none does; ties go
-    to the mix nearest 0.5. Each prompt is scanned as the scanner scans it.
+    to the highest mix. Each prompt is scanned as the scanner scans it.
     """
     # imported here: train_classifier imports this package's scanners
     from bastion.guard.train_classifier import MAX_DEV_FLAGGED, guarded_rates
@@ -209,7 +212,7 @@ def calibrate(out_dir: str | Path, *, transformer_weights: str | None = None,
         "rule": "per mix, threshold = lowest score with FPR <= 1% on S-Labs val and "
                 f"<= {MAX_DEV_FLAGGED:.0%} of benign-dev flagged; mix = highest val TPR "
                 f"among mixes flagging <= {max_dev_flagged:.0%} of benign-dev (ties: "
-                "nearest 0.5)",
+                "the highest mix)",
         "val": {"n": len(labels), "tpr": best["tpr"], "fpr": best["fpr"]},
         "benign_dev": {"n": len(dt), "flagged": best["dev_flagged"]},
         "members_alone": members,
