@@ -9,10 +9,12 @@ chosen on S-Labs val, sit in ``transformer_head.json``.
 Long inputs are scanned whole: a text longer than ``window_tokens`` tokens is read in
 windows of that many tokens, ``stride_tokens`` apart (the last ending at the text's last
 token), each scored alone; base64 and hex runs that decode to text are scored decoded as
-well. The score is the sigmoid of the highest logit, and the span is the piece that gave
-it. Unlike the n-gram head (:mod:`.classifier`), the transformer reads a short prompt
-whole, with no sentence or phrase fragments: it was trained on attacks padded with
-benign sentences, so it does not need fragments to find an injection among them.
+well. A prompt that fits one window is also read sentence by sentence, each sentence
+alone with its quotations masked (:mod:`._segments`), when the weights were trained on
+lone benign sentences: one everyday sentence beside a short injection otherwise
+outweighs it in the mean of the token states. All of a prompt's pieces are read in one
+packed pass (:func:`._encoder.packed_logits`). The score is the sigmoid of the highest
+logit, and the span is the piece that gave it.
 """
 
 from __future__ import annotations
