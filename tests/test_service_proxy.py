@@ -37,6 +37,10 @@ def _client(tmp_path: Path, url: str, **overrides) -> tuple[TestClient, dict[str
     return TestClient(app), headers["client"]
 
 
+# the fake upstream answers with an e-mail address to a prompt holding EMAIL
+EMAIL_PROMPT = "How do I write an EMAIL to my landlord"
+
+
 def _chat(text: str, **extra) -> dict:
     return {"model": "fake", "messages": [{"role": "system", "content": "be brief"},
                                           {"role": "user", "content": text}], **extra}
@@ -90,7 +94,7 @@ def test_canary_leak_in_the_answer_is_blocked(tmp_path: Path, upstream: FakeUpst
 def test_pii_in_the_answer_is_redacted(tmp_path: Path, upstream: FakeUpstream) -> None:
     client, h = _client(tmp_path, upstream.url)
     with client:
-        got = client.post("/v1/chat/completions", headers=h, json=_chat("EMAIL please"))
+        got = client.post("/v1/chat/completions", headers=h, json=_chat(EMAIL_PROMPT))
     content = got.json()["choices"][0]["message"]["content"]
     assert "alice.smith@example.com" not in content and "[REDACTED" in content
 
@@ -141,7 +145,7 @@ def test_stream_is_cut_when_a_leak_appears(tmp_path: Path, upstream: FakeUpstrea
 def test_stream_redacts_pii_before_it_leaves(tmp_path: Path, upstream: FakeUpstream) -> None:
     client, h = _client(tmp_path, upstream.url)
     with client, client.stream("POST", "/v1/chat/completions", headers=h,
-                               json=_chat("EMAIL", stream=True)) as response:
+                               json=_chat(EMAIL_PROMPT, stream=True)) as response:
         text = streamed_text(sse_events(response.iter_lines()))
     assert "alice.smith@example.com" not in text and "[REDACTED" in text
 
@@ -169,12 +173,12 @@ def test_slow_upstream_is_504_within_the_timeout(tmp_path: Path,
     client, h = _client(tmp_path, upstream.url)  # upstream timeout 1 s, it takes 2 s
     with client:
         began = time.monotonic()
-        got = client.post("/v1/chat/completions", headers=h, json=_chat("SLOW"))
+        got = client.post("/v1/chat/completions", headers=h, json=_chat("Why are snails so SLOW"))
         took = time.monotonic() - began
         assert got.status_code == 504 and "did not answer within 1 s" in got.text
         assert took < 1.9
         stream = client.post("/v1/chat/completions", headers=h,
-                             json=_chat("SLOW", stream=True))
+                             json=_chat("Why are snails so SLOW", stream=True))
         assert stream.status_code == 504
 
 
@@ -182,7 +186,7 @@ def test_stalling_stream_ends_with_an_error_chunk(tmp_path: Path,
                                                   upstream: FakeUpstream) -> None:
     client, h = _client(tmp_path, upstream.url, upstream={"timeout_s": 3.0})
     with client, client.stream("POST", "/v1/chat/completions", headers=h,
-                               json=_chat("DRIP", stream=True)) as response:
+                               json=_chat("Why do taps DRIP at night", stream=True)) as response:
         events = sse_events(response.iter_lines())
     errors = [e for e in events if isinstance(e, dict) and "error" in e]
     assert errors and errors[0]["error"]["type"] == "upstream_error"
@@ -192,5 +196,5 @@ def test_request_deadline_is_504(tmp_path: Path, upstream: FakeUpstream) -> None
     client, h = _client(tmp_path, upstream.url, upstream={"timeout_s": 10.0},
                         limits={"request_timeout_s": 0.5})
     with client:
-        got = client.post("/v1/chat/completions", headers=h, json=_chat("SLOW"))
+        got = client.post("/v1/chat/completions", headers=h, json=_chat("Why are snails so SLOW"))
     assert got.status_code == 504 and "longer than 0.5 s" in got.json()["error"]["message"]

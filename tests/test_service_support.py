@@ -154,8 +154,9 @@ def free_port() -> int:
 class FakeUpstream:
     """An OpenAI-compatible chat server whose answer depends on the last user message.
 
-    ``use the word <token>`` answers with the token in the second sentence (a prompt the
-    default input pipeline allows, so that the output checks get to see it); ``EMAIL`` answers
+    Tests put each trigger word in an everyday question, so that the default input
+    pipeline (which ends with the trained classifier) lets the prompt through to here.
+    ``use the word <token>`` answers with the token in the second sentence; ``EMAIL`` answers
     with an e-mail address; ``SLOW`` waits ``delay`` seconds first; ``DRIP`` streams one
     piece per ``delay`` seconds; ``FAIL500`` answers HTTP 500. Bodies it received are
     kept in ``seen``.
