@@ -5,8 +5,9 @@ Modes (each a fresh server on a temporary SQLite database, with 1 and then 2 wor
 * ``rules``: ``POST /v1/scan/input`` under a policy of sanitizer, decoder and rules
   (the bundled default policy's input layers before session 9, which added the
   ensemble classifier);
-* ``classifier``: the same plus the n-gram classifier layer (not registered for policy
-  files, so this mode runs the service through this module's app factory);
+* ``classifier``: the bundled default policy's input layers (since session 9 ending with
+  the ensemble classifier) plus the n-gram classifier layer (this mode runs the service
+  through this module's app factory);
 * ``proxy``: ``POST /v1/chat/completions`` under the bundled default policy (since
   session 9 its input pipeline ends with the ensemble classifier) against a tiny fake
   OpenAI-compatible upstream
