@@ -293,7 +293,7 @@ def train(
     bastion's perturbed copies and hard negatives), picks the threshold on S-Labs val
     (FPR <= 1%; the transformer's also flags at most 3% of benign-dev) and writes the
     weights and their record to OUT. Pass the .npz to the layer as ``weights`` with the
-    record's threshold. The transformer takes about 25-45 minutes on this 2-core CPU,
+    record's threshold. The transformer takes about 20-45 minutes on this 2-core CPU,
     shows progress and resumes after an interruption.
     ``--kind ensemble`` trains nothing: it scores S-Labs val and benign-dev with both
     classifiers and writes ensemble.json (the mix and threshold) to OUT. Exits 2 for
