@@ -362,12 +362,13 @@ def _row_logits(network: Network, pieces: list[list[int]]) -> np.ndarray:
     """Logits of token-id lists read together in one row (see :func:`packed_logits`)."""
     lengths = torch.tensor([len(p) for p in pieces])
     segment = torch.repeat_interleave(torch.arange(len(pieces)), lengths)
-    starts = torch.cumsum(lengths, 0) - lengths
+    ends = torch.cumsum(lengths, 0)
+    starts = ends - lengths
     positions = torch.arange(len(segment)) - starts[segment]
     ids = torch.tensor([t for p in pieces for t in p])[None]
     attend = (segment[:, None] == segment[None, :])[None]
-    ends = torch.cumsum(lengths, 0).tolist()
-    spans = list(zip([0, *ends[:-1]], ends, strict=True)) if network.quantized else None
+    spans = (list(zip(starts.tolist(), ends.tolist(), strict=True)) if network.quantized
+             else None)
     states = encode(network.encoder, ids, torch.ones_like(ids), positions=positions[None],
                     attend=attend, spans=spans)[0]
     if network.pool == "max":
