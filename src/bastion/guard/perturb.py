@@ -5,8 +5,11 @@ Every family is a function ``(text, rng, budget) -> str``: ``rng`` (a
 ``budget`` is how many edits the attacker may make (characters or words touched, see
 each function). The encoding families (base64, hex, rot13, reverse) rewrite the whole
 payload and ignore the budget. No family raises on any ``str``, the empty one included
-(synonym substitution raises :class:`~bastion.errors.MissingDependencyError` when
-WordNet is not installed).
+(the synonym families raise :class:`~bastion.errors.MissingDependencyError` when
+WordNet, or for ``synonym-strict`` spaCy's tagger, is not installed). ``synonym`` takes
+any WordNet synonym of any sense, so many of its swaps change the meaning;
+``synonym-strict`` keeps the part of speech and the most common sense
+(:mod:`bastion.guard.synonyms`).
 
     import random
     from bastion.guard.perturb import PERTURBATIONS
@@ -18,19 +21,14 @@ from __future__ import annotations
 
 import base64
 import codecs
-import functools
 import itertools
 import random
 import re
 from collections.abc import Callable
-from pathlib import Path
 
-from bastion.errors import MissingDependencyError
+from bastion.guard.synonyms import strict_candidates, synonyms
 
 Perturbation = Callable[[str, random.Random, int], str]
-
-#: where Debian's ``wordnet-base`` puts the WordNet database.
-WORDNET_DIR = Path("/usr/share/wordnet")
 
 _WORD = re.compile(r"[^\W\d_]+")  # a run of letters (any script)
 
@@ -278,64 +276,6 @@ def padding(text: str, rng: random.Random, budget: int) -> str:
     return " ".join([*before, text, *after]) if before or after else text
 
 
-@functools.lru_cache(maxsize=1)
-def _wordnet() -> tuple[dict[str, list[tuple[str, int]]], dict[str, bytes]]:
-    """WordNet's index (lemma -> [(pos, offset)]) and its data files, read once."""
-    if not (WORDNET_DIR / "index.noun").is_file():
-        raise MissingDependencyError(
-            f"synonym substitution needs WordNet, which is not at {WORDNET_DIR}; install it "
-            "with: apt-get install wordnet-base")
-    index: dict[str, list[tuple[str, int]]] = {}
-    data: dict[str, bytes] = {}
-    for pos in ("noun", "verb", "adj", "adv"):
-        data[pos] = (WORDNET_DIR / f"data.{pos}").read_bytes()
-        with (WORDNET_DIR / f"index.{pos}").open(encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith(" "):
-                    continue  # the licence header
-                fields = line.split()
-                try:
-                    count = int(fields[2])
-                    offsets = [int(f) for f in fields[-count:]] if count else []
-                except (IndexError, ValueError):
-                    continue
-                index.setdefault(fields[0], []).extend((pos, o) for o in offsets)
-    return index, data
-
-
-def _synset_words(data: bytes, offset: int) -> list[str]:
-    end = data.find(b"\n", offset)
-    fields = data[offset:end if end >= 0 else None].decode("utf-8", "replace").split()
-    try:
-        count = int(fields[3], 16)
-    except (IndexError, ValueError):
-        return []
-    words = fields[4:4 + 2 * count:2]
-    return [re.sub(r"\(.*\)$", "", w).replace("_", " ") for w in words]
-
-
-def synonyms(word: str) -> list[str]:
-    """WordNet synonyms of ``word`` (words sharing a synset with it), most common sense
-    first; tries simple base forms (dogs -> dog, jumped -> jump) when ``word`` is not a
-    lemma."""
-    index, data = _wordnet()
-    low = word.lower()
-    forms = [low]
-    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ing", ""), ("ed", ""),
-                         ("ed", "e"), ("ing", "e")):
-        if low.endswith(suffix) and len(low) > len(suffix) + 2:
-            forms.append(low[:-len(suffix)] + repl)
-    out: list[str] = []
-    for form in forms:
-        for pos, offset in index.get(form, []):
-            for syn in _synset_words(data[pos], offset):
-                if syn.lower() not in (low, form) and syn not in out:
-                    out.append(syn)
-        if out:
-            break
-    return out
-
-
 def synonym(text: str, rng: random.Random, budget: int) -> str:
     """Replace up to ``budget`` content words (not stopwords) with a WordNet synonym."""
     spans = [s for s in _words(text) if text[s[0]:s[1]].lower() not in STOPWORDS]
@@ -352,10 +292,21 @@ def synonym(text: str, rng: random.Random, budget: int) -> str:
         options = synonyms(word)
         if not options:
             continue
-        new = rng.choice(options[:8])
-        if word[0].isupper():
-            new = new[0].upper() + new[1:]
-        edits.append((a, b, new))
+        edits.append((a, b, _cased(rng.choice(options[:8]), word)))
+    return _replace_spans(text, edits)
+
+
+def _cased(new: str, word: str) -> str:
+    return new[0].upper() + new[1:] if word[:1].isupper() else new
+
+
+def synonym_strict(text: str, rng: random.Random, budget: int) -> str:
+    """Replace up to ``budget`` content words (not stopwords) with a synonym from their
+    most common WordNet sense for the part of speech they have here, inflected as they
+    were (:func:`bastion.guard.synonyms.strict_candidates`)."""
+    spans = [c for c in strict_candidates(text) if text[c[0]:c[1]].lower() not in STOPWORDS]
+    edits = [(a, b, _cased(rng.choice(options), text[a:b]))
+             for a, b, options in rng.sample(spans, min(max(budget, 0), len(spans)))]
     return _replace_spans(text, edits)
 
 
@@ -373,6 +324,7 @@ PERTURBATIONS: dict[str, Perturbation] = {
     "payload-split": payload_split,
     "padding": padding,
     "synonym": synonym,
+    "synonym-strict": synonym_strict,
 }
 
 #: families that rewrite the whole payload and ignore the budget.
