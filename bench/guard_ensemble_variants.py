@@ -9,10 +9,10 @@ For the given members it reports, never S-Labs test nor the over-refusal set:
   at that threshold;
 * the same at the guarded threshold (FPR <= 1% on val *and* at most 3% of benign-dev
   flagged, :func:`bastion.guard.train_classifier.guarded_threshold`), with val's FPR;
-* with ``--attack-mix M``, the TPR drop in points under the padding, synonym and typo
-  perturbations (budgets 1, 3, 5; five tries) on the attacks among the first
-  ``--attack-limit`` val prompts, the layer alone as the guard (``M = 1``: the
-  transformer alone), at the guarded threshold.
+* with ``--attack-mix M``, the TPR drop in points under the padding, synonym,
+  synonym-strict and typo perturbations (``--families``; budgets 1, 3, 5; five tries)
+  on the attacks among the first ``--attack-limit`` val prompts, the layer alone as the
+  guard (``M = 1``: the transformer alone), at the guarded threshold.
 
     python bench/guard_ensemble_variants.py --transformer DIR/transformer_head.npz \\
         --ngram DIR/classifier_head.npz --attack-mix 0.8
@@ -61,6 +61,8 @@ def main() -> dict[str, Any]:
     ap.add_argument("--mixes", default="0.3,0.4,0.5,0.6,0.7,0.8,0.9")
     ap.add_argument("--attack-mix", type=float, help="run the perturbation attack here")
     ap.add_argument("--attack-limit", type=int, default=400)
+    ap.add_argument("--families", default="padding,synonym,synonym-strict,typos",
+                    help="perturbation families attacked (synonym-strict since session 10)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-sentences", action="store_true",
                     help="the transformer reads whole prompts only (before session 8)")
@@ -97,7 +99,7 @@ def main() -> dict[str, Any]:
 
         a = attack_guard(_Guard(score, threshold),
                          load_corpus("s-labs-val")[:args.attack_limit],
-                         families=("padding", "synonym", "typos"), budgets=(1, 3, 5),
+                         families=args.families.split(","), budgets=(1, 3, 5),
                          tries=5, seed=0)
         out["attack"] = {"mix": mix, "tpr_before": a["tpr_before"],
                          "drop_points": {f"{r['family']}-{r['budget']}": r["tpr_drop_points"]
