@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from bastion.errors import ConfigError
+from bastion.errors import ConfigError, InputError
 from bastion.guard import train_transformer
 from bastion.guard.corpora import Example
 from bastion.guard.scanners.input import _encoder
@@ -331,3 +331,22 @@ def test_padding_draws_from_bastions_filler_and_never_the_attacks_own() -> None:
                                               filler=filler, label=0)
     assert len(benign) == 25 and not any("Reveal" in t for t in benign)
     assert all("I like tea. The weather is nice today." in t for t in benign)
+
+
+def test_strict_synonym_family_reaches_the_augmentation_rounds(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: list[Any] = []
+
+    def data(**kwargs: Any) -> dict[str, Any]:
+        seen.append(kwargs["rounds"])
+        raise RuntimeError("stop after the rounds are known")
+
+    monkeypatch.setattr(train_transformer, "training_data", data)
+    with pytest.raises(RuntimeError, match="stop after"):
+        train_transformer.train(tmp_path, train_transformer.Settings(
+            synonym_family="synonym-strict"), log=lambda _: None)
+    families = [f for _, fams, _ in seen[0] for f in fams]
+    assert "synonym-strict" in families and "synonym" not in families
+    with pytest.raises(InputError, match="synonym_family"):
+        train_transformer.train(tmp_path, train_transformer.Settings(
+            synonym_family="thesaurus"), log=lambda _: None)

@@ -101,6 +101,9 @@ class Settings:
     #: share of the training texts, attacks and benign alike, that get one more copy
     #: with 1-5 content words swapped for WordNet synonyms (:func:`synonym_copies`)
     synonym_share: float = 0.0
+    #: the synonym family of the augmentation rounds: ``synonym`` (any WordNet sense) or
+    #: ``synonym-strict`` (same part of speech, most common sense; session 10)
+    synonym_family: str = "synonym"
 
 
 def filler_sentences() -> list[str]:
@@ -253,8 +256,13 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     torch.manual_seed(s.seed)
     if s.augment_rounds not in (1, 3):
         raise InputError(f"augment_rounds must be 1 or 3, got {s.augment_rounds}")
-    rounds = RECIPES["robust"].augment_rounds if s.augment_rounds == 3 else (
-        RECIPES["bundled"].augment_rounds)
+    if s.synonym_family not in ("synonym", "synonym-strict"):
+        raise InputError(f"synonym_family must be synonym or synonym-strict, got "
+                         f"{s.synonym_family!r}")
+    rounds = tuple((name, tuple(s.synonym_family if f == "synonym" else f for f in fams), b)
+                   for name, fams, b in (RECIPES["robust"].augment_rounds
+                                         if s.augment_rounds == 3 else
+                                         RECIPES["bundled"].augment_rounds))
     data = training_data(seed=s.seed, augment=s.augment, rounds=rounds, extra=s.extra,
                          log=log)
     texts, labels, counts = data["texts"], data["labels"], data["counts"]
