@@ -44,6 +44,7 @@ class _Guard:
 
 def main() -> dict[str, Any]:
     import torch
+    from sklearn.metrics import roc_auc_score
 
     from bastion.guard.attacks import attack_guard
     from bastion.guard.corpora import load_corpus
@@ -64,6 +65,9 @@ def main() -> dict[str, Any]:
     ap.add_argument("--families", default="padding,synonym,synonym-strict,typos",
                     help="perturbation families attacked (synonym-strict since session 10)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--neuralchemy", action="store_true",
+                    help="also score neuralchemy-val (never trained on) at each row's "
+                         "guarded threshold: TPR, FPR and AUROC (since session 10)")
     ap.add_argument("--no-sentences", action="store_true",
                     help="the transformer reads whole prompts only (before session 8)")
     args = ap.parse_args()
@@ -71,19 +75,33 @@ def main() -> dict[str, Any]:
 
     sentences = False if args.no_sentences else None
     y, (vt, vn), (dt, dn) = member_scores(args.transformer, args.ngram, sentences)
+    ny, nt, nn = np.zeros(0), np.zeros(0), np.zeros(0)
+    if args.neuralchemy:
+        nc = load_corpus("neuralchemy-val")
+        members = EnsembleScanner(transformer_weights=args.transformer,
+                                  classifier_weights=args.ngram, sentences=sentences).members()
+        ny = np.asarray([e.label for e in nc])
+        nt, nn = (np.asarray([m.scan(e.text).score for e in nc]) for m in members)
     rows: dict[str, Any] = {}
-    def row(v: np.ndarray, d: np.ndarray) -> dict[str, float]:
+
+    def row(v: np.ndarray, d: np.ndarray, n: np.ndarray) -> dict[str, float]:
         # both rules: FPR <= 1% on val alone (before session 8), and also <= 3% of
         # benign-dev flagged (guarded_threshold, since session 8)
         t, tpr, _ = tpr_at_fpr(v, y)
         g = guarded_rates(v, y, d)
-        return {"val_tpr": tpr, "dev_flagged": float(np.mean(d >= t)),
-                "guarded_val_tpr": g["tpr"], "guarded_val_fpr": g["fpr"],
-                "guarded_dev_flagged": g["dev_flagged"]}
+        out = {"val_tpr": tpr, "dev_flagged": float(np.mean(d >= t)),
+               "guarded_val_tpr": g["tpr"], "guarded_val_fpr": g["fpr"],
+               "guarded_dev_flagged": g["dev_flagged"]}
+        if len(n):
+            out |= {"nc_tpr": float(np.mean(n[ny == 1] >= g["threshold"])),
+                    "nc_fpr": float(np.mean(n[ny == 0] >= g["threshold"])),
+                    "nc_auroc": float(roc_auc_score(ny, n))}
+        return out
 
-    rows["transformer"], rows["ngram"] = row(vt, dt), row(vn, dn)
+    rows["transformer"], rows["ngram"] = row(vt, dt, nt), row(vn, dn, nn)
     for mix in (float(m) for m in args.mixes.split(",")):
-        rows[f"mix {mix}"] = row(mixed(vt, vn, mix), mixed(dt, dn, mix))
+        rows[f"mix {mix}"] = row(mixed(vt, vn, mix), mixed(dt, dn, mix),
+                                 mixed(nt, nn, mix) if len(nt) else nt)
     out: dict[str, Any] = {"transformer": args.transformer or "bundled",
                            "ngram": args.ngram or "bundled", "sentences": sentences,
                            "rows": rows}
