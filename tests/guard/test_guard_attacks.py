@@ -178,7 +178,7 @@ def test_strict_synonym_without_the_tagger_says_what_to_install(monkeypatch):
     synonyms.strict_candidates.cache_clear()
     monkeypatch.setattr(synonyms, "TAGGER", "no_such_spacy_pipeline")
     try:
-        with pytest.raises(MissingDependencyError, match="pip install .*en-core-web-sm"):
+        with pytest.raises(MissingDependencyError, match=r"pip install .*en-core-web-sm"):
             PERTURBATIONS["synonym-strict"](FOX, random.Random(0), 1)
     finally:
         synonyms._tagger.cache_clear()
