@@ -44,10 +44,10 @@ class _Guard:
 
 def main() -> dict[str, Any]:
     import torch
-    from sklearn.metrics import roc_auc_score
 
     from bastion.guard.attacks import attack_guard
     from bastion.guard.corpora import load_corpus
+    from bastion.guard.evaluate import auroc
     from bastion.guard.scanners.input.ensemble import (
         EnsembleScanner,
         member_scores,
@@ -95,7 +95,7 @@ def main() -> dict[str, Any]:
         if len(n):
             out |= {"nc_tpr": float(np.mean(n[ny == 1] >= g["threshold"])),
                     "nc_fpr": float(np.mean(n[ny == 0] >= g["threshold"])),
-                    "nc_auroc": float(roc_auc_score(ny, n))}
+                    "nc_auroc": auroc(ny, n)}
         return out
 
     rows["transformer"], rows["ngram"] = row(vt, dt, nt), row(vn, dn, nn)
