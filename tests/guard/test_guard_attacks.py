@@ -6,6 +6,7 @@ import ast
 import base64
 import codecs
 import json
+import math
 import random
 from pathlib import Path
 
@@ -15,9 +16,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bastion.cli import app
-from bastion.errors import ConfigError, MissingDependencyError
+from bastion.errors import ConfigError, InputError, MissingDependencyError
 from bastion.guard import Finding, ScanContext, Scanner, perturb, scanners, synonyms
-from bastion.guard.attacks import attack_guard
+from bastion.guard.attacks import attack_guard, wilson_interval
 from bastion.guard.corpora import Example
 from bastion.guard.perturb import HOMOGLYPHS, PERTURBATIONS, ZERO_WIDTH
 
@@ -274,10 +275,14 @@ def test_attack_guard_hand_computed_with_a_substring_stub():
             assert r["tpr_after"] == 0.0
             assert r["tpr_drop_points"] == pytest.approx(200 / 3, abs=1e-3)
             assert r["queries"] == 2  # the first variant of each prompt gets through
+            assert r["tpr_drop_ci_points"] == pytest.approx(
+                [100 * v for v in wilson_interval(2, 3)], abs=0.01)
+            assert r["asr_ci"] == pytest.approx(list(wilson_interval(2, 2)), abs=1e-4)
     for budget in (1, 3):  # padding keeps the substring: never evades
         r = rows["padding", budget]
         assert (r["evaded"], r["asr"], r["queries"]) == (0, 0.0, 10)
         assert r["tpr_after"] == pytest.approx(2 / 3) and r["tpr_drop_points"] == 0.0
+        assert r["tpr_drop_ci_points"][0] == 0.0 and r["tpr_drop_ci_points"][1] > 0
     assert res["asr_by_family"] == {"casing": 1.0, "zero-width": 1.0, "padding": 0.0}
     assert res["worst_family"] == "casing" and res["worst"]["asr"] == 1.0
     assert res["queries"] == 2 + 2 + 2 + 2 + 10 + 10
@@ -288,9 +293,40 @@ def test_attack_guard_hand_computed_with_a_substring_stub():
     assert again == res
 
 
+def _wilson_by_quadratic(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The interval's ends as the roots of (k/n - p)^2 = z^2 p (1 - p) / n in p."""
+    p = k / n
+    a, b, c = 1 + z * z / n, -(2 * p + z * z / n), p * p
+    root = math.sqrt(b * b - 4 * a * c)
+    return (-b - root) / (2 * a), (-b + root) / (2 * a)
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 200), (12, 200), (7, 10), (200, 200), (1, 1)])
+def test_wilson_interval_solves_the_score_equation(k, n):
+    assert wilson_interval(k, n) == pytest.approx(_wilson_by_quadratic(k, n), abs=1e-12)
+
+
+def test_wilson_interval_known_values():
+    # 0 of 200: the upper end is z^2 / (n + z^2) = 3.8415 / 203.8415
+    assert wilson_interval(0, 200) == pytest.approx((0.0, 0.018845), abs=1e-6)
+    assert wilson_interval(3, 0) is None
+    with pytest.raises(InputError, match="0 <= k <= n"):
+        wilson_interval(5, 4)
+
+
+@given(st.integers(1, 5000), st.data())
+def test_wilson_interval_holds_the_rate_and_is_symmetric(n, data):
+    k = data.draw(st.integers(0, n))
+    low, high = wilson_interval(k, n)
+    assert 0.0 <= low <= k / n <= high <= 1.0
+    flip_low, flip_high = wilson_interval(n - k, n)
+    assert (low, high) == pytest.approx((1 - flip_high, 1 - flip_low), abs=1e-12)
+
+
 def test_attack_guard_with_nothing_caught_reports_no_rate():
     res = attack_guard(StubGuard(), ["hello"], families=["typos"], budgets=(1,), tries=2)
     assert res["n_caught"] == 0 and res["results"][0]["asr"] is None
+    assert res["results"][0]["asr_ci"] is None
     assert res["worst"] is None and res["worst_family"] is None and "empty" in res["notes"]
 
 
@@ -349,7 +385,10 @@ def test_cli_writes_json_and_honours_limit(setup):
     assert asr == {("casing", 1): 1.0, ("casing", 2): 1.0,
                    ("padding", 1): 0.0, ("padding", 2): 0.0}
     assert got["worst_family"] == "casing"
-    assert "casing" in res.stdout and "black-box" in res.stdout
+    casing = next(r for r in got["results"] if r["family"] == "casing")
+    assert casing["tpr_drop_ci_points"] == pytest.approx(
+        [100 * v for v in wilson_interval(1, 2)], abs=0.01)
+    assert "casing" in res.stdout and "black-box" in res.stdout and "95% CI" in res.stdout
 
 
 @pytest.mark.parametrize("args,message", [

@@ -19,6 +19,7 @@ attack to a model (a split or encoded payload needs a model that decodes it).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -27,9 +28,35 @@ from bastion.errors import ConfigError, InputError
 from bastion.guard.corpora import Example
 from bastion.guard.perturb import BUDGET_FREE, PERTURBATIONS
 
+#: the normal quantile of a two-sided 95% interval.
+_Z95 = 1.959963984540054
+
 
 def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
+
+
+def wilson_interval(k: int, n: int, z: float = _Z95) -> tuple[float, float] | None:
+    """Wilson score interval ``(low, high)`` for a proportion ``k / n`` (two-sided 95%
+    with the default ``z``); ``None`` when ``n == 0``. Unlike ``p +- z * se`` it stays in
+    [0, 1] and is not empty at ``k = 0``: 0 evaded of 200 still allows up to 1.9%.
+    """
+    if n <= 0:
+        return None
+    if not 0 <= k <= n:
+        raise InputError(f"need 0 <= k <= n for a proportion, got k={k}, n={n}")
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    # at k = 0 (k = n) the low (high) end is exactly 0 (1); rounding would leave 1e-17
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return low, high
+
+
+def _scaled(interval: tuple[float, float] | None, scale: float, digits: int
+            ) -> list[float] | None:
+    return None if interval is None else [round(scale * v, digits) for v in interval]
 
 
 def _attack_texts(prompts: Sequence[Example | str]) -> list[str]:
@@ -91,7 +118,8 @@ def attack_guard(guard: Any, prompts: Sequence[Example | str], *,
 
     Returns:
         a dict: ``results`` (one row per family and budget: ``asr``, ``evaded``,
-        ``caught``, ``tpr_before``, ``tpr_after``, ``tpr_drop_points``, ``queries``),
+        ``caught``, ``tpr_before``, ``tpr_after``, ``tpr_drop_points`` and its Wilson 95% interval
+        ``tpr_drop_ci_points``, ``asr_ci``, ``queries``),
         ``asr_by_family`` (mean ASR over budgets), ``worst_family``, ``worst`` (the
         row with the highest ASR), counts, settings and ``notes``.
     """
@@ -118,6 +146,8 @@ def attack_guard(guard: Any, prompts: Sequence[Example | str], *,
             "asr": _ratio(evaded, n_caught), "tpr_before": tpr_before, "tpr_after": tpr_after,
             "tpr_drop_points": (None if tpr_before is None or tpr_after is None
                                 else round(100 * (tpr_before - tpr_after), 4)),
+            "tpr_drop_ci_points": _scaled(wilson_interval(evaded, n_attacks), 100, 2),
+            "asr_ci": _scaled(wilson_interval(evaded, n_caught), 1, 4),
             "queries": queries,
         })
     by_family: dict[str, float | None] = {}
@@ -139,6 +169,9 @@ def attack_guard(guard: Any, prompts: Sequence[Example | str], *,
         "budget": f"edits per variant (words or characters touched); "
                   f"{', '.join(sorted(BUDGET_FREE))} rewrite the whole payload and ignore it",
         "payload": "no check that a perturbed prompt still works on a model",
+        "interval": "tpr_drop_ci_points and asr_ci: Wilson 95% intervals over the attack "
+                    "prompts sampled (evaded / attacks and evaded / caught), the "
+                    "perturbations fixed by the seed",
     }
     if n_caught == 0:
         notes["empty"] = "the guard caught none of the attack prompts: nothing to attack"

@@ -113,6 +113,11 @@ def _num(value: object, digits: int = 3) -> str:
     return "-" if value is None else f"{float(value):.{digits}f}"  # type: ignore[arg-type]
 
 
+def _interval(bounds: list[float] | None, digits: int = 1) -> str:
+    """``low-high`` for an interval, ``-`` where undefined."""
+    return "-" if bounds is None else f"{bounds[0]:.{digits}f}-{bounds[1]:.{digits}f}"
+
+
 @guard_app.command("eval")
 def eval_(
     corpus: Annotated[str, typer.Option(help="a JSONL file ({\"text\", \"label\"} per line) or "
@@ -244,13 +249,13 @@ def attack(
                         f"{result['n_caught']} caught, TPR {_num(result['tpr_before'])}; "
                         f"black-box, {tries} queries per prompt)")
     for col in ("family", "budget", "evaded", "ASR", "TPR after", "TPR drop (pts)",
-                "queries"):
+                "95% CI", "queries"):
         table.add_column(col, justify="left" if col == "family" else "right",
                          no_wrap=col == "family")
     for r in result["results"]:
         table.add_row(escape(r["family"]), str(r["budget"]), f"{r['evaded']}/{r['caught']}",
                       _num(r["asr"]), _num(r["tpr_after"]), _num(r["tpr_drop_points"], 1),
-                      str(r["queries"]))
+                      _interval(r["tpr_drop_ci_points"]), str(r["queries"]))
     _out.print(table)
     worst = result["worst"]
     if worst is not None:
