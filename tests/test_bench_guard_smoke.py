@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 
@@ -44,3 +46,24 @@ def test_long_documents_are_long_and_hide_one_attack_each():
     raw = bench.documents(prompts, 3, 300, seed=1, stops=False)
     assert all("What time is it?" not in d for d in raw)
     assert any("What time is it " in d for d in raw)
+
+
+_WORDNET = Path("/usr/share/wordnet")
+
+
+@pytest.mark.skipif(not (_WORDNET / "cntlist.rev").is_file(),
+                    reason="WordNet (apt-get install wordnet-base) missing")
+def test_synonym_canon_maps_rare_words_back_to_frequent_ones():
+    from conftest import load_bench
+
+    bench = load_bench("guard_synonym_canon.py", "guard_synonym_canon")
+    # "preclude" and "forestall" lie in the first verb sense of "prevent", far rarer
+    assert bench.canonical("It precludes them and he forestalled it", 10) == (
+        "It prevents them and he prevented it")
+    common = "How do I kill a stuck python process?"
+    assert bench.canonical(common, 10) == common
+    counts, inv = bench.tag_counts(), bench.inverse(10)
+    assert inv[("preclude", "verb")] == "prevent"
+    for (rare, pos), word in inv.items():
+        assert counts.get((rare, pos), 0) <= 10
+        assert counts[(word, pos)] >= 3 * max(counts.get((rare, pos), 0), 1)
