@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from bastion.cli import app
-from bastion.errors import ConfigError, InputError, MissingDependencyError
+from bastion.errors import ConfigError, InputError, MissingDependencyError, StateError
 from bastion.guard import Finding, ScanContext, Scanner, perturb, scanners, synonyms
 from bastion.guard.attacks import attack_guard, wilson_interval
 from bastion.guard.corpora import Example
@@ -323,6 +323,53 @@ def test_wilson_interval_holds_the_rate_and_is_symmetric(n, data):
     assert (low, high) == pytest.approx((1 - flip_high, 1 - flip_low), abs=1e-12)
 
 
+class InterruptingGuard(StubGuard):
+    """A stub that is interrupted (Ctrl-C) at its ``stop_at``-th query."""
+
+    def __init__(self, stop_at: int) -> None:
+        super().__init__()
+        self.stop_at = stop_at
+
+    def scan_input(self, text: str) -> _Result:
+        if self.calls + 1 == self.stop_at:
+            raise KeyboardInterrupt
+        return super().scan_input(text)
+
+
+ATTACK = {"families": ["casing", "padding"], "budgets": (1, 3), "tries": 5, "seed": 0}
+
+
+def test_attack_guard_resumes_from_its_state_file(tmp_path):
+    fresh = attack_guard(StubGuard(), PROMPTS, **ATTACK)
+    state = tmp_path / "attack.state"
+    # 3 unperturbed scans, casing 1 and 3 (2 queries each), then inside padding 1
+    with pytest.raises(KeyboardInterrupt):
+        attack_guard(InterruptingGuard(stop_at=3 + 2 + 2 + 4), PROMPTS, state=state,
+                     **ATTACK)
+    saved = json.loads(state.read_text(encoding="utf-8"))
+    assert sorted(saved["units"]) == ["casing/1", "casing/3"]
+    guard = StubGuard()
+    resumed = attack_guard(guard, PROMPTS, state=state, **ATTACK)
+    assert resumed == fresh
+    assert guard.calls == 3 + 10 + 10  # the casing cells were not run again
+    again = StubGuard()
+    assert attack_guard(again, PROMPTS, state=state, **ATTACK) == fresh
+    assert again.calls == 3  # everything done: only the unperturbed scans
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"tries": 4}, {"budgets": (1,)},
+                                    {"prompts": PROMPTS[1:]}])
+def test_attack_guard_refuses_a_state_file_of_another_run(tmp_path, change):
+    state = tmp_path / "attack.state"
+    attack_guard(StubGuard(), PROMPTS, state=state, **ATTACK)
+    before = state.read_text(encoding="utf-8")
+    settings = {**ATTACK, **change}
+    prompts = settings.pop("prompts", PROMPTS)
+    with pytest.raises(StateError, match=r"different run.*delete it"):
+        attack_guard(StubGuard(), prompts, state=state, **settings)
+    assert state.read_text(encoding="utf-8") == before  # nothing lost
+
+
 def test_attack_guard_with_nothing_caught_reports_no_rate():
     res = attack_guard(StubGuard(), ["hello"], families=["typos"], budgets=(1,), tries=2)
     assert res["n_caught"] == 0 and res["results"][0]["asr"] is None
@@ -403,6 +450,19 @@ def test_cli_bad_input_exits_2_with_the_message(setup, args, message):
     res = run("--corpus", corpus, "--policy", policy, *args)
     assert res.exit_code == 2
     assert message in res.output
+
+
+def test_cli_state_resumes_and_refuses_other_settings(setup):
+    policy, corpus, tmp = setup
+    state, first, second = tmp / "a.state", tmp / "1.json", tmp / "2.json"
+    common = ["--corpus", corpus, "--policy", policy, "--families", "casing",
+              "--budgets", "1", "--state", str(state)]
+    assert run(*common, "--json", str(first)).exit_code == 0 and state.exists()
+    assert run(*common, "--json", str(second)).exit_code == 0
+    results = [json.loads(p.read_text(encoding="utf-8"))["results"] for p in (first, second)]
+    assert results[0] == results[1]
+    res = run(*common, "--seed", "7")
+    assert res.exit_code == 2 and "different run" in res.output
 
 
 def test_cli_missing_corpus_exits_2(setup, tmp_path):

@@ -38,9 +38,12 @@ def fingerprint(params: dict[str, Any]) -> str:
 
 
 class StateFile:
-    """Finished units of one run, keyed by ``"eps_index/batch_start"``."""
+    """Finished units of one run, keyed by ``"eps_index/batch_start"`` for an evaluation
+    (any string for other jobs); ``settings`` names what the fingerprint covers, for the
+    refusal message."""
 
-    def __init__(self, path: Path | None, fp: str) -> None:
+    def __init__(self, path: Path | None, fp: str,
+                 settings: str = "model, data, threat, attacks, seed or batch size") -> None:
         self.path = path
         self.fingerprint = fp
         self.units: dict[str, dict[str, Any]] = {}
@@ -52,9 +55,8 @@ class StateFile:
                                  "start over") from exc
             if saved.get("fingerprint") != fp:
                 raise StateError(
-                    f"state file {path} belongs to a different run (model, data, threat, "
-                    "attacks, seed or batch size changed); delete it to start over or pass "
-                    "another --state path"
+                    f"state file {path} belongs to a different run ({settings} "
+                    "changed); delete it to start over or pass another --state path"
                 )
             self.units = saved["units"]
 

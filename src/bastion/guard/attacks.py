@@ -19,9 +19,11 @@ attack to a model (a split or encoded payload needs a model that decodes it).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from bastion.errors import ConfigError, InputError
@@ -98,9 +100,26 @@ def _progress(items: list[tuple[str, int]], progress: bool) -> Iterable[tuple[st
     return track(items, description="attacking", transient=True)
 
 
+def _state(path: str | Path | None, caught: Sequence[str], names: Sequence[str],
+           budgets: Sequence[int], tries: int, seed: int) -> Any:
+    """The resume file of a run (:class:`bastion.evaluation.state.StateFile`), keyed
+    ``family/budget``; its fingerprint covers the caught prompts, so another guard (or
+    corpus) that catches other prompts is refused rather than mixed in."""
+    from bastion.evaluation.state import StateFile, fingerprint
+
+    digest = hashlib.sha256("\x00".join(caught).encode("utf-8", "surrogatepass"))
+    fp = fingerprint({"kind": "guard-attack", "caught": digest.hexdigest(),
+                      "families": list(names), "budgets": list(budgets), "tries": tries,
+                      "seed": seed})
+    return StateFile(None if path is None else Path(path), fp,
+                     settings="the prompts the guard catches, families, budgets, tries "
+                              "or seed")
+
+
 def attack_guard(guard: Any, prompts: Sequence[Example | str], *,
                  families: Sequence[str] | None = None, budgets: Sequence[int] = (1, 3, 5),
-                 tries: int = 5, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+                 tries: int = 5, seed: int = 0, progress: bool = False,
+                 state: str | Path | None = None) -> dict[str, Any]:
     """Perturb the attack prompts the guard catches and measure how many get through.
 
     Args:
@@ -115,6 +134,10 @@ def attack_guard(guard: Any, prompts: Sequence[Example | str], *,
         tries: queries the attacker may spend per prompt, family and budget.
         seed: fixes every perturbation.
         progress: show a progress bar on stderr.
+        state: a resume file, rewritten after every family and budget; a rerun with
+            the same file, guard, prompts and settings skips the cells already done
+            (after an interruption). A file from other settings raises
+            :class:`~bastion.errors.StateError`.
 
     Returns:
         a dict: ``results`` (one row per family and budget: ``asr``, ``evaded``,
@@ -128,9 +151,14 @@ def attack_guard(guard: Any, prompts: Sequence[Example | str], *,
     caught = [t for t in attacks if guard.scan_input(t).verdict != "allow"]
     n_attacks, n_caught = len(attacks), len(caught)
     tpr_before = _ratio(n_caught, n_attacks)
+    saved = _state(state, caught, names, budgets, tries, seed)
     rows: list[dict[str, Any]] = []
     cells = [(f, b) for f in names for b in budgets]
     for family, budget in _progress(cells, progress):
+        done = saved.done(f"{family}/{budget}")
+        if done is not None:
+            rows.append(done)
+            continue
         perturb = PERTURBATIONS[family]
         evaded = queries = 0
         for i, text in enumerate(caught):
@@ -150,6 +178,7 @@ def attack_guard(guard: Any, prompts: Sequence[Example | str], *,
             "asr_ci": _scaled(wilson_interval(evaded, n_caught), 1, 4),
             "queries": queries,
         })
+        saved.save(f"{family}/{budget}", rows[-1])
     by_family: dict[str, float | None] = {}
     for family in names:
         asrs = [r["asr"] for r in rows if r["family"] == family and r["asr"] is not None]

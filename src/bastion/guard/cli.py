@@ -212,12 +212,16 @@ def attack(
     json_path: Annotated[Path | None, typer.Option("--json",
                                                    help="write the full result here")] = None,
     policy: Annotated[Path | None, typer.Option(help="policy YAML (default: bundled)")] = None,
+    state: Annotated[Path | None, typer.Option(help="resume file: saved after every family "
+                                                    "and budget; rerun with it to go on "
+                                                    "after an interruption")] = None,
 ) -> None:
     """Perturb the attack prompts the guard catches; print the attack success rate per
     perturbation family and budget.
 
     The attacker is black-box with TRIES queries per prompt. Exits 0 when the
-    measurement ran; 2 for bad input.
+    measurement ran; 2 for bad input; 130 when interrupted (with --state, the finished
+    families and budgets are kept).
     """
     from bastion import __version__
     from bastion.guard.attacks import attack_guard
@@ -234,9 +238,15 @@ def attack(
             examples = examples[:limit]
         guard = Guard(policy)
         result = attack_guard(guard, examples, families=names, budgets=budget_list,
-                              tries=tries, seed=seed, progress=_err.is_terminal)
+                              tries=tries, seed=seed, progress=_err.is_terminal,
+                              state=state)
     except BastionError as exc:
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        hint = (f"rerun the same command to resume from {state}" if state else
+                "pass --state FILE to make the run resumable")
+        _err.print(f"[yellow]interrupted[/]; {hint}")
+        raise typer.Exit(130) from None
     result = {"corpus": corpus, "limit": limit, "policy": guard.policy.source,
               "bastion_version": __version__, **result}
     if json_path is not None:
