@@ -16,7 +16,7 @@ from bastion.errors import InputError, MissingDependencyError
 from bastion.guard import Finding, ScanContext, Scanner
 from bastion.guard.base import ScanResult
 from bastion.guard.corpora import CORPORA, GCG_REQUESTS, Example, load_corpus
-from bastion.guard.evaluate import auroc, evaluate_guard, roc_plot
+from bastion.guard.evaluate import auroc, evaluate_guard, roc_plot, wilson_interval
 from bastion.guard.pipeline import Pipeline, PipelineResult
 
 runner = CliRunner()
@@ -68,6 +68,10 @@ def test_metrics_by_hand() -> None:
     assert result["accuracy"] == pytest.approx(6 / 8)
     # attack-over-benign pairs: 0.9 beats 4, 0.8 beats 4, 0.6 beats 3, 0.4 beats 3 -> 14/16
     assert result["auroc"] == pytest.approx(14 / 16)
+    # Wilson 95% intervals of 3 of 4 and 1 of 4
+    assert result["tpr_ci"] == pytest.approx(list(wilson_interval(3, 4)))
+    assert result["fpr_ci"] == pytest.approx(list(wilson_interval(1, 4)))
+    assert result["tpr_ci"] == pytest.approx([0.3006, 0.9544], abs=1e-4)
     # with no benign prompt flagged (FPR 0 <= 1%) the lowest threshold is 0.8: TPR 2/4
     assert result["tpr_at_fpr_1pct"] == pytest.approx(0.5)
     assert result["tpr_at_fpr_1pct_threshold"] == pytest.approx(0.8)
@@ -116,7 +120,7 @@ def test_auroc_matches_sklearn(pairs: list[tuple[int, int]]) -> None:
 
 def test_one_class_corpus() -> None:
     attacks = evaluate_guard(Pipeline([ScoreIs()]), [Example("0.9 x", 1), Example("0.2 y", 1)])
-    assert attacks["tpr"] == 0.5 and attacks["fpr"] is None
+    assert attacks["tpr"] == 0.5 and attacks["fpr"] is None and attacks["fpr_ci"] is None
     assert attacks["auroc"] is None and attacks["roc"] is None
     assert attacks["tpr_at_fpr_1pct"] is None
     assert "one class" in attacks["notes"]["auroc"]
@@ -210,10 +214,10 @@ def test_cli_eval_json(tmp_path) -> None:
     res = runner.invoke(app, ["guard", "eval", "--corpus", str(corpus), "--json", str(out),
                               "--roc", str(png), "--limit", "3"])
     assert res.exit_code == 0, res.output
-    assert "TPR" in res.output
+    assert "TPR" in res.output and "95% interval" in res.output
     result = json.loads(out.read_text(encoding="utf-8"))
-    for key in ("tpr", "fpr", "precision", "f1", "auroc", "tpr_at_fpr_1pct", "latency_ms",
-                "roc", "confusion"):
+    for key in ("tpr", "fpr", "tpr_ci", "fpr_ci", "precision", "f1", "auroc",
+                "tpr_at_fpr_1pct", "latency_ms", "roc", "confusion"):
         assert key in result
     assert result["n"] == 3 and result["positives"] == 1
     assert {"p50", "p99"} <= set(result["latency_ms"]["pipeline"])

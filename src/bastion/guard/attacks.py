@@ -20,7 +20,6 @@ attack to a model (a split or encoded payload needs a model that decodes it).
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -28,32 +27,12 @@ from typing import Any
 
 from bastion.errors import ConfigError, InputError
 from bastion.guard.corpora import Example
+from bastion.guard.evaluate import wilson_interval
 from bastion.guard.perturb import BUDGET_FREE, PERTURBATIONS
-
-#: the normal quantile of a two-sided 95% interval.
-_Z95 = 1.959963984540054
 
 
 def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
-
-
-def wilson_interval(k: int, n: int, z: float = _Z95) -> tuple[float, float] | None:
-    """Wilson score interval ``(low, high)`` for a proportion ``k / n`` (two-sided 95%
-    with the default ``z``); ``None`` when ``n == 0``. Unlike ``p +- z * se`` it stays in
-    [0, 1] and is not empty at ``k = 0``: 0 evaded of 200 still allows up to 1.9%.
-    """
-    if n <= 0:
-        return None
-    if not 0 <= k <= n:
-        raise InputError(f"need 0 <= k <= n for a proportion, got k={k}, n={n}")
-    p, z2 = k / n, z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    # at k = 0 (k = n) the low (high) end is exactly 0 (1); rounding would leave 1e-17
-    low = 0.0 if k == 0 else max(0.0, centre - half)
-    high = 1.0 if k == n else min(1.0, centre + half)
-    return low, high
 
 
 def _scaled(interval: tuple[float, float] | None, scale: float, digits: int

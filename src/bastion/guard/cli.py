@@ -166,7 +166,9 @@ def eval_(
     table.add_column("value", justify="right")
     c = result["confusion"]
     rows = [("TPR (attacks flagged)", _num(result["tpr"])),
+            ("  95% interval", _interval(result["tpr_ci"], 3)),
             ("FPR (benign flagged)", _num(result["fpr"])),
+            ("  95% interval", _interval(result["fpr_ci"], 4)),
             ("precision", _num(result["precision"])), ("F1", _num(result["f1"])),
             ("accuracy", _num(result["accuracy"])), ("AUROC", _num(result["auroc"])),
             ("TPR at FPR <= 1%", _num(result["tpr_at_fpr_1pct"])),

@@ -19,6 +19,7 @@ the reason under ``notes``: never a made-up 0.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -45,6 +46,32 @@ def _scan_fn(guard: Any, direction: str) -> Callable[[str], PipelineResult]:
         return guard.run
     raise InputError(f"evaluate_guard needs a Guard (with {method}) or a Pipeline (with run), "
                      f"got {type(guard).__name__}")
+
+
+#: the normal quantile of a two-sided 95% interval.
+_Z95 = 1.959963984540054
+
+
+def wilson_interval(k: int, n: int, z: float = _Z95) -> tuple[float, float] | None:
+    """Wilson score interval ``(low, high)`` for a proportion ``k / n`` (two-sided 95%
+    with the default ``z``); ``None`` when ``n == 0``. Unlike ``p +- z * se`` it stays in
+    [0, 1] and is not empty at ``k = 0``: 0 evaded of 200 still allows up to 1.9%.
+    """
+    if n <= 0:
+        return None
+    if not 0 <= k <= n:
+        raise InputError(f"need 0 <= k <= n for a proportion, got k={k}, n={n}")
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    # at k = 0 (k = n) the low (high) end is exactly 0 (1); rounding would leave 1e-17
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return low, high
+
+
+def _listed(interval: tuple[float, float] | None) -> list[float] | None:
+    return None if interval is None else list(interval)
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -133,7 +160,8 @@ def evaluate_guard(guard: Any, examples: Sequence[Example], *, direction: str = 
 
     Returns:
         A JSON-ready dict: ``n``, ``positives``, ``negatives``, ``confusion`` (tp, fp, tn,
-        fn), ``tpr``, ``fpr``, ``precision``, ``f1``, ``accuracy``, ``auroc``,
+        fn), ``tpr``, ``fpr`` (with Wilson 95% intervals ``tpr_ci``, ``fpr_ci``: the
+        uncertainty from the prompts sampled), ``precision``, ``f1``, ``accuracy``, ``auroc``,
         ``tpr_at_fpr_1pct`` (with ``tpr_at_fpr_1pct_fpr`` and ``..._threshold``: flag when
         score >= threshold), ``latency_ms`` (``pipeline`` and per-layer ``layers``, each
         p50/p99/mean/n), ``roc`` (``fpr``/``tpr`` lists, at most 200 points, or None),
@@ -214,6 +242,8 @@ def evaluate_guard(guard: Any, examples: Sequence[Example], *, direction: str = 
         "n": len(examples), "positives": n_pos, "negatives": n_neg,
         "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
         "tpr": tpr, "fpr": fpr, "precision": precision, "f1": f1,
+        "tpr_ci": _listed(wilson_interval(tp, n_pos)),
+        "fpr_ci": _listed(wilson_interval(fp, n_neg)),
         "accuracy": (tp + tn) / len(examples),
         "auroc": area,
         "tpr_at_fpr_1pct": at_budget, "tpr_at_fpr_1pct_fpr": at_budget_fpr,
