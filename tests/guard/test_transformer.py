@@ -304,6 +304,9 @@ def test_synonym_copies_keep_labels_and_change_words() -> None:
         assert copy != texts[original]
         assert copy.split()[0] == texts[original].split()[0]
     assert train_transformer.synonym_copies(texts, labels, 0.0, seed=3) == ([], [])
+    attacks, attack_labels = train_transformer.synonym_copies(texts, labels, 1.0, seed=3,
+                                                              label=1)
+    assert attack_labels == [1] and attacks[0].startswith("7001 ")
 
 
 def test_padded_attacks_wrap_attacks_in_benign_sentences() -> None:
@@ -350,3 +353,6 @@ def test_strict_synonym_family_reaches_the_augmentation_rounds(
     with pytest.raises(InputError, match="synonym_family"):
         train_transformer.train(tmp_path, train_transformer.Settings(
             synonym_family="thesaurus"), log=lambda _: None)
+    with pytest.raises(InputError, match="synonym_copy_label"):
+        train_transformer.train(tmp_path, train_transformer.Settings(
+            synonym_copy_label=2), log=lambda _: None)

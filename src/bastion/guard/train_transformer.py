@@ -104,6 +104,9 @@ class Settings:
     #: the synonym family of the augmentation rounds: ``synonym`` (any WordNet sense) or
     #: ``synonym-strict`` (same part of speech, most common sense; session 10)
     synonym_family: str = "synonym"
+    #: which texts :func:`synonym_copies` draws from: ``None`` attacks and benign texts
+    #: alike, ``1`` attacks only (the usual adversarial augmentation; session 11)
+    synonym_copy_label: int | None = None
 
 
 def filler_sentences() -> list[str]:
@@ -139,18 +142,21 @@ def padded_attacks(texts: Sequence[str], labels: Sequence[int], share: float,
 
 
 def synonym_copies(texts: Sequence[str], labels: Sequence[int], share: float, seed: int,
-                   budgets: Sequence[int] = (1, 2, 3, 4, 5)) -> tuple[list[str], list[int]]:
+                   budgets: Sequence[int] = (1, 2, 3, 4, 5), label: int | None = None
+                   ) -> tuple[list[str], list[int]]:
     """``(copies, labels)``: for ``share`` of the texts under 600 characters, drawn alike
-    from attacks and benign texts, a copy with up to ``budget`` content words replaced by
-    WordNet synonyms (:func:`bastion.guard.perturb.synonym`, budget drawn from
-    ``budgets``), keeping its label; copies equal to their original are dropped. Benign
-    texts get copies too, so that odd word choice is not itself a cue for "attack"."""
+    from attacks and benign texts (``label``: only from those with that label), a copy
+    with up to ``budget`` content words replaced by WordNet synonyms
+    (:func:`bastion.guard.perturb.synonym`, budget drawn from ``budgets``), keeping its
+    label; copies equal to their original are dropped. Benign texts get copies too by
+    default, so that odd word choice is not itself a cue for "attack"."""
     from bastion.guard.perturb import synonym
 
     if share <= 0:
         return [], []
     rng = random.Random(seed)
-    short = [i for i, t in enumerate(texts) if len(t) < 600]
+    short = [i for i, (t, y) in enumerate(zip(texts, labels, strict=True))
+             if len(t) < 600 and label in (None, y)]
     out: list[str] = []
     out_labels: list[int] = []
     for i in sorted(rng.sample(short, int(share * len(short)))):
@@ -256,6 +262,9 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     torch.manual_seed(s.seed)
     if s.augment_rounds not in (1, 3):
         raise InputError(f"augment_rounds must be 1 or 3, got {s.augment_rounds}")
+    if s.synonym_copy_label not in (None, 0, 1):
+        raise InputError(f"synonym_copy_label must be null, 0 or 1, got "
+                         f"{s.synonym_copy_label!r}")
     if s.synonym_family not in ("synonym", "synonym-strict"):
         raise InputError(f"synonym_family must be synonym or synonym-strict, got "
                          f"{s.synonym_family!r}")
@@ -280,7 +289,8 @@ def train(out_dir: str | Path, settings: Settings = Settings(), *,
     counts["padded-benign"] = {"read": len(padded_benign), "kept": len(padded_benign),
                                "attacks": 0}
     log(f"padded-benign: {len(padded_benign)} benign texts wrapped the same way")
-    synonyms, synonym_labels = synonym_copies(texts, labels, s.synonym_share, s.seed + 4)
+    synonyms, synonym_labels = synonym_copies(texts, labels, s.synonym_share, s.seed + 4,
+                                              label=s.synonym_copy_label)
     counts["synonym-copies"] = {"read": len(synonyms), "kept": len(synonyms),
                                 "attacks": sum(synonym_labels)}
     if synonyms:
