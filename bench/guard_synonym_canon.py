@@ -80,6 +80,7 @@ def inverse(rare: int, ratio: float = 3.0) -> dict[tuple[str, str], str]:
     return {k: v[0] for k, v in best.items()}
 
 
+@functools.lru_cache(maxsize=200_000)
 def canonical(text: str, rare: int) -> str:
     """``text`` with every rare tagged word replaced by its frequent synonym."""
     from bastion.guard import synonyms

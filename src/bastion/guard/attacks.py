@@ -23,21 +23,19 @@ import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.errors import ConfigError, InputError
 from bastion.guard.corpora import Example
-from bastion.guard.evaluate import wilson_interval
+from bastion.guard.evaluate import interval_list, wilson_interval
 from bastion.guard.perturb import BUDGET_FREE, PERTURBATIONS
+
+if TYPE_CHECKING:  # imported when used: bastion.evaluation.state imports torch
+    from bastion.evaluation.state import StateFile
 
 
 def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
-
-
-def _scaled(interval: tuple[float, float] | None, scale: float, digits: int
-            ) -> list[float] | None:
-    return None if interval is None else [round(scale * v, digits) for v in interval]
 
 
 def _attack_texts(prompts: Sequence[Example | str]) -> list[str]:
@@ -80,7 +78,7 @@ def _progress(items: list[tuple[str, int]], progress: bool) -> Iterable[tuple[st
 
 
 def _state(path: str | Path | None, caught: Sequence[str], names: Sequence[str],
-           budgets: Sequence[int], tries: int, seed: int) -> Any:
+           budgets: Sequence[int], tries: int, seed: int) -> StateFile:
     """The resume file of a run (:class:`bastion.evaluation.state.StateFile`), keyed
     ``family/budget``; its fingerprint covers the caught prompts, so another guard (or
     corpus) that catches other prompts is refused rather than mixed in."""
@@ -153,8 +151,8 @@ def attack_guard(guard: Any, prompts: Sequence[Example | str], *,
             "asr": _ratio(evaded, n_caught), "tpr_before": tpr_before, "tpr_after": tpr_after,
             "tpr_drop_points": (None if tpr_before is None or tpr_after is None
                                 else round(100 * (tpr_before - tpr_after), 4)),
-            "tpr_drop_ci_points": _scaled(wilson_interval(evaded, n_attacks), 100, 2),
-            "asr_ci": _scaled(wilson_interval(evaded, n_caught), 1, 4),
+            "tpr_drop_ci_points": interval_list(wilson_interval(evaded, n_attacks), 100, 2),
+            "asr_ci": interval_list(wilson_interval(evaded, n_caught), 1, 4),
             "queries": queries,
         })
         saved.save(f"{family}/{budget}", rows[-1])

@@ -70,8 +70,13 @@ def wilson_interval(k: int, n: int, z: float = _Z95) -> tuple[float, float] | No
     return low, high
 
 
-def _listed(interval: tuple[float, float] | None) -> list[float] | None:
-    return None if interval is None else list(interval)
+def interval_list(interval: tuple[float, float] | None, scale: float = 1.0,
+                  digits: int | None = None) -> list[float] | None:
+    """``interval`` as a JSON list, times ``scale`` and rounded to ``digits`` (``None``:
+    not rounded); ``None`` stays ``None``."""
+    if interval is None:
+        return None
+    return [scale * v if digits is None else round(scale * v, digits) for v in interval]
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -242,8 +247,8 @@ def evaluate_guard(guard: Any, examples: Sequence[Example], *, direction: str = 
         "n": len(examples), "positives": n_pos, "negatives": n_neg,
         "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
         "tpr": tpr, "fpr": fpr, "precision": precision, "f1": f1,
-        "tpr_ci": _listed(wilson_interval(tp, n_pos)),
-        "fpr_ci": _listed(wilson_interval(fp, n_neg)),
+        "tpr_ci": interval_list(wilson_interval(tp, n_pos)),
+        "fpr_ci": interval_list(wilson_interval(fp, n_neg)),
         "accuracy": (tp + tn) / len(examples),
         "auroc": area,
         "tpr_at_fpr_1pct": at_budget, "tpr_at_fpr_1pct_fpr": at_budget_fpr,
