@@ -1,20 +1,18 @@
-"""Measure the guard's input pipeline with a classifier layer (issue 7's targets).
+"""Measure the guard's input pipeline with its trained layer: detection, cost, robustness.
 
-The pipeline is sanitizer + decoder + rules + a classifier layer at its default
-threshold (chosen on S-Labs val): the fine-tuned ``TransformerScanner`` with ``--kind
-transformer``, the ``EnsembleScanner`` (transformer and n-gram head mixed) with ``--kind
-ensemble``, the n-gram ``ClassifierScanner`` with ``--kind ngram`` (the default here, as
-before). Reported: S-Labs test detection (the only place test is scored), the
-``benign-dev`` and over-refusal sets, ``bench/data/benign_codes_heldout.jsonl`` (123
-benign prompts with order numbers, tracking codes, error codes and the like, written in
-session 9; never trained on, unlike their 237 siblings ``written-9`` among the hard
-negatives), latency on S-Labs test prompts and on ~512-token prompts, and the black-box
-perturbation attack on S-Labs *val* attacks.
+The pipeline is sanitizer + decoder + rules + a trained layer at its bundled threshold
+(chosen on S-Labs val): the ``EnsembleScanner`` (the default policy's last input layer,
+``--kind ensemble``, the default here) or the fine-tuned ``TransformerScanner`` alone
+(``--kind transformer``). Reported: S-Labs test detection (the only place test is
+scored), the ``benign-dev`` and over-refusal sets, ``bench/data/benign_codes_heldout.jsonl``
+(123 benign prompts with order numbers, tracking codes, error codes and the like, never
+trained on, unlike their 237 siblings ``written-9`` among the hard negatives), latency
+on S-Labs test prompts and on ~512-token prompts, and the black-box perturbation attack
+on the first ``--attack-limit`` S-Labs *val* examples.
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --json out.json
-    OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --weights DIR/classifier_head.npz
-    OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --kind transformer --json out.json
-    OMP_NUM_THREADS=1 .venv/bin/python bench/guard_classifier.py --kind ensemble --json out.json
+    OMP_NUM_THREADS=1 python bench/guard_classifier.py --json out.json
+    OMP_NUM_THREADS=1 python bench/guard_classifier.py --kind transformer --json out.json
+    OMP_NUM_THREADS=1 python bench/guard_classifier.py --weights DIR/ensemble.json
 """
 
 from __future__ import annotations
@@ -42,13 +40,12 @@ class _Guard:
 
 
 def pipeline(with_classifier: bool = True, weights: str | None = None,
-             threshold: float | None = None, kind: str = "ngram") -> Any:
+             threshold: float | None = None, kind: str = "ensemble") -> Any:
     """sanitizer + decoder + rules (+ the classifier layer of ``kind``). For ``ensemble``,
     ``weights`` is an ``ensemble.json`` naming both members' weights, the mix and the
     threshold (``None``: the bundled record)."""
     from bastion.guard.pipeline import Pipeline
     from bastion.guard.scanners.input import DecoderScanner, RulesScanner, SanitizerScanner
-    from bastion.guard.scanners.input.classifier import ClassifierScanner
     from bastion.guard.scanners.input.ensemble import EnsembleScanner
     from bastion.guard.scanners.input.transformer import TransformerScanner
 
@@ -65,8 +62,7 @@ def pipeline(with_classifier: bool = True, weights: str | None = None,
         kwargs = {"weights": weights}
         if threshold is not None:
             kwargs["threshold"] = threshold
-        layers.append({"ngram": ClassifierScanner,
-                       "transformer": TransformerScanner}[kind](**kwargs))
+        layers.append(TransformerScanner(**kwargs))
     return Pipeline(layers)
 
 
@@ -87,7 +83,19 @@ def _pct(values: list[float]) -> dict[str, float]:
     return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99))}
 
 
-def main() -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--attack-limit", type=int, default=400,
+                    help="first N S-Labs val examples attacked")
+    ap.add_argument("--budgets", default="1,3,5")
+    ap.add_argument("--long", type=int, default=200, help="~512-token prompts timed")
+    ap.add_argument("--weights", help="--kind ensemble: an ensemble.json from 'bastion guard "
+                                      "train' (default: the bundled layer); --kind "
+                                      "transformer: a .npz whose threshold is read from "
+                                      "the .json beside it")
+    ap.add_argument("--kind", choices=("ensemble", "transformer"), default="ensemble")
+    args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
@@ -95,17 +103,6 @@ def main() -> dict[str, Any]:
     from bastion.guard.corpora import load_corpus
     from bastion.guard.evaluate import evaluate_guard
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--attack-limit", type=int, default=400,
-                    help="first N S-Labs val examples attacked")
-    ap.add_argument("--budgets", default="1,3,5")
-    ap.add_argument("--long", type=int, default=200, help="~512-token prompts timed")
-    ap.add_argument("--weights", help="a head's .npz (default: the bundled head); its "
-                                      "threshold is read from the .json beside it; for "
-                                      "--kind ensemble, an ensemble.json")
-    ap.add_argument("--kind", choices=("ngram", "transformer", "ensemble"), default="ngram")
-    args = ap.parse_args()
     threshold = None
     if args.weights and args.kind != "ensemble":
         meta = Path(args.weights).with_suffix(".json")

