@@ -16,7 +16,7 @@ chunks of ``--chunk`` images, and a plain-forward timing of ``--plain-seconds`` 
 before every chunk and after the last, so both sides see the same machine load even on
 a shared CPU (a first version timed plain forwards only before and after the whole run,
 and load changing in between skewed the ratio). The reference is the median of the
-plain timings. The ratio is what the issue's target (>= 0.9) is about: the cost
+plain timings. The ratio (target >= 0.9) is what matters: the cost
 smoothing adds on top of the model's own forward passes.
 """
 
