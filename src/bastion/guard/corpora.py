@@ -62,7 +62,7 @@ class Example:
     label: int
 
 
-def _package_dir(package: str) -> Path:
+def package_dir(package: str) -> Path:
     """The folder of an installed package, found without importing it."""
     try:
         spec = importlib.util.find_spec(package)
@@ -76,7 +76,7 @@ def _package_dir(package: str) -> Path:
 
 
 def _data_file(package: str, *parts: str) -> Path:
-    path = _package_dir(package).joinpath(*parts)
+    path = package_dir(package).joinpath(*parts)
     if not path.is_file():
         raise MissingDependencyError(
             f"{path} is missing from the installed {package}; reinstall the expected "
