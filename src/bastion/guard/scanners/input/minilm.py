@@ -216,8 +216,8 @@ def logits(network: Network, texts: Sequence[str], *, batch_size: int = 32,
     A quantized network reads one text at a time: dynamic int8 picks one activation
     scale per input tensor, so in a batch each text's logit would depend on the texts
     (and padding) beside it, and a threshold chosen on batched S-Labs val would not
-    hold for the scanner, which reads one prompt at a time (measured on the session-5
-    weights: 16 val benign prompts above the threshold scanned alone, 10 batched)."""
+    hold for the scanner, which reads one prompt at a time (measured on one trained
+    network: 16 val benign prompts above the threshold scanned alone, 10 batched)."""
     tok = tokenizer()
     if network.quantized:
         batch_size = 1
