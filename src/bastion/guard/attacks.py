@@ -23,15 +23,13 @@ import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bastion.common.intervals import interval_list, wilson_interval
+from bastion.common.state import StateFile, fingerprint
 from bastion.errors import ConfigError, InputError
 from bastion.guard.corpora import Example
-from bastion.guard.evaluate import interval_list, wilson_interval
 from bastion.guard.perturb import BUDGET_FREE, PERTURBATIONS
-
-if TYPE_CHECKING:  # imported when used: bastion.evaluation.state imports torch
-    from bastion.evaluation.state import StateFile
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -79,11 +77,9 @@ def _progress(items: list[tuple[str, int]], progress: bool) -> Iterable[tuple[st
 
 def _state(path: str | Path | None, caught: Sequence[str], names: Sequence[str],
            budgets: Sequence[int], tries: int, seed: int) -> StateFile:
-    """The resume file of a run (:class:`bastion.evaluation.state.StateFile`), keyed
+    """The resume file of a run (:class:`bastion.common.state.StateFile`), keyed
     ``family/budget``; its fingerprint covers the caught prompts, so another guard (or
     corpus) that catches other prompts is refused rather than mixed in."""
-    from bastion.evaluation.state import StateFile, fingerprint
-
     digest = hashlib.sha256("\x00".join(caught).encode("utf-8", "surrogatepass"))
     fp = fingerprint({"kind": "guard-attack", "caught": digest.hexdigest(),
                       "families": list(names), "budgets": list(budgets), "tries": tries,

@@ -19,12 +19,12 @@ the reason under ``notes``: never a made-up 0.
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from bastion.common.intervals import interval_list, wilson_interval
 from bastion.errors import InputError
 from bastion.guard.corpora import Example
 from bastion.guard.pipeline import PipelineResult
@@ -46,37 +46,6 @@ def _scan_fn(guard: Any, direction: str) -> Callable[[str], PipelineResult]:
         return guard.run
     raise InputError(f"evaluate_guard needs a Guard (with {method}) or a Pipeline (with run), "
                      f"got {type(guard).__name__}")
-
-
-#: the normal quantile of a two-sided 95% interval.
-_Z95 = 1.959963984540054
-
-
-def wilson_interval(k: int, n: int, z: float = _Z95) -> tuple[float, float] | None:
-    """Wilson score interval ``(low, high)`` for a proportion ``k / n`` (two-sided 95%
-    with the default ``z``); ``None`` when ``n == 0``. Unlike ``p +- z * se`` it stays in
-    [0, 1] and is not empty at ``k = 0``: 0 evaded of 200 still allows up to 1.9%.
-    """
-    if n <= 0:
-        return None
-    if not 0 <= k <= n:
-        raise InputError(f"need 0 <= k <= n for a proportion, got k={k}, n={n}")
-    p, z2 = k / n, z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    # at k = 0 (k = n) the low (high) end is exactly 0 (1); rounding would leave 1e-17
-    low = 0.0 if k == 0 else max(0.0, centre - half)
-    high = 1.0 if k == n else min(1.0, centre + half)
-    return low, high
-
-
-def interval_list(interval: tuple[float, float] | None, scale: float = 1.0,
-                  digits: int | None = None) -> list[float] | None:
-    """``interval`` as a JSON list, times ``scale`` and rounded to ``digits`` (``None``:
-    not rounded); ``None`` stays ``None``."""
-    if interval is None:
-        return None
-    return [scale * v if digits is None else round(scale * v, digits) for v in interval]
 
 
 def _ratio(num: int, den: int) -> float | None:
