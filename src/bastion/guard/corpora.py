@@ -121,8 +121,8 @@ def neuralchemy(split: str) -> list[Example]:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
-        raise MissingDependencyError("reading the neuralchemy splits needs pyarrow "
-                                     "(pip install pyarrow)") from exc
+        raise MissingDependencyError("reading the neuralchemy splits needs pyarrow: pip "
+                                     "install 'bastion[guard-models]'") from exc
     rows = pq.read_table(path, columns=["text", "label"]).to_pylist()
     return [Example(str(r["text"]), int(r["label"])) for r in rows
             if isinstance(r["text"], str) and r["label"] in (0, 1)]

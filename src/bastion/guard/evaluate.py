@@ -26,6 +26,7 @@ import numpy as np
 
 from bastion.common.intervals import interval_list, wilson_interval
 from bastion.errors import InputError
+from bastion.extras import missing
 from bastion.guard.corpora import Example
 from bastion.guard.pipeline import PipelineResult
 
@@ -233,8 +234,11 @@ def roc_plot(result: dict[str, Any], *, title: str | None = None) -> bytes:
 
     A one-class result, which has no curve, gives a figure that says so.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ModuleNotFoundError as exc:
+        raise missing(exc, "the ROC plot", "guard") from exc
 
     fig = Figure(figsize=(4.5, 4.5), dpi=100)
     FigureCanvasAgg(fig)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.errors import InputError
+from bastion.extras import missing
 
 #: the parts of a run, in the order they run.
 PARTS = ("ngram", "transformer", "mix")
@@ -73,29 +74,30 @@ def train(settings: Settings, *, log: Callable[[str], Any] = print) -> dict[str,
     """Run ``settings.parts`` in the order of :data:`PARTS`; returns each part's record
     (the JSON written beside its weights), by part name."""
     settings.check()
+    try:  # each part's imports, first: a missing extra is said before hours of work
+        from bastion.guard.training import mix as mix_part
+        from bastion.guard.training import ngram as ngram_part
+
+        if "transformer" in settings.parts:
+            from bastion.guard.training import transformer as transformer_part
+    except ModuleNotFoundError as exc:
+        raise missing(exc, "bastion guard train", "guard-models") from exc
     out = Path(settings.out_dir)
     records: dict[str, Any] = {}
     transformer, ngram = settings.transformer_weights, settings.ngram_weights
     if "ngram" in settings.parts:
-        from bastion.guard.scanners.input.ngram import HEAD_FILE
-        from bastion.guard.training.ngram import train_ngram
-
-        records["ngram"] = train_ngram(out, seed=settings.seed, augment=settings.augment,
-                                       extra=settings.extra, log=log)
-        ngram = str(out / HEAD_FILE)
+        records["ngram"] = ngram_part.train_ngram(out, seed=settings.seed,
+                                                  augment=settings.augment,
+                                                  extra=settings.extra, log=log)
+        ngram = str(out / ngram_part.HEAD_FILE)
     if "transformer" in settings.parts:
-        from bastion.guard.scanners.input.transformer import WEIGHTS_FILE
-        from bastion.guard.training.transformer import Recipe, train_transformer
-
-        records["transformer"] = train_transformer(
-            out, Recipe(seed=settings.seed, augment=settings.augment, extra=settings.extra),
-            log=log)
-        transformer = str(out / WEIGHTS_FILE)
+        recipe = transformer_part.Recipe(seed=settings.seed, augment=settings.augment,
+                                         extra=settings.extra)
+        records["transformer"] = transformer_part.train_transformer(out, recipe, log=log)
+        transformer = str(out / transformer_part.WEIGHTS_FILE)
     if "mix" in settings.parts:
-        from bastion.guard.training.mix import calibrate_mix
-
-        records["mix"] = calibrate_mix(out, transformer_weights=transformer,
-                                       classifier_weights=ngram, log=log)
+        records["mix"] = mix_part.calibrate_mix(out, transformer_weights=transformer,
+                                                classifier_weights=ngram, log=log)
     return records
 
 

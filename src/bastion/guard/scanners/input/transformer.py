@@ -20,11 +20,13 @@ logit, and the span is the piece that gave it.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bastion.errors import ConfigError
+from bastion.extras import missing
 from bastion.guard import sentences as _sentences
 from bastion.guard.artifacts import bundled, read_record, record_number
 from bastion.guard.base import Finding, ScanContext, Scanner, Span
@@ -64,6 +66,15 @@ def pieces(text: str, window: int, stride: int, sentences: bool = True
         out += [(s, e, "sentence", _sentences.masked(text[s:e]))
                 for s, e in _sentences.sentences(text)]
     return out + payload_pieces(text, MAX_PAYLOADS)
+
+
+def _minilm() -> ModuleType:
+    """:mod:`.minilm`, imported on first use: it needs torch (``bastion[guard-models]``)."""
+    try:
+        from bastion.guard.scanners.input import minilm
+    except ModuleNotFoundError as exc:
+        raise missing(exc, "the transformer layer", "guard-models") from exc
+    return minilm
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -120,25 +131,19 @@ class TransformerScanner(Scanner):
 
     def network(self) -> Network:
         """The network (loaded once per process and weights file)."""
-        from bastion.guard.scanners.input import minilm
-
-        return minilm.load(self._weights_path())
+        return _minilm().load(self._weights_path())
 
     def score_texts(self, texts: list[str]) -> np.ndarray:
         """Probabilities of texts each read as one piece, cut after ``window_tokens``
         tokens (what a classifier without windows sees)."""
-        from bastion.guard.scanners.input import minilm
-
-        return _sigmoid(minilm.logits(self.network(), texts,
-                                      max_tokens=self.window_tokens + 2))
+        return _sigmoid(_minilm().logits(self.network(), texts,
+                                         max_tokens=self.window_tokens + 2))
 
     def _scan(self, text: str, context: ScanContext) -> Finding:
         if not text.strip():
             return Finding(0.0, "empty text")
         found = pieces(text, self.window_tokens, self.stride_tokens, self.reads_sentences())
-        from bastion.guard.scanners.input import minilm
-
-        scores = _sigmoid(minilm.packed_logits(self.network(), [p[3] for p in found]))
+        scores = _sigmoid(_minilm().packed_logits(self.network(), [p[3] for p in found]))
         best = int(np.argmax(scores))
         start, end, label, _ = found[best]
         n_same = sum(p[2] == label for p in found)
