@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bastion.errors import BastionError, MissingDependencyError
@@ -44,8 +45,9 @@ err = Console(stderr=True)
 
 def _missing_extra(extra: str, module: str | None) -> typer.Exit:
     """Say which extra to install (exit 2, no traceback)."""
-    err.print(f"[red]error:[/] this command needs {module or 'a package'!r}, which is not "
-              f"installed: pip install 'bastion[{extra}]'", soft_wrap=True)
+    why = (f"this command needs {module or 'a package'!r}, which is not installed: "
+           f"pip install 'bastion[{extra}]'")
+    err.print(f"[red]error:[/] {escape(why)}", soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -54,7 +56,7 @@ def _placeholder(name: str, extra: str, module: str | None) -> Callable[..., Non
     def command(ctx: typer.Context) -> None:
         raise _missing_extra(extra, module)
 
-    command.__doc__ = f"(needs: pip install 'bastion[{extra}]')"
+    command.__doc__ = escape(f"(needs: pip install 'bastion[{extra}]')")  # help is markup
     command.__name__ = name.replace("-", "_")
     return command
 
@@ -97,11 +99,10 @@ def main(argv: list[str] | None = None) -> Any:
     try:
         return app(args=argv, prog_name="bastion")
     except MissingDependencyError as exc:
-        err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         raise SystemExit(2) from None
     except ModuleNotFoundError as exc:
-        err.print(f"[red]error:[/] this command needs {exc.name!r}, which is not installed: "
-                  f"pip install 'bastion[{extra_for(exc.name)}]'", soft_wrap=True)
+        _missing_extra(extra_for(exc.name), exc.name)
         raise SystemExit(2) from None
 
 
@@ -144,7 +145,7 @@ def _run(specs: list[jobs.EvalSpec], out: Path | None, json_path: Path | None,
         err.print(f"[yellow]interrupted[/]; finished batches are saved: {hint}")
         raise typer.Exit(130) from None
     except BastionError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     _summary(results)
 
@@ -242,7 +243,7 @@ def zoo_train(
     try:
         train(name, out or CHECKPOINTS, log=err.print)
     except BastionError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
