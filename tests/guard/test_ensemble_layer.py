@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -128,3 +129,22 @@ def test_train_part_mix_writes_the_record(monkeypatch: pytest.MonkeyPatch,
     assert (tmp_path / "ensemble.json").exists()
     # the member not trained in this run is the one named, or the bundled one
     assert seen["classifier_weights"] == "mine.npz" and seen["transformer_weights"] is None
+
+
+def test_training_runs_its_parts_in_order_and_mixes_what_it_trained(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from bastion.guard import training
+    from bastion.guard.training import ngram as ngram_training
+
+    calls: list[tuple[str, Any]] = []
+    monkeypatch.setattr(ngram_training, "train_ngram",
+                        lambda out, **kw: calls.append(("ngram", kw["extra"])) or {"n": 1})
+    monkeypatch.setattr(mix_training, "calibrate_mix",
+                        lambda out, **kw: calls.append(("mix", kw)) or {"m": 1})
+    records = training.train(training.Settings(out_dir=tmp_path, parts=("mix", "ngram"),
+                                               extra=("mine.jsonl",)), log=lambda _: None)
+    assert [name for name, _ in calls] == ["ngram", "mix"] == list(records)
+    assert calls[0][1] == ("mine.jsonl",)
+    mixed_with = calls[1][1]
+    assert mixed_with["transformer_weights"] is None  # not trained here: the bundled one
+    assert mixed_with["classifier_weights"] == str(tmp_path / "ensemble_ngram_head.npz")
