@@ -100,3 +100,16 @@ def test_missing_names_the_module_and_the_extra() -> None:
     assert isinstance(exc, MissingDependencyError)
     assert "'fastapi'" in str(exc) and "bastion[service]" in str(exc)
     assert extra_for("torch.nn") == "classic" and extra_for("unknown", "guard") == "guard"
+
+
+def test_every_public_name_resolves_lazily_to_its_module() -> None:
+    import bastion
+
+    for name in bastion.__all__:
+        assert getattr(bastion, name) is not None, name
+        assert name in dir(bastion)
+    from bastion.attacks import PGD
+
+    assert bastion.PGD is PGD
+    with pytest.raises(AttributeError, match="no attribute 'pgd'"):
+        _ = bastion.pgd  # type: ignore[attr-defined]
