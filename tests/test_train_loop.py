@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import bastion.train.trainer as trainer_mod
 from bastion import zoo
+from bastion.common.records import read
 from bastion.errors import (
     BastionWarning,
     ConfigError,
@@ -23,7 +24,6 @@ from bastion.errors import (
     MissingDependencyError,
     StateError,
 )
-from bastion.record import read
 from bastion.report import validate_card
 from bastion.train import TrainConfig, train
 from bastion.train.cli import register

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bastion.record import read
+from bastion.common.records import read
 from bastion.train import TrainConfig, train
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

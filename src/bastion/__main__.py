@@ -1,5 +1,5 @@
 """``python -m bastion``: the same command line as ``bastion`` (torchrun needs a module)."""
 
-from bastion.cli import app
+from bastion.cli import main
 
-app(prog_name="bastion")
+main()

@@ -15,35 +15,95 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from bastion import jobs
-from bastion.certify.cli import register as register_certify
-from bastion.diagnostics.cli import register as register_diagnose
-from bastion.errors import BastionError
-from bastion.guard.cli import guard_app
-from bastion.service.cli import register as register_service
-from bastion.train.cli import register as register_train
+from bastion.errors import BastionError, MissingDependencyError
+from bastion.extras import extra_for
+
+if TYPE_CHECKING:
+    from bastion import jobs
 
 app = typer.Typer(help="Measure and raise the adversarial robustness of ML models.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 zoo_app = typer.Typer(help="List and rebuild the model zoo.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
-app.add_typer(guard_app, name="guard")
-register_train(app)
-register_certify(app)
-register_diagnose(app)
-register_service(app)
 console = Console()
 err = Console(stderr=True)
+
+
+def _missing_extra(extra: str, module: str | None) -> typer.Exit:
+    """Say which extra to install (exit 2, no traceback)."""
+    why = (f"this command needs {module or 'a package'!r}, which is not installed: "
+           f"pip install 'bastion[{extra}]'")
+    err.print(f"[red]error:[/] {escape(why)}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _placeholder(name: str, extra: str, module: str | None) -> Callable[..., None]:
+    """A command standing in for one whose extra is not installed: it says which."""
+    def command(ctx: typer.Context) -> None:
+        raise _missing_extra(extra, module)
+
+    command.__doc__ = escape(f"(needs: pip install 'bastion[{extra}]')")  # help is markup
+    command.__name__ = name.replace("-", "_")
+    return command
+
+
+def _register(module: str, extra: str, names: tuple[str, ...],
+              attach: Callable[[ModuleType], None]) -> None:
+    """Import a part's command module and attach its commands; when its extra is not
+    installed, attach placeholders under the same ``names`` that say which to install."""
+    try:
+        attach(importlib.import_module(module))
+    except ModuleNotFoundError as exc:
+        if (exc.name or "bastion").split(".")[0] == "bastion":
+            raise  # a bug in bastion, not a missing extra
+        loose = {"allow_extra_args": True, "ignore_unknown_options": True}
+        for name in names:
+            app.command(name=name, context_settings=loose, add_help_option=False)(
+                _placeholder(name, extra_for(exc.name, extra), exc.name))
+
+
+_register("bastion.guard.cli", "guard", ("guard",),
+          lambda m: app.add_typer(m.guard_app, name="guard"))
+_register("bastion.train.cli", "classic", ("train",), lambda m: m.register(app))
+_register("bastion.certify.cli", "classic", ("certify",), lambda m: m.register(app))
+_register("bastion.diagnostics.cli", "classic", ("diagnose",), lambda m: m.register(app))
+_register("bastion.service.cli", "service", ("serve", "keys", "review"),
+          lambda m: m.register(app))
+
+
+def _jobs() -> ModuleType:
+    """:mod:`bastion.jobs` (the classic half, torch), imported when a command needs it."""
+    try:
+        return importlib.import_module("bastion.jobs")
+    except ModuleNotFoundError as exc:
+        raise _missing_extra(extra_for(exc.name, "classic"), exc.name) from None
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """The ``bastion`` command: the typer app, with a missing extra found while a command
+    runs reported as which one to install (exit 2) instead of a traceback."""
+    try:
+        return app(args=argv, prog_name="bastion")
+    except MissingDependencyError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(2) from None
+    except ModuleNotFoundError as exc:
+        _missing_extra(extra_for(exc.name), exc.name)
+        raise SystemExit(2) from None
 
 
 def _floats(text: str | None) -> tuple[float, ...]:
@@ -76,7 +136,7 @@ def _summary(results: list[dict]) -> None:
 def _run(specs: list[jobs.EvalSpec], out: Path | None, json_path: Path | None,
          state: Path | None, progress: bool) -> None:
     try:
-        results = jobs.run_job(specs, out=out, json_path=json_path, state=state,
+        results = _jobs().run_job(specs, out=out, json_path=json_path, state=state,
                                progress=progress, command=_command(), log=err.print)
     except KeyboardInterrupt:
         where = state or (out / "state" if out else None)
@@ -85,7 +145,7 @@ def _run(specs: list[jobs.EvalSpec], out: Path | None, json_path: Path | None,
         err.print(f"[yellow]interrupted[/]; finished batches are saved: {hint}")
         raise typer.Exit(130) from None
     except BastionError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     _summary(results)
 
@@ -122,10 +182,11 @@ def evaluate(
     Shard it across processes or machines by launching it with torchrun
     (docs/evaluation.md); rank 0 writes the results.
     """
-    spec = jobs.EvalSpec(model=model, data=data, split=split, n=n, norm=norm, eps=eps,
-                         attacks=tuple(attack or ["pgd"]), steps=steps, restarts=restarts,
-                         step_size=step_size, sweep=_floats(sweep), seed=seed,
-                         batch_size=batch_size, checkpoint=checkpoint, device=device)
+    spec = _jobs().EvalSpec(model=model, data=data, split=split, n=n, norm=norm, eps=eps,
+                            attacks=tuple(attack or ["pgd"]), steps=steps,
+                            restarts=restarts, step_size=step_size, sweep=_floats(sweep),
+                            seed=seed, batch_size=batch_size, checkpoint=checkpoint,
+                            device=device)
     _run([spec], out, json_path, state, progress)
 
 
@@ -137,6 +198,7 @@ def demo(
     progress: Annotated[bool, typer.Option()] = True,
 ) -> None:
     """The main job: bundled and advertorch MNIST models, FGSM and PGD, Linf eps sweep."""
+    jobs = _jobs()
     specs = [jobs.EvalSpec(model=m, n=n, eps=0.3, attacks=("fgsm", "pgd"), steps=steps,
                            sweep=jobs.DEMO_SWEEP) for m in jobs.DEMO_MODELS]
     _run(specs, out, out / "results.json", None, progress)
@@ -181,9 +243,9 @@ def zoo_train(
     try:
         train(name, out or CHECKPOINTS, log=err.print)
     except BastionError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -15,13 +15,13 @@ import torch
 
 from bastion import data as data_registry
 from bastion.attacks.base import Attack
+from bastion.common.records import RecordWriter, new_run_id, versions
+from bastion.common.state import model_digest
 from bastion.errors import ConfigError
 from bastion.evaluation import attack_spec
 from bastion.evaluation.attack_spec import SHARED_OPTIONS
 from bastion.evaluation.runner import Evaluation, evaluate
 from bastion.evaluation.shard import Shard, distributed, rank_device, shard_from_env
-from bastion.evaluation.state import model_digest
-from bastion.record import RecordWriter, new_run_id, versions
 from bastion.threat import ThreatModel
 from bastion.zoo.registry import resolve
 from bastion.zoo.user import is_path_spec, load_any

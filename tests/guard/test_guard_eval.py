@@ -12,11 +12,12 @@ from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from bastion.cli import app
+from bastion.common.intervals import wilson_interval
 from bastion.errors import InputError, MissingDependencyError
 from bastion.guard import Finding, ScanContext, Scanner
 from bastion.guard.base import ScanResult
 from bastion.guard.corpora import CORPORA, GCG_REQUESTS, Example, load_corpus
-from bastion.guard.evaluate import auroc, evaluate_guard, roc_plot, wilson_interval
+from bastion.guard.evaluate import auroc, evaluate_guard, roc_plot
 from bastion.guard.pipeline import Pipeline, PipelineResult
 
 runner = CliRunner()

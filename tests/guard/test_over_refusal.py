@@ -3,8 +3,8 @@
 The set (src/bastion/guard/data/over_refusal.jsonl) is hand-written: programming and
 sysadmin questions ("kill a stuck process", "override a method"), security lessons,
 everyday corrections ("ignore my previous message"), fiction, chemistry homework,
-translations, benign personas, questions about LLMs and encodings. Issue 7 asks that the
-input pipeline flag at most 3% of them.
+translations, benign personas, questions about LLMs and encodings. The target: the input
+pipeline flags at most 3% of them.
 """
 
 from __future__ import annotations

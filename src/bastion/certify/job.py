@@ -20,10 +20,10 @@ import torch
 from bastion import data as data_registry
 from bastion.certify.api import METHODS, SmoothingConfig, certify
 from bastion.certify.crosscheck import cross_check
+from bastion.common.records import versions
+from bastion.common.state import model_digest
 from bastion.errors import ConfigError
-from bastion.evaluation.state import model_digest
 from bastion.jobs import EvalSpec, model_info, parse_device
-from bastion.record import versions
 from bastion.threat import ThreatModel
 from bastion.zoo.user import load_any
 

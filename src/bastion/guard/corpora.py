@@ -62,7 +62,7 @@ class Example:
     label: int
 
 
-def _package_dir(package: str) -> Path:
+def package_dir(package: str) -> Path:
     """The folder of an installed package, found without importing it."""
     try:
         spec = importlib.util.find_spec(package)
@@ -76,7 +76,7 @@ def _package_dir(package: str) -> Path:
 
 
 def _data_file(package: str, *parts: str) -> Path:
-    path = _package_dir(package).joinpath(*parts)
+    path = package_dir(package).joinpath(*parts)
     if not path.is_file():
         raise MissingDependencyError(
             f"{path} is missing from the installed {package}; reinstall the expected "
@@ -121,8 +121,8 @@ def neuralchemy(split: str) -> list[Example]:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
-        raise MissingDependencyError("reading the neuralchemy splits needs pyarrow "
-                                     "(pip install pyarrow)") from exc
+        raise MissingDependencyError("reading the neuralchemy splits needs pyarrow: pip "
+                                     "install 'bastion[guard-models]'") from exc
     rows = pq.read_table(path, columns=["text", "label"]).to_pylist()
     return [Example(str(r["text"]), int(r["label"])) for r in rows
             if isinstance(r["text"], str) and r["label"] in (0, 1)]

@@ -19,13 +19,14 @@ the reason under ``notes``: never a made-up 0.
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from bastion.common.intervals import interval_list, wilson_interval
 from bastion.errors import InputError
+from bastion.extras import missing
 from bastion.guard.corpora import Example
 from bastion.guard.pipeline import PipelineResult
 
@@ -46,37 +47,6 @@ def _scan_fn(guard: Any, direction: str) -> Callable[[str], PipelineResult]:
         return guard.run
     raise InputError(f"evaluate_guard needs a Guard (with {method}) or a Pipeline (with run), "
                      f"got {type(guard).__name__}")
-
-
-#: the normal quantile of a two-sided 95% interval.
-_Z95 = 1.959963984540054
-
-
-def wilson_interval(k: int, n: int, z: float = _Z95) -> tuple[float, float] | None:
-    """Wilson score interval ``(low, high)`` for a proportion ``k / n`` (two-sided 95%
-    with the default ``z``); ``None`` when ``n == 0``. Unlike ``p +- z * se`` it stays in
-    [0, 1] and is not empty at ``k = 0``: 0 evaded of 200 still allows up to 1.9%.
-    """
-    if n <= 0:
-        return None
-    if not 0 <= k <= n:
-        raise InputError(f"need 0 <= k <= n for a proportion, got k={k}, n={n}")
-    p, z2 = k / n, z * z
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    # at k = 0 (k = n) the low (high) end is exactly 0 (1); rounding would leave 1e-17
-    low = 0.0 if k == 0 else max(0.0, centre - half)
-    high = 1.0 if k == n else min(1.0, centre + half)
-    return low, high
-
-
-def interval_list(interval: tuple[float, float] | None, scale: float = 1.0,
-                  digits: int | None = None) -> list[float] | None:
-    """``interval`` as a JSON list, times ``scale`` and rounded to ``digits`` (``None``:
-    not rounded); ``None`` stays ``None``."""
-    if interval is None:
-        return None
-    return [scale * v if digits is None else round(scale * v, digits) for v in interval]
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -174,6 +144,33 @@ def evaluate_guard(guard: Any, examples: Sequence[Example], *, direction: str = 
     """
     scan = _scan_fn(guard, direction)
     examples = list(examples)
+    _check(examples)
+    labels = np.fromiter((ex.label for ex in examples), dtype=int, count=len(examples))
+    scanned = _scan_all(scan, examples, progress)
+    notes: dict[str, str] = {}
+    counts, rates = _verdict_rates(labels, scanned["predicted"], notes)
+    ranking = _ranking(labels, scanned["scores"], notes)
+    roc = ranking.pop("roc")
+    tp, fp, tn = counts["tp"], counts["fp"], counts["tn"]
+    n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
+    return {
+        "kind": "bastion.guard_eval", "schema_version": 1, "direction": direction,
+        "n": len(examples), "positives": n_pos, "negatives": n_neg,
+        "confusion": counts, **rates,
+        "tpr_ci": interval_list(wilson_interval(tp, n_pos)),
+        "fpr_ci": interval_list(wilson_interval(fp, n_neg)),
+        "accuracy": (tp + tn) / len(examples),
+        **ranking,
+        "latency_ms": {"pipeline": _percentiles(scanned["pipeline_ms"]),
+                       "layers": {name: _percentiles(ms)
+                                  for name, ms in scanned["layer_ms"].items()}},
+        "roc": roc, "verdicts": scanned["verdicts"],
+        "failed_scans": scanned["failed"], "notes": notes,
+    }
+
+
+def _check(examples: Sequence[Example]) -> None:
+    """InputError for an empty corpus, a text that is not a str or a label not 0/1."""
     if not examples:
         raise InputError("the corpus holds no examples; nothing to evaluate")
     for i, ex in enumerate(examples):
@@ -182,7 +179,13 @@ def evaluate_guard(guard: Any, examples: Sequence[Example], *, direction: str = 
         if ex.label not in (0, 1) or isinstance(ex.label, bool):
             raise InputError(f"example {i}: label must be 0 (benign) or 1 (attack), got "
                              f"{ex.label!r}")
-    labels = np.fromiter((ex.label for ex in examples), dtype=int, count=len(examples))
+
+
+def _scan_all(scan: Callable[[str], PipelineResult], examples: Sequence[Example],
+              progress: bool) -> dict[str, Any]:
+    """Scan every example: ``scores`` and ``predicted`` (not ``allow``) arrays (N,),
+    latencies in ms (``pipeline_ms``, ``layer_ms`` per layer), ``verdicts`` counted and
+    the number of ``failed`` scans."""
     scores = np.empty(len(examples), dtype=float)
     predicted = np.empty(len(examples), dtype=bool)
     pipeline_ms: list[float] = []
@@ -198,16 +201,20 @@ def evaluate_guard(guard: Any, examples: Sequence[Example], *, direction: str = 
         pipeline_ms.append(result.latency_ms)
         for layer in result.layers:
             layer_ms.setdefault(layer.scanner, []).append(layer.latency_ms)
+    return {"scores": scores, "predicted": predicted, "pipeline_ms": pipeline_ms,
+            "layer_ms": layer_ms, "verdicts": verdicts, "failed": failed}
 
+
+def _verdict_rates(labels: np.ndarray, predicted: np.ndarray, notes: dict[str, str]
+                   ) -> tuple[dict[str, int], dict[str, float | None]]:
+    """The confusion counts and ``tpr``, ``fpr``, ``precision``, ``f1`` of the verdicts
+    (``None``, with a note, where the corpus leaves one undefined)."""
     pos, neg = labels == 1, labels == 0
-    n_pos, n_neg = int(pos.sum()), int(neg.sum())
-    tp = int((predicted & pos).sum())
-    fp = int((predicted & neg).sum())
-    tn = int((~predicted & neg).sum())
-    fn = int((~predicted & pos).sum())
-    notes: dict[str, str] = {}
-    tpr = _ratio(tp, n_pos)
-    fpr = _ratio(fp, n_neg)
+    counts = {"tp": int((predicted & pos).sum()), "fp": int((predicted & neg).sum()),
+              "tn": int((~predicted & neg).sum()), "fn": int((~predicted & pos).sum())}
+    tp, fp = counts["tp"], counts["fp"]
+    tpr = _ratio(tp, int(pos.sum()))
+    fpr = _ratio(fp, int(neg.sum()))
     precision = _ratio(tp, tp + fp)
     if tpr is None:
         notes["tpr"] = "no attacks (label 1) in the corpus"
@@ -221,42 +228,32 @@ def evaluate_guard(guard: Any, examples: Sequence[Example], *, direction: str = 
         notes["f1"] = "precision or TPR undefined"
     else:
         f1 = 0.0 if precision + tpr == 0 else 2 * precision * tpr / (precision + tpr)
+    return counts, {"tpr": tpr, "fpr": fpr, "precision": precision, "f1": f1}
 
-    area: float | None = None
-    at_budget: float | None = None
-    at_budget_fpr: float | None = None
-    at_budget_threshold: float | None = None
-    roc: dict[str, list[float]] | None = None
-    if n_pos and n_neg:
-        area = auroc(labels, scores)
-        c_fpr, c_tpr, c_thr = roc_curve(labels, scores)
-        ok = np.flatnonzero(c_fpr <= FPR_BUDGET)  # never empty: (0, 0) at +inf
-        best = int(ok[np.argmax(c_tpr[ok])])  # argmax takes the first: the highest threshold
-        at_budget = float(c_tpr[best])
-        at_budget_fpr = float(c_fpr[best])
-        at_budget_threshold = None if np.isinf(c_thr[best]) else float(c_thr[best])
-        keep = _downsample(c_fpr.size, ROC_POINTS)
-        roc = {"fpr": [float(v) for v in c_fpr[keep]], "tpr": [float(v) for v in c_tpr[keep]]}
-    else:
+
+def _ranking(labels: np.ndarray, scores: np.ndarray, notes: dict[str, str]
+             ) -> dict[str, Any]:
+    """``auroc``, the TPR at FPR <= 1% with its FPR and threshold, and the ``roc``
+    curve (at most :data:`ROC_POINTS` points); ``None`` with a note for one class."""
+    out: dict[str, Any] = {"auroc": None, "tpr_at_fpr_1pct": None,
+                           "tpr_at_fpr_1pct_fpr": None, "tpr_at_fpr_1pct_threshold": None,
+                           "roc": None}
+    if not ((labels == 1).any() and (labels == 0).any()):
         reason = "the corpus holds only one class; AUROC and ROC need attacks and benign prompts"
         notes["auroc"] = reason
         notes["tpr_at_fpr_1pct"] = reason
-
-    return {
-        "kind": "bastion.guard_eval", "schema_version": 1, "direction": direction,
-        "n": len(examples), "positives": n_pos, "negatives": n_neg,
-        "confusion": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
-        "tpr": tpr, "fpr": fpr, "precision": precision, "f1": f1,
-        "tpr_ci": interval_list(wilson_interval(tp, n_pos)),
-        "fpr_ci": interval_list(wilson_interval(fp, n_neg)),
-        "accuracy": (tp + tn) / len(examples),
-        "auroc": area,
-        "tpr_at_fpr_1pct": at_budget, "tpr_at_fpr_1pct_fpr": at_budget_fpr,
-        "tpr_at_fpr_1pct_threshold": at_budget_threshold,
-        "latency_ms": {"pipeline": _percentiles(pipeline_ms),
-                       "layers": {name: _percentiles(ms) for name, ms in layer_ms.items()}},
-        "roc": roc, "verdicts": verdicts, "failed_scans": failed, "notes": notes,
-    }
+        return out
+    c_fpr, c_tpr, c_thr = roc_curve(labels, scores)
+    ok = np.flatnonzero(c_fpr <= FPR_BUDGET)  # never empty: (0, 0) at +inf
+    best = int(ok[np.argmax(c_tpr[ok])])  # argmax takes the first: the highest threshold
+    keep = _downsample(c_fpr.size, ROC_POINTS)
+    out.update({
+        "auroc": auroc(labels, scores), "tpr_at_fpr_1pct": float(c_tpr[best]),
+        "tpr_at_fpr_1pct_fpr": float(c_fpr[best]),
+        "tpr_at_fpr_1pct_threshold": None if np.isinf(c_thr[best]) else float(c_thr[best]),
+        "roc": {"fpr": [float(v) for v in c_fpr[keep]], "tpr": [float(v) for v in c_tpr[keep]]},
+    })
+    return out
 
 
 def roc_plot(result: dict[str, Any], *, title: str | None = None) -> bytes:
@@ -264,8 +261,11 @@ def roc_plot(result: dict[str, Any], *, title: str | None = None) -> bytes:
 
     A one-class result, which has no curve, gives a figure that says so.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ModuleNotFoundError as exc:
+        raise missing(exc, "the ROC plot", "guard") from exc
 
     fig = Figure(figsize=(4.5, 4.5), dpi=100)
     FigureCanvasAgg(fig)

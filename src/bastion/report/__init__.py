@@ -11,7 +11,7 @@ Example::
     )
     json_path, html_path = write_card(
         Path("out"), [entry],
-        run={"run_id": "3f2a9c", "seed": 0, "versions": bastion.record.versions(),
+        run={"run_id": "3f2a9c", "seed": 0, "versions": bastion.common.records.versions(),
              "command": "bastion evaluate ..."},
     )
 

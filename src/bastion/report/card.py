@@ -25,8 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bastion.common.records import new_run_id, now
 from bastion.errors import ConfigError, InputError
-from bastion.record import new_run_id, now
 from bastion.report._schema import check_schema, invalid, to_plain
 from bastion.report.html import render_html
 

@@ -23,9 +23,9 @@ from torch import nn
 
 from bastion import data as data_registry
 from bastion.attacks.pgd import PGD
+from bastion.common.records import RecordWriter, versions
+from bastion.common.state import model_digest
 from bastion.evaluation.runner import evaluate
-from bastion.evaluation.state import model_digest
-from bastion.record import RecordWriter, versions
 from bastion.threat import ThreatModel
 from bastion.train.config import TrainConfig
 from bastion.train.monitor import Monitor

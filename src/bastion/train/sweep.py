@@ -112,7 +112,7 @@ def run_sweep(cfg: TrainConfig, betas: Sequence[float], out: Path, *, command: s
 
 def _write_card(out: Path, table: dict[str, Any], *, seed: int, command: str) -> None:
     """One entry per model, taken from the card each run wrote; the table on top."""
-    from bastion.record import new_run_id, versions
+    from bastion.common.records import new_run_id, versions
     from bastion.report import CardEntry, write_card
 
     entries = []

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from bastion.common.records import RecordWriter, new_run_id, versions
 from bastion.errors import BastionWarning, ConfigError
 from bastion.evaluation.progress import progress_bar
 from bastion.evaluation.runner import unit_seed
-from bastion.record import RecordWriter, new_run_id, versions
 from bastion.threat import ThreatModel
 from bastion.train import checkpoint
 from bastion.train import data as train_data

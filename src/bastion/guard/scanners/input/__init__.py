@@ -5,9 +5,10 @@ In pipeline order: ``sanitizer`` (Unicode clean-up, hidden-text report), ``decod
 signatures) and ``transformer`` (the fine-tuned MiniLM injection classifier) or
 ``ensemble`` (the transformer and the n-gram classifier, their logits mixed), then
 ``perplexity`` (optimized gibberish suffixes under a small language model; not in the
-default policy). The n-gram classifier (:mod:`.classifier`) is registered only as a member
-of ``ensemble``.
-:mod:`.hardening` holds helpers for wrapping untrusted content; it is not a scanner.
+default policy). The n-gram head (:mod:`.ngram`) is not a layer of its own, only a member
+of ``ensemble``; :mod:`.minilm` is the transformer's network. :mod:`.hardening` holds
+helpers for wrapping untrusted content; it is not a scanner. Training lives apart, in
+:mod:`bastion.guard.training`.
 """
 
 from __future__ import annotations

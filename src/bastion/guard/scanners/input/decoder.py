@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from bastion.errors import ConfigError
 from bastion.guard.base import Finding, ScanContext, Scanner, Span
-from bastion.guard.scanners.input._codecs import (
+from bastion.guard.codecs import (
     ESCAPE,
     ESCAPE_KIND,
     LEET_I,

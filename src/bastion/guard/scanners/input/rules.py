@@ -29,6 +29,7 @@ import yaml
 
 from bastion.errors import ConfigError
 from bastion.guard.base import Finding, ScanContext, Scanner, Span
+from bastion.guard.sentences import quoted_spans
 
 #: reported matches per rule; matching stops there, so a 1 MB text repeating one
 #: attack costs no more than a short one.
@@ -41,8 +42,6 @@ _RULE_KEYS = {"id", "category", "weight", "pattern", "note"}
 #: words a text needs outside its quotations before a quoted match is discounted: a
 #: prompt that is nothing but a quoted attack is the attack.
 MIN_OWN_WORDS = 4
-_OPENS = "([{:;,"
-_CLOSES = ".,;:!?)]}"
 
 
 @dataclass(frozen=True)
@@ -215,31 +214,6 @@ def _char_offsets(text: str, data: bytes, offsets: set[int]) -> dict[int, int]:
         chars += len(data[last:offset].decode("utf-8", errors="replace"))
         mapping[offset], last = chars, offset
     return mapping
-
-
-def quoted_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans ``(start, end)`` of the quotations in ``text``, quote marks
-    included: double quotes and backticks paired in order, and single quotes that open
-    after a space, a line start or an opening bracket and close before a space, the end
-    or punctuation (so the apostrophes of "don't" and "users' files" pair with nothing).
-    Runs in one pass; an unclosed quotation spans nothing."""
-    spans: list[tuple[int, int]] = []
-    open_at: dict[str, int] = {}
-    n = len(text)
-    for i, ch in enumerate(text):
-        if ch in '"`':
-            if ch in open_at:
-                spans.append((open_at.pop(ch), i + 1))
-            else:
-                open_at[ch] = i
-        elif ch == "'":
-            before = text[i - 1] if i else " "
-            after = text[i + 1] if i + 1 < n else " "
-            if "'" in open_at and (after.isspace() or after in _CLOSES) and before != " ":
-                spans.append((open_at.pop("'"), i + 1))
-            elif (before.isspace() or before in _OPENS) and not after.isspace():
-                open_at["'"] = i
-    return sorted(spans)
 
 
 class _Quotes:

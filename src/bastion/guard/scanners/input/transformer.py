@@ -1,8 +1,8 @@
 """The fine-tuned transformer classifier: prompt injection and jailbreak detection with
-MiniLM's first layers, adapted by bastion (:mod:`._encoder`).
+MiniLM's first layers, adapted by bastion (:mod:`.minilm`).
 
-Trained by ``bastion guard train --kind transformer`` (:mod:`bastion.guard.train_transformer`)
-on the issue's training sources only; the bundled weights
+Trained by ``bastion guard train --part transformer`` (:mod:`bastion.guard.training`) on
+the training sources only; the bundled weights
 (``bastion/guard/data/transformer_head.npz``) and their record, including the threshold
 chosen on S-Labs val, sit in ``transformer_head.json``.
 
@@ -10,30 +10,30 @@ Long inputs are scanned whole: a text longer than ``window_tokens`` tokens is re
 windows of that many tokens, ``stride_tokens`` apart (the last ending at the text's last
 token), each scored alone; base64 and hex runs that decode to text are scored decoded as
 well. A prompt that fits one window is also read sentence by sentence, each sentence
-alone with its quotations masked (:mod:`._segments`), when the weights were trained on
-lone benign sentences: one everyday sentence beside a short injection otherwise
+alone with its quotations masked (:mod:`bastion.guard.sentences`), when the weights were
+trained on lone benign sentences: one everyday sentence beside a short injection otherwise
 outweighs it in the mean of the token states. All of a prompt's pieces are read in one
-packed pass (:func:`._encoder.packed_logits`). The score is the sigmoid of the highest
+packed pass (:func:`.minilm.packed_logits`). The score is the sigmoid of the highest
 logit, and the span is the piece that gave it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bastion.errors import ConfigError
+from bastion.extras import missing
+from bastion.guard import sentences as _sentences
+from bastion.guard.artifacts import bundled, read_record, record_number
 from bastion.guard.base import Finding, ScanContext, Scanner, Span
-from bastion.guard.scanners.input import _encoder, _segments
-from bastion.guard.scanners.input.classifier import (
-    _bundled,
-    check_windows,
-    head_meta,
-    payload_pieces,
-    windows,
-)
+from bastion.guard.text import check_windows, payload_pieces, token_windows
+
+if TYPE_CHECKING:  # the network needs torch; it is imported when a prompt is first read
+    from bastion.guard.scanners.input.minilm import Network
 
 WEIGHTS_FILE = "transformer_head.npz"
 META_FILE = "transformer_head.json"
@@ -41,69 +41,40 @@ META_FILE = "transformer_head.json"
 MAX_PAYLOADS = 16
 
 
-def bundled(name: str) -> Path:
-    """Path of a file in ``bastion/guard/data``."""
-    return _bundled(name)
-
-
-def read_meta(weights: str | Path) -> dict[str, Any]:
-    """The JSON record beside a weights file (``{}`` when missing or unreadable)."""
-    return head_meta(str(weights))
-
-
 def trained_on_sentences(weights: str | Path) -> bool:
     """Whether the weights' record says they were trained on lone benign sentences."""
-    settings = read_meta(weights).get("settings")
+    settings = read_record(weights).get("settings")
     count = settings.get("sentence_negatives", 0) if isinstance(settings, dict) else 0
     return isinstance(count, int) and count > 0
 
 
-def _default_threshold() -> float:
-    value = read_meta(bundled(WEIGHTS_FILE)).get("threshold", 0.5)
-    return float(value) if isinstance(value, int | float) else 0.5
-
-
 #: the threshold chosen for the bundled weights on S-Labs val and benign-dev (FPR <= 1%,
 #: at most 3% flagged), else 0.5.
-DEFAULT_THRESHOLD: float = _default_threshold()
-
-
-def _whole_words(text: str, start: int, end: int) -> tuple[int, int]:
-    """``(start, end)`` shrunk to whole words: a window cut inside a word begins or ends
-    with a fragment ("ded nets."), which the network may read as anything. Kept as is
-    where the span has no whitespace to snap to."""
-    if start > 0 and not text[start - 1].isspace():
-        cut = next((i + 1 for i in range(start, end) if text[i].isspace()), None)
-        start = cut if cut is not None and cut < end else start
-    if end < len(text) and not text[end].isspace():
-        cut = next((i for i in range(end - 1, start, -1) if text[i].isspace()), None)
-        end = cut if cut is not None else end
-    return start, end
-
-
-def token_windows(text: str, window: int, stride: int) -> list[tuple[int, int]]:
-    """Character spans of windows of ``window`` tokens, ``stride`` apart, covering every
-    token of ``text`` (one span over the whole text when it is short), each shrunk to
-    whole words (consecutive windows overlap by ``window - stride`` tokens, so a word
-    dropped from one window's edge is read whole in its neighbour)."""
-    enc = _encoder.tokenizer()(text, add_special_tokens=False, return_offsets_mapping=True,
-                               truncation=False, verbose=False)
-    offsets = [(int(s), int(e)) for s, e in enc["offset_mapping"] if e > s]
-    return [_whole_words(text, s, e) for s, e in windows(text, offsets, window, stride)]
+DEFAULT_THRESHOLD: float = record_number(bundled(WEIGHTS_FILE), "threshold", 0.5)
 
 
 def pieces(text: str, window: int, stride: int, sentences: bool = True
            ) -> list[tuple[int, int, str, str]]:
     """``(start, end, label, piece)`` for every window (label ``window``), every sentence
     of a text that fits one window, read alone with its quotations masked (label
-    ``sentence``; with ``sentences``, see :mod:`._segments`), and every decoded base64 /
-    hex payload (labels ``base64``, ``hex``; the span is the encoded run)."""
+    ``sentence``; with ``sentences``, see :mod:`bastion.guard.sentences`), and every
+    decoded base64 / hex payload (labels ``base64``, ``hex``; the span is the encoded
+    run)."""
     spans = token_windows(text, window, stride)
     out = [(s, e, "window", text[s:e]) for s, e in spans]
     if sentences and len(spans) == 1:
-        out += [(s, e, "sentence", _segments.masked(text[s:e]))
-                for s, e in _segments.sentences(text)]
+        out += [(s, e, "sentence", _sentences.masked(text[s:e]))
+                for s, e in _sentences.sentences(text)]
     return out + payload_pieces(text, MAX_PAYLOADS)
+
+
+def _minilm() -> ModuleType:
+    """:mod:`.minilm`, imported on first use: it needs torch (``bastion[guard-models]``)."""
+    try:
+        from bastion.guard.scanners.input import minilm
+    except ModuleNotFoundError as exc:
+        raise missing(exc, "the transformer layer", "guard-models") from exc
+    return minilm
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -117,13 +88,13 @@ class TransformerScanner(Scanner):
         name, threshold, action: see :class:`~bastion.guard.base.Scanner`; the default
             threshold is the one chosen for the bundled weights (FPR <= 1% on S-Labs val,
             at most 3% of benign-dev flagged).
-        weights: an ``.npz`` written by ``bastion guard train --kind transformer``;
+        weights: an ``.npz`` written by ``bastion guard train --part transformer``;
             ``None`` for the bundled one. Pass its JSON's threshold with it.
         window_tokens: tokens per window (at most 254: MiniLM reads 256 with specials).
         stride_tokens: tokens between window starts (at most ``window_tokens``).
         sentences: also read each sentence of a prompt that fits one window alone, so
             that benign sentences wrapped around an injection cannot dilute it (see
-            :mod:`._segments`). ``None``: as the weights were trained, on when their
+            :mod:`bastion.guard.sentences`). ``None``: as the weights were trained, on when their
             record's ``sentence_negatives`` is above 0 (weights trained without lone
             benign sentences read them as short probes: more false positives).
     """
@@ -158,21 +129,21 @@ class TransformerScanner(Scanner):
             return bool(self.sentences)
         return trained_on_sentences(self._weights_path())
 
-    def network(self) -> _encoder.Network:
+    def network(self) -> Network:
         """The network (loaded once per process and weights file)."""
-        return _encoder.load(self._weights_path())
+        return _minilm().load(self._weights_path())
 
     def score_texts(self, texts: list[str]) -> np.ndarray:
         """Probabilities of texts each read as one piece, cut after ``window_tokens``
         tokens (what a classifier without windows sees)."""
-        return _sigmoid(_encoder.logits(self.network(), texts,
-                                        max_tokens=self.window_tokens + 2))
+        return _sigmoid(_minilm().logits(self.network(), texts,
+                                         max_tokens=self.window_tokens + 2))
 
     def _scan(self, text: str, context: ScanContext) -> Finding:
         if not text.strip():
             return Finding(0.0, "empty text")
         found = pieces(text, self.window_tokens, self.stride_tokens, self.reads_sentences())
-        scores = _sigmoid(_encoder.packed_logits(self.network(), [p[3] for p in found]))
+        scores = _sigmoid(_minilm().packed_logits(self.network(), [p[3] for p in found]))
         best = int(np.argmax(scores))
         start, end, label, _ = found[best]
         n_same = sum(p[2] == label for p in found)

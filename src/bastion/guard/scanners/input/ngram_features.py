@@ -1,4 +1,4 @@
-"""Lexical features for the classifier layer: hashed character and word n-grams, TF-IDF.
+"""Lexical features for the n-gram classifier: hashed character and word n-grams, TF-IDF.
 
 A text becomes a sparse vector of ``2 * 2**NGRAM_BITS`` counts: character n-grams of
 length 2 to 5 inside word boundaries (``char_wb``: robust to typos, leetspeak and glued
@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from bastion.extras import missing
+
 #: buckets per n-gram kind are 2**NGRAM_BITS (characters, then words).
 NGRAM_BITS = 17
 N_NGRAM_FEATURES = 2 * 2**NGRAM_BITS
@@ -26,7 +28,10 @@ N_NGRAM_FEATURES = 2 * 2**NGRAM_BITS
 
 @lru_cache(maxsize=1)
 def _vectorizers() -> tuple[Any, Any]:
-    from sklearn.feature_extraction.text import HashingVectorizer
+    try:
+        from sklearn.feature_extraction.text import HashingVectorizer
+    except ModuleNotFoundError as exc:
+        raise missing(exc, "the n-gram classifier", "guard") from exc
 
     common = {"n_features": 2**NGRAM_BITS, "alternate_sign": False, "norm": None,
               "lowercase": True, "dtype": np.float32}
@@ -38,9 +43,9 @@ def _vectorizers() -> tuple[Any, Any]:
 
 def ngram_counts(texts: Sequence[str]) -> Any:
     """Raw n-gram counts, a ``scipy.sparse.csr_matrix`` of shape ``(len(texts), N)``."""
+    chars, words = _vectorizers()  # first: it says which extra to install
     from scipy.sparse import hstack
 
-    chars, words = _vectorizers()
     texts = list(texts)
     return hstack([chars.transform(texts), words.transform(texts)], format="csr")
 

@@ -1,4 +1,5 @@
-"""Low-level codecs for the decoder: candidate patterns, decoders and text transforms.
+"""Codecs for smuggled payloads: candidate patterns, decoders and text transforms (used by
+the decoder layer and by the classifier layers, which read decoded payloads too).
 
 Every pattern here is a run of one character class (no nested repeats), so Python's
 backtracking engine walks each text once.

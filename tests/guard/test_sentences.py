@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bastion.guard.scanners.input._segments import MAX_PIECES, masked, sentences
 from bastion.guard.scanners.input.transformer import pieces
+from bastion.guard.sentences import MAX_PIECES, masked, sentences
 
 
 def _texts(text: str, **kwargs: int) -> list[str]:

@@ -11,7 +11,7 @@ alone, the injection scores as it did unpadded. :func:`sentences` finds the piec
   laptop battery ..."), the usual start of an English sentence whose full stop is
   missing; before ``I`` only when the word before it is not a function word (``I`` is
   capitalised mid-sentence too: "so I can", "what I want", "should I");
-* never cuts inside a quotation (:func:`.rules.quoted_spans`), so a quoted attack stays
+* never cuts inside a quotation (:func:`quoted_spans`), so a quoted attack stays
   one piece with the words around it;
 * a piece of fewer than ``min_words`` words joins the next one (the last joins the one
   before): a two-word fragment alone says little.
@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import re
 
-from bastion.guard.scanners.input.rules import quoted_spans
+#: characters that may come right before an opening single quote, and right after a
+#: closing one.
+_OPENS = "([{:;,"
+_CLOSES = ".,;:!?)]}"
 
 #: fewest words in a piece read alone.
 MIN_WORDS = 3
@@ -103,3 +106,28 @@ def masked(text: str) -> str:
     for start, end in reversed(quoted_spans(text)):
         text = f'{text[:start]}"..."{text[end:]}'
     return text
+
+
+def quoted_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` of the quotations in ``text``, quote marks
+    included: double quotes and backticks paired in order, and single quotes that open
+    after a space, a line start or an opening bracket and close before a space, the end
+    or punctuation (so the apostrophes of "don't" and "users' files" pair with nothing).
+    Runs in one pass; an unclosed quotation spans nothing."""
+    spans: list[tuple[int, int]] = []
+    open_at: dict[str, int] = {}
+    n = len(text)
+    for i, ch in enumerate(text):
+        if ch in '"`':
+            if ch in open_at:
+                spans.append((open_at.pop(ch), i + 1))
+            else:
+                open_at[ch] = i
+        elif ch == "'":
+            before = text[i - 1] if i else " "
+            after = text[i + 1] if i + 1 < n else " "
+            if "'" in open_at and (after.isspace() or after in _CLOSES) and before != " ":
+                spans.append((open_at.pop("'"), i + 1))
+            elif (before.isspace() or before in _OPENS) and not after.isspace():
+                open_at["'"] = i
+    return sorted(spans)

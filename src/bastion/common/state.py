@@ -1,4 +1,5 @@
-"""Resume files: finished work units of an evaluation, saved after each one.
+"""Resume files: finished work units of a long run (an evaluation, a guard attack, a
+certification), saved after each one.
 
 The file is JSON: ``{"fingerprint": ..., "units": {"<eps index>/<batch start>": {...}}}``,
 rewritten atomically (write to a temporary file, then rename), so a kill at any moment
@@ -13,15 +14,17 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from bastion.errors import StateError
 
+if TYPE_CHECKING:  # digests read tensors through their methods: no torch import needed
+    import torch
+    from torch import nn
+
 
 def tensor_digest(*tensors: torch.Tensor) -> str:
+    """First 16 hex digits of the SHA-256 of the tensors' shapes and bytes."""
     digest = hashlib.sha256()
     for t in tensors:
         digest.update(str(tuple(t.shape)).encode())
@@ -30,10 +33,12 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
 
 
 def model_digest(model: nn.Module) -> str:
+    """:func:`tensor_digest` of a model's state dict, in key order."""
     return tensor_digest(*[t for _, t in sorted(model.state_dict().items())])
 
 
 def fingerprint(params: dict[str, Any]) -> str:
+    """First 16 hex digits of the SHA-256 of ``params`` as sorted JSON."""
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
