@@ -12,6 +12,7 @@ in-process rate limiter and the embedded SmolLM2 upstream::
     session_secret: null                          # signs review cookies; null = kept in the DB
     on_input_review: allow                        # allow | block: a prompt marked `review`
     block_response: refusal                       # refusal (200, content_filter) | error (400)
+    input_roles: null                             # roles the proxy scans; null = every role
     upstream:
       url: null            # OpenAI-compatible base URL (…/v1); null = embedded SmolLM2
       api_key: null        # sent upstream as Bearer; env BASTION_UPSTREAM_API_KEY wins
@@ -90,6 +91,7 @@ class ServiceConfig:
     session_secret: str | None = None
     on_input_review: str = "allow"
     block_response: str = "refusal"
+    input_roles: tuple[str, ...] | None = None
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
@@ -102,6 +104,13 @@ class ServiceConfig:
         if self.block_response not in ("refusal", "error"):
             raise ConfigError(f"block_response must be refusal or error, got "
                               f"{self.block_response!r}")
+        roles = self.input_roles
+        if roles is not None:
+            if isinstance(roles, str) or not isinstance(roles, list | tuple) or not all(
+                    isinstance(r, str) and r for r in roles):
+                raise ConfigError(f"input_roles must be a list of role names (or null for "
+                                  f"every role), got {roles!r}")
+            object.__setattr__(self, "input_roles", tuple(roles))  # YAML gives a list
         positive = {"limits.max_body_bytes": self.limits.max_body_bytes,
                     "limits.max_header_bytes": self.limits.max_header_bytes,
                     "limits.max_json_depth": self.limits.max_json_depth,
