@@ -34,7 +34,7 @@ from bastion.service.config import ServiceConfig
 from bastion.service.limits import RequestLimits, error_body
 from bastion.service.models import ScanInputRequest, ScanOutputRequest, ScanResponse
 from bastion.service.ratelimit import Limiter, make_limiter
-from bastion.service.state import SESSION_HEADER, Service, ServiceError
+from bastion.service.state import DEFAULT_SESSION, SESSION_HEADER, Service, ServiceError
 from bastion.service.storage import Principal, Store
 from bastion.service.upstream import EmbeddedUpstream, HTTPUpstream, Upstream
 
@@ -66,7 +66,7 @@ AdminKey = Annotated[Principal, Depends(admin)]
 
 def session_of(request: Request, given: str | None) -> str:
     """The session id: the body's, else the ``X-Bastion-Session`` header, else the key's."""
-    return given or request.headers.get(SESSION_HEADER) or "default"
+    return given or request.headers.get(SESSION_HEADER) or DEFAULT_SESSION
 
 
 def make_upstream(config: ServiceConfig) -> Upstream:

@@ -25,6 +25,9 @@ in-process rate limiter and the embedded SmolLM2 upstream::
       max_json_depth: 32
       request_timeout_s: 60
       stream_window_chars: 160   # a stream is released after each sentence or this many chars
+      max_scan_chars: 200000     # characters in one scan (a prompt, an answer)
+      max_pending_chars_per_key: 400000   # characters being scanned for one key at once
+      max_pending_chars: 2000000          # ... for all keys (bounds the CPU queued)
     rate_limit: {rate_per_s: 10, burst: 30}
     anomaly: {...}   # see bastion.service.anomaly.AnomalyConfig
 
@@ -61,13 +64,17 @@ class UpstreamConfig:
 @dataclass(frozen=True)
 class LimitsConfig:
     """Bounds on one request: body and header bytes, JSON nesting depth, seconds, stream
-    window (characters)."""
+    window (characters); and on the scanning work in flight, in characters
+    (:mod:`bastion.service.workload`)."""
 
     max_body_bytes: int = 1 << 20
     max_header_bytes: int = 16 * 1024
     max_json_depth: int = 32
     request_timeout_s: float = 60.0
     stream_window_chars: int = 160
+    max_scan_chars: int = 200_000
+    max_pending_chars_per_key: int = 400_000
+    max_pending_chars: int = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,9 @@ class ServiceConfig:
                     "limits.max_json_depth": self.limits.max_json_depth,
                     "limits.request_timeout_s": self.limits.request_timeout_s,
                     "limits.stream_window_chars": self.limits.stream_window_chars,
+                    "limits.max_scan_chars": self.limits.max_scan_chars,
+                    "limits.max_pending_chars_per_key": self.limits.max_pending_chars_per_key,
+                    "limits.max_pending_chars": self.limits.max_pending_chars,
                     "rate_limit.rate_per_s": self.rate_limit.rate_per_s,
                     "rate_limit.burst": self.rate_limit.burst,
                     "upstream.timeout_s": self.upstream.timeout_s,

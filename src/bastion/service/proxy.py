@@ -67,7 +67,7 @@ async def chat_completions(body: ChatRequest, request: Request,
     last_user = last_user_text(messages)
     model = svc.config.upstream.model or body.model or getattr(svc.upstream, "model", None) \
         or "bastion"
-    inp = await svc.check("input", prompt, who, session)
+    inp = await svc.check("input", prompt, who, session, observed=last_user or None)
     verdict = inp.result.verdict
     if verdict == "block" or (verdict == "review" and svc.config.on_input_review == "block"):
         status, answer = _blocked_body(svc, "input", model, inp, None)

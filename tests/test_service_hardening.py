@@ -1,0 +1,96 @@
+"""The service under careless or hostile clients: bounded scanning work, fair anomaly
+counting, clear errors for wrong content types and huge invalid bodies."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from test_service_support import ATTACK, BENIGN, app_and_keys, config, guard
+
+
+class SlowGuard:
+    """The test guard, with prompts starting ``SLOW`` taking ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.inner = guard()
+
+    def scan_input(self, text: str, *args: Any, **kwargs: Any) -> Any:
+        if text.startswith("SLOW"):
+            time.sleep(self.delay)
+        return self.inner.scan_input(text, *args, **kwargs)
+
+    def scan_output(self, text: str, **kwargs: Any) -> Any:
+        return self.inner.scan_output(text, **kwargs)
+
+
+def _client(tmp_path: Path, g: Any = None, **overrides: Any) -> tuple[TestClient,
+                                                                     dict[str, str]]:
+    app, headers = app_and_keys(config(tmp_path, **overrides), g)
+    return TestClient(app), headers["client"]
+
+
+def test_a_timed_out_scan_still_counts_against_its_keys_backlog(tmp_path: Path) -> None:
+    client, h = _client(tmp_path, SlowGuard(2.0),
+                        limits={"request_timeout_s": 0.5, "max_pending_chars_per_key": 1000})
+    with client:
+        first = client.post("/v1/scan/input", headers=h, json={"text": "SLOW" + "a" * 600})
+        assert first.status_code == 504
+        second = client.post("/v1/scan/input", headers=h, json={"text": "SLOW" + "b" * 600})
+        assert second.status_code == 429, second.text
+        assert second.json()["error"]["code"] == "scan_backlog"
+        assert "Retry-After" in second.headers
+        budget = client.app.state.service.budget  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while budget.pending() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert budget.pending() == 0  # released when the orphaned scan finished
+        third = client.post("/v1/scan/input", headers=h, json={"text": "SLOW" + "c" * 600})
+        assert third.status_code == 504  # admitted again (and slow again)
+
+
+def test_a_prompt_over_the_scan_size_limit_is_a_413(tmp_path: Path) -> None:
+    client, h = _client(tmp_path, limits={"max_scan_chars": 100})
+    with client:
+        got = client.post("/v1/scan/input", headers=h, json={"text": "x" * 101})
+    assert got.status_code == 413
+    assert "max_scan_chars" in got.json()["error"]["message"]
+
+
+def _scan(client: TestClient, h: dict[str, str], text: str,
+          session: str | None = None) -> Any:
+    headers = {**h, "X-Bastion-Session": session} if session else h
+    return client.post("/v1/scan/input", headers=headers, json={"text": text})
+
+
+def test_identical_benign_repeats_without_a_session_neither_escalate_nor_throttle(
+        tmp_path: Path) -> None:
+    client, h = _client(tmp_path)
+    with client:
+        answers = [_scan(client, h, BENIGN) for _ in range(10)]
+        other = _scan(client, h, "How do I bake bread at home?")
+    assert [a.status_code for a in answers] == [200] * 10
+    assert all(a.json()["escalation_id"] is None for a in answers)
+    assert other.status_code == 200
+
+
+def test_probing_without_a_session_is_escalated_but_does_not_throttle_the_key(
+        tmp_path: Path) -> None:
+    client, h = _client(tmp_path)
+    with client:
+        answers = [_scan(client, h, f"{BENIGN} Answer in {n} words.") for n in range(10)]
+        after = _scan(client, h, "How do I bake bread at home?")
+    assert any(a.json()["escalation_id"] is not None for a in answers)
+    assert after.status_code == 200
+
+
+def test_flagged_prompts_are_counted_per_key_across_sessions(tmp_path: Path) -> None:
+    client, h = _client(tmp_path)
+    with client:
+        answers = [_scan(client, h, ATTACK, session=f"s{n}") for n in range(10)]
+    assert all(a.json()["verdict"] == "block" for a in answers)
+    assert answers[-1].json()["escalation_id"] is not None
