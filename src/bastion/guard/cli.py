@@ -13,10 +13,12 @@ likewise exits 0 once it has measured, 2 for a bad corpus, policy or output path
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,6 +26,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from bastion.errors import BastionError
+from bastion.guard.base import SEVERITY
+
+if TYPE_CHECKING:
+    from bastion.guard.pipeline import PipelineResult
 
 guard_app = typer.Typer(help="Scan prompts and answers with the LLM guard.",
                         no_args_is_help=True)
@@ -45,24 +51,56 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _read(text: str | None, file: Path | None) -> str:
-    """The text to scan: the argument, or the file's UTF-8 content (``-`` reads stdin)."""
+def _check_source(text: str | None, file: Path | None) -> None:
+    """Exactly one of a text argument and ``--file``."""
     if text is not None and file is not None:
         raise _fail("give the text to scan as an argument or with --file, not both")
-    if text is not None:
-        return text
-    if file is None:
+    if text is None and file is None:
         raise _fail("give the text to scan as an argument, or with --file FILE "
                     "(--file - reads stdin)")
+
+
+def _scan_file(file: Path, scan_one: Callable[[str], PipelineResult]
+               ) -> tuple[list[tuple[int, int, PipelineResult]], int]:
+    """Scan ``file`` (``-``: stdin, as bytes) a piece at a time; per piece (offset,
+    characters, result) and the text's length. Memory holds one piece at a time (and
+    the results, whose ``sanitized`` text is dropped when there are several pieces)."""
+    import time
+
+    from bastion.guard.pieces import text_pieces
+
+    out: list[tuple[int, int, PipelineResult]] = []
+    total, shown = 0, time.monotonic()
     try:
-        if str(file) == "-":
-            return sys.stdin.read()
-        return file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise _fail(f"{file} is not UTF-8 text; convert it first (e.g. iconv -t utf-8)") \
-            from None
+        stream = sys.stdin.buffer if str(file) == "-" else file.open("rb")
+        with stream:
+            name = "stdin" if str(file) == "-" else str(file)
+            for offset, piece in text_pieces(stream, name):
+                if out and len(out) == 1:  # a second piece: keep results small from now on
+                    out[0] = (out[0][0], out[0][1], _lean(out[0][2]))
+                result = scan_one(piece)
+                out.append((offset, len(piece), _lean(result) if out else result))
+                total = offset + len(piece)
+                if time.monotonic() - shown > 10:  # progress on long inputs, on stderr
+                    _err.print(f"scanned {total / 1e6:.1f} M characters")
+                    shown = time.monotonic()
     except OSError as exc:
         raise _fail(f"cannot read {file}: {exc.strerror or exc}") from None
+    return out, total
+
+
+def _lean(result: PipelineResult) -> PipelineResult:
+    return dataclasses.replace(result, sanitized="")
+
+
+def _pieces_json(pieces: list[tuple[int, int, PipelineResult]], total: int) -> dict[str, Any]:
+    worst = max((r for _, _, r in pieces), key=lambda r: (SEVERITY[r.verdict], r.score))
+    return {"verdict": worst.verdict, "score": max(r.score for _, _, r in pieces),
+            "chars": total, "latency_ms": sum(r.latency_ms for _, _, r in pieces),
+            "pieces": [{"offset": o, "chars": n, "verdict": r.verdict, "score": r.score,
+                        "layers": [{"name": x.scanner, "verdict": x.verdict, "score": x.score,
+                                    "reason": x.reason} for x in r.layers]}
+                       for o, n, r in pieces]}
 
 
 @guard_app.command()
@@ -79,17 +117,32 @@ def scan(
 ) -> None:
     """Scan one prompt (or, with --output, one answer) and print the verdict per layer.
 
-    Exits 0 whatever the verdict; 2 for bad input.
+    A file (or stdin) is read in pieces of about 20,000 characters that overlap by 1,000:
+    memory stays bounded and time grows linearly with its length. A text of several
+    pieces gets the most severe piece's verdict, listed per piece. Exits 0 whatever the
+    verdict; 2 for bad input (including bytes that are not UTF-8, from a file or stdin).
     """
     from bastion.guard.guard import Guard  # imported late: scanners load models
 
-    content = _read(text, file)
+    _check_source(text, file)
     if not output and (prompt is not None or canary is not None):
         raise _fail("--prompt and --canary describe a model's answer; add --output")
     try:
         guard = Guard(policy)
-        result = (guard.scan_output(content, prompt=prompt, canary=canary) if output
-                  else guard.scan_input(content))
+
+        def scan_one(content: str) -> PipelineResult:
+            return (guard.scan_output(content, prompt=prompt, canary=canary) if output
+                    else guard.scan_input(content))
+
+        if text is not None:
+            result = scan_one(text)
+        else:
+            assert file is not None
+            pieces, total = _scan_file(file, scan_one)
+            if len(pieces) > 1:
+                _print_pieces(pieces, total, as_json)
+                return
+            result = pieces[0][2]
     except BastionError as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -105,6 +158,28 @@ def scan(
                       f"{r.score:.3f}", f"{r.latency_ms:.2f}", escape(r.reason or "-"))
     for name in result.skipped:
         table.add_row(escape(name), "skipped", "-", "-", "not run")
+    _out.print(table)
+
+
+def _print_pieces(pieces: list[tuple[int, int, PipelineResult]], total: int,
+                  as_json: bool) -> None:
+    """The verdict on a text scanned in pieces: the most severe piece's, and each piece
+    that was not allowed."""
+    summary = _pieces_json(pieces, total)
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+        return
+    table = Table(title=f"guard: {_verdict(summary['verdict'])}, score {summary['score']:.3f}"
+                        f", {total} characters in {len(pieces)} pieces, "
+                        f"{summary['latency_ms'] / 1000:.1f} s")
+    for col in ("offset", "characters", "verdict", "score", "reasons"):
+        table.add_column(col)
+    for offset, chars, r in pieces:
+        if r.verdict != "allow":
+            reasons = "; ".join(f"{x.scanner}: {x.reason}" for x in r.layers
+                                if x.verdict != "allow")
+            table.add_row(str(offset), str(chars), _verdict(r.verdict), f"{r.score:.3f}",
+                          escape(reasons or "-"))
     _out.print(table)
 
 

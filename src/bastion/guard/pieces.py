@@ -1,0 +1,62 @@
+"""A large text read as overlapping pieces, so that scanning it takes bounded memory and
+time linear in its length.
+
+``bastion guard scan --file`` reads its file (or stdin) through :func:`text_pieces`:
+UTF-8 is decoded incrementally (invalid bytes are refused, from a file or stdin alike),
+and the text comes out as pieces of about ``piece_chars`` characters, cut at white space
+where there is some, each piece also holding the next ``overlap_chars`` characters, so
+that an attack shorter than the overlap that straddles a cut is whole in one piece.
+Memory holds one piece at a time whatever the input's size.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from bastion.errors import InputError
+
+PIECE_CHARS = 20_000
+OVERLAP_CHARS = 1_000
+_READ_BYTES = 1 << 16
+
+
+def _cut(text: str, size: int) -> int:
+    """Where to end a piece of at most ``size`` characters: after the last white space in
+    its second half, else at ``size`` (a text without spaces is cut anywhere)."""
+    space = max(text.rfind(" ", size // 2, size), text.rfind("\n", size // 2, size))
+    return space + 1 if space >= 0 else size
+
+
+def text_pieces(stream: BinaryIO, name: str, piece_chars: int = PIECE_CHARS,
+                overlap_chars: int = OVERLAP_CHARS) -> Iterator[tuple[int, str]]:
+    """``(offset, text)`` pieces of the UTF-8 byte ``stream``; ``offset`` counts characters.
+
+    Raises:
+        InputError: the bytes are not UTF-8 (the message names ``name`` and the offset).
+    """
+    if piece_chars < 1 or overlap_chars < 0:
+        raise InputError(f"piece_chars must be >= 1 and overlap_chars >= 0, got "
+                         f"{piece_chars} and {overlap_chars}")
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    buf, offset, read = "", 0, 0
+    yielded = False
+    while True:
+        data = stream.read(_READ_BYTES)
+        try:
+            buf += decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{name} is not UTF-8 text (bad byte near offset "
+                             f"{read + max(0, exc.start)}); convert it first (e.g. "
+                             "iconv -t utf-8)") from None
+        read += len(data)
+        while len(buf) >= piece_chars + overlap_chars:
+            cut = _cut(buf, piece_chars)
+            yield offset, buf[:cut + overlap_chars]
+            yielded = True
+            buf, offset = buf[cut:], offset + cut
+        if not data:
+            break
+    if buf or not yielded:
+        yield offset, buf
