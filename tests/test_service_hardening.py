@@ -3,13 +3,19 @@ counting, clear errors for wrong content types and huge invalid bodies."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from test_service_support import ATTACK, BENIGN, app_and_keys, config, guard
+from bastion.service.cli import uvicorn_settings
+from bastion.service.protocol import NoDelayH11Protocol
+from test_service_support import ATTACK, BENIGN, app_and_keys, config, free_port, guard
 
 
 class SlowGuard:
@@ -94,3 +100,51 @@ def test_flagged_prompts_are_counted_per_key_across_sessions(tmp_path: Path) -> 
         answers = [_scan(client, h, ATTACK, session=f"s{n}") for n in range(10)]
     assert all(a.json()["verdict"] == "block" for a in answers)
     assert answers[-1].json()["escalation_id"] is not None
+
+
+def _read_until_closed(sock: socket.socket, trickle: bytes, deadline_s: float) -> float:
+    """Send ``trickle`` a byte every 0.2 s until the server closes; seconds it took."""
+    start = time.monotonic()
+    sock.settimeout(0.2)
+    for byte in trickle:
+        if time.monotonic() - start > deadline_s:
+            break
+        try:
+            sock.send(bytes([byte]))
+            if sock.recv(1024) == b"":
+                return time.monotonic() - start
+        except TimeoutError:
+            continue
+        except OSError:  # reset: closed as well
+            return time.monotonic() - start
+    return float("inf")
+
+
+def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(tmp_path: Path,
+                                                         monkeypatch: Any) -> None:
+    cfg = config(tmp_path, limits={"header_timeout_s": 1.0})
+    monkeypatch.setattr(NoDelayH11Protocol, "header_timeout_s", cfg.limits.header_timeout_s)
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", **uvicorn_settings(cfg)))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            took = _read_until_closed(sock, b"X-Slow: " + b"b" * 100, deadline_s=8)
+        assert took < 3.0
+        with socket.create_connection(("127.0.0.1", port)) as sock:  # prompt heads pass
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -28,6 +28,8 @@ in-process rate limiter and the embedded SmolLM2 upstream::
       max_scan_chars: 200000     # characters in one scan (a prompt, an answer)
       max_pending_chars_per_key: 400000   # characters being scanned for one key at once
       max_pending_chars: 2000000          # ... for all keys (bounds the CPU queued)
+      header_timeout_s: 10       # `bastion serve`: a request head must arrive within this
+      max_connections: 1000      # `bastion serve`: per worker; more are answered 503
     rate_limit: {rate_per_s: 10, burst: 30}
     anomaly: {...}   # see bastion.service.anomaly.AnomalyConfig
 
@@ -75,6 +77,8 @@ class LimitsConfig:
     max_scan_chars: int = 200_000
     max_pending_chars_per_key: int = 400_000
     max_pending_chars: int = 2_000_000
+    header_timeout_s: float = 10.0
+    max_connections: int = 1000
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ class ServiceConfig:
                     "limits.max_scan_chars": self.limits.max_scan_chars,
                     "limits.max_pending_chars_per_key": self.limits.max_pending_chars_per_key,
                     "limits.max_pending_chars": self.limits.max_pending_chars,
+                    "limits.header_timeout_s": self.limits.header_timeout_s,
+                    "limits.max_connections": self.limits.max_connections,
                     "rate_limit.rate_per_s": self.rate_limit.rate_per_s,
                     "rate_limit.burst": self.rate_limit.burst,
                     "upstream.timeout_s": self.upstream.timeout_s,
