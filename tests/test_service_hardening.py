@@ -3,6 +3,7 @@ counting, clear errors for wrong content types and huge invalid bodies."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -148,3 +149,54 @@ def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(tmp_path: Path,
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_json_body_without_a_json_content_type_is_told_so(tmp_path: Path) -> None:
+    client, h = _client(tmp_path)
+    with client:
+        got = client.post("/v1/scan/input", content=b'{"text": "hi"}',
+                          headers={**h, "Content-Type": "text/plain"})
+    assert got.status_code == 422
+    assert "application/json" in got.json()["error"]["message"]
+
+
+def test_an_invalid_body_with_many_problems_gets_a_short_answer(tmp_path: Path) -> None:
+    client, h = _client(tmp_path)
+    body = {"text": "hi", **{f"unknown_field_{i}": 1 for i in range(20_000)}}
+    with client:
+        got = client.post("/v1/scan/input", headers=h, json=body)
+    assert got.status_code == 422
+    assert len(got.content) < 4_000
+    assert "more" in got.json()["error"]["message"]
+
+
+def _logged_in(client: TestClient, key: str) -> str:
+    client.post("/review/login", data={"key": key})
+    page = client.get("/review")
+    assert page.status_code == 200
+    match = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert match
+    return match.group(1)
+
+
+def test_logout_needs_the_csrf_token_and_ends_the_session_on_the_server(
+        tmp_path: Path) -> None:
+    app, h = app_and_keys(config(tmp_path))
+    key = h["reviewer"]["Authorization"].split()[1]
+    with TestClient(app) as client:
+        csrf = _logged_in(client, key)
+        cookie = client.cookies.get("bastion_review")
+        other = TestClient(app)
+
+        def status(value: str) -> int:
+            return other.get("/review", headers={"Cookie": f"bastion_review={value}"},
+                             follow_redirects=False).status_code
+
+        forged = client.post("/review/logout", data={"csrf": "0" * 32},
+                             follow_redirects=False)
+        assert forged.status_code == 403
+        assert status(cookie) == 200
+        done = client.post("/review/logout", data={"csrf": csrf}, follow_redirects=False)
+        assert done.status_code == 303
+        assert status(cookie) == 303  # the old cookie no longer logs anyone in
+        _logged_in(client, key)  # logging in again works

@@ -76,18 +76,30 @@ def make_upstream(config: ServiceConfig) -> Upstream:
     return EmbeddedUpstream(max_tokens=up.max_tokens, timeout_s=up.timeout_s)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
-    """One line per problem: where in the body, and what is wrong."""
+#: problems listed in one 422 answer (a body with 60,000 unknown fields is one line long).
+MAX_PROBLEMS = 10
+_MAX_WHERE = 120
+
+
+def _validation_message(exc: RequestValidationError, content_type: str = "") -> str:
+    """One clause per problem (at most :data:`MAX_PROBLEMS`): where, and what is wrong."""
+    errors = exc.errors()
+    if content_type and "json" not in content_type and any(
+            tuple(e.get("loc", ())) == ("body",) for e in errors):
+        return (f"invalid request: the body must be JSON sent with 'Content-Type: "
+                f"application/json' (this request said {content_type[:80]!r})")
     parts = []
-    for err in exc.errors():
+    for err in errors[:MAX_PROBLEMS]:
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         if err.get("type") == "json_invalid":
             why = (err.get("ctx") or {}).get("error", "")
             parts.append(f"the body is not valid JSON ({why})" if why
                          else "the body is not valid JSON")
             continue
-        where = ".".join(loc) or "body"
+        where = ".".join(loc)[:_MAX_WHERE] or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    if len(errors) > MAX_PROBLEMS:
+        parts.append(f"and {len(errors) - MAX_PROBLEMS} more problems")
     return "invalid request: " + "; ".join(parts)
 
 
@@ -97,9 +109,10 @@ def _handlers(app: FastAPI) -> None:
         return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body(_validation_message(exc), "invalid_request_error",
-                                       "invalid_body"), status_code=422)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message = _validation_message(exc, request.headers.get("content-type", ""))
+        return JSONResponse(error_body(message, "invalid_request_error", "invalid_body"),
+                            status_code=422)
 
     @app.exception_handler(InputError)
     async def _input_error(_: Request, exc: InputError) -> JSONResponse:
