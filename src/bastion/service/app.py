@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -30,43 +30,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion.errors import InputError
 from bastion.guard import Guard
+from bastion.service import proxy, review, web
 from bastion.service.config import ServiceConfig
+from bastion.service.deps import ClientKey, service_of, session_of
 from bastion.service.limits import RequestLimits, error_body
 from bastion.service.models import ScanInputRequest, ScanOutputRequest, ScanResponse
 from bastion.service.ratelimit import Limiter, make_limiter
-from bastion.service.state import DEFAULT_SESSION, SESSION_HEADER, Service, ServiceError
-from bastion.service.storage import Principal, Store
+from bastion.service.state import Service, ServiceError
+from bastion.service.storage import Store
 from bastion.service.upstream import EmbeddedUpstream, HTTPUpstream, Upstream
 
 log = logging.getLogger("bastion.service")
-
-
-def service_of(request: Request) -> Service:
-    svc: Service = request.app.state.service
-    return svc
-
-
-def client(request: Request) -> Principal:
-    """Dependency: any live key (sync, so FastAPI runs the key lookup in its pool)."""
-    return service_of(request).principal(request, "client")
-
-
-def reviewer(request: Request) -> Principal:
-    return service_of(request).principal(request, "reviewer")
-
-
-def admin(request: Request) -> Principal:
-    return service_of(request).principal(request, "admin")
-
-
-ClientKey = Annotated[Principal, Depends(client)]
-ReviewerKey = Annotated[Principal, Depends(reviewer)]
-AdminKey = Annotated[Principal, Depends(admin)]
-
-
-def session_of(request: Request, given: str | None) -> str:
-    """The session id: the body's, else the ``X-Bastion-Session`` header, else the key's."""
-    return given or request.headers.get(SESSION_HEADER) or DEFAULT_SESSION
 
 
 def make_upstream(config: ServiceConfig) -> Upstream:
@@ -152,7 +126,6 @@ def create_app(config: ServiceConfig | None = None, *, guard: Guard | None = Non
     app.state.service = svc
     _handlers(app)
     _routes(app)
-    from bastion.service import proxy, review, web
     app.include_router(proxy.router)
     app.include_router(review.router)
     app.include_router(web.router)

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from bastion.service.answers import answer_text, redact_answer
-from bastion.service.app import ClientKey, service_of, session_of
+from bastion.service.deps import ClientKey, service_of, session_of
 from bastion.service.limits import error_body
 from bastion.service.models import ChatRequest
 from bastion.service.prompts import last_user_text, prompt_text

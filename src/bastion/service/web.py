@@ -24,7 +24,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.concurrency import run_in_threadpool
 
 from bastion.service import keys as keylib
-from bastion.service.app import service_of
+from bastion.service.deps import service_of
 from bastion.service.review import ItemId, decide
 from bastion.service.state import Service, ServiceError
 from bastion.service.storage import NotFound, Principal
