@@ -192,10 +192,18 @@ def test_injection_in_a_message_name_is_blocked(tmp_path: Path) -> None:
     assert not up.seen
 
 
-def test_input_roles_setting_limits_which_roles_are_scanned(tmp_path: Path) -> None:
+def test_role_scan_setting_can_skip_a_role(tmp_path: Path) -> None:
     got, up = _attack_in(tmp_path, [{"role": "system", "content": ATTACK},
                                     {"role": "user", "content": BENIGN}],
-                         input_roles=["USER", "tool"])
+                         role_scan={"SYSTEM": "skip"})
+    assert got.json()["bastion"]["blocked"] is None
+    assert up.seen
+
+
+def test_an_instruction_in_the_system_role_is_not_read_as_an_injection(
+        tmp_path: Path) -> None:
+    got, up = _attack_in(tmp_path, [{"role": "system", "content": "be brief"},
+                                    {"role": "user", "content": BENIGN}])
     assert got.json()["bastion"]["blocked"] is None
     assert up.seen
 

@@ -1,10 +1,11 @@
 """The text of a chat request that the input pipeline scans.
 
 The client controls the whole conversation, so an injection can sit in any message it
-sends: every role (compared case-insensitively; ``input_roles`` in the service config
-narrows the set), the ``content`` string or each of its parts, the message's ``name``
-and any other text field of the message (an assistant turn's tool-call arguments, a
-``tool_call_id``). Content parts are read by type:
+sends: every role (compared case-insensitively), the ``content`` string or each of its
+parts, the message's ``name`` and any other text field of the message (an assistant
+turn's tool-call arguments, a ``tool_call_id``). ``role_scan`` in the service config says
+per role whether its text gets every input layer (``full``), the rule layers only
+(``rules``) or none (``skip``). Content parts are read by type:
 
 * ``text``, ``input_text``: their ``text``;
 * media (``image_url``, ``input_image``, ``input_audio``, ``file``, ``image``): not
@@ -50,14 +51,17 @@ def message_texts(message: dict[str, Any]) -> Iterator[str]:
             yield value
 
 
-def prompt_text(messages: Iterable[dict[str, Any]], roles: Iterable[str] | None) -> str:
-    """The scanned prompt: the texts of every message whose role is in ``roles``
-    (case-insensitive; ``None``: every role), blank-line separated."""
-    wanted = None if roles is None else {r.casefold() for r in roles}
-    texts = [text for m in messages
-             if wanted is None or str(m.get("role", "")).casefold() in wanted
-             for text in message_texts(m)]
-    return "\n\n".join(t for t in texts if t)
+def prompt_texts(messages: Iterable[dict[str, Any]],
+                 role_scan: dict[str, str]) -> dict[str, str]:
+    """The prompt per scan mode (``full``, ``rules``): the texts of the messages whose
+    role maps to it in ``role_scan`` (case-folded; ``"*"`` for roles not named),
+    blank-line separated."""
+    texts: dict[str, list[str]] = {"full": [], "rules": [], "skip": []}
+    for m in messages:
+        role = str(m.get("role", "")).casefold()
+        mode = role_scan.get(role, role_scan.get("*", "full"))
+        texts[mode].extend(t for t in message_texts(m) if t)
+    return {mode: "\n\n".join(texts[mode]) for mode in ("full", "rules")}
 
 
 def last_user_text(messages: list[dict[str, Any]]) -> str:

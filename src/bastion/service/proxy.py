@@ -1,9 +1,10 @@
 """``POST /v1/chat/completions``: OpenAI's chat API with the guard on both sides.
 
-1. Every text of every message is scanned as one prompt (see
-   :mod:`bastion.service.prompts`: every role unless ``input_roles`` narrows it, every
-   content part, names and other text fields). ``block`` (or ``review`` with
-   ``on_input_review: block``) ends the request.
+1. Every text of every message is scanned (see :mod:`bastion.service.prompts`: every
+   role, every content part, names and other text fields): the roles ``role_scan`` maps
+   to ``full`` as one prompt with every input layer, those it maps to ``rules`` (by
+   default system, developer and assistant) as another with the rule layers only.
+   ``block`` (or ``review`` with ``on_input_review: block``) ends the request.
 2. The request, minus bastion's ``bastion`` field, goes upstream.
 3. The whole answer is scanned, every choice and every text field (see
    :mod:`bastion.service.answers`), with the last user message as its prompt. ``block``
@@ -28,11 +29,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from bastion.guard.base import SEVERITY
 from bastion.service.answers import answer_text, redact_answer
 from bastion.service.deps import ClientKey, service_of, session_of
 from bastion.service.limits import error_body
 from bastion.service.models import ChatRequest
-from bastion.service.prompts import last_user_text, prompt_text
+from bastion.service.prompts import last_user_text, prompt_texts
 from bastion.service.state import Checked, Service, ServiceError
 from bastion.service.storage import Principal
 from bastion.service.streaming import DONE, StreamGuard, chunk, info_chunk, summary
@@ -63,11 +65,15 @@ async def chat_completions(body: ChatRequest, request: Request,
                          (str(user)[:200] if user is not None else None))
     await run_in_threadpool(svc.rate_limit, who, session)
     messages = [m.model_dump(exclude_unset=True) for m in body.messages]
-    prompt = prompt_text(messages, svc.config.input_roles)
+    prompts = prompt_texts(messages, svc.config.role_scan)
     last_user = last_user_text(messages)
     model = svc.config.upstream.model or body.model or getattr(svc.upstream, "model", None) \
         or "bastion"
-    inp = await svc.check("input", prompt, who, session, observed=last_user or None)
+    inp = await svc.check("input", prompts["full"], who, session, observed=last_user or None)
+    if prompts["rules"] and inp.result.verdict != "block":
+        ruled = await svc.check("input", prompts["rules"], who, session, rules_only=True)
+        if SEVERITY[ruled.result.verdict] > SEVERITY[inp.result.verdict]:
+            inp = ruled
     verdict = inp.result.verdict
     if verdict == "block" or (verdict == "review" and svc.config.on_input_review == "block"):
         status, answer = _blocked_body(svc, "input", model, inp, None)

@@ -11,6 +11,7 @@ an e-mail address): a session shows up as the first 12 hex digits of its SHA-256
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from bastion.guard import Guard
-from bastion.guard.pipeline import PipelineResult
+from bastion.guard.pipeline import Pipeline, PipelineResult
 from bastion.service import keys as keylib
 from bastion.service.anomaly import AnomalyDetector
 from bastion.service.config import ServiceConfig
@@ -34,6 +35,8 @@ from bastion.service.workload import ScanBudget
 __all__ = ["Checked", "Service", "ServiceError", "session_tag"]
 log = logging.getLogger("bastion.service")
 SESSION_HEADER = "X-Bastion-Session"
+#: scanner kinds of the rule layers, run on the roles ``role_scan`` maps to ``rules``
+RULE_KINDS = frozenset({"sanitizer", "decoder", "rules"})
 #: the session of requests that name none: all of a key's session-less traffic
 DEFAULT_SESSION = "default"
 
@@ -129,18 +132,31 @@ class Service:
 
     # -- the one path from text to verdict ------------------------------------------------
 
+    @functools.cached_property
+    def rules_pipeline(self) -> Pipeline:
+        """The guard's input pipeline with only its rule layers (:data:`RULE_KINDS`)."""
+        source = self.guard.policy.input
+        return Pipeline([layer for layer in source.layers
+                         if getattr(layer.scanner, "kind", None) in RULE_KINDS],
+                        fail_mode=source.fail_mode, early_exit=source.early_exit,
+                        budget_ms=source.budget_ms)
+
     async def check(self, direction: str, text: str, who: Principal, session_id: str,
                     file_review: bool = True, observed: str | None = None,
-                    **output_context: Any) -> Checked:
+                    rules_only: bool = False, **output_context: Any) -> Checked:
         """Scan ``text`` (``direction`` input or output) and act on the verdict.
 
         ``file_review``: file a review item for a ``review`` verdict (a stream, scanned
         once per window, files only its first). ``observed``: the text the anomaly
         detector compares (default ``text``; the proxy passes the last user turn, since
         the system prompt every request repeats would make all prompts look alike).
-        ``output_context``: ``prompt``, ``documents``, ``canary`` for output scans.
+        ``rules_only``: an input scan with :attr:`rules_pipeline`, not fed to the anomaly
+        detector. ``output_context``: ``prompt``, ``documents``, ``canary`` for output scans.
         """
-        if direction == "input":
+        if rules_only:
+            result = await self.budget.run(who.key_id, direction, len(text),
+                                           self.rules_pipeline.run, text)
+        elif direction == "input":
             result = await self.budget.run(who.key_id, direction, len(text),
                                            self.guard.scan_input, text)
         else:
@@ -151,7 +167,7 @@ class Service:
         if result.verdict == "review" and file_review:
             review_id = await run_in_threadpool(self._file, "verdict", direction, text, result,
                                                 who, session_id, self._reasons(result))
-        if direction == "input":
+        if direction == "input" and not rules_only:
             escalation_id = await self._observe(observed or text, result, who, session_id)
         log.info("scan direction=%s key=%s session=%s verdict=%s score=%.3f ms=%.1f "
                  "review=%s", direction, who.key_id, session_tag(session_id), result.verdict,
