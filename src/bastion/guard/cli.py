@@ -13,12 +13,11 @@ likewise exits 0 once it has measured, 2 for a bad corpus, policy or output path
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -26,9 +25,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from bastion.errors import BastionError
-from bastion.guard.base import SEVERITY
 
 if TYPE_CHECKING:
+    from bastion.guard.pieces import Piece
     from bastion.guard.pipeline import PipelineResult
 
 guard_app = typer.Typer(help="Scan prompts and answers with the LLM guard.",
@@ -61,46 +60,18 @@ def _check_source(text: str | None, file: Path | None) -> None:
 
 
 def _scan_file(file: Path, scan_one: Callable[[str], PipelineResult]
-               ) -> tuple[list[tuple[int, int, PipelineResult]], int]:
-    """Scan ``file`` (``-``: stdin, as bytes) a piece at a time; per piece (offset,
-    characters, result) and the text's length. Memory holds one piece at a time (and
-    the results, whose ``sanitized`` text is dropped when there are several pieces)."""
-    import time
+               ) -> tuple[list[Piece], int]:
+    """Scan ``file`` (``-``: stdin, as bytes) a piece at a time; see
+    :func:`bastion.guard.pieces.scan_pieces`. Progress goes to stderr every 10 s."""
+    from bastion.guard.pieces import scan_pieces
 
-    from bastion.guard.pieces import text_pieces
-
-    out: list[tuple[int, int, PipelineResult]] = []
-    total, shown = 0, time.monotonic()
+    stdin = str(file) == "-"
     try:
-        stream = sys.stdin.buffer if str(file) == "-" else file.open("rb")
-        with stream:
-            name = "stdin" if str(file) == "-" else str(file)
-            for offset, piece in text_pieces(stream, name):
-                if out and len(out) == 1:  # a second piece: keep results small from now on
-                    out[0] = (out[0][0], out[0][1], _lean(out[0][2]))
-                result = scan_one(piece)
-                out.append((offset, len(piece), _lean(result) if out else result))
-                total = offset + len(piece)
-                if time.monotonic() - shown > 10:  # progress on long inputs, on stderr
-                    _err.print(f"scanned {total / 1e6:.1f} M characters")
-                    shown = time.monotonic()
+        with sys.stdin.buffer if stdin else file.open("rb") as stream:
+            return scan_pieces(stream, "stdin" if stdin else str(file), scan_one,
+                               lambda n: _err.print(f"scanned {n / 1e6:.1f} M characters"))
     except OSError as exc:
         raise _fail(f"cannot read {file}: {exc.strerror or exc}") from None
-    return out, total
-
-
-def _lean(result: PipelineResult) -> PipelineResult:
-    return dataclasses.replace(result, sanitized="")
-
-
-def _pieces_json(pieces: list[tuple[int, int, PipelineResult]], total: int) -> dict[str, Any]:
-    worst = max((r for _, _, r in pieces), key=lambda r: (SEVERITY[r.verdict], r.score))
-    return {"verdict": worst.verdict, "score": max(r.score for _, _, r in pieces),
-            "chars": total, "latency_ms": sum(r.latency_ms for _, _, r in pieces),
-            "pieces": [{"offset": o, "chars": n, "verdict": r.verdict, "score": r.score,
-                        "layers": [{"name": x.scanner, "verdict": x.verdict, "score": x.score,
-                                    "reason": x.reason} for x in r.layers]}
-                       for o, n, r in pieces]}
 
 
 @guard_app.command()
@@ -161,11 +132,13 @@ def scan(
     _out.print(table)
 
 
-def _print_pieces(pieces: list[tuple[int, int, PipelineResult]], total: int,
+def _print_pieces(pieces: list[Piece], total: int,
                   as_json: bool) -> None:
     """The verdict on a text scanned in pieces: the most severe piece's, and each piece
     that was not allowed."""
-    summary = _pieces_json(pieces, total)
+    from bastion.guard.pieces import pieces_summary
+
+    summary = pieces_summary(pieces, total)
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False))
         return

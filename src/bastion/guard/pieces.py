@@ -12,10 +12,19 @@ Memory holds one piece at a time whatever the input's size.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
-from typing import BinaryIO
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from bastion.errors import InputError
+from bastion.guard.base import SEVERITY
+
+if TYPE_CHECKING:
+    from bastion.guard.pipeline import PipelineResult
+
+#: (offset in characters, characters, the piece's result)
+Piece = tuple[int, int, "PipelineResult"]
 
 PIECE_CHARS = 20_000
 OVERLAP_CHARS = 1_000
@@ -60,3 +69,40 @@ def text_pieces(stream: BinaryIO, name: str, piece_chars: int = PIECE_CHARS,
             break
     if buf or not yielded:
         yield offset, buf
+
+
+def scan_pieces(stream: BinaryIO, name: str, scan_one: Callable[[str], PipelineResult],
+                progress: Callable[[int], None] | None = None,
+                every_s: float = 10.0) -> tuple[list[Piece], int]:
+    """Scan ``stream`` a piece at a time with ``scan_one``; the pieces and the text's
+    length in characters. Memory holds one piece at a time and the results, whose
+    ``sanitized`` text is dropped once there is more than one piece. ``progress`` gets
+    the characters done every ``every_s`` seconds."""
+    out: list[Piece] = []
+    total, shown = 0, time.monotonic()
+    for offset, piece in text_pieces(stream, name):
+        if len(out) == 1:  # a second piece: keep results small from now on
+            out[0] = (out[0][0], out[0][1], _lean(out[0][2]))
+        result = scan_one(piece)
+        out.append((offset, len(piece), _lean(result) if out else result))
+        total = offset + len(piece)
+        if progress is not None and time.monotonic() - shown > every_s:
+            progress(total)
+            shown = time.monotonic()
+    return out, total
+
+
+def _lean(result: PipelineResult) -> PipelineResult:
+    return dataclasses.replace(result, sanitized="")
+
+
+def pieces_summary(pieces: list[Piece], total: int) -> dict[str, Any]:
+    """The JSON of a text scanned in pieces: the most severe piece's verdict, the highest
+    score, the text's length, the summed latency, and per piece its verdict and layers."""
+    worst = max((r for _, _, r in pieces), key=lambda r: (SEVERITY[r.verdict], r.score))
+    return {"verdict": worst.verdict, "score": max(r.score for _, _, r in pieces),
+            "chars": total, "latency_ms": sum(r.latency_ms for _, _, r in pieces),
+            "pieces": [{"offset": o, "chars": n, "verdict": r.verdict, "score": r.score,
+                        "layers": [{"name": x.scanner, "verdict": x.verdict, "score": x.score,
+                                    "reason": x.reason} for x in r.layers]}
+                       for o, n, r in pieces]}
