@@ -125,7 +125,7 @@ def _assert_clean(body: str) -> None:
         assert secret not in body, f"{secret!r} reached the client"
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[
+@settings(max_examples=12, deadline=None, suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(answer=st.lists(messages(), min_size=1, max_size=4))
 def test_no_secret_in_any_answer_reaches_the_client(proxy: Any,
@@ -140,7 +140,7 @@ def test_no_secret_in_any_answer_reaches_the_client(proxy: Any,
     _assert_clean(got.text)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[
+@settings(max_examples=12, deadline=None, suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(chunks=streams())
 def test_no_secret_in_any_stream_reaches_the_client(proxy: Any,
