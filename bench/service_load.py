@@ -57,7 +57,7 @@ RULES_POLICY = {"input": [{"kind": "sanitizer"}, {"kind": "decoder"}, {"kind": "
                 "output": [{"kind": "leak"}, {"kind": "pii"}]}
 #: anomaly thresholds no run reaches, so that no session is escalated and throttled.
 QUIET_ANOMALY = {"flagged_burst": 10**9, "near_duplicates": 10**9, "volume": 10**9,
-                 "throttle": False}
+                 "key_flagged_burst": 10**9, "throttle": False}
 FALLBACK_PROMPTS = [
     "What is the capital of France?",
     "Summarise the plot of Hamlet in three sentences.",
