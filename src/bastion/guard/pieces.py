@@ -75,8 +75,8 @@ def scan_pieces(stream: BinaryIO, name: str, scan_one: Callable[[str], PipelineR
                 progress: Callable[[int], None] | None = None,
                 every_s: float = 10.0) -> tuple[list[Piece], int]:
     """Scan ``stream`` a piece at a time with ``scan_one``; the pieces and the text's
-    length in characters. Memory holds one piece at a time and the results, whose
-    ``sanitized`` text is dropped once there is more than one piece. ``progress`` gets
+    length in characters. Memory holds one piece at a time and the results, whose texts
+    are dropped once there is more than one piece. ``progress`` gets
     the characters done every ``every_s`` seconds."""
     out: list[Piece] = []
     total, shown = 0, time.monotonic()
@@ -93,7 +93,10 @@ def scan_pieces(stream: BinaryIO, name: str, scan_one: Callable[[str], PipelineR
 
 
 def _lean(result: PipelineResult) -> PipelineResult:
-    return dataclasses.replace(result, sanitized="")
+    """``result`` without the texts it holds (its own and each layer's sanitized text,
+    the layers' spans): what a summary of many pieces needs, in constant size."""
+    layers = [dataclasses.replace(x, sanitized="", spans=()) for x in result.layers]
+    return dataclasses.replace(result, sanitized="", layers=layers)
 
 
 def pieces_summary(pieces: list[Piece], total: int) -> dict[str, Any]:
