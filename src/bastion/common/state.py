@@ -1,11 +1,16 @@
 """Resume files: finished work units of a long run (an evaluation, a guard attack, a
 certification), saved after each one.
 
-The file is JSON: ``{"fingerprint": ..., "units": {"<eps index>/<batch start>": {...}}}``,
-rewritten atomically (write to a temporary file, then rename), so a kill at any moment
-leaves either the old or the new file, never a torn one. The fingerprint hashes
-everything that decides the numbers (model weights, data, threat, attacks, seed, batch
-size); resuming with anything else changed is refused.
+The file is JSON: ``{"fingerprint": ..., "units": {"<eps index>/<batch start>": {...}},
+"digest": ...}``, rewritten atomically (write to a temporary file of a unique name, then
+rename), so a kill at any moment leaves either the old or the new file, never a torn one,
+and concurrent writers never share a temporary file. The fingerprint hashes everything
+that decides the numbers (model weights, data, threat, attacks, seed, batch size);
+resuming with anything else changed is refused. The digest hashes the units: a file
+that was cut or edited (still valid JSON, but not what the run wrote) is refused too,
+rather than resumed into a wrong number.
+
+:func:`run_lock` holds a folder for one run at a time (an advisory ``flock``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +50,41 @@ def fingerprint(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def units_digest(units: dict[str, Any]) -> str:
+    """SHA-256 of the units as canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(units, sort_keys=True).encode()).hexdigest()
+
+
+LOCK_NAME = ".bastion-run.lock"
+
+
+@contextmanager
+def run_lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder`` for this run; :class:`StateError` if another run holds it.
+
+    The lock is ``flock`` on ``folder/.bastion-run.lock``: the operating system drops it
+    when the process ends, however it ends, so a killed run never leaves a stale lock.
+    Where ``fcntl`` does not exist (Windows) no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: unique temporary names still keep files whole
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise StateError(f"another run is using {folder} (it holds {path}); wait for "
+                             "it to finish, or pass another --out or --state") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class StateFile:
     """Finished units of one run, keyed by ``"eps_index/batch_start"`` for an evaluation
     (any string for other jobs); ``settings`` names what the fingerprint covers, for the
@@ -53,12 +96,8 @@ class StateFile:
         self.fingerprint = fp
         self.units: dict[str, dict[str, Any]] = {}
         if path is not None and path.exists():
-            try:
-                saved = json.loads(path.read_text())
-            except (json.JSONDecodeError, OSError) as exc:
-                raise StateError(f"cannot read state file {path} ({exc}); delete it to "
-                                 "start over") from exc
-            if saved.get("fingerprint") != fp:
+            saved = _read(path)
+            if saved["fingerprint"] != fp:
                 raise StateError(
                     f"state file {path} belongs to a different run ({settings} "
                     "changed); delete it to start over or pass another --state path"
@@ -73,6 +112,34 @@ class StateFile:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "units": self.units}))
-        os.replace(tmp, self.path)
+        data = json.dumps({"fingerprint": self.fingerprint, "units": self.units,
+                           "digest": units_digest(self.units)})
+        # a unique name: two writers of one file must not rename each other's temp file
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".",
+                                   suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(data)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """A state file's content, checked: its shape and its digest; StateError otherwise."""
+    fix = "delete it to start over"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:  # JSON errors and undecodable bytes alike
+        raise StateError(f"cannot read state file {path} ({exc}); {fix}") from None
+    if not (isinstance(saved, dict) and isinstance(saved.get("fingerprint"), str)
+            and isinstance(saved.get("units"), dict)
+            and all(isinstance(u, dict) for u in saved["units"].values())):
+        raise StateError(f"{path} is not a bastion state file (expected an object with a "
+                         f"fingerprint and units); {fix}")
+    if saved.get("digest") != units_digest(saved["units"]):
+        raise StateError(f"state file {path} does not match its digest: it was cut or "
+                         f"edited after the run wrote it (or written by an older bastion); "
+                         f"{fix}")
+    return saved

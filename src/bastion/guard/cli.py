@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -24,6 +25,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from bastion.errors import BastionError
+
+if TYPE_CHECKING:
+    from bastion.guard.pieces import Piece
+    from bastion.guard.pipeline import PipelineResult
 
 guard_app = typer.Typer(help="Scan prompts and answers with the LLM guard.",
                         no_args_is_help=True)
@@ -45,22 +50,26 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _read(text: str | None, file: Path | None) -> str:
-    """The text to scan: the argument, or the file's UTF-8 content (``-`` reads stdin)."""
+def _check_source(text: str | None, file: Path | None) -> None:
+    """Exactly one of a text argument and ``--file``."""
     if text is not None and file is not None:
         raise _fail("give the text to scan as an argument or with --file, not both")
-    if text is not None:
-        return text
-    if file is None:
+    if text is None and file is None:
         raise _fail("give the text to scan as an argument, or with --file FILE "
                     "(--file - reads stdin)")
+
+
+def _scan_file(file: Path, scan_one: Callable[[str], PipelineResult]
+               ) -> tuple[list[Piece], int]:
+    """Scan ``file`` (``-``: stdin, as bytes) a piece at a time; see
+    :func:`bastion.guard.pieces.scan_pieces`. Progress goes to stderr every 10 s."""
+    from bastion.guard.pieces import scan_pieces
+
+    stdin = str(file) == "-"
     try:
-        if str(file) == "-":
-            return sys.stdin.read()
-        return file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise _fail(f"{file} is not UTF-8 text; convert it first (e.g. iconv -t utf-8)") \
-            from None
+        with sys.stdin.buffer if stdin else file.open("rb") as stream:
+            return scan_pieces(stream, "stdin" if stdin else str(file), scan_one,
+                               lambda n: _err.print(f"scanned {n / 1e6:.1f} M characters"))
     except OSError as exc:
         raise _fail(f"cannot read {file}: {exc.strerror or exc}") from None
 
@@ -79,17 +88,32 @@ def scan(
 ) -> None:
     """Scan one prompt (or, with --output, one answer) and print the verdict per layer.
 
-    Exits 0 whatever the verdict; 2 for bad input.
+    A file (or stdin) is read in pieces of about 20,000 characters that overlap by 1,000:
+    memory stays bounded and time grows linearly with its length. A text of several
+    pieces gets the most severe piece's verdict, listed per piece. Exits 0 whatever the
+    verdict; 2 for bad input (including bytes that are not UTF-8, from a file or stdin).
     """
     from bastion.guard.guard import Guard  # imported late: scanners load models
 
-    content = _read(text, file)
+    _check_source(text, file)
     if not output and (prompt is not None or canary is not None):
         raise _fail("--prompt and --canary describe a model's answer; add --output")
     try:
         guard = Guard(policy)
-        result = (guard.scan_output(content, prompt=prompt, canary=canary) if output
-                  else guard.scan_input(content))
+
+        def scan_one(content: str) -> PipelineResult:
+            return (guard.scan_output(content, prompt=prompt, canary=canary) if output
+                    else guard.scan_input(content))
+
+        if text is not None:
+            result = scan_one(text)
+        else:
+            assert file is not None
+            pieces, total = _scan_file(file, scan_one)
+            if len(pieces) > 1:
+                _print_pieces(pieces, total, as_json)
+                return
+            result = pieces[0][2]
     except BastionError as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -105,6 +129,30 @@ def scan(
                       f"{r.score:.3f}", f"{r.latency_ms:.2f}", escape(r.reason or "-"))
     for name in result.skipped:
         table.add_row(escape(name), "skipped", "-", "-", "not run")
+    _out.print(table)
+
+
+def _print_pieces(pieces: list[Piece], total: int,
+                  as_json: bool) -> None:
+    """The verdict on a text scanned in pieces: the most severe piece's, and each piece
+    that was not allowed."""
+    from bastion.guard.pieces import pieces_summary
+
+    summary = pieces_summary(pieces, total)
+    if as_json:
+        typer.echo(json.dumps(summary, ensure_ascii=False))
+        return
+    table = Table(title=f"guard: {_verdict(summary['verdict'])}, score {summary['score']:.3f}"
+                        f", {total} characters in {len(pieces)} pieces, "
+                        f"{summary['latency_ms'] / 1000:.1f} s")
+    for col in ("offset", "characters", "verdict", "score", "reasons"):
+        table.add_column(col)
+    for offset, chars, r in pieces:
+        if r.verdict != "allow":
+            reasons = "; ".join(f"{x.scanner}: {x.reason}" for x in r.layers
+                                if x.verdict != "allow")
+            table.add_row(str(offset), str(chars), _verdict(r.verdict), f"{r.score:.3f}",
+                          escape(reasons or "-"))
     _out.print(table)
 
 

@@ -171,7 +171,8 @@ def read_jsonl(path: str | Path) -> list[Example]:
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     examples: list[Example] = []
-    for number, line in enumerate(content.splitlines(), 1):
+    # "\n" only: splitlines() also cuts at U+2028/U+2029/U+0085, valid inside JSON strings
+    for number, line in enumerate(content.split("\n"), 1):
         if not line.strip():
             continue
         where = f"{path} line {number}"

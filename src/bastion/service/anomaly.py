@@ -6,6 +6,7 @@ counted over a sliding window of ``window_s`` seconds per (API key, session):
 * **flagged burst**: ``flagged_burst`` prompts the guard did not allow;
 * **probing**: a prompt with ``near_duplicates`` earlier prompts at cosine similarity
   ``>= similarity`` (small edits of one prompt: a search for the variant that passes);
+  an identical repeat of a prompt that was allowed is not an edit and does not count;
 * **volume**: ``volume`` prompts in the window.
 
 Similarity uses hashed character 3-grams (a ``dims``-dimensional count vector, L2
@@ -13,6 +14,13 @@ normalised) because it is cheap (microseconds, no model, no extra process) and r
 the small character edits an optimiser makes. Crossing any threshold *escalates* the
 session once per ``cooldown_s``: the caller files a review item and, with ``throttle``,
 rate-limits the session at ``throttle_rate_per_s`` until ``throttle_s`` have passed.
+
+Without a session id every prompt of a key shares one session, so probing or volume
+there would throttle all of an app's users at once: such a *shared* session is
+escalated but throttled only for a flagged burst (``throttle_shared_probing`` changes
+that). Flagged prompts are also counted per key over all its sessions
+(``key_flagged_burst``), so an attacker who sends each try with a new session id is
+still escalated (filed for review; the key is not throttled).
 
 State lives in this process (bounded: ``max_sessions`` sessions, ``max_history`` prompts
 each), so with several replicas each sees its share of a session; escalations go to the
@@ -43,6 +51,8 @@ class AnomalyConfig:
     throttle: bool = True
     throttle_rate_per_s: float = 0.2
     throttle_s: float = 600.0
+    throttle_shared_probing: bool = False
+    key_flagged_burst: int = 10
     dims: int = 2048
     max_history: int = 64
     max_sessions: int = 10_000
@@ -93,7 +103,8 @@ class _Session:
     events: deque[tuple[float, bool]] = field(default_factory=deque)  # (time, flagged)
     flagged: int = 0  # flagged events in ``events``, kept as they come and go (a sum over
     #                   the window per prompt would cost O(volume) under the lock)
-    vectors: deque[tuple[float, np.ndarray]] = field(default_factory=deque)
+    #: (time, vector, digest of an allowed prompt or None)
+    vectors: deque[tuple[float, np.ndarray, int | None]] = field(default_factory=deque)
     escalated_at: float = -float("inf")
     throttled_until: float = -float("inf")
 
@@ -123,8 +134,8 @@ class AnomalyDetector:
             session = self._sessions.get(key)
             return session is not None and now < session.throttled_until
 
-    def observe(self, key: str, text: str, flagged: bool,
-                now: float | None = None) -> Escalation | None:
+    def observe(self, key: str, text: str, flagged: bool, now: float | None = None,
+                shared: bool = False) -> Escalation | None:
         """Record one prompt of session ``key``; an :class:`Escalation` when it tips over.
 
         Args:
@@ -132,10 +143,12 @@ class AnomalyDetector:
             text: the prompt; only its n-gram vector is kept, never the text.
             flagged: whether the guard's verdict was anything but ``allow``.
             now: monotonic seconds (tests pass their own clock).
+            shared: the key's session-less traffic (throttled for flagged bursts only).
         """
         cfg = self.config
         now = time.monotonic() if now is None else now
         vec = ngram_vector(text, cfg.dims)  # outside the lock: the only costly step
+        digest = None if flagged else zlib.crc32(text.encode("utf-8", "replace"))
         with self._lock:
             s = self._session(key)
             horizon = now - cfg.window_s
@@ -144,12 +157,12 @@ class AnomalyDetector:
             while s.vectors and s.vectors[0][0] < horizon:
                 s.vectors.popleft()
             near = 0
-            if s.vectors and vec.any():
-                past = np.stack([v for _, v in s.vectors])
-                near = int(np.count_nonzero(past @ vec >= cfg.similarity))
+            edits = [v for _, v, d in s.vectors if digest is None or d != digest]
+            if edits and vec.any():
+                near = int(np.count_nonzero(np.stack(edits) @ vec >= cfg.similarity))
             s.events.append((now, flagged))
             s.flagged += flagged
-            s.vectors.append((now, vec))
+            s.vectors.append((now, vec, digest))
             if len(s.vectors) > cfg.max_history:
                 s.vectors.popleft()
             counts = {"flagged_burst": s.flagged,
@@ -160,6 +173,29 @@ class AnomalyDetector:
             if not crossed or now - s.escalated_at < cfg.cooldown_s:
                 return None
             s.escalated_at = now
-            if cfg.throttle:
+            if cfg.throttle and (not shared or cfg.throttle_shared_probing
+                                 or "flagged_burst" in crossed):
                 s.throttled_until = now + cfg.throttle_s
             return Escalation(signals=crossed, counts=counts)
+
+    def observe_key(self, key_id: str, flagged: bool,
+                    now: float | None = None) -> Escalation | None:
+        """Count one prompt of API key ``key_id`` over all its sessions; an
+        :class:`Escalation` (signal ``key_flagged_burst``, no throttle) when its flagged
+        prompts in the window reach ``key_flagged_burst``."""
+        cfg = self.config
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            s = self._session(f"key-total:{key_id}")
+            horizon = now - cfg.window_s
+            while s.events and s.events[0][0] < horizon:
+                s.flagged -= s.events.popleft()[1]
+            if not flagged:
+                return None  # only flagged prompts are kept: the count is all this needs
+            s.events.append((now, True))
+            s.flagged += 1
+            if s.flagged < cfg.key_flagged_burst or now - s.escalated_at < cfg.cooldown_s:
+                return None
+            s.escalated_at = now
+            return Escalation(signals=("key_flagged_burst",),
+                              counts={"key_flagged_burst": s.flagged})

@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -30,43 +30,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bastion.errors import InputError
 from bastion.guard import Guard
+from bastion.service import proxy, review, web
 from bastion.service.config import ServiceConfig
+from bastion.service.deps import ClientKey, service_of, session_of
 from bastion.service.limits import RequestLimits, error_body
 from bastion.service.models import ScanInputRequest, ScanOutputRequest, ScanResponse
 from bastion.service.ratelimit import Limiter, make_limiter
-from bastion.service.state import SESSION_HEADER, Service, ServiceError
-from bastion.service.storage import Principal, Store
+from bastion.service.state import Service, ServiceError
+from bastion.service.storage import Store
 from bastion.service.upstream import EmbeddedUpstream, HTTPUpstream, Upstream
 
 log = logging.getLogger("bastion.service")
-
-
-def service_of(request: Request) -> Service:
-    svc: Service = request.app.state.service
-    return svc
-
-
-def client(request: Request) -> Principal:
-    """Dependency: any live key (sync, so FastAPI runs the key lookup in its pool)."""
-    return service_of(request).principal(request, "client")
-
-
-def reviewer(request: Request) -> Principal:
-    return service_of(request).principal(request, "reviewer")
-
-
-def admin(request: Request) -> Principal:
-    return service_of(request).principal(request, "admin")
-
-
-ClientKey = Annotated[Principal, Depends(client)]
-ReviewerKey = Annotated[Principal, Depends(reviewer)]
-AdminKey = Annotated[Principal, Depends(admin)]
-
-
-def session_of(request: Request, given: str | None) -> str:
-    """The session id: the body's, else the ``X-Bastion-Session`` header, else the key's."""
-    return given or request.headers.get(SESSION_HEADER) or "default"
 
 
 def make_upstream(config: ServiceConfig) -> Upstream:
@@ -76,18 +50,30 @@ def make_upstream(config: ServiceConfig) -> Upstream:
     return EmbeddedUpstream(max_tokens=up.max_tokens, timeout_s=up.timeout_s)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
-    """One line per problem: where in the body, and what is wrong."""
+#: problems listed in one 422 answer (a body with 60,000 unknown fields is one line long).
+MAX_PROBLEMS = 10
+_MAX_WHERE = 120
+
+
+def _validation_message(exc: RequestValidationError, content_type: str = "") -> str:
+    """One clause per problem (at most :data:`MAX_PROBLEMS`): where, and what is wrong."""
+    errors = exc.errors()
+    if content_type and "json" not in content_type and any(
+            tuple(e.get("loc", ())) == ("body",) for e in errors):
+        return (f"invalid request: the body must be JSON sent with 'Content-Type: "
+                f"application/json' (this request said {content_type[:80]!r})")
     parts = []
-    for err in exc.errors():
+    for err in errors[:MAX_PROBLEMS]:
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         if err.get("type") == "json_invalid":
             why = (err.get("ctx") or {}).get("error", "")
             parts.append(f"the body is not valid JSON ({why})" if why
                          else "the body is not valid JSON")
             continue
-        where = ".".join(loc) or "body"
+        where = ".".join(loc)[:_MAX_WHERE] or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    if len(errors) > MAX_PROBLEMS:
+        parts.append(f"and {len(errors) - MAX_PROBLEMS} more problems")
     return "invalid request: " + "; ".join(parts)
 
 
@@ -97,9 +83,10 @@ def _handlers(app: FastAPI) -> None:
         return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body(_validation_message(exc), "invalid_request_error",
-                                       "invalid_body"), status_code=422)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message = _validation_message(exc, request.headers.get("content-type", ""))
+        return JSONResponse(error_body(message, "invalid_request_error", "invalid_body"),
+                            status_code=422)
 
     @app.exception_handler(InputError)
     async def _input_error(_: Request, exc: InputError) -> JSONResponse:
@@ -139,7 +126,6 @@ def create_app(config: ServiceConfig | None = None, *, guard: Guard | None = Non
     app.state.service = svc
     _handlers(app)
     _routes(app)
-    from bastion.service import proxy, review, web
     app.include_router(proxy.router)
     app.include_router(review.router)
     app.include_router(web.router)

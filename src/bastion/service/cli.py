@@ -72,9 +72,22 @@ def app_from_env() -> Any:
     """uvicorn's factory for ``--workers N``: each worker rebuilds the app from the
     configuration the parent resolved (env var :data:`CONFIG_ENV`)."""
     from bastion.service.app import create_app
+    from bastion.service.protocol import NoDelayH11Protocol
 
     config = config_from_dict(json.loads(os.environ[CONFIG_ENV]), source=CONFIG_ENV)
+    NoDelayH11Protocol.header_timeout_s = config.limits.header_timeout_s
     return create_app(config, warm=True)
+
+
+def uvicorn_settings(cfg: ServiceConfig) -> dict[str, Any]:
+    """The connection limits ``bastion serve`` gives uvicorn (tests reuse them)."""
+    # h11 rather than httptools: the same header-size cap (16 KiB of request head) on
+    # every install, so huge headers get a 4xx, not unbounded buffering. With
+    # TCP_NODELAY set per connection and a deadline on each request head (see
+    # bastion.service.protocol).
+    return {"http": "bastion.service.protocol:NoDelayH11Protocol",
+            "h11_max_incomplete_event_size": 16 * 1024, "timeout_keep_alive": 5,
+            "limit_concurrency": cfg.limits.max_connections, "timeout_graceful_shutdown": 10}
 
 
 def serve(
@@ -107,21 +120,14 @@ def serve(
                f"{'redis' if cfg.redis_url else 'in-process'}, upstream "
                f"{escape(cfg.upstream.url or 'embedded SmolLM2-135M')})")
     os.environ[CONFIG_ENV] = json.dumps(dataclasses.asdict(cfg))
-    # h11 rather than httptools: the same header-size cap (16 KiB of request head) on
-    # every install, so huge headers get a 4xx, not unbounded buffering.
-    extra: dict[str, Any] = {}
+    extra = uvicorn_settings(cfg)
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config).parameters:
         # A worker imports torch and builds the guard before it can answer the
         # supervisor's health check: seconds on a busy machine, past uvicorn's default
         # of 5 s, after which a healthy worker is killed and restarted.
         extra["timeout_worker_healthcheck"] = 120
-    # With TCP_NODELAY set per connection: uvicorn's worker sockets lack it (see
-    # bastion.service.protocol), which cost 40 ms per keep-alive request with --workers.
     uvicorn.run("bastion.service.cli:app_from_env", factory=True, host=cfg.host,
-                port=cfg.port, workers=workers,
-                http="bastion.service.protocol:NoDelayH11Protocol", log_level=log_level,
-                h11_max_incomplete_event_size=16 * 1024, timeout_graceful_shutdown=10,
-                **extra)
+                port=cfg.port, workers=workers, log_level=log_level, **extra)
 
 
 @keys_app.command("create")

@@ -52,6 +52,17 @@ def json_depth(body: bytes) -> int:
     return int(max(0, np.cumsum(steps, dtype=np.int64).max()))
 
 
+class ServiceError(Exception):
+    """An error answer: HTTP ``status``, a message that says what to do, OpenAI's shape."""
+
+    def __init__(self, status: int, message: str, type_: str, code: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(message, type_, code)
+        self.headers = headers or {}
+
+
 async def _answer(send: Send, status: int, body: dict[str, Any],
                   headers: list[tuple[bytes, bytes]] | None = None) -> None:
     data = json.dumps(body).encode()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_TEXT = 200_000  # characters; the byte cap on bodies usually bites first
 
@@ -22,6 +22,28 @@ def _unicode(value: Any) -> Any:
             raise ValueError(f"text holds a lone surrogate at character {exc.start}; send "
                              "valid Unicode") from None
     return value
+
+
+def _unicode_deep(value: Any) -> None:
+    """:func:`_unicode` on every string inside a JSON value (keys included)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _unicode(key)
+            _unicode_deep(item)
+    elif isinstance(value, list):
+        for item in value:
+            _unicode_deep(item)
+    else:
+        _unicode(value)
+
+
+class _ValidText(BaseModel):
+    """Checks every string of the body, extra fields and content parts included."""
+
+    @model_validator(mode="after")
+    def _deep(self) -> Any:
+        _unicode_deep(self.model_extra or {})
+        return self
 
 
 class ScanInputRequest(BaseModel):
@@ -83,12 +105,16 @@ class ScanResponse(BaseModel):
     escalation_id: int | None = None
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(_ValidText):
     model_config = ConfigDict(extra="allow")
     role: str = Field(max_length=64)
     content: str | list[dict[str, Any]] | None = None
 
-    _check = field_validator("content")(_unicode)
+    @field_validator("role", "content")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        _unicode_deep(value)
+        return value
 
 
 class GuardOptions(BaseModel):
@@ -100,7 +126,7 @@ class GuardOptions(BaseModel):
     session_id: str | None = Field(None, max_length=200)
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(_ValidText):
     """``POST /v1/chat/completions``: OpenAI's chat request; unknown fields go upstream."""
 
     model_config = ConfigDict(extra="allow")

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from bastion.service.app import AdminKey, ReviewerKey, service_of
+from bastion.service.deps import AdminKey, ReviewerKey, service_of
 from bastion.service.models import Decision, NewKeyRequest
 from bastion.service.state import ServiceError
 from bastion.service.storage import Conflict, NotFound, Principal

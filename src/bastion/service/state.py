@@ -11,6 +11,7 @@ an e-mail address): a session shows up as the first 12 hex digits of its SHA-256
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -20,29 +21,24 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from bastion.guard import Guard
-from bastion.guard.pipeline import PipelineResult
+from bastion.guard.pipeline import Pipeline, PipelineResult
 from bastion.service import keys as keylib
 from bastion.service.anomaly import AnomalyDetector
 from bastion.service.config import ServiceConfig
-from bastion.service.limits import error_body
+from bastion.service.limits import ServiceError
 from bastion.service.metrics import Metrics
 from bastion.service.ratelimit import Limiter, LimiterUnavailable
 from bastion.service.storage import Principal, Store
 from bastion.service.upstream import Upstream
+from bastion.service.workload import ScanBudget
 
+__all__ = ["Checked", "Service", "ServiceError", "session_tag"]
 log = logging.getLogger("bastion.service")
 SESSION_HEADER = "X-Bastion-Session"
-
-
-class ServiceError(Exception):
-    """An error answer: HTTP ``status``, a message that says what to do, OpenAI's shape."""
-
-    def __init__(self, status: int, message: str, type_: str, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = error_body(message, type_, code)
-        self.headers = headers or {}
+#: scanner kinds of the rule layers, run on the roles ``role_scan`` maps to ``rules``
+RULE_KINDS = frozenset({"sanitizer", "decoder", "rules"})
+#: the session of requests that name none: all of a key's session-less traffic
+DEFAULT_SESSION = "default"
 
 
 @dataclass(frozen=True)
@@ -76,6 +72,10 @@ class Service:
         self.upstream = upstream
         self.detector = detector or AnomalyDetector(config.anomaly)
         self.metrics = Metrics()
+        lim = config.limits
+        self.budget = ScanBudget(max_scan_chars=lim.max_scan_chars,
+                                 max_pending_chars_per_key=lim.max_pending_chars_per_key,
+                                 max_pending_chars=lim.max_pending_chars)
 
     # -- auth and limits (sync: FastAPI runs them in its thread pool; they do I/O) --------
 
@@ -132,39 +132,68 @@ class Service:
 
     # -- the one path from text to verdict ------------------------------------------------
 
+    @functools.cached_property
+    def rules_pipeline(self) -> Pipeline:
+        """The guard's input pipeline with only its rule layers (:data:`RULE_KINDS`)."""
+        source = self.guard.policy.input
+        return Pipeline([layer for layer in source.layers
+                         if getattr(layer.scanner, "kind", None) in RULE_KINDS],
+                        fail_mode=source.fail_mode, early_exit=source.early_exit,
+                        budget_ms=source.budget_ms)
+
     async def check(self, direction: str, text: str, who: Principal, session_id: str,
-                    file_review: bool = True, **output_context: Any) -> Checked:
+                    file_review: bool = True, observed: str | None = None,
+                    rules_only: bool = False, **output_context: Any) -> Checked:
         """Scan ``text`` (``direction`` input or output) and act on the verdict.
 
         ``file_review``: file a review item for a ``review`` verdict (a stream, scanned
-        once per window, files only its first). ``output_context``: ``prompt``,
-        ``documents``, ``canary`` for output scans.
+        once per window, files only its first). ``observed``: the text the anomaly
+        detector compares (default ``text``; the proxy passes the last user turn, since
+        the system prompt every request repeats would make all prompts look alike).
+        ``rules_only``: an input scan with :attr:`rules_pipeline`, not fed to the anomaly
+        detector. ``output_context``: ``prompt``, ``documents``, ``canary`` for output scans.
         """
-        if direction == "input":
-            result = await run_in_threadpool(self.guard.scan_input, text)
+        if rules_only:
+            result = await self.budget.run(who.key_id, direction, len(text),
+                                           self.rules_pipeline.run, text)
+        elif direction == "input":
+            result = await self.budget.run(who.key_id, direction, len(text),
+                                           self.guard.scan_input, text)
         else:
-            result = await run_in_threadpool(self.guard.scan_output, text, **output_context)
+            result = await self.budget.run(who.key_id, direction, len(text),
+                                           self.guard.scan_output, text, **output_context)
         self.metrics.record(direction, result)
         review_id = escalation_id = None
         if result.verdict == "review" and file_review:
             review_id = await run_in_threadpool(self._file, "verdict", direction, text, result,
                                                 who, session_id, self._reasons(result))
-        if direction == "input":
-            escalation = self.detector.observe(self._session_key(who, session_id), text,
-                                               flagged=result.verdict != "allow")
-            if escalation is not None:
-                for signal in escalation.signals:
-                    self.metrics.escalations.labels(signal).inc()
-                escalation_id = await run_in_threadpool(
-                    self._file, "escalation", direction, text, result, who, session_id,
-                    f"session escalated: {escalation.reason}")
-                log.warning("escalation key=%s session=%s signals=%s item=%s", who.key_id,
-                            session_tag(session_id), ",".join(escalation.signals),
-                            escalation_id)
+        if direction == "input" and not rules_only:
+            escalation_id = await self._observe(observed or text, result, who, session_id)
         log.info("scan direction=%s key=%s session=%s verdict=%s score=%.3f ms=%.1f "
                  "review=%s", direction, who.key_id, session_tag(session_id), result.verdict,
                  result.score, result.latency_ms, review_id)
         return Checked(result, review_id, escalation_id)
+
+    async def _observe(self, text: str, result: PipelineResult, who: Principal,
+                       session_id: str) -> int | None:
+        """Feed the anomaly detector (per session and per key); the escalation item's id
+        when one was filed."""
+        flagged = result.verdict != "allow"
+        escalation = self.detector.observe(self._session_key(who, session_id), text,
+                                           flagged=flagged,
+                                           shared=session_id == DEFAULT_SESSION)
+        per_key = self.detector.observe_key(who.key_id, flagged)  # always: it counts
+        escalation = escalation or per_key
+        if escalation is None:
+            return None
+        for signal in escalation.signals:
+            self.metrics.escalations.labels(signal).inc()
+        escalation_id: int = await run_in_threadpool(
+            self._file, "escalation", "input", text, result, who, session_id,
+            f"session escalated: {escalation.reason}")
+        log.warning("escalation key=%s session=%s signals=%s item=%s", who.key_id,
+                    session_tag(session_id), ",".join(escalation.signals), escalation_id)
+        return escalation_id
 
     @staticmethod
     def _reasons(result: PipelineResult) -> str:

@@ -138,6 +138,20 @@ class Store:
                 return str(conn.execute(select(settings.c.value)
                                         .where(settings.c.name == name)).scalar_one())
 
+    def put_setting(self, name: str, value: str) -> None:
+        """Set ``name`` to ``value`` (the last writer wins)."""
+        with self.engine.begin() as conn:
+            if conn.execute(update(settings).where(settings.c.name == name)
+                            .values(value=value)).rowcount:
+                return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(settings).values(name=name, value=value))
+        except IntegrityError:  # inserted meanwhile by another replica: overwrite it
+            with self.engine.begin() as conn:
+                conn.execute(update(settings).where(settings.c.name == name)
+                             .values(value=value))
+
     def session_secret(self) -> str:
         """The secret that signs review-page cookies, made once and shared by replicas."""
         return self.setting("session_secret", secrets.token_urlsafe(32))

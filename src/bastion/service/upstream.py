@@ -7,7 +7,8 @@ perplexity layer uses), greedy, on CPU, ``max_tokens`` new tokens: a demo that w
 offline, not a useful assistant.
 
 Both give a whole completion (:meth:`complete`, an OpenAI ``chat.completion`` dict) or
-a stream of ``(text delta, finish_reason)`` pairs (:meth:`stream`). Failures become
+a stream of ``chat.completion.chunk`` dicts (:meth:`stream`), each checked to hold a
+``choices`` list of objects. Failures become
 :class:`UpstreamError` with the HTTP status the proxy should answer: 502 when the
 upstream is unreachable or answers nonsense, 504 when it is too slow. Every wait is
 bounded by ``timeout_s``, for a whole answer and for each stream chunk, so nothing hangs.
@@ -25,7 +26,8 @@ from typing import Any, Protocol
 
 import httpx
 
-StreamPiece = tuple[str, str | None]
+#: one streamed ``chat.completion.chunk``, parsed
+StreamPiece = dict[str, Any]
 
 
 class UpstreamError(Exception):
@@ -101,13 +103,12 @@ class HTTPUpstream:
                                      f"{response.status_code}")
         try:
             data = response.json()
-            message_text(data["choices"][0]["message"]["content"])
-        except (ValueError, KeyError, IndexError, TypeError):
+        except ValueError:
+            data = None
+        if not _is_completion(data):
             raise UpstreamError(502, "the upstream's answer is not an OpenAI chat "
-                                     "completion") from None
-        if not isinstance(data, dict):
-            raise UpstreamError(502, "the upstream's answer is not a JSON object")
-        return data
+                                     "completion")
+        return dict(data)
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[StreamPiece]:
         deadline = time.monotonic() + self.timeout_s
@@ -131,7 +132,7 @@ class HTTPUpstream:
                     data = line[5:].strip()
                     if data == "[DONE]":
                         return
-                    yield _delta(data)
+                    yield _parse_chunk(data)
         except (httpx.HTTPError, TimeoutError) as exc:
             raise self._error(exc) from None
 
@@ -139,19 +140,32 @@ class HTTPUpstream:
         await self.client.aclose()
 
 
-def _delta(data: str) -> StreamPiece:
-    """The text delta and finish reason of one streamed ``chat.completion.chunk``."""
+def _is_completion(data: Any) -> bool:
+    """An object whose ``choices`` is a list of objects, each with a ``message`` object."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        return False
+    return all(isinstance(c, dict) and isinstance(c.get("message"), dict)
+               for c in data["choices"])
+
+
+def _parse_chunk(data: str) -> StreamPiece:
+    """One streamed ``chat.completion.chunk``: an object whose ``choices`` (absent in a
+    usage chunk) is a list of objects with an object ``delta``."""
     try:
         chunk = json.loads(data)
-        choice = chunk["choices"][0] if chunk.get("choices") else {}
-        text = choice.get("delta", {}).get("content") or ""
-        reason = choice.get("finish_reason")
-    except (ValueError, AttributeError, KeyError, IndexError, TypeError):
+    except ValueError:
+        chunk = None
+    choices = chunk.get("choices", []) if isinstance(chunk, dict) else None
+    if not isinstance(choices, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("delta", {}), dict | None)
+            for c in choices):
         raise UpstreamError(502, "the upstream streamed a chunk that is not an OpenAI "
-                                 "chat.completion.chunk") from None
-    if not isinstance(text, str):
-        raise UpstreamError(502, "the upstream streamed non-text content")
-    return text, reason if isinstance(reason, str) else None
+                                 "chat.completion.chunk")
+    return {"choices": choices}
+
+
+def _text_chunk(text: str, finish: str | None) -> StreamPiece:
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
 
 
 class EmbeddedUpstream:
@@ -238,8 +252,8 @@ class EmbeddedUpstream:
             if text is None:
                 break
             if text:
-                yield text, None
-        yield "", "stop"
+                yield _text_chunk(text, None)
+        yield _text_chunk("", "stop")
 
     async def aclose(self) -> None:
         return None

@@ -5,12 +5,17 @@ itsdangerous that names the key's *id* (never the key) and expires after
 ``SESSION_MAX_AGE_S``. Every page re-checks that the key is still live and a reviewer's,
 so revoking a key logs it out. Forms carry a CSRF token (an HMAC of the cookie) and the
 cookie is ``SameSite=Strict``: a page elsewhere cannot make a reviewer's browser decide.
+
+Logging out (a form with the CSRF token) records the time in the database, shared by
+replicas: every cookie of that key issued earlier stops working at once, on every
+browser, rather than living on until it expires.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,7 +24,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.concurrency import run_in_threadpool
 
 from bastion.service import keys as keylib
-from bastion.service.app import service_of
+from bastion.service.deps import service_of
 from bastion.service.review import ItemId, decide
 from bastion.service.state import Service, ServiceError
 from bastion.service.storage import NotFound, Principal
@@ -28,6 +33,8 @@ from bastion.service.templates import ENV
 router = APIRouter(include_in_schema=False)
 COOKIE = "bastion_review"
 SESSION_MAX_AGE_S = 8 * 3600
+#: setting name prefix: when each key last logged out (Unix seconds)
+_LOGOUT = "review_logout:"
 
 
 def _secret(svc: Service) -> str:
@@ -53,10 +60,13 @@ def _who(request: Request) -> Principal | None:
     if not cookie:
         return None
     try:
-        key_id = _signer(svc).loads(cookie, max_age=SESSION_MAX_AGE_S)["k"]
-    except (BadSignature, KeyError, TypeError):
+        payload = _signer(svc).loads(cookie, max_age=SESSION_MAX_AGE_S)
+        key_id, issued = str(payload["k"]), float(payload["t"])
+    except (BadSignature, KeyError, TypeError, ValueError):
         return None
-    who = svc.store.principal(str(key_id))
+    if issued <= float(svc.store.setting(_LOGOUT + key_id, "0")):
+        return None  # logged out after this cookie was issued
+    who = svc.store.principal(key_id)
     return who if who is not None and keylib.allows(who.role, "reviewer") else None
 
 
@@ -101,7 +111,7 @@ async def login(request: Request) -> Response:
         why = "that key is not a live reviewer or admin key"
         return _page("login.html", 401, who=None, error=why)
     response = RedirectResponse("/review", status_code=303)
-    response.set_cookie(COOKIE, _signer(svc).dumps({"k": who.key_id}),
+    response.set_cookie(COOKIE, _signer(svc).dumps({"k": who.key_id, "t": time.time()}),
                         max_age=SESSION_MAX_AGE_S, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/review")
     return response
@@ -109,6 +119,12 @@ async def login(request: Request) -> Response:
 
 @router.post("/review/logout")
 async def logout(request: Request) -> Response:
+    who, _ = await _authorized_post(request)
+    if who is None:
+        return _page("login.html", 403, who=None,
+                     error="log in again: the session expired or the form is stale")
+    await run_in_threadpool(service_of(request).store.put_setting, _LOGOUT + who.key_id,
+                            repr(time.time()))
     response = _to_login()
     response.delete_cookie(COOKIE, path="/review")
     return response

@@ -35,28 +35,62 @@ def load_from_file(spec: str, checkpoint: Path | None = None) -> nn.Module:
     if module_spec is None or module_spec.loader is None:
         raise ConfigError(f"cannot import {path} as a Python module")
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's code: any error, reported with where it came from
+        raise ConfigError(f"model file {path} failed to import: {_error(exc)}; fix it, or "
+                          f"run `python {path}` to see the traceback") from exc
     factory_name = factory_name or DEFAULT_FACTORY
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ConfigError(f"{path} has no function {factory_name}(); define it to return the "
                           "model, or name another one with --model FILE.py:FUNCTION")
-    model = factory()
+    try:
+        model = factory()
+    except Exception as exc:  # the user's code again
+        raise ConfigError(f"{path}:{factory_name}() raised {_error(exc)}; it must build and "
+                          "return the model without arguments") from exc
     if not isinstance(model, nn.Module):
         raise ConfigError(f"{path}:{factory_name}() returned {type(model).__name__}, "
                           "not a torch.nn.Module")
     if checkpoint is not None:
-        if not checkpoint.is_file():
-            raise ConfigError(f"checkpoint {checkpoint} does not exist")
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise InputError(f"checkpoint {checkpoint} does not fit {path}:{factory_name}(): "
-                             f"{exc}") from exc
+        _load_checkpoint(model, checkpoint, f"{path}:{factory_name}()")
     return model.eval()
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+CHECKPOINT_HELP = ("a checkpoint must be a state_dict saved with "
+                   "torch.save(model.state_dict(), FILE) (or a dict holding one under "
+                   "'state_dict')")
+
+
+def _load_checkpoint(model: nn.Module, checkpoint: Path, name: str) -> None:
+    """Load a ``state_dict`` file into ``model``; InputError saying what a checkpoint
+    must be when the file is anything else."""
+    if not checkpoint.is_file():
+        raise ConfigError(f"checkpoint {checkpoint} does not exist")
+    if checkpoint.stat().st_size == 0:
+        raise InputError(f"checkpoint {checkpoint} is empty; {CHECKPOINT_HELP}")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for files it cannot unpickle
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"checkpoint {checkpoint} cannot be loaded as weights ({first}); "
+                         f"a whole pickled model is refused, since unpickling runs code; "
+                         f"{CHECKPOINT_HELP}") from None
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise InputError(f"checkpoint {checkpoint} holds a {type(state).__name__}, not a "
+                         f"mapping of parameter names to tensors; {CHECKPOINT_HELP}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise InputError(f"checkpoint {checkpoint} does not fit {name}: {exc}") from exc
 
 
 def load_any(spec: str, checkpoint: Path | None = None) -> nn.Module:

@@ -122,7 +122,7 @@ def hard_negatives(sources: Sequence[str] = ()) -> list[str]:
     those whose ``source`` is in ``sources`` (all when empty)."""
     path = bundled(HARD_NEGATIVES_FILE)
     read_jsonl(path)  # checks every line
-    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()
+    rows = [json.loads(line) for line in path.read_text("utf-8").split("\n")
             if line.strip()]
     return [r["text"] for r in rows
             if r["label"] == 0 and (not sources or r.get("source") in sources)]
