@@ -6,9 +6,9 @@ The pipeline is sanitizer + decoder + rules + a trained layer at its bundled thr
 (``--kind transformer``). Reported: S-Labs test detection (the only place test is
 scored), the ``benign-dev`` and over-refusal sets, ``bench/data/benign_codes_heldout.jsonl``
 (123 benign prompts with order numbers, tracking codes, error codes and the like, never
-trained on, unlike their 237 siblings ``written-9`` among the hard negatives), latency
-on S-Labs test prompts and on ~512-token prompts, and the black-box perturbation attack
-on the first ``--attack-limit`` S-Labs *val* examples.
+trained on, unlike their 237 siblings of source ``order-numbers`` among the hard
+negatives), latency on S-Labs test prompts and on ~512-token prompts, and the black-box
+perturbation attack on the first ``--attack-limit`` S-Labs *val* examples.
 
     OMP_NUM_THREADS=1 python bench/guard_classifier.py --json out.json
     OMP_NUM_THREADS=1 python bench/guard_classifier.py --kind transformer --json out.json
