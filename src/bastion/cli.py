@@ -8,6 +8,7 @@
     bastion train --method pgd|trades|mart|fgsm|standard --model smallcnn --eps 0.3 --out DIR
     bastion certify --model NAME --method ibp|crown|crown-ibp|smoothing --eps E [--json FILE]
     bastion diagnose --model NAME --data mnist --n N --norm Linf --eps E [--json FILE]
+    bastion ood --model NAME --id mnist --ood fashion-mnist,uniform [--eps 0.1,0.3] [--out DIR]
     bastion serve [--host H] [--port P] [--config FILE]   # the guard service
     bastion keys create --name N [--role client|reviewer|admin] | keys list | keys revoke ID
     bastion review export --out FILE.jsonl
@@ -30,6 +31,7 @@ from bastion.certify.cli import register as register_certify
 from bastion.diagnostics.cli import register as register_diagnose
 from bastion.errors import BastionError
 from bastion.guard.cli import guard_app
+from bastion.ood.cli import register as register_ood
 from bastion.service.cli import register as register_service
 from bastion.train.cli import register as register_train
 
@@ -42,6 +44,7 @@ register_train(app)
 register_certify(app)
 register_diagnose(app)
 register_service(app)
+register_ood(app)
 console = Console()
 err = Console(stderr=True)
 
