@@ -38,6 +38,7 @@ def test_unknown_set_and_mismatched_sets_are_refused() -> None:
         check_sets(torch.zeros(2, 1, 28, 28), {})
 
 
+@pytest.mark.slow
 def test_near_ood_sets_transform_mnist_digits() -> None:
     inverted = load_set("mnist-invert", 8)
     blurred = load_set("mnist-blur", 8)
