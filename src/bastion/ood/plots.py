@@ -20,8 +20,11 @@ def auroc_vs_eps(result: Mapping[str, Any], *, title: str) -> bytes:
     fig = Figure(figsize=(6.4, 4.0), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    first = next(iter(result["settings"]["sets"]))
     for name, det in result["detectors"].items():
-        for set_name, rows in det["adaptive"].items():
+        # without an attack the curve is the single clean point of the first set
+        attacked = det["adaptive"] or {first: []}
+        for set_name, rows in attacked.items():
             xs = [0.0, *(r["eps"] for r in rows)]
             ys = [100 * det["sets"][set_name]["auroc"], *(100 * r["auroc"] for r in rows)]
             ax.plot(xs, ys, marker="o", label=name)
