@@ -69,7 +69,7 @@ class Detector:
         Returns:
             self, fitted.
         """
-        x, y = _split(data)
+        x, y = split_fit_data(data)
         _check_images(x, "fit data")
         if model.training:
             raise ModelError("the model is in training mode (dropout and batch-norm would make "
@@ -146,7 +146,8 @@ class Detector:
             )
 
 
-def _split(data: FitData) -> tuple[torch.Tensor, torch.Tensor | None]:
+def split_fit_data(data: FitData) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(x, y)`` of fit data; y is None for bare inputs."""
     if isinstance(data, Dataset):
         return data.x, data.y
     if isinstance(data, torch.Tensor):

@@ -17,7 +17,7 @@ from torch import nn
 
 from bastion.errors import ConfigError, InputError
 from bastion.ood.adaptive import attack_all
-from bastion.ood.base import FitData, _split
+from bastion.ood.base import FitData, split_fit_data
 from bastion.ood.metrics import detection, threshold_at_tpr, wilson_interval
 from bastion.ood.registry import make
 from bastion.threat import ThreatModel
@@ -86,9 +86,9 @@ def evaluate_ood(model: nn.Module, fit_data: FitData, x_id: torch.Tensor,
         make(name)  # unknown names fail before any work
     settings = {"detectors": list(detectors), "sets": list(ood_sets), "eps": list(eps),
                 "norm": norm, "n_adv": n_adv, "steps": steps, "seed": seed,
-                "n_id": len(x_id), "n_fit": len(_split(fit_data)[0])}
+                "n_id": len(x_id), "n_fit": len(split_fit_data(fit_data)[0])}
     fp = fingerprint({**settings, "model": model_digest(model),
-                      "data": tensor_digest(x_id, *ood_sets.values(), _split(fit_data)[0])})
+                      "data": tensor_digest(x_id, *ood_sets.values(), split_fit_data(fit_data)[0])})
     saved = StateFile(state, fp, settings="model, data, detectors, sets, eps or seed")
     attacked = next(iter(ood_sets))
     out: dict[str, Any] = {}
