@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import json
 import platform
 import shlex
@@ -81,13 +82,18 @@ class _StandInFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def _import_pytorch_ood() -> Any:
+    finder = None
+    if importlib.util.find_spec("torchvision") is None:
+        finder = _StandInFinder()
+        sys.meta_path.insert(0, finder)
     try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        sys.meta_path.insert(0, _StandInFinder())
-    import pytorch_ood.detector as peer
-    import pytorch_ood.metrics.functional as peer_metrics
-
+        import pytorch_ood.detector as peer
+        import pytorch_ood.metrics.functional as peer_metrics
+    finally:
+        if finder is not None:  # leave no stand-in behind for later imports
+            sys.meta_path.remove(finder)
+            for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]:
+                del sys.modules[name]
     return peer, peer_metrics
 
 
@@ -131,7 +137,7 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     xs = {"mnist": data.load("mnist", "test", args.n).x,
           **{s: load_set(s, args.n, seed=args.seed) for s in OOD_SETS}}
     rows = []
-    for mname in MODELS:
+    for mname in args.models:
         model = zoo.load(mname)
         with torch.no_grad():
             z = torch.cat([_encoder(model)(train.x[i:i + BATCH])
@@ -165,7 +171,7 @@ def adaptive(args: argparse.Namespace) -> list[dict[str, Any]]:
     x_id = data.load("mnist", "test", args.n_adv).x
     x_ood = load_set("fashion-mnist", args.n_adv, seed=args.seed)
     rows = []
-    for mname in MODELS:
+    for mname in args.models:
         model = zoo.load(mname)
         for name in args.detectors:
             det = make(name).fit(model, train)
@@ -199,7 +205,7 @@ def adaptive(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=("compare", "adaptive"), required=True)
     p.add_argument("--fit", type=int, default=10000, help="MNIST training images to fit on")
@@ -208,14 +214,16 @@ def main() -> None:
     p.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.3])
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--detectors", nargs="+", default=list(DETECTORS))
+    p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None)
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rows = compare(args) if args.part == "compare" else adaptive(args)
-    result = {"command": "python bench/ood.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    result = {"command": "python bench/ood.py " + " ".join(shlex.quote(a) for a in argv),
               "date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": platform.processor()
               or platform.machine(), "threads": args.threads, "torch": torch.__version__,
               "rows": rows}
