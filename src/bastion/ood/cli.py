@@ -156,7 +156,9 @@ def ood_command(
         if plot is not None:
             from bastion.ood.plots import auroc_vs_eps
 
-            plot.write_bytes(auroc_vs_eps(result, title=f"{model} vs {ood}"))
+            first = result["settings"]["sets"][0]
+            plot.write_bytes(auroc_vs_eps(
+                result, title=f"{model}: {id_name} vs {first} (the attacked OOD set)"))
         if out is not None:
             log(f"card written: {_card(out, net, result, seed, command).resolve()}")
     except KeyboardInterrupt:
