@@ -32,6 +32,7 @@ import importlib.util
 import json
 import platform
 import shlex
+import statistics
 import sys
 import time
 import types
@@ -145,9 +146,15 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
         for name in args.detectors:
             ours = make(name).fit(model, train)
             theirs = _peer(name, model, peer, z, train.y)
-            with torch.no_grad():
-                s_ours, t_ours = _timed(ours.score, xs)
-            s_theirs, t_theirs = _timed(theirs.predict, xs)
+            # alternate the two libraries; the median of --repeats timings each
+            ours_t, theirs_t = [], []
+            for _ in range(args.repeats):
+                with torch.no_grad():
+                    s_ours, t = _timed(ours.score, xs)
+                ours_t.append(t)
+                s_theirs, t = _timed(theirs.predict, xs)
+                theirs_t.append(t)
+            t_ours, t_theirs = statistics.median(ours_t), statistics.median(theirs_t)
             for ood in OOD_SETS:
                 a = detection(s_ours["mnist"], s_ours[ood]).to_dict()
                 b = detection(s_theirs["mnist"], s_theirs[ood]).to_dict()
@@ -215,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--detectors", nargs="+", default=list(DETECTORS))
     p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--repeats", type=int, default=1, help="timings per library (median)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=None)
