@@ -6,7 +6,8 @@ training images and score the same first ``--n`` MNIST test images (ID) and ``--
 images of each OOD set. Both score arrays go through the same metric code
 (bastion.ood.metrics); pytorch-ood's own AUROC is also computed on its scores as a check
 of the metric code. Scoring time is the wall time of scoring all ID and OOD images with
-each library from images, in batches of 512, single-threaded; the two run alternately.
+each library from images, in batches of 512, single-threaded; the two run alternately,
+``--repeats`` times each (the median is kept).
 
 Part ``adaptive``: bastion's detectors attacked with PGD on their own score (20 steps,
 Linf eps 0.1 and 0.3): ``--n-adv`` ID images pushed up, ``--n-adv`` Fashion-MNIST images
