@@ -42,6 +42,8 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     # Peers for side-by-side benchmarks; --no-deps keeps torchattacks from replacing torch.
     "${pip[@]}" install -q --no-deps "torchattacks==3.5.1" \
       "adversarial-robustness-toolbox==1.20.1" >&2
+    # pytorch-ood for bench/ood.py; --no-deps: it would pull torchvision (and another torch).
+    "${pip[@]}" install -q --no-deps "pytorch-ood==0.4.0" >&2
     "${pip[@]}" install -q six tqdm packaging requests setuptools scipy multiprocess >&2
   fi
   echo "$want" > "$stamp"
