@@ -184,7 +184,7 @@ def test_diagnose_refuses_l1_naming_what_to_use_instead(cnn: nn.Module) -> None:
 
     x = torch.rand(4, 1, 8, 8)
     y = torch.zeros(4, dtype=torch.long)
-    with pytest.raises(CapabilityError, match="Square supports .* not L1"):
+    with pytest.raises(CapabilityError, match=r"Square supports .* not L1"):
         diagnose(cnn, (x, y), ThreatModel(norm="L1", eps=1.0))
 
 
