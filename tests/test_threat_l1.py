@@ -118,13 +118,14 @@ def test_l1_random_points_lie_in_the_ball() -> None:
 
 
 class Linear2(nn.Module):
-    """Two classes split by w.x = 1 with one heavy weight: the cheapest L1 way across
-    moves pixel 0 alone, by (1 - w.x) / w_0."""
+    """Two classes split by w.x = 1, where only pixel 0 counts (w_0 = 4): the only way
+    across within an L1 budget moves pixel 0 by (1 - w.x) / 4."""
 
     def __init__(self) -> None:
         super().__init__()
-        light = torch.linspace(0.6, 0.1, 15)  # distinct: no ties in the top-k choice
-        self.w = nn.Parameter(torch.cat([torch.tensor([4.0]), light]), requires_grad=False)
+        weights = torch.zeros(16)
+        weights[0] = 4.0
+        self.w = nn.Parameter(weights, requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         score = x.flatten(1) @ self.w - 1.0

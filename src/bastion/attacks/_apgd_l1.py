@@ -80,9 +80,7 @@ def sparse_direction(grad: torch.Tensor, x: torch.Tensor, share: torch.Tensor,
     blocked = ((xf >= bounds[1]) & (flat > 0)) | ((xf <= bounds[0]) & (flat < 0))
     size = flat.abs().masked_fill(blocked, 0)
     n = flat.shape[1]
-    # Rounded down (the reference rounds up): with 2 pixels changed, k = 1 rather than 2
-    # lets a run that spreads its budget evenly over two pixels concentrate it on one.
-    k = (share * n).floor().clamp(1, n).long()
+    k = (share * n).ceil().clamp(1, n).long()
     level = size.sort(dim=1, descending=True).values.gather(1, (k - 1)[:, None])
     chosen = (size >= level) & (size > 0)
     signs = flat.sign() * chosen
@@ -98,7 +96,9 @@ def apgd_l1_once(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     """APGD-L1 on samples ``idx`` of the batch; arguments and outputs as
     :func:`bastion.attacks._apgd_run.apgd_once`."""
     plan = phases(threat, n_iter, eps_schedule)
-    xs, fresh = start[idx], True
+    # With the schedule the start already carries its sparsity into k, as in the
+    # reference; a single run starts from k = 20% of the coordinates.
+    xs, fresh = start[idx], not eps_schedule
     s: _State | None = None
     for number, (phase_threat, iters) in enumerate(plan):
         final = number == len(plan) - 1

@@ -157,7 +157,13 @@ def _restarts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, goal: torch.Te
     success = torch.zeros_like(done)
     best_loss = torch.full((x.shape[0],), float("-inf"), device=x.device)
     for _ in range(restarts):
-        start = threat.random_point(x, generator)
+        if threat.norm == "L1":
+            # The reference's L1 start: a unit Gaussian step, projected onto ball ∩ box
+            # by the run (a sparse point: the projection keeps the largest draws).
+            start = x + torch.randn(x.shape, generator=generator, device=x.device,
+                                    dtype=x.dtype)
+        else:
+            start = threat.random_point(x, generator)
         idx = (~done & ~success).nonzero().squeeze(1)
         if idx.numel() > 0 and threat.norm == "L1":
             apgd_l1_once(model, x, y, goal, targeted_success, threat, start, idx, n_iter,
