@@ -104,7 +104,8 @@ def run_tool(tool: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     if tool == "torchattacks-eadl1":
         import torchattacks
 
-        return torchattacks.EADL1(model, max_iterations=max(args.n_iter, 10))(x, y)  # it needs >= 10
+        # EADL1 needs max_iterations >= 10
+        return torchattacks.EADL1(model, max_iterations=max(args.n_iter, 10))(x, y)
     return torch.from_numpy(_art(tool, model, x, y, args))
 
 
