@@ -12,7 +12,6 @@ from bastion.threat import ThreatModel
 from bastion.train.config import TrainConfig
 from bastion.train.losses import LossSettings, get_method
 from bastion.train.multi import multi_threat_loss, parse_also
-
 from conftest import tiny_cnn
 
 THREATS = [ThreatModel(norm="Linf", eps=0.2), ThreatModel(norm="L1", eps=4.0)]
