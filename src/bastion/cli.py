@@ -99,7 +99,7 @@ def evaluate(
     # --samples: torchrun's own parser (Python 3.11) rejects "--n" as an ambiguous prefix.
     n: Annotated[int | None, typer.Option("--n", "--samples",
                                           help="first N samples (default: all)")] = None,
-    norm: Annotated[str, typer.Option(help="Linf or L2")] = "Linf",
+    norm: Annotated[str, typer.Option(help="Linf, L2 or L1")] = "Linf",
     eps: Annotated[float, typer.Option(help="radius of the threat model")] = 0.3,
     attack: Annotated[list[str] | None, typer.Option(
         help="repeatable: NAME[:key=value,...], e.g. pgd, square:n_queries=1000, "

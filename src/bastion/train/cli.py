@@ -36,7 +36,7 @@ def train_command(
     model: Annotated[str, typer.Option(help="architecture: mlp, smallcnn, lenet5, "
                                             "wong-small")] = "smallcnn",
     data: Annotated[str, typer.Option(help="data set (bastion.data)")] = "mnist",
-    norm: Annotated[str, typer.Option(help="Linf or L2")] = "Linf",
+    norm: Annotated[str, typer.Option(help="Linf, L2 or L1")] = "Linf",
     eps: Annotated[float, typer.Option(help="training and validation radius")] = 0.3,
     epochs: Annotated[int, typer.Option()] = 10,
     batch_size: Annotated[int, typer.Option(help="global batch size")] = 128,
