@@ -33,11 +33,6 @@ def l1() -> nn.Module:
     return _load("l1")
 
 
-def union_max() -> nn.Module:
-    """PGD-AT against Linf 0.3 and L1 10, worst example per sample."""
-    return _load("union-max")
-
-
 def union_avg() -> nn.Module:
     """PGD-AT against Linf 0.3 and L1 10, mean of the two losses."""
     return _load("union-avg")
