@@ -18,16 +18,17 @@ from bastion.threat import NORMS, ThreatModel
 
 @pytest.mark.parametrize(
     ("norm", "hint"),
-    [("linf", "Linf"), ("inf", "Linf"), ("L_inf", "Linf"), ("l2", "L2"), ("2", "L2")],
+    [("linf", "Linf"), ("inf", "Linf"), ("L_inf", "Linf"), ("l2", "L2"), ("2", "L2"),
+     ("l1", "L1"), ("1", "L1")],
 )
 def test_misspelt_norm_suggests_the_right_one(norm: str, hint: str) -> None:
     with pytest.raises(ConfigError, match=f'norm must be one of .* Did you mean "{hint}"'):
         ThreatModel(norm=norm, eps=0.1)
 
 
-@pytest.mark.parametrize("norm", ["L1", "Lzero", None, 2])
+@pytest.mark.parametrize("norm", ["L0", "Lzero", None, 2])
 def test_unknown_norm_lists_the_supported_ones_without_a_wrong_hint(norm: object) -> None:
-    with pytest.raises(ConfigError, match=r"norm must be one of \('Linf', 'L2'\)") as info:
+    with pytest.raises(ConfigError, match=r"norm must be one of \('Linf', 'L2', 'L1'\)") as info:
         ThreatModel(norm=norm, eps=0.1)  # type: ignore[arg-type]
     assert "Did you mean" not in str(info.value)
 
@@ -154,7 +155,7 @@ def test_project_leaves_points_inside_unchanged(
     if threat.norm == "Linf":
         delta = direction.clamp(-1, 1) * threat.eps * radius
     else:
-        size = direction.flatten(1).norm(dim=1).clamp_min(1e-12)
+        size = threat.norm_of(direction).clamp_min(1e-12)
         delta = direction / size.view(-1, *[1] * (len(shape) - 1)) * threat.eps * radius
     inside = threat.clip(x + delta)  # clipping toward x stays in the ball
     assert bool(threat.contains(inside, x).all())
@@ -208,15 +209,15 @@ def test_random_point_depends_only_on_the_generator_seed() -> None:
 
 @pytest.mark.parametrize("norm", NORMS)
 def test_random_point_fills_the_ball_not_just_its_surface(norm: str) -> None:
-    # Inside an interior box the L2 radius of a uniform point in d dims has mean
+    # Inside an interior box the L2 or L1 radius of a uniform point in d dims has mean
     # eps*d/(d+1); Linf pixels are uniform in [-eps, eps] with mean |delta| eps/2.
     threat = ThreatModel(norm=norm, eps=0.1)
     x = torch.full((2000, 4), 0.5)
     delta = threat.random_point(x, torch.Generator().manual_seed(0)) - x
-    if norm == "L2":
-        mean_radius = float(delta.norm(dim=1).mean())
+    if norm in ("L2", "L1"):
+        mean_radius = float(threat.norm_of(delta).mean())
         assert mean_radius == pytest.approx(0.1 * 4 / 5, rel=0.03)
-        assert float(delta.norm(dim=1).min()) < 0.05
+        assert float(threat.norm_of(delta).min()) < 0.05
     else:
         assert float(delta.abs().mean()) == pytest.approx(0.05, rel=0.03)
 

@@ -154,13 +154,14 @@ def _run(specs: list[jobs.EvalSpec], out: Path | None, json_path: Path | None,
 
 @app.command()
 def evaluate(
-    model: Annotated[str, typer.Option(help="zoo name, or FILE.py[:factory] (docs/models.md)")],
+    model: Annotated[list[str], typer.Option(
+        help="repeatable: zoo name, or FILE.py[:factory] (docs/models.md)")],
     data: Annotated[str, typer.Option(help="data set name (bastion.data)")] = "mnist",
     split: Annotated[str, typer.Option()] = "test",
     # --samples: torchrun's own parser (Python 3.11) rejects "--n" as an ambiguous prefix.
     n: Annotated[int | None, typer.Option("--n", "--samples",
                                           help="first N samples (default: all)")] = None,
-    norm: Annotated[str, typer.Option(help="Linf or L2")] = "Linf",
+    norm: Annotated[str, typer.Option(help="Linf, L2 or L1")] = "Linf",
     eps: Annotated[float, typer.Option(help="radius of the threat model")] = 0.3,
     attack: Annotated[list[str] | None, typer.Option(
         help="repeatable: NAME[:key=value,...], e.g. pgd, square:n_queries=1000, "
@@ -178,18 +179,52 @@ def evaluate(
     device: Annotated[str, typer.Option(
         help="torch device: cpu, cuda, cuda:1; under torchrun cuda = cuda:LOCAL_RANK")] = "cpu",
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    threats: Annotated[str | None, typer.Option(
+        help="threat matrix instead: e.g. linf:0.3,l2:2,l1:10,spatial:30deg-3px,corruptions "
+             "(docs/threats.md)")] = None,
+    targets: Annotated[int, typer.Option(help="APGD-T target classes (with --threats)")] = 9,
 ) -> None:
-    """Clean and robust accuracy of one model under one or more attacks.
+    """Clean and robust accuracy of one or more models under one or more attacks.
 
     Shard it across processes or machines by launching it with torchrun
     (docs/evaluation.md); rank 0 writes the results.
     """
-    spec = _jobs().EvalSpec(model=model, data=data, split=split, n=n, norm=norm, eps=eps,
-                            attacks=tuple(attack or ["pgd"]), steps=steps,
-                            restarts=restarts, step_size=step_size, sweep=_floats(sweep),
-                            seed=seed, batch_size=batch_size, checkpoint=checkpoint,
-                            device=device)
-    _run([spec], out, json_path, state, progress)
+    if threats is not None:
+        _matrix(model, threats, data=data, split=split, n=n, steps=steps or 100,
+                targets=targets, seed=seed, batch_size=batch_size, out=out,
+                json_path=json_path)
+        return
+    specs = [_jobs().EvalSpec(model=m, data=data, split=split, n=n, norm=norm, eps=eps,
+                               attacks=tuple(attack or ["pgd"]), steps=steps, restarts=restarts,
+                               step_size=step_size, sweep=_floats(sweep), seed=seed,
+                               batch_size=batch_size, checkpoint=checkpoint, device=device)
+             for m in model]
+    _run(specs, out, json_path, state, progress)
+
+
+def _matrix(models: list[str], threats: str, **options: Any) -> None:
+    from bastion.threats.job import run_matrix_job
+
+    try:
+        section = run_matrix_job(models, threats, command=_command(), log=err.print,
+                                 **options)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]; finished cells are saved: rerun the same "
+                  "command (with --out) to resume")
+        raise typer.Exit(130) from None
+    except BastionError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"accuracy by threat ({section['data']['n']} images)")
+    table.add_column("model", no_wrap=True)
+    table.add_column("clean")
+    for label in section["threats"]:
+        table.add_column(label)
+    for row in section["rows"]:
+        table.add_row(row["model"], f"{row['clean_accuracy']:.1%}",
+                      *(f"{c['accuracy']:.1%} [{c['interval'][0]:.1%}, {c['interval'][1]:.1%}]"
+                        for c in row["cells"]))
+    console.print(table)
 
 
 @app.command()

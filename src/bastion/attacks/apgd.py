@@ -1,5 +1,7 @@
 """APGD and APGD-T: auto-PGD (Croce & Hein, "Reliable evaluation of adversarial robustness
-with an ensemble of diverse parameter-free attacks", ICML 2020), Linf and L2.
+with an ensemble of diverse parameter-free attacks", ICML 2020), Linf and L2; and L1
+(Croce & Hein, "Mind the box", ICML 2021: sparse steps with an adaptive sparsity, see
+:mod:`bastion.attacks._apgd_l1`).
 
 PGD with no step size to tune: the step starts at 2·eps and is halved at fixed checkpoints
 (22%, 41%, 57%, ... of the iterations) for every sample whose loss stopped rising, which
@@ -25,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bastion.attacks._apgd_l1 import apgd_l1_once
 from bastion.attacks._apgd_run import apgd_once
 from bastion.attacks.base import (
     Attack,
@@ -34,7 +37,8 @@ from bastion.attacks.base import (
     require_counts,
     require_loss,
 )
-from bastion.threat import ThreatModel
+from bastion.errors import ConfigError
+from bastion.threat import NORMS, ThreatModel
 
 
 class APGD(Attack):
@@ -48,25 +52,31 @@ class APGD(Attack):
         eot_iter: gradients averaged over this many forward/backward passes per iteration
             (expectation over transformation, for randomized models; 20 in AutoAttack's
             ``rand`` version).
+        eps_schedule: L1 only: spend 30% of the iterations at 3 eps and 30% at 2 eps
+            before the rest at eps (AutoAttack's L1 setting); successes count only at eps.
     """
 
     name = "apgd"
+    norms = NORMS
 
     def __init__(self, *, loss: str = "ce", steps: int = 100, restarts: int = 1,
-                 eot_iter: int = 1) -> None:
+                 eot_iter: int = 1, eps_schedule: bool = False) -> None:
         self.loss = loss
         self.steps = steps
         self.restarts = restarts
         self.eot_iter = eot_iter
+        self.eps_schedule = eps_schedule
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
              target: torch.Tensor | None, generator: torch.Generator) -> AttackResult:
         require_counts(self, "steps", "restarts", "eot_iter")
         require_loss(self.loss)
+        _require_schedule(self.eps_schedule, threat)
         with torch.no_grad():
             done = is_success(model(x), y, target)
         res = _restarts(model, x, y, target, target is not None, threat, generator,
-                        self.restarts, self.steps, self.loss, self.eot_iter, done)
+                        self.restarts, self.steps, self.loss, self.eot_iter, done,
+                        self.eps_schedule)
         res.passes.forward += x.shape[0]
         res.success |= done
         return res
@@ -78,7 +88,7 @@ class APGDT(Attack):
     Args:
         n_target_classes: how many of the top other classes (by clean logits) to try, in
             order; each round runs on the samples still robust (9 in AutoAttack).
-        steps, restarts, eot_iter: as in :class:`APGD`, per target class.
+        steps, restarts, eot_iter, eps_schedule: as in :class:`APGD`, per target class.
 
     With an explicit ``target`` in :meth:`run`, only that class is tried and success
     means reaching it. Models with fewer than 4 classes get the targeted margin loss
@@ -86,17 +96,20 @@ class APGDT(Attack):
     """
 
     name = "apgd-t"
+    norms = NORMS
 
     def __init__(self, *, n_target_classes: int = 9, steps: int = 100, restarts: int = 1,
-                 eot_iter: int = 1) -> None:
+                 eot_iter: int = 1, eps_schedule: bool = False) -> None:
         self.n_target_classes = n_target_classes
         self.steps = steps
         self.restarts = restarts
         self.eot_iter = eot_iter
+        self.eps_schedule = eps_schedule
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
              target: torch.Tensor | None, generator: torch.Generator) -> AttackResult:
         require_counts(self, "steps", "restarts", "eot_iter", "n_target_classes")
+        _require_schedule(self.eps_schedule, threat)
         k = self.n_target_classes
         with torch.no_grad():
             logits = model(x)
@@ -107,7 +120,8 @@ class APGDT(Attack):
         loss = "dlr" if n_classes >= 4 else "margin"
         if target is not None:
             res = _restarts(model, x, y, target, True, threat, generator, self.restarts,
-                            self.steps, loss, self.eot_iter, is_success(logits, y, target))
+                            self.steps, loss, self.eot_iter, is_success(logits, y, target),
+                            self.eps_schedule)
             res.passes.add(passes)
             res.success |= is_success(logits, y, target)
             return res
@@ -119,7 +133,7 @@ class APGDT(Attack):
             # random stream does not depend on which samples earlier rounds broke.
             goal = ranked[:, rank]
             res = _restarts(model, x, y, goal, False, threat, generator, self.restarts,
-                            self.steps, loss, self.eot_iter, success)
+                            self.steps, loss, self.eot_iter, success, self.eps_schedule)
             passes.add(res.passes)
             # Broken samples keep their first fooling point; the others the best point of
             # the most likely target's round.
@@ -131,8 +145,8 @@ class APGDT(Attack):
 
 def _restarts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, goal: torch.Tensor | None,
               targeted_success: bool, threat: ThreatModel, generator: torch.Generator,
-              restarts: int, n_iter: int, loss: str, eot: int, done: torch.Tensor
-              ) -> AttackResult:
+              restarts: int, n_iter: int, loss: str, eot: int, done: torch.Tensor,
+              eps_schedule: bool) -> AttackResult:
     """APGD with ``restarts`` random starts on the samples not ``done`` (N,) bool.
 
     The result's ``success`` is True only where this call fooled the model; ``x_adv`` is x
@@ -143,9 +157,24 @@ def _restarts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, goal: torch.Te
     success = torch.zeros_like(done)
     best_loss = torch.full((x.shape[0],), float("-inf"), device=x.device)
     for _ in range(restarts):
-        start = threat.random_point(x, generator)
+        if threat.norm == "L1":
+            # The reference's L1 start: a unit Gaussian step, projected onto ball ∩ box
+            # by the run (a sparse point: the projection keeps the largest draws).
+            start = x + torch.randn(x.shape, generator=generator, device=x.device,
+                                    dtype=x.dtype)
+        else:
+            start = threat.random_point(x, generator)
         idx = (~done & ~success).nonzero().squeeze(1)
-        if idx.numel() > 0:
+        if idx.numel() > 0 and threat.norm == "L1":
+            apgd_l1_once(model, x, y, goal, targeted_success, threat, start, idx, n_iter,
+                         loss, eot, best, success, best_loss, passes, eps_schedule)
+        elif idx.numel() > 0:
             apgd_once(model, x, y, goal, targeted_success, threat, start, idx, n_iter, loss,
                       eot, best, success, best_loss, passes)
     return AttackResult(x_adv=best, success=success, passes=passes)
+
+
+def _require_schedule(eps_schedule: bool, threat: ThreatModel) -> None:
+    if eps_schedule and threat.norm != "L1":
+        raise ConfigError(f"eps_schedule is an L1 setting; the threat model is "
+                          f"{threat.norm}: drop eps_schedule or use norm='L1'")

@@ -19,7 +19,7 @@ from torch import nn
 
 from bastion.attacks.base import Attack, AttackResult, Passes, is_success
 from bastion.attacks.steps import ascent_step, input_gradient
-from bastion.threat import ThreatModel
+from bastion.threat import NORMS, ThreatModel
 
 
 class FGSM(Attack):
@@ -33,6 +33,7 @@ class FGSM(Attack):
     """
 
     name = "fgsm"
+    norms = NORMS
 
     def __init__(self, *, loss: str = "ce", random_start: bool = False) -> None:
         self.loss = loss

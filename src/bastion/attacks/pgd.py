@@ -30,7 +30,7 @@ from bastion.attacks.base import (
 )
 from bastion.attacks.steps import ascent_step, input_gradient
 from bastion.errors import ConfigError
-from bastion.threat import ThreatModel
+from bastion.threat import NORMS, ThreatModel
 
 
 class PGD(Attack):
@@ -48,6 +48,7 @@ class PGD(Attack):
     """
 
     name = "pgd"
+    norms = NORMS  # L1 steps are sparse (bastion.attacks.steps.ascent_direction)
 
     def __init__(
         self,

@@ -58,7 +58,8 @@ def compile_network(model: nn.Module) -> Network:
 
 
 def input_box(x: Tensor, threat: ThreatModel) -> Bounds:
-    """The Linf box of radius eps around x clipped to bounds; for L2 the box holds the ball."""
+    """The Linf box of radius eps around x clipped to bounds; for L2 and L1 the box holds
+    the ball."""
     low, high = threat.bounds
     return (x - threat.eps).clamp(low, high), (x + threat.eps).clamp(low, high)
 
@@ -119,15 +120,19 @@ def backward_to_input(net: Network, upto: int, a: Tensor,
 def concretize(a: Tensor, bias: Tensor, x: Tensor, threat: ThreatModel) -> Tensor:
     """Lower bound (N, S) of ``a x' + bias`` over x' in the ball around x ∩ the box.
 
-    Linf: the set is a box and the bound is exact. L2: the better of the dual-norm bound
-    over the ball, ``a x - eps ||a||_2``, and the exact bound over the Linf box that holds
-    ball ∩ bounds; both sets contain ball ∩ bounds, so both bounds are sound.
+    Linf: the set is a box and the bound is exact. L2 (L1): the better of the dual-norm
+    bound over the ball, ``a x - eps ||a||_2`` (``||a||_inf``), and the exact bound over
+    the Linf box that holds ball ∩ bounds; both sets contain ball ∩ bounds, so both bounds
+    are sound.
     """
     box_lower, _ = _affine_interval(a, bias, *input_box(x, threat))
     if threat.norm == "Linf":
         return box_lower
     flat = a.flatten(2)
-    ball = torch.einsum("nsi,ni->ns", flat, x.flatten(1)) + bias - threat.eps * flat.norm(dim=2)
+    # Hölder: the worst case of a.d over ||d||_p <= eps is eps times the dual norm of a
+    # (L2 for L2, Linf for L1).
+    dual = flat.norm(dim=2) if threat.norm == "L2" else flat.abs().amax(dim=2)
+    ball = torch.einsum("nsi,ni->ns", flat, x.flatten(1)) + bias - threat.eps * dual
     return torch.maximum(box_lower, ball)
 
 

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from bastion.attacks.base import model_device
+from bastion.attacks.square import Square
 from bastion.data.base import Dataset
 from bastion.diagnostics.curves import unbounded_eps
 from bastion.diagnostics.result import masking_suspected
 from bastion.diagnostics.run import DiagnosisRun
-from bastion.errors import ConfigError
+from bastion.errors import CapabilityError, ConfigError
 from bastion.evaluation.checks import check_inputs, check_model, warn_if_training
 from bastion.evaluation.runner import unit_seed
 from bastion.threat import ThreatModel
@@ -121,6 +122,11 @@ def _validate(threat: ThreatModel, x: torch.Tensor, steps: int, restarts: int,
                         ("square_queries", queries), ("black_box_points", points)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    if threat.norm not in Square.norms:
+        raise CapabilityError(
+            f"diagnose runs Square for its black-box check, and Square supports "
+            f"{Square.norms}, not {threat.norm}; diagnose the model under Linf or L2, and "
+            "evaluate L1 robustness with apgd:eps_schedule=true or autoattack")
     if threat.eps <= 0:
         raise ConfigError("eps must be > 0 to diagnose an attack; pass the radius you "
                           "evaluate at, e.g. eps=0.3 for MNIST under Linf")

@@ -36,9 +36,10 @@ PLATEAU_TAIL, PLATEAU_SHARE = 0.1, 0.05
 
 def unbounded_eps(threat: ThreatModel, dim: int) -> float:
     """A radius whose ball covers the whole input box around any input of ``dim`` values:
-    the range ``high - low`` under Linf, the box's diameter ``sqrt(dim) * range`` under L2."""
+    the range ``high - low`` under Linf, the box's diameter ``sqrt(dim) * range`` under L2,
+    ``dim * range`` under L1."""
     width = threat.bounds[1] - threat.bounds[0]
-    return width if threat.norm == "Linf" else width * dim ** 0.5
+    return {"Linf": width, "L2": width * dim ** 0.5, "L1": width * dim}[threat.norm]
 
 
 def eps_grid(threat: ThreatModel, dim: int) -> list[float]:

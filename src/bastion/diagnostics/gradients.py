@@ -177,11 +177,15 @@ def finite_differences(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 def _base_point(x: torch.Tensor, threat: ThreatModel, generator: torch.Generator) -> torch.Tensor:
     """``x`` (N, ...) with every value moved toward the middle of the bounds by the
     largest finite-difference step plus a uniform random amount up to ``FD_JITTER * eps``
-    (under L2 divided by sqrt(dimension), to stay near the ball). Values stay distinct,
-    and ``p +- h v`` stays inside the bounds for every step ``h``. Clamping instead would
-    pile blank pixels onto one value and recreate the ties."""
+    (under L2 divided by sqrt(dimension), under L1 by the dimension, to stay near the
+    ball). Values stay distinct, and ``p +- h v`` stays inside the bounds for every step
+    ``h``. Clamping instead would pile blank pixels onto one value and recreate the
+    ties."""
     low, high = threat.bounds
-    scale = threat.eps if threat.norm == "Linf" else threat.eps / x[0].numel() ** 0.5
+    # The Linf radius of a ball of that size spread over all values.
+    dim = x[0].numel()
+    scale = {"Linf": threat.eps, "L2": threat.eps / dim ** 0.5, "L1": threat.eps / dim}[
+        threat.norm]
     u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     shift = FD_STEPS[0] * threat.eps + FD_JITTER * scale * u
     inward = torch.where(x < (low + high) / 2, 1.0, -1.0).to(x.dtype)
@@ -191,13 +195,15 @@ def _base_point(x: torch.Tensor, threat: ThreatModel, generator: torch.Generator
 def random_directions(p: torch.Tensor, norm: str, count: int,
                       generator: torch.Generator) -> torch.Tensor:
     """``count`` random directions per point of ``p`` (N, ...): (N, count, ...) of unit
-    norm (Linf: random signs, a corner of the ball; L2: Gaussian, normalised)."""
+    norm (Linf: random signs, a corner of the ball; L2: Gaussian, normalised; L1: Gaussian
+    scaled to unit L1 length)."""
     n, shape = p.shape[0], p.shape[1:]
     if norm == "Linf":
         signs = torch.randint(0, 2, (n, count, *shape), generator=generator, device=p.device)
         return signs.to(p.dtype) * 2 - 1
     v = torch.randn((n, count, *shape), generator=generator, device=p.device, dtype=p.dtype)
-    return v / v.flatten(2).norm(dim=2).view(n, count, *([1] * len(shape)))
+    size = v.flatten(2).abs().sum(dim=2) if norm == "L1" else v.flatten(2).norm(dim=2)
+    return v / size.view(n, count, *([1] * len(shape)))
 
 
 def _central_difference(model: nn.Module, p: torch.Tensor, y: torch.Tensor,

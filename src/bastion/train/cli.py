@@ -16,6 +16,7 @@ from rich.console import Console
 
 from bastion.errors import BastionError
 from bastion.train.config import TrainConfig
+from bastion.train.multi import parse_also
 
 err = Console(stderr=True)
 
@@ -35,7 +36,7 @@ def train_command(
     model: Annotated[str, typer.Option(help="architecture: mlp, smallcnn, lenet5, "
                                             "wong-small")] = "smallcnn",
     data: Annotated[str, typer.Option(help="data set (bastion.data)")] = "mnist",
-    norm: Annotated[str, typer.Option(help="Linf or L2")] = "Linf",
+    norm: Annotated[str, typer.Option(help="Linf, L2 or L1")] = "Linf",
     eps: Annotated[float, typer.Option(help="training and validation radius")] = 0.3,
     epochs: Annotated[int, typer.Option()] = 10,
     batch_size: Annotated[int, typer.Option(help="global batch size")] = 128,
@@ -79,6 +80,11 @@ def train_command(
         help="also train these methods with the same settings, e.g. standard,pgd,mart,fgsm, "
              "as points of the same trade-off")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    also: Annotated[str | None, typer.Option(
+        help="also train against these threat models, e.g. l1:10 or l2:2,l1:10 "
+             "(docs/threats.md)")] = None,
+    combine: Annotated[str, typer.Option(help="with --also: max (worst example per sample) "
+                                              "or avg (mean loss)")] = "max",
 ) -> None:
     """Adversarial training (PGD-AT, TRADES, MART, FGSM-RS) with validation, resume,
     torchrun, DP-SGD and a robustness card. See docs/training.md."""
@@ -101,7 +107,8 @@ def train_command(
             eval_steps=eval_steps, co_drop=co_drop or None, seed=seed,
             checkpoint_every=checkpoint_every, device=device, dp=dp,
             dp_noise_multiplier=dp_noise_multiplier, dp_max_grad_norm=dp_max_grad_norm,
-            dp_delta=dp_delta, progress=progress)
+            dp_delta=dp_delta, progress=progress, also=parse_also(also or ""),
+            combine=combine)
         if sweep_beta is not None or compare is not None:
             methods = [m.strip() for m in (compare or "").split(",") if m.strip()]
             run_sweep(cfg, _floats(sweep_beta) if sweep_beta else (), out, command=command,

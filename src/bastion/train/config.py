@@ -9,7 +9,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from bastion.errors import ConfigError
-from bastion.train.losses import METHODS, LossSettings
+from bastion.threat import ThreatModel
+from bastion.train.losses import CLEAN_METHODS, METHODS, LossSettings
 from bastion.train.schedules import LR_SCHEDULES
 from bastion.zoo.models import ARCHITECTURES
 
@@ -40,6 +41,9 @@ class TrainConfig:
         checkpoint_every: save a resumable checkpoint every this many batches (and at
             every epoch end).
         dp, dp_noise_multiplier, dp_max_grad_norm, dp_delta: DP-SGD through Opacus.
+        also: further threat models to train against, as (norm, eps) pairs, beside
+            (norm, eps); ``combine`` says how (``max`` or ``avg``,
+            :mod:`bastion.train.multi`). Validation and the card use (norm, eps).
     """
 
     method: str = "pgd"
@@ -77,6 +81,8 @@ class TrainConfig:
     dp_delta: float = 1e-5
     progress: bool = True
     out_name: str = ""
+    also: tuple[tuple[str, float], ...] = ()
+    combine: str = "max"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -109,6 +115,12 @@ class TrainConfig:
                               "1/number of training samples or less")
         if self.train_n is not None and self.train_n < 2:
             raise ConfigError(f"train_n must be >= 2, got {self.train_n}")
+        if self.combine not in ("max", "avg"):
+            raise ConfigError(f"combine must be max or avg, got {self.combine!r}")
+        for norm, eps in self.also:  # ThreatModel validates norm and eps
+            ThreatModel(norm=norm, eps=eps)
+        if self.also and self.method in CLEAN_METHODS:
+            raise ConfigError(f"method {self.method} trains on no threat; drop --also")
         if self.co_drop is not None and not 0 < self.co_drop < 1:
             raise ConfigError(f"co_drop is a fraction in (0, 1), got {self.co_drop}")
 
@@ -120,6 +132,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["lr_milestones"] = list(self.lr_milestones)
+        out["also"] = [list(pair) for pair in self.also]
         return out
 
     def fingerprint(self) -> str:
@@ -128,6 +141,9 @@ class TrainConfig:
         if self.method != "gaussian":
             # only gaussian training reads it; run folders from before it existed resume
             kept.pop("noise_sigma")
+        if not self.also:  # single-threat run folders from before these fields resume
+            kept.pop("also")
+            kept.pop("combine")
         return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -136,4 +152,6 @@ class TrainConfig:
         kept = {k: v for k, v in values.items() if k in known}
         if "lr_milestones" in kept:
             kept["lr_milestones"] = tuple(kept["lr_milestones"])
+        if "also" in kept:
+            kept["also"] = tuple((str(n), float(e)) for n, e in kept["also"])
         return cls(**kept)

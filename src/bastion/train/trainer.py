@@ -32,6 +32,7 @@ from bastion.train.dist import World, from_main, join, leave
 from bastion.train.dp import Private
 from bastion.train.losses import CLEAN_METHODS, get_method
 from bastion.train.monitor import Monitor, validate
+from bastion.train.multi import multi_threat_loss
 from bastion.train.outputs import finish, save_weights
 from bastion.train.schedules import eps_at, lr_factor
 from bastion.zoo.registry import build
@@ -171,16 +172,15 @@ def _train(cfg: TrainConfig, out: Path, world: World, command: str,
                     idx = train_data.poisson_batch(n, private.sample_rate, sampler)
                 else:
                     idx = order[b * local_bs:(b + 1) * local_bs]
-                threat = ThreatModel(cfg.norm, eps_at(cfg.eps, cfg.eps_ramp_epochs, epoch, b,
-                                                      batches))
+                threats = [ThreatModel(norm, eps_at(eps, cfg.eps_ramp_epochs, epoch, b, batches))
+                           for norm, eps in ((cfg.norm, cfg.eps), *cfg.also)]
                 if idx.numel() == 0 and private is not None:
                     private.account_empty_step()
                 else:
                     x = splits.x_train[idx].to(world.device)
                     y = splits.y_train[idx].to(world.device)
-                    with hooks_off():
-                        x_adv = perturb(raw, x, y, threat, gen, settings)
-                    loss = objective(train_model, x, x_adv, y, settings)
+                    loss = multi_threat_loss(perturb, objective, raw, train_model, x, y,
+                                             threats, gen, settings, cfg.combine, hooks_off)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -188,7 +188,7 @@ def _train(cfg: TrainConfig, out: Path, world: World, command: str,
                     pos["loss_batches"] += 1
                 scheduler.step()
                 pos["batch"] = b + 1
-                advance(f"epoch {epoch + 1}/{cfg.epochs} eps={threat.eps:.3f}")
+                advance(f"epoch {epoch + 1}/{cfg.epochs} eps={threats[0].eps:.3f}")
                 if (b + 1) % cfg.checkpoint_every == 0 and b + 1 < batches:
                     snapshot()
             _end_epoch(cfg, out, world, raw, splits, monitor, private, pos, record,
