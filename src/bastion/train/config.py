@@ -14,7 +14,8 @@ from bastion.train.schedules import LR_SCHEDULES
 from bastion.zoo.models import ARCHITECTURES
 
 #: fields that do not change the trained weights: a resumed run may change them.
-_NOT_FINGERPRINTED = ("progress", "checkpoint_every", "eval_n", "eval_steps", "out_name")
+_NOT_FINGERPRINTED = ("progress", "checkpoint_every", "eval_n", "eval_steps", "out_name",
+                      "manifest", "allow_unverified")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class TrainConfig:
         checkpoint_every: save a resumable checkpoint every this many batches (and at
             every epoch end).
         dp, dp_noise_multiplier, dp_max_grad_norm, dp_delta: DP-SGD through Opacus.
+        poison: plant a poisoning attack in the training data, e.g.
+            ``badnets:rate=0.1,target=0`` (:mod:`bastion.poison`), to measure a backdoor.
+        manifest: provenance manifest the training data must verify against
+            (:mod:`bastion.data.manifest`); ``allow_unverified`` trains anyway and says so.
     """
 
     method: str = "pgd"
@@ -77,6 +82,9 @@ class TrainConfig:
     dp_delta: float = 1e-5
     progress: bool = True
     out_name: str = ""
+    poison: str | None = None
+    manifest: str | None = None
+    allow_unverified: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -111,6 +119,11 @@ class TrainConfig:
             raise ConfigError(f"train_n must be >= 2, got {self.train_n}")
         if self.co_drop is not None and not 0 < self.co_drop < 1:
             raise ConfigError(f"co_drop is a fraction in (0, 1), got {self.co_drop}")
+        if self.poison is not None:
+            from bastion.poison.base import check_rate
+            from bastion.poison.registry import parse_poison
+
+            check_rate(parse_poison(self.poison).rate)
 
     @property
     def losses(self) -> LossSettings:
@@ -128,6 +141,8 @@ class TrainConfig:
         if self.method != "gaussian":
             # only gaussian training reads it; run folders from before it existed resume
             kept.pop("noise_sigma")
+        if self.poison is None:  # run folders from before poisoning existed resume
+            kept.pop("poison")
         return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
