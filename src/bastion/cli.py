@@ -11,6 +11,9 @@
     bastion serve [--host H] [--port P] [--config FILE]   # the guard service
     bastion keys create --name N [--role client|reviewer|admin] | keys list | keys revoke ID
     bastion review export --out FILE.jsonl
+    bastion data audit --model NAME [--poison SPEC] [--remove FILE.npz]
+    bastion data manifest create|verify ...
+    bastion poison scan --model NAME --out DIR [--trigger SPEC]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from bastion.certify.cli import register as register_certify
 from bastion.diagnostics.cli import register as register_diagnose
 from bastion.errors import BastionError
 from bastion.guard.cli import guard_app
+from bastion.poison.cli import register as register_poison
 from bastion.service.cli import register as register_service
 from bastion.train.cli import register as register_train
 
@@ -42,6 +46,7 @@ register_train(app)
 register_certify(app)
 register_diagnose(app)
 register_service(app)
+register_poison(app)
 console = Console()
 err = Console(stderr=True)
 

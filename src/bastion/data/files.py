@@ -3,7 +3,7 @@
 
 A file holds ``x`` (N, C, H, W) float32 in [0, 1], ``y`` (N,) int64, ``base`` (the
 ``bastion.data`` name whose validation and test splits go with it, e.g. ``mnist``) and
-optionally ``kept`` (N,) int64, the indices of the samples in the set they came from.
+``kept`` (N,) int64, the indices of the samples in the set they came from.
 """
 
 from __future__ import annotations
@@ -25,11 +25,10 @@ def save_npz(path: Path, x: torch.Tensor, y: torch.Tensor, *, base: str,
     """Write a data set file (atomically: aside, then renamed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    arrays = {"x": x.numpy().astype(np.float32), "y": y.numpy().astype(np.int64),
-              "base": np.array(base)}
-    if kept is not None:
-        arrays["kept"] = kept.numpy().astype(np.int64)
-    np.savez_compressed(tmp, **arrays)
+    if kept is None:
+        kept = torch.arange(len(y))
+    np.savez_compressed(tmp, x=x.numpy().astype(np.float32), y=y.numpy().astype(np.int64),
+                        base=np.array(base), kept=kept.numpy().astype(np.int64))
     tmp.replace(path)
     return path
 

@@ -64,15 +64,26 @@ def measure(cfg: TrainConfig, model: nn.Module, info: dict[str, Any], x_test: to
     spec = info.get("poison")
     if spec is None:
         return section
-    attack = parse_poison(spec["spec"])
     section["poison"] = dict(spec)
-    if attack.has_trigger:
-        keep = y_test != attack.target
-        model.eval()
-        with torch.inference_mode():
-            pred = torch.cat([model(attack.apply_trigger(x_test[keep][i:i + 1000])).argmax(1)
-                              for i in range(0, int(keep.sum()), 1000)])
-        hits = int((pred == attack.target).sum())
-        section["attack_success"] = {"trigger": spec["spec"], "success": hits,
-                                     "n": int(keep.sum()), "rate": hits / max(1, int(keep.sum()))}
+    hit = attack_success(model, spec["spec"], x_test, y_test)
+    if hit is not None:
+        section["attack_success"] = hit
     return section
+
+
+def attack_success(model: nn.Module, trigger: str, x: torch.Tensor,
+                   y: torch.Tensor) -> dict[str, Any] | None:
+    """Share of images ``x`` (N, C, H, W) not of the target class that ``trigger`` (a
+    poison spec) sends to the target: ``{"trigger", "success", "n", "rate"}``; None for
+    an attack without a trigger."""
+    attack = parse_poison(trigger)
+    if not attack.has_trigger:
+        return None
+    keep = y != attack.target
+    n = int(keep.sum())
+    model.eval()
+    with torch.inference_mode():
+        pred = torch.cat([model(attack.apply_trigger(x[keep][i:i + 1000])).argmax(1)
+                          for i in range(0, n, 1000)]) if n else torch.empty(0)
+    hits = int((pred == attack.target).sum())
+    return {"trigger": trigger, "success": hits, "n": n, "rate": hits / max(1, n)}
