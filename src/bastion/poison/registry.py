@@ -47,7 +47,7 @@ def parse_poison(text: str) -> PoisonAttack:
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             params[key] = float(value)
         elif type(params[key]) is not type(default):
-            raise ConfigError(f"{name} option {key}={value!r} should be a "
+            raise ConfigError(f"{name} option {key}={value!r} should be of type "
                               f"{type(default).__name__}")
     attack: PoisonAttack = cls(**params)
     return attack
