@@ -10,7 +10,7 @@ from bastion.errors import ConfigError, InputError
 from bastion.poison import ATTACKS, BadNets, Blended, CleanLabel, LabelFlip, parse_poison
 from bastion.poison.base import PoisonAttack
 from bastion.poison.registry import fields_of
-from tests.conftest import tiny_cnn
+from conftest import tiny_cnn
 
 
 def data(n: int = 200, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ from bastion.poison.curation import Audit, CurationDetector
 from bastion.poison.features import penultimate
 from bastion.poison.metrics import detection_rates, wilson
 from bastion.poison.strip import Strip, StripFiltered
-from tests.conftest import tiny_cnn
+from conftest import tiny_cnn
 
 
 def planted(n_per_class: int = 200, poisons: int = 20, seed: int = 0, scattered: bool = False

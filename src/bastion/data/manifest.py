@@ -24,6 +24,22 @@ from bastion.errors import ConfigError, InputError, StateError
 from bastion.record import now
 
 FORMAT = "bastion-manifest/1"
+_COLUMNS = ("sha256", "label", "source", "added_at", "added_by")
+_TEXT = ("source", "added_at", "added_by")
+
+
+def _runs(values: list[str]) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    for v in values:
+        if out and out[-1][0] == v:
+            out[-1][1] += 1
+        else:
+            out.append([v, 1])
+    return out
+
+
+def _unruns(runs: list[list[Any]]) -> list[str]:
+    return [str(v) for v, count in runs for _ in range(int(count))]
 
 
 def sample_hashes(x: torch.Tensor, workers: int = 2) -> list[str]:
@@ -71,18 +87,26 @@ class Manifest:
         return len(self.sha256)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["shape"] = list(self.shape)
-        return out
+        # not dataclasses.asdict: it deep-copies every list, seconds for 70,000 samples
+        return {"format": self.format, "name": self.name, "shape": list(self.shape),
+                **{k: getattr(self, k) for k in _COLUMNS}}
 
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON: changes if any field of any sample changes."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        """SHA-256 over the header and every column: changes if any field of any sample
+        changes. Columns are joined with separators no field can hold."""
+        h = hashlib.sha256(json.dumps([self.format, self.name, list(self.shape)]).encode())
+        for column in _COLUMNS:
+            h.update(b"\x1d" + "\x1e".join(map(str, getattr(self, column))).encode())
+        return h.hexdigest()
 
     def save(self, path: Path) -> Path:
+        """Write the manifest as JSON: hashes as one string, the repetitive columns
+        (source, time, who) as runs ``[[value, count], ...]``, so that 70,000 samples
+        read back in a fraction of a second."""
+        packed = {**self.to_dict(), "sha256": "".join(self.sha256),
+                  **{k: _runs(getattr(self, k)) for k in _TEXT}}
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), separators=(",", ":")) + "\n")
+        path.write_text(json.dumps(packed, separators=(",", ":")) + "\n")
         return path
 
 
@@ -111,10 +135,16 @@ def load(path: Path) -> Manifest:
         raise StateError(f"manifest {path} is not valid JSON ({exc}); recreate it") from None
     if raw.get("format") != FORMAT:
         raise StateError(f"{path} is not a {FORMAT} manifest (format {raw.get('format')!r})")
-    raw["shape"] = tuple(raw["shape"])
-    manifest = Manifest(**raw)
-    sizes = {len(getattr(manifest, k)) for k in ("sha256", "label", "source", "added_at",
-                                                  "added_by")}
+    try:
+        raw["shape"] = tuple(raw["shape"])
+        digests = raw["sha256"]
+        raw["sha256"] = [digests[i:i + 64] for i in range(0, len(digests), 64)]
+        for k in _TEXT:
+            raw[k] = _unruns(raw[k])
+        manifest = Manifest(**raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StateError(f"manifest {path} is damaged ({exc}); recreate it") from None
+    sizes = {len(getattr(manifest, k)) for k in _COLUMNS}
     if len(sizes) != 1:
         raise StateError(f"manifest {path} has columns of different lengths; recreate it")
     return manifest
