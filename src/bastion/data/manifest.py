@@ -165,7 +165,7 @@ class Verification:
         if self.ok:
             return f"all {self.n_data} samples match the manifest (digest {self.digest[:16]})"
         parts = []
-        if self.n_manifest != self.n_data:
+        if not self.changed_images and not self.changed_labels:
             parts.append(f"the manifest lists {self.n_manifest} samples, the data has "
                          f"{self.n_data}")
         for what, idx in (("image", self.changed_images), ("label", self.changed_labels)):
@@ -179,14 +179,20 @@ class Verification:
         return asdict(self)
 
 
-def verify(manifest: Manifest, x: torch.Tensor, y: torch.Tensor) -> Verification:
-    """Compare images ``x`` (N, ...) and labels ``y`` (N,) with ``manifest``."""
+def verify(manifest: Manifest, x: torch.Tensor, y: torch.Tensor, *,
+           prefix: bool = False) -> Verification:
+    """Compare images ``x`` (N, ...) and labels ``y`` (N,) with ``manifest``.
+
+    With ``prefix``, the data may be the first N samples of a longer manifest (training
+    takes the first samples of a split and holds out the last ones for validation).
+    """
     n = min(len(manifest), len(x))
     hashes = sample_hashes(x[:n])
     labels = y[:n].tolist()
     images = [i for i in range(n) if hashes[i] != manifest.sha256[i]]
     changed = [i for i in range(n) if labels[i] != manifest.label[i]]
-    same_size = len(manifest) == len(x) and tuple(x.shape[1:]) == manifest.shape
+    fits = len(manifest) >= len(x) if prefix else len(manifest) == len(x)
+    same_size = fits and tuple(x.shape[1:]) == manifest.shape
     return Verification(ok=same_size and not images and not changed,
                         n_manifest=len(manifest), n_data=len(x), changed_images=images,
                         changed_labels=changed, digest=manifest.digest())

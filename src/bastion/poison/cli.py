@@ -52,7 +52,10 @@ def load_model(model: str, checkpoint: Path | None, arch: str | None) -> torch.n
         return load_any(model, checkpoint)
     if checkpoint is None:
         raise ConfigError("--arch needs --checkpoint (a state_dict, e.g. a run's best.pt)")
-    net = build(arch)
+    # a training run writes the architecture's arguments beside its weights
+    info = checkpoint.with_name("best.json")
+    kwargs = json.loads(info.read_text()).get("arch_kwargs", {}) if info.exists() else {}
+    net = build(arch, **kwargs)
     net.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     return net.eval()
 

@@ -41,7 +41,7 @@ def prepare(cfg: TrainConfig, splits: Splits,
                           "target": attack.target}
         log(f"poison {cfg.poison}: {len(poisoned.indices)} of {len(y)} training samples")
     if cfg.manifest:
-        found = manifests.verify(manifests.load(Path(cfg.manifest)), x, y)
+        found = manifests.verify(manifests.load(Path(cfg.manifest)), x, y, prefix=True)
         info["manifest"] = {"path": cfg.manifest, "digest": found.digest, "verified": found.ok,
                             "override": cfg.allow_unverified and not found.ok,
                             "problem": None if found.ok else found.summary()}
