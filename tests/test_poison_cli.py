@@ -10,6 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from bastion.errors import InputError
 from bastion.poison.cli import register as register_poison
 from bastion.record import read
 from bastion.report import validate_card
@@ -50,6 +51,9 @@ def test_train_with_a_poison_reports_its_attack_success(poisoned_run: Path) -> N
     card = json.loads((poisoned_run / "card.json").read_text())
     validate_card(card)
     assert card["entries"][0]["training_integrity"]["attack_success"] == hit
+    card["entries"][0]["training_integrity"]["attack_success"]["rate"] = 1.5
+    with pytest.raises(InputError, match="rate"):
+        validate_card(card)
 
 
 def test_bad_poison_specs_fail_at_the_start_and_write_nothing(tmp_path: Path) -> None:
