@@ -157,7 +157,7 @@ def retrain(args: argparse.Namespace) -> dict[str, Any]:
                           ("poisoned (mnist-badnets)", None)):
         model, info = run_model(Path(folder)) if folder else (load("mnist-badnets"), {})
         correct = int((predict(model, test.x) == test.y).sum())
-        out[label] = {"run": folder, "command": info.get("command", "bastion zoo train "
+        out[label] = {"run": str(folder) if folder else None, "command": info.get("command", "bastion zoo train "
                                                                      "mnist-badnets"),
                       "clean_test_accuracy": rate(correct, len(test.y)),
                       "attack_success": attack_success(model, TRIGGER, test.x, test.y)}
