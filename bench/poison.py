@@ -18,10 +18,13 @@ an adaptive low-rate low-amplitude blend), with every rate's 95% Wilson interval
   attack success and the detectors (with and without reference).
 
 Usage:
-    OMP_NUM_THREADS=1 .venv/bin/python bench/poison.py headline --out docs/results/poison/headline.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/poison.py headline --train-n 10000 \
+        --out docs/results/poison/headline.json
     .venv/bin/python bench/poison.py retrain --clean runs/poison/lenet5-clean \
         --cleaned runs/poison/lenet5-cleaned --out docs/results/poison/retrain.json
-    OMP_NUM_THREADS=1 .venv/bin/python bench/poison.py variants --out docs/results/poison/variants.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/poison.py variants --train-n 20000 --epochs 3 \
+        --out docs/results/poison/variants.json
+    .venv/bin/python bench/poison.py manifest --out docs/results/poison/manifest.json
 
 A tiny setting (``--train-n 2000 --n 200 --epochs 1``) finishes in seconds.
 """
@@ -157,8 +160,8 @@ def retrain(args: argparse.Namespace) -> dict[str, Any]:
                           ("poisoned (mnist-badnets)", None)):
         model, info = run_model(Path(folder)) if folder else (load("mnist-badnets"), {})
         correct = int((predict(model, test.x) == test.y).sum())
-        out[label] = {"run": str(folder) if folder else None, "command": info.get("command", "bastion zoo train "
-                                                                     "mnist-badnets"),
+        made_by = info.get("command", "bastion zoo train mnist-badnets")
+        out[label] = {"run": str(folder) if folder else None, "command": made_by,
                       "clean_test_accuracy": rate(correct, len(test.y)),
                       "attack_success": attack_success(model, TRIGGER, test.x, test.y)}
     return out
