@@ -100,7 +100,13 @@ def audit_command(
             x, y, truth = planted.x, planted.y, planted.mask
         ref = None
         if reference > 0:
-            val = registry.load(base, "val")
+            try:
+                val = registry.load(base, "val")
+            except ConfigError as exc:
+                raise ConfigError(f"no trusted reference: {exc}; pass --reference 0 to "
+                                  "audit without one") from None
+            if reference > len(val):
+                raise ConfigError(f"--reference {reference} but {base}/val has {len(val)}")
             ref = (val.x[-reference:], val.y[-reference:])
         net = load_model(model, checkpoint, arch)
         result = audit(net, x, y, detectors=detector, reference=ref, poisoned=truth)
