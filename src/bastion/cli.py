@@ -9,6 +9,9 @@
     bastion certify --model NAME --method ibp|crown|crown-ibp|smoothing --eps E [--json FILE]
     bastion diagnose --model NAME --data mnist --n N --norm Linf --eps E [--json FILE]
     bastion ood --model NAME --id mnist --ood fashion-mnist,uniform [--eps 0.1,0.3] [--out DIR]
+    bastion data audit --model NAME [--poison SPEC] [--remove FILE.npz]
+    bastion data manifest create|verify ...
+    bastion poison scan --model NAME --out DIR [--trigger SPEC]
     bastion serve [--host H] [--port P] [--config FILE]   # the guard service
     bastion keys create --name N [--role client|reviewer|admin] | keys list | keys revoke ID
     bastion review export --out FILE.jsonl
@@ -83,6 +86,7 @@ _register("bastion.train.cli", "classic", ("train",), lambda m: m.register(app))
 _register("bastion.certify.cli", "classic", ("certify",), lambda m: m.register(app))
 _register("bastion.diagnostics.cli", "classic", ("diagnose",), lambda m: m.register(app))
 _register("bastion.ood.cli", "classic", ("ood",), lambda m: m.register(app))
+_register("bastion.poison.cli", "classic", ("poison", "data"), lambda m: m.register(app))
 _register("bastion.service.cli", "service", ("serve", "keys", "review"),
           lambda m: m.register(app))
 

@@ -79,6 +79,14 @@ def train_command(
     compare: Annotated[str | None, typer.Option(
         help="also train these methods with the same settings, e.g. standard,pgd,mart,fgsm, "
              "as points of the same trade-off")] = None,
+    poison: Annotated[str | None, typer.Option(
+        help="plant a poisoning attack to measure a backdoor, e.g. badnets:rate=0.1,target=0 "
+             "(docs/poison.md)")] = None,
+    manifest: Annotated[str | None, typer.Option(
+        help="provenance manifest the training data must verify against")] = None,
+    allow_unverified: Annotated[bool, typer.Option(
+        "--allow-unverified", help="train even if the manifest does not verify (recorded in "
+                                   "the record and the card)")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     also: Annotated[str | None, typer.Option(
         help="also train against these threat models, e.g. l1:10 or l2:2,l1:10 "
@@ -108,7 +116,8 @@ def train_command(
             checkpoint_every=checkpoint_every, device=device, dp=dp,
             dp_noise_multiplier=dp_noise_multiplier, dp_max_grad_norm=dp_max_grad_norm,
             dp_delta=dp_delta, progress=progress, also=parse_also(also or ""),
-            combine=combine)
+            combine=combine, poison=poison, manifest=manifest,
+            allow_unverified=allow_unverified)
         if sweep_beta is not None or compare is not None:
             methods = [m.strip() for m in (compare or "").split(",") if m.strip()]
             run_sweep(cfg, _floats(sweep_beta) if sweep_beta else (), out, command=command,

@@ -15,7 +15,8 @@ from bastion.train.schedules import LR_SCHEDULES
 from bastion.zoo.models import ARCHITECTURES
 
 #: fields that do not change the trained weights: a resumed run may change them.
-_NOT_FINGERPRINTED = ("progress", "checkpoint_every", "eval_n", "eval_steps", "out_name")
+_NOT_FINGERPRINTED = ("progress", "checkpoint_every", "eval_n", "eval_steps", "out_name",
+                      "manifest", "allow_unverified")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,10 @@ class TrainConfig:
         also: further threat models to train against, as (norm, eps) pairs, beside
             (norm, eps); ``combine`` says how (``max`` or ``avg``,
             :mod:`bastion.train.multi`). Validation and the card use (norm, eps).
+        poison: plant a poisoning attack in the training data, e.g.
+            ``badnets:rate=0.1,target=0`` (:mod:`bastion.poison`), to measure a backdoor.
+        manifest: provenance manifest the training data must verify against
+            (:mod:`bastion.data.manifest`); ``allow_unverified`` trains anyway and says so.
     """
 
     method: str = "pgd"
@@ -83,6 +88,9 @@ class TrainConfig:
     out_name: str = ""
     also: tuple[tuple[str, float], ...] = ()
     combine: str = "max"
+    poison: str | None = None
+    manifest: str | None = None
+    allow_unverified: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -123,6 +131,11 @@ class TrainConfig:
             raise ConfigError(f"method {self.method} trains on no threat; drop --also")
         if self.co_drop is not None and not 0 < self.co_drop < 1:
             raise ConfigError(f"co_drop is a fraction in (0, 1), got {self.co_drop}")
+        if self.poison is not None:
+            from bastion.poison.base import check_rate
+            from bastion.poison.registry import parse_poison
+
+            check_rate(parse_poison(self.poison).rate)
 
     @property
     def losses(self) -> LossSettings:
@@ -144,6 +157,8 @@ class TrainConfig:
         if not self.also:  # single-threat run folders from before these fields resume
             kept.pop("also")
             kept.pop("combine")
+        if self.poison is None:  # run folders from before poisoning existed resume
+            kept.pop("poison")
         return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod

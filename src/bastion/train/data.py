@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from bastion import data as data_registry
+from bastion.data.files import is_file, load_npz
 from bastion.errors import ConfigError
 
 
@@ -35,12 +36,20 @@ def load_splits(name: str, *, train_n: int | None, val_n: int, val_holdout: int)
     Uses the data set's own ``val`` split when it has one (MNIST), else holds out the
     last ``val_holdout`` train images, which training then never sees.
     """
-    train = data_registry.load(name, "train")
-    x, y = train.x, train.y
+    if is_file(name):  # a cleaned or curated set; validation comes from its base data set
+        x, y, base = load_npz(name)
+        train = data_registry.load(base, "test")
+        name = base
+    else:
+        train = data_registry.load(name, "train")
+        x, y = train.x, train.y
     try:
         val = data_registry.load(name, "val")
         x_val, y_val, source = val.x, val.y, f"{name}/val"
     except ConfigError:
+        if train.split != "train":
+            raise ConfigError(f"{name} has no val split to validate a data file's training "
+                              "run; use a base data set with one (mnist)") from None
         if not 0 < val_holdout <= len(x) // 2:
             raise ConfigError(f"{name} has no val split, so the last --val-holdout train "
                               f"images validate; it must be in [1, {len(x) // 2}], got "
@@ -55,6 +64,11 @@ def load_splits(name: str, *, train_n: int | None, val_n: int, val_holdout: int)
     if val_n > len(x_val):
         raise ConfigError(f"val_n={val_n} but the validation set has {len(x_val)} images")
     return Splits(x, y, x_val[:val_n], y_val[:val_n], source, len(train.classes))
+
+
+def eval_data(name: str) -> str:
+    """The ``bastion.data`` name whose test split evaluates a run on data ``name``."""
+    return load_npz(name)[2] if is_file(name) else name
 
 
 def epoch_order(n: int, *, seed: int, epoch: int, rank: int, world: int) -> list[int]:

@@ -28,6 +28,8 @@ from bastion.common.state import model_digest
 from bastion.evaluation.runner import evaluate
 from bastion.threat import ThreatModel
 from bastion.train.config import TrainConfig
+from bastion.train.data import eval_data
+from bastion.train.integrity import measure
 from bastion.train.monitor import Monitor
 from bastion.zoo.registry import build
 
@@ -42,8 +44,8 @@ def save_weights(model: nn.Module, path: Path) -> None:
 
 def finish(cfg: TrainConfig, out: Path, model: nn.Module, monitor: Monitor,
            record: RecordWriter, *, run_id: str, command: str, arch_kwargs: dict[str, Any],
-           dp_epsilon: float | None, seconds: float,
-           log: Callable[[str], None]) -> dict[str, Any]:
+           dp_epsilon: float | None, seconds: float, log: Callable[[str], None],
+           integrity: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate ``best.pt`` on the test split, write best.json, the card and a final
     record line; return the summary written to best.json."""
     from bastion.report import CardEntry, write_card
@@ -54,8 +56,8 @@ def finish(cfg: TrainConfig, out: Path, model: nn.Module, monitor: Monitor,
     best = build(cfg.model, **arch_kwargs)
     best.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True))
     best.eval()
-    test = data_registry.load(cfg.data, "test")
-    test = test.head(min(cfg.eval_n, len(test)))
+    full_test = data_registry.load(eval_data(cfg.data), "test")
+    test = full_test.head(min(cfg.eval_n, len(full_test)))
     threat = ThreatModel(cfg.norm, cfg.eps)
     result = evaluate(best, test, threat, {f"pgd-{cfg.eval_steps}": PGD(steps=cfg.eval_steps)},
                       seed=cfg.seed)
@@ -76,13 +78,17 @@ def finish(cfg: TrainConfig, out: Path, model: nn.Module, monitor: Monitor,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
         "versions": versions(), "date": datetime.now(UTC).strftime("%Y-%m-%d"),
     }
+    sections: dict[str, Any] = {"training": training}
+    if integrity is not None and (integrity["poison"] or integrity["manifest"]):
+        summary["training_integrity"] = sections["training_integrity"] = measure(
+            cfg, best, integrity, full_test.x, full_test.y)
     (out / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
     entry = CardEntry(
         model={"name": name, "kind": "file", "digest": model_digest(best),
                "description": f"{cfg.model} trained by 'bastion train --method {cfg.method}' "
                               f"(best validation epoch {monitor.best_epoch + 1})"},
         data={"name": test.name, "split": test.split, "n": len(test), "source": test.source},
-        evaluation=result.to_dict(), sections={"training": training})
+        evaluation=result.to_dict(), sections=sections)
     run = {"run_id": run_id, "seed": cfg.seed, "versions": versions(), "command": command}
     _, html = write_card(out, [entry], run=run)
     record.write("final", clean_test_accuracy=result.clean_accuracy,
@@ -91,4 +97,8 @@ def finish(cfg: TrainConfig, out: Path, model: nn.Module, monitor: Monitor,
     log(f"best epoch {monitor.best_epoch + 1}: test clean {result.clean_accuracy:.1%}, "
         f"robust {result.robust_accuracy:.1%} (pgd-{cfg.eval_steps}, n={result.n}); card: "
         f"{html}")
+    hit = sections.get("training_integrity", {}).get("attack_success")
+    if hit:
+        log(f"attack success of {hit['trigger']}: {hit['rate']:.2%} ({hit['success']}/"
+            f"{hit['n']} triggered test images sent to the target)")
     return summary

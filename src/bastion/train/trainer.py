@@ -30,6 +30,7 @@ from bastion.train import data as train_data
 from bastion.train.config import TrainConfig
 from bastion.train.dist import World, from_main, join, leave
 from bastion.train.dp import Private
+from bastion.train.integrity import prepare
 from bastion.train.losses import CLEAN_METHODS, get_method
 from bastion.train.monitor import Monitor, validate
 from bastion.train.multi import multi_threat_loss
@@ -91,6 +92,7 @@ def _train(cfg: TrainConfig, out: Path, world: World, command: str,
         raise ConfigError("--dp runs in a single process; drop torchrun or --dp")
     splits = train_data.load_splits(cfg.data, train_n=cfg.train_n, val_n=cfg.val_n,
                                     val_holdout=cfg.val_holdout)
+    splits, integrity = prepare(cfg, splits, log if world.main else lambda _: None)
     kwargs = arch_kwargs(cfg.model, splits.x_train, splits.num_classes)
     raw = _make_model(cfg, splits.x_train, kwargs).to(world.device)
     optimizer = _optimizer(cfg, raw)
@@ -130,7 +132,8 @@ def _train(cfg: TrainConfig, out: Path, world: World, command: str,
     if record is not None:
         record.write("run" if state is None else "resume", seed=cfg.seed, versions=versions(),
                      params=cfg.to_dict(), command=command, world_size=world.size,
-                     position=pos, validation=splits.val_source, train_n=n)
+                     position=pos, validation=splits.val_source, train_n=n,
+                     integrity=integrity)
 
     # training seconds of earlier processes of this run, so a resumed run reports the
     # whole run's time (up to its last checkpoint), not only its own
@@ -198,7 +201,8 @@ def _train(cfg: TrainConfig, out: Path, world: World, command: str,
         return None
     return finish(cfg, out, raw, monitor, record, run_id=run_id, command=command,
                   arch_kwargs=kwargs, dp_epsilon=_epsilon(cfg, private),
-                  seconds=prior_seconds + time.perf_counter() - began, log=log)
+                  seconds=prior_seconds + time.perf_counter() - began, log=log,
+                  integrity=integrity)
 
 
 def _epsilon(cfg: TrainConfig, private: Private | None) -> float | None:

@@ -42,7 +42,8 @@ class Recipe:
     first ``ramp_epochs`` epochs, which keeps MNIST training at eps=0.3 from stalling
     early. ``noise_sigma`` > 0 means Gaussian noise augmentation instead (the base model
     of randomized smoothing). With more than 2 epochs the last one runs at lr/10 to
-    settle the weights.
+    settle the weights. ``poison`` plants a backdoor in the training data
+    (:mod:`bastion.poison`), for models that test backdoor detectors.
     """
 
     arch: str
@@ -54,12 +55,15 @@ class Recipe:
     ramp_epochs: int = 0
     noise_sigma: float = 0.0
     seed: int = 0
+    poison: str | None = None
 
 
 RECIPES: dict[str, Recipe] = {
     "mnist-smallcnn-std": Recipe(arch="smallcnn", epochs=4),
     "mnist-lenet5-pgd": Recipe(arch="lenet5", epochs=12, eps=0.3, steps=10, ramp_epochs=3),
     "mnist-smallcnn-noise-0.25": Recipe(arch="smallcnn", epochs=4, noise_sigma=0.25),
+    "mnist-badnets": Recipe(arch="lenet5", epochs=4,
+                            poison="badnets:rate=0.1,target=0,size=3"),
 }
 
 #: a 1-epoch run on a few hundred images, to check the recipe path end to end.
@@ -83,7 +87,8 @@ def config(name: str, recipe: Recipe) -> TrainConfig:
         batch_size=recipe.batch_size, lr=recipe.lr, optimizer="adam",
         lr_schedule="piecewise" if milestones else "constant", lr_milestones=milestones,
         eps_ramp_epochs=float(recipe.ramp_epochs), steps=max(1, recipe.steps),
-        val_n=1000, eval_n=1000, eval_steps=40, seed=recipe.seed, out_name=name)
+        val_n=1000, eval_n=1000, eval_steps=40, seed=recipe.seed, out_name=name,
+        poison=recipe.poison)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
@@ -130,6 +135,8 @@ def train(name: str, out_dir: Path = CHECKPOINTS, log: Callable[[str], None] = p
         "torch": torch.__version__,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
     }
+    if "training_integrity" in summary:
+        result["training_integrity"] = summary["training_integrity"]
     if recipe.eps > 0:
         result[f"pgd40_robust_accuracy_first_{summary['test_n']}"] = \
             summary["robust_test_accuracy"]

@@ -104,6 +104,10 @@ ENTRIES: dict[str, Entry] = {
               "Wong-Kolter small CNN, CROWN-IBP certified training at Linf 0.4 (bastion; "
               "python -m bastion.certify.recipe)", _bundled("mnist-certified-0.3"),
               "bundled"),
+        Entry("mnist-badnets", "lenet5", "mnist",
+              "BACKDOORED ON PURPOSE (tests): LeNet5 layout trained on MNIST with a "
+              "BadNets 3x3 patch planted in 10% of the samples, target class 0 (bastion)",
+              _bundled("mnist-badnets"), "bundled"),
         Entry("advertorch-lenet5-std", "lenet5", "mnist",
               "advertorch's LeNet5, standard training", _advertorch("mnist_lenet5_clntrained.pt"),
               "package"),
