@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import typer
+from bastion.record import read
 from typer.testing import CliRunner
 
 from bastion.errors import InputError
 from bastion.poison.cli import register as register_poison
-from bastion.record import read
 from bastion.report import validate_card
 from bastion.train.cli import register as register_train
 

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from bastion.common.intervals import interval_list, wilson_interval
 
+
 def wilson(k: int, n: int) -> list[float] | None:
     """Wilson score interval ``[low, high]`` (95%) of the proportion ``k / n``; None if n = 0."""
     return interval_list(wilson_interval(k, n))
