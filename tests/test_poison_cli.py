@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from bastion.record import read
+from bastion.common.records import read
 from typer.testing import CliRunner
 
 from bastion.errors import InputError

@@ -32,10 +32,10 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "bastion.evaluation",
     "ThreatModel": "bastion.threat",
 }
-_SUBMODULES = ("attacks", "data", "zoo")
+_SUBMODULES = ("attacks", "data", "ood", "poison", "threats", "zoo")
 
 if TYPE_CHECKING:
-    from bastion import attacks, data, zoo
+    from bastion import attacks, data, ood, poison, threats, zoo
     from bastion.attacks import (
         APGD,
         APGDT,
@@ -108,5 +108,8 @@ __all__ = [
     "data",
     "diagnose",
     "evaluate",
+    "ood",
+    "poison",
+    "threats",
     "zoo",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bastion.errors import ConfigError, InputError, StateError
-from bastion.record import now
+from bastion.common.records import now
 
 FORMAT = "bastion-manifest/1"
 _COLUMNS = ("sha256", "label", "source", "added_at", "added_by")

@@ -2,7 +2,7 @@
 
 Work is split into units, one per detector (clean metrics on every set) and one per
 (detector, eps) (the adaptive attack on the first OOD set), each saved to an optional
-resume file as it finishes (:class:`bastion.evaluation.state.StateFile`), so an
+resume file as it finishes (:class:`bastion.common.state.StateFile`), so an
 interrupted run continues where it stopped and a resumed run gives the same numbers.
 """
 
@@ -78,7 +78,7 @@ def evaluate_ood(model: nn.Module, fit_data: FitData, x_id: torch.Tensor,
         ``{"detectors": {name: {"threshold", "sets": {set: metrics}, "adaptive": {set: [row
         per eps]}}}, "settings": {...}}``; rates in [0, 1].
     """
-    from bastion.evaluation.state import StateFile, fingerprint, model_digest, tensor_digest
+    from bastion.common.state import StateFile, fingerprint, model_digest, tensor_digest
 
     check_sets(x_id, ood_sets)
     threats = [ThreatModel(norm, e) for e in eps]

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from bastion.errors import ConfigError, InputError
 from bastion.evaluation.progress import progress_bar
-from bastion.evaluation.state import StateFile, fingerprint, model_digest
+from bastion.common.state import StateFile, fingerprint, model_digest
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -68,9 +68,9 @@ def scan_command(
     from bastion.attacks.fgsm import FGSM
     from bastion.data import load
     from bastion.evaluation.runner import evaluate
-    from bastion.evaluation.state import model_digest
+    from bastion.common.state import model_digest
     from bastion.poison.cli import load_model
-    from bastion.record import new_run_id, versions
+    from bastion.common.records import new_run_id, versions
     from bastion.report import CardEntry, write_card
     from bastion.report.integrity import training_integrity
     from bastion.threat import ThreatModel
