@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import typer
-from bastion.common.records import read
 from typer.testing import CliRunner
 
+from bastion.common.records import read
 from bastion.errors import InputError
 from bastion.poison.cli import register as register_poison
 from bastion.report import validate_card

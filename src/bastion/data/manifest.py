@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bastion.errors import ConfigError, InputError, StateError
 from bastion.common.records import now
+from bastion.errors import ConfigError, InputError, StateError
 
 FORMAT = "bastion-manifest/1"
 _COLUMNS = ("sha256", "label", "source", "added_at", "added_by")

@@ -93,11 +93,11 @@ def _summary(result: dict[str, Any]) -> None:
 
 def _card(out: Path, model: Any, result: dict[str, Any], seed: int, command: str) -> Path:
     from bastion.attacks import PGD
-    from bastion.evaluation import evaluate
+    from bastion.common.records import versions
     from bastion.common.state import model_digest
+    from bastion.evaluation import evaluate
     from bastion.jobs import EvalSpec, model_info
     from bastion.ood.card import ood_section
-    from bastion.common.records import versions
     from bastion.report import CardEntry, write_entry_card
     from bastion.threat import ThreatModel
 

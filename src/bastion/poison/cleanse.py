@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bastion.common.state import StateFile, fingerprint, model_digest
 from bastion.errors import ConfigError, InputError
 from bastion.evaluation.progress import progress_bar
-from bastion.common.state import StateFile, fingerprint, model_digest
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -66,11 +66,11 @@ def scan_command(
 ) -> None:
     """Is this model backdoored? Neural Cleanse, STRIP and known-trigger attack success."""
     from bastion.attacks.fgsm import FGSM
+    from bastion.common.records import new_run_id, versions
+    from bastion.common.state import model_digest
     from bastion.data import load
     from bastion.evaluation.runner import evaluate
-    from bastion.common.state import model_digest
     from bastion.poison.cli import load_model
-    from bastion.common.records import new_run_id, versions
     from bastion.report import CardEntry, write_card
     from bastion.report.integrity import training_integrity
     from bastion.threat import ThreatModel

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from bastion import data as data_registry
+from bastion.common.records import new_run_id, versions
 from bastion.common.state import model_digest
 from bastion.jobs import EvalSpec, model_info
-from bastion.common.records import new_run_id, versions
 from bastion.threats.matrix import parse_threats, run_matrix
 from bastion.zoo.user import load_any
 
