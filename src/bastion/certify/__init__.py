@@ -17,12 +17,12 @@ from bastion.certify.api import METHODS, Certificate, SmoothingConfig, certify
 from bastion.certify.bounds import (
     Network,
     compile_network,
-    crown_margins,
     ibp_margins,
     interval_bounds,
     margin_spec,
 )
 from bastion.certify.chain import Normalize, layers_of
+from bastion.certify.crown import crown_margins
 from bastion.certify.ops import Operator
 from bastion.certify.registry import OPERATORS
 from bastion.certify.training import (

@@ -20,13 +20,8 @@ from torch import nn
 
 from bastion.attacks.base import model_device
 from bastion.certify import smoothing as smoothing_mod
-from bastion.certify.bounds import (
-    Network,
-    compile_network,
-    crown_margins,
-    ibp_margins,
-    interval_bounds,
-)
+from bastion.certify.bounds import Network, compile_network, ibp_margins, interval_bounds
+from bastion.certify.crown import crown_margins
 from bastion.errors import CapabilityError, ConfigError
 from bastion.evaluation.checks import check_inputs
 from bastion.threat import ThreatModel

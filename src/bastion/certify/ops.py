@@ -188,17 +188,34 @@ class ReLU(Operator):
         return lower.clamp_min(0), upper.clamp_min(0)
 
     def backward(self, a: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
-        lo, up = lower.unsqueeze(1), upper.unsqueeze(1)  # (N, 1, *in): broadcast over S
-        active, unstable = lo >= 0, (lo < 0) & (up > 0)
-        width = (up - lo).clamp_min(1e-12)
-        up_slope = torch.where(unstable, up / width, active.to(a.dtype))
-        up_shift = torch.where(unstable, -lo * up / width, torch.zeros_like(lo))
-        low_slope = torch.where(unstable, (up >= -lo).to(a.dtype), active.to(a.dtype))
-        # A lower bound on A z takes the lower line where A > 0, the upper one where A < 0.
-        pos, neg = a.clamp_min(0), a.clamp_max(0)
-        a_in = pos * low_slope + neg * up_slope
-        bias = (neg * up_shift).flatten(2).sum(2)
-        return a_in, bias
+        n, s = a.shape[:2]
+        lo, up = lower.flatten(1), upper.flatten(1)
+        flat = a.reshape(n, s, -1)
+        # Stable in every sample: slope 1 (active) or 0, no shift; one pass over A. Only
+        # the neurons unstable in some sample (usually few) need the relaxation.
+        a_in = flat * (lo >= 0).to(a.dtype).unsqueeze(1)
+        cols = ((lo < 0) & (up > 0)).any(0).nonzero().squeeze(1)
+        if cols.numel() == 0:
+            return a_in.view_as(a), a.new_zeros(n, s)
+        # (N, 1, U): the bounds broadcast over the S specifications.
+        part, shift = relax_relu(flat[:, :, cols], lo[:, None, cols], up[:, None, cols])
+        a_in[:, :, cols] = part
+        return a_in.view_as(a), shift.sum(2)
+
+
+def relax_relu(a: Tensor, lo: Tensor, up: Tensor) -> tuple[Tensor, Tensor]:
+    """CROWN's step through a ReLU for coefficients ``a`` and input bounds broadcastable
+    to it: (a_in, shift) with ``a relu(h) >= a_in h + shift`` elementwise (sum ``shift``
+    over the neurons for the bias). Shared by the dense and the patch representations.
+    """
+    active, unstable = lo >= 0, (lo < 0) & (up > 0)
+    width = (up - lo).clamp_min(1e-12)
+    up_slope = torch.where(unstable, up / width, active.to(a.dtype))
+    up_shift = torch.where(unstable, -lo * up / width, torch.zeros_like(lo))
+    low_slope = torch.where(unstable, (up >= -lo).to(a.dtype), active.to(a.dtype))
+    # A lower bound on A z takes the lower line where A > 0, the upper one where A < 0.
+    pos, neg = a.clamp_min(0), a.clamp_max(0)
+    return pos * low_slope + neg * up_slope, neg * up_shift
 
 
 class MaxPool(Operator):
