@@ -116,3 +116,34 @@ def test_a_chunk_budget_below_one_float_is_refused() -> None:
     x, y = inputs(0, 2)
     with pytest.raises(ConfigError, match="chunk_floats"):
         crown_margins(compile_network(model), x, y, ThreatModel("Linf", 0.1), chunk_floats=0)
+
+
+@pytest.mark.parametrize(("in_channels", "stride", "padding", "dilation", "groups", "size"), [
+    (1, 2, 1, 1, 1, 8), (1, 2, 1, 1, 1, 9), (6, 2, 1, 1, 1, 9), (6, 1, 2, 2, 2, 8),
+    (3, 3, 0, 1, 1, 10)])
+def test_conv_backward_is_the_adjoint_of_the_conv(in_channels: int, stride: int, padding: int,
+                                                  dilation: int, groups: int, size: int) -> None:
+    # <A, conv(h) - b> = <A_in, h> for every h: the backward step is exact for an affine layer.
+    gen = torch.Generator().manual_seed(in_channels + size)
+    layer = nn.Conv2d(in_channels, 6, 3, stride, padding, dilation, groups)
+    op = compile_network(nn.Sequential(layer)).ops[0]
+    h = torch.randn(2, in_channels, size, size, generator=gen)
+    with torch.no_grad():
+        out = layer(h)
+        a = torch.randn(2, 5, *out.shape[1:], generator=gen)
+        a_in, bias = op.backward(a, h, h)
+        lhs = torch.einsum("nschw,nchw->ns", a, out)
+    torch.testing.assert_close(lhs, torch.einsum("nschw,nchw->ns", a_in, h) + bias,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_certify_lower_bounds_do_not_depend_on_the_upper_pass() -> None:
+    model = conv_net(3, 2)
+    x, y = inputs(3, 4)
+    threat = ThreatModel("Linf", 0.1)
+    net = compile_network(model)
+    with torch.no_grad():
+        both = crown_margins(net, x, y, threat)
+        lower_only = crown_margins(net, x, y, threat, upper=False)
+    torch.testing.assert_close(both[0], lower_only[0])
+    assert bool(torch.isinf(lower_only[1]).all())

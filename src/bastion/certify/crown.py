@@ -114,7 +114,8 @@ def dense_layer_bounds(net: Network, k: int, x: Tensor, threat: ThreatModel,
 
 def crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
                   intermediate: str = "crown", bounds: list[Bounds] | None = None,
-                  chunk_floats: int = CHUNK_FLOATS, dense: bool = False) -> Bounds:
+                  chunk_floats: int = CHUNK_FLOATS, dense: bool = False,
+                  upper: bool = True) -> Bounds:
     """CROWN lower and upper bounds (N, K-1) on the margins.
 
     Args:
@@ -125,6 +126,8 @@ def crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
         bounds: precomputed :func:`interval_bounds` to reuse.
         chunk_floats: memory budget of one chunk of specifications, in floats (> 0).
         dense: use the dense reference path for the intermediate bounds.
+        upper: also bound the margins from above (a second backward pass per margin);
+            without it the upper bounds returned are +inf.
     """
     if intermediate not in ("crown", "ibp"):
         raise ConfigError(f"intermediate must be 'crown' or 'ibp', got {intermediate!r}")
@@ -138,7 +141,11 @@ def crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
                 low, up = refine(net, k, x, threat, pre, chunk_floats)
                 pre[k] = (torch.maximum(low, pre[k][0]), torch.minimum(up, pre[k][1]))
     spec = margin_spec(y, pre[-1][0].shape[1], x.dtype)
-    a, bias = backward_to_input(net, len(net.ops), torch.cat([spec, -spec], 1), pre)
-    lower = concretize(a, bias, x, threat)
     half = spec.shape[1]
+    if upper:
+        spec = torch.cat([spec, -spec], 1)
+    a, bias = backward_to_input(net, len(net.ops), spec, pre)
+    lower = concretize(a, bias, x, threat)
+    if not upper:
+        return lower, torch.full_like(lower, float("inf"))
     return lower[:, :half], -lower[:, half:]
