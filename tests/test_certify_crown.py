@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from bastion.certify import compile_network, crown_margins, margin_spec
+from bastion.certify import certify, compile_network, crown_margins, margin_spec
+from bastion.certify.alpha import alpha_crown_margins
 from bastion.certify.crown import exact_by_ibp
 from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
@@ -147,3 +148,37 @@ def test_certify_lower_bounds_do_not_depend_on_the_upper_pass() -> None:
         lower_only = crown_margins(net, x, y, threat, upper=False)
     torch.testing.assert_close(both[0], lower_only[0])
     assert bool(torch.isinf(lower_only[1]).all())
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), kind=st.integers(0, 2), norm=st.sampled_from(["Linf", "L2"]))
+def test_alpha_crown_is_sound_and_never_looser_than_crown(seed: int, kind: int,
+                                                          norm: str) -> None:
+    model = conv_net(seed, kind)
+    x, y = inputs(seed, 3)
+    threat = ThreatModel(norm, 0.15 if norm == "Linf" else 0.6)
+    net = compile_network(model)
+    gen = torch.Generator().manual_seed(seed + 2)
+    alpha = alpha_crown_margins(net, x, y, threat, iterations=8)
+    with torch.no_grad():
+        crown = crown_margins(net, x, y, threat)[0]
+        assert bool((alpha >= crown - 1e-5).all()), float((crown - alpha).max())
+        spec = margin_spec(y, CLASSES, x.dtype)
+        for _ in range(30):
+            margins = torch.einsum("nsk,nk->ns", spec, model(threat.random_point(x, gen)))
+            assert bool((margins >= alpha - 1e-4).all()), float((alpha - margins).max())
+
+
+def test_alpha_crown_tightens_crown_somewhere_and_certify_accepts_it() -> None:
+    model = conv_net(11, 0)
+    x, y = inputs(11, 8)
+    threat = ThreatModel("Linf", 0.2)
+    net = compile_network(model)
+    with torch.no_grad():
+        crown = crown_margins(net, x, y, threat)[0]
+    alpha = alpha_crown_margins(net, x, y, threat, iterations=20)
+    assert float((alpha - crown).max()) > 1e-3  # the slopes moved and the bound rose
+    cert = certify(model, x, y, threat, method="alpha-crown", batch_size=3)
+    assert cert.lower is not None and cert.lower.shape == (8, CLASSES - 1)
+    with pytest.raises(ConfigError, match="iterations"):
+        alpha_crown_margins(net, x, y, threat, iterations=-1)

@@ -112,6 +112,19 @@ def dense_layer_bounds(net: Network, k: int, x: Tensor, threat: ThreatModel,
     return low.view(-1, *shape), up.view(-1, *shape)
 
 
+def crown_intermediate(net: Network, x: Tensor, threat: ThreatModel, pre: list[Bounds],
+                       chunk_floats: int = CHUNK_FLOATS, dense: bool = False) -> list[Bounds]:
+    """``pre`` (IBP bounds on every op's input) with each non-affine op's input bounds
+    replaced by the tighter of CROWN's and IBP's, layer by layer."""
+    pre = list(pre)
+    refine = dense_layer_bounds if dense else layer_bounds
+    for k, op in enumerate(net.ops):
+        if not op.affine and k > 0 and (dense or not exact_by_ibp(net, k, threat)):
+            low, up = refine(net, k, x, threat, pre, chunk_floats)
+            pre[k] = (torch.maximum(low, pre[k][0]), torch.minimum(up, pre[k][1]))
+    return pre
+
+
 def crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
                   intermediate: str = "crown", bounds: list[Bounds] | None = None,
                   chunk_floats: int = CHUNK_FLOATS, dense: bool = False,
@@ -135,11 +148,7 @@ def crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
         raise ConfigError(f"chunk_floats must be >= 1, got {chunk_floats}")
     pre = list(bounds if bounds is not None else interval_bounds(net, x, threat))
     if intermediate == "crown":
-        refine = dense_layer_bounds if dense else layer_bounds
-        for k, op in enumerate(net.ops):
-            if not op.affine and k > 0 and (dense or not exact_by_ibp(net, k, threat)):
-                low, up = refine(net, k, x, threat, pre, chunk_floats)
-                pre[k] = (torch.maximum(low, pre[k][0]), torch.minimum(up, pre[k][1]))
+        pre = crown_intermediate(net, x, threat, pre, chunk_floats, dense)
     spec = margin_spec(y, pre[-1][0].shape[1], x.dtype)
     half = spec.shape[1]
     if upper:

@@ -217,16 +217,21 @@ class ReLU(Operator):
         return a_in.view_as(a), shift.sum(2)
 
 
-def relax_relu(a: Tensor, lo: Tensor, up: Tensor) -> tuple[Tensor, Tensor]:
+def relax_relu(a: Tensor, lo: Tensor, up: Tensor,
+               alpha: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """CROWN's step through a ReLU for coefficients ``a`` and input bounds broadcastable
     to it: (a_in, shift) with ``a relu(h) >= a_in h + shift`` elementwise (sum ``shift``
     over the neurons for the bias). Shared by the dense and the patch representations.
+
+    ``alpha`` (broadcastable, in [0, 1]): the lower line's slope on unstable neurons in
+    place of the adaptive one; every slope in [0, 1] gives a sound lower line.
     """
     active, unstable = lo >= 0, (lo < 0) & (up > 0)
     width = (up - lo).clamp_min(1e-12)
     up_slope = torch.where(unstable, up / width, active.to(a.dtype))
     up_shift = torch.where(unstable, -lo * up / width, torch.zeros_like(lo))
-    low_slope = torch.where(unstable, (up >= -lo).to(a.dtype), active.to(a.dtype))
+    slope = (up >= -lo).to(a.dtype) if alpha is None else alpha
+    low_slope = torch.where(unstable, slope, active.to(a.dtype))
     # A lower bound on A z takes the lower line where A > 0, the upper one where A < 0.
     pos, neg = a.clamp_min(0), a.clamp_max(0)
     return pos * low_slope + neg * up_slope, neg * up_shift
