@@ -3,7 +3,8 @@
     OMP_NUM_THREADS=1 python bench/certify_bounds.py --n 1000 --repeats 3 \\
         --models mnist-certified-0.1:0.1,mnist-certified-0.3:0.3 --json out.json
 
-For each model (``name:eps``, Linf) and method (IBP, CROWN-IBP, full CROWN), on the
+For each model (``name:eps``, Linf) and method (IBP, CROWN-IBP, full CROWN, and on
+request alpha-CROWN, 20 Adam steps in both), on the
 first ``--n`` MNIST test images in batches of ``--batch-size``, both tools certify the
 same images with the same margin specification; the repeats alternate bastion and
 auto_LiRPA so both see the same machine load. Reported: the median seconds of each and
@@ -36,7 +37,10 @@ from bastion.guard.evaluate import wilson_interval
 from bastion.threat import ThreatModel
 
 METHODS = ("ibp", "crown-ibp", "crown")
-PEER_METHOD = {"ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN"}
+PEER_METHOD = {"ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN",
+               "alpha-crown": "alpha-CROWN"}
+#: auto_LiRPA's alpha-CROWN at bastion's budget: 20 Adam steps, step size 0.1.
+PEER_OPTIONS = {"optimize_bound_args": {"iteration": 20, "lr_alpha": 0.1}}
 
 
 def peer_bounds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
@@ -46,7 +50,8 @@ def peer_bounds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     from auto_LiRPA.perturbations import PerturbationLpNorm
 
     began = time.perf_counter()
-    bounded = BoundedModule(model, torch.empty_like(x[:1]), device="cpu", verbose=False)
+    bounded = BoundedModule(model, torch.empty_like(x[:1]), device="cpu",
+                            bound_opts=PEER_OPTIONS, verbose=False)
     built = time.perf_counter() - began
     lowers, seconds = [], 0.0
     for start in range(0, x.shape[0], batch):
@@ -55,7 +60,7 @@ def peer_bounds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
         ptb = PerturbationLpNorm(norm=float("inf"), eps=eps, x_L=(xb - eps).clamp(0, 1),
                                  x_U=(xb + eps).clamp(0, 1))
         began = time.perf_counter()
-        with torch.no_grad():
+        with torch.set_grad_enabled(method == "alpha-crown"):
             # Lower bounds only, as bastion's certify computes by default.
             lower, _ = bounded.compute_bounds(x=(BoundedTensor(xb, ptb),), C=spec,
                                               method=PEER_METHOD[method], bound_upper=False)
