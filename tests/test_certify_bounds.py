@@ -93,7 +93,7 @@ def test_pgd_points_stay_inside_bounds(seed: int, kind: int, norm: str) -> None:
     # PGD with the margin loss walks toward the smallest margin: the hardest point to bound.
     found = PGD(steps=20, loss="margin", early_stop=False).run(model, x, y, threat,
                                                                generator=gen).x_adv
-    for method in ("ibp", "crown", "crown-ibp"):
+    for method in ("ibp", "crown", "crown-ibp", "alpha-crown"):
         lower, upper = margin_bounds(compile_network(model), x, y, threat, method)
         check_inside(model, x, y, threat, lower, upper, [found])
 

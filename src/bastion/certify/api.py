@@ -1,14 +1,15 @@
-"""``certify(model, x, y, threat, method=...) -> Certificate``: one entry point, four methods.
+"""``certify(model, x, y, threat, method=...) -> Certificate``: one entry point, five methods.
 
-========== ===================================================== =====================
-method     what is certified                                     cost per sample
-========== ===================================================== =====================
-ibp        margins > 0 on the whole ball, deterministic          ~2 forward passes
-crown-ibp  same, CROWN backward pass with IBP intermediates      ~K backward passes
-crown      same, full CROWN (max with IBP per margin)            1 pass per neuron
-smoothing  the *smoothed* classifier is constant on an L2 ball,  n0 + n forward passes
-           with probability >= 1 - alpha
-========== ===================================================== =====================
+=========== ===================================================== ======================
+method      what is certified                                     cost per sample
+=========== ===================================================== ======================
+ibp         margins > 0 on the whole ball, deterministic          ~2 forward passes
+crown-ibp   same, CROWN backward pass with IBP intermediates      ~K backward passes
+crown       same, full CROWN (max with IBP per margin)            1 per unstable neuron
+alpha-crown same, full CROWN then ReLU slopes optimised by Adam   crown + 20 K passes
+smoothing   the *smoothed* classifier is constant on an L2 ball,  n0 + n forward passes
+            with probability >= 1 - alpha
+=========== ===================================================== ======================
 """
 
 from __future__ import annotations
@@ -20,18 +21,14 @@ from torch import nn
 
 from bastion.attacks.base import model_device
 from bastion.certify import smoothing as smoothing_mod
-from bastion.certify.bounds import (
-    Network,
-    compile_network,
-    crown_margins,
-    ibp_margins,
-    interval_bounds,
-)
+from bastion.certify.alpha import alpha_crown_margins
+from bastion.certify.bounds import Network, compile_network, ibp_margins, interval_bounds
+from bastion.certify.crown import crown_margins
 from bastion.errors import CapabilityError, ConfigError
 from bastion.evaluation.checks import check_inputs
 from bastion.threat import ThreatModel
 
-METHODS = ("ibp", "crown", "crown-ibp", "smoothing")
+METHODS = ("ibp", "crown", "crown-ibp", "alpha-crown", "smoothing")
 
 
 @dataclass(frozen=True)
@@ -55,7 +52,7 @@ class Certificate:
         certified: (N,) bool; bound methods: every margin lower bound > 0 on the ball.
             Smoothing: the smoothed class is y and its L2 radius > threat.eps.
         lower, upper: (N, K-1) bounds on the margins ``z_y - z_j`` (j != y, ascending),
-            bound methods only.
+            bound methods only; ``upper`` is IBP's unless ``upper_by_crown``.
         radius: (N,) certified L2 radius of the smoothed classifier (smoothing only; 0
             where it abstains or predicts another class than y).
         abstained: (N,) bool, smoothing only.
@@ -84,21 +81,29 @@ class Certificate:
 
 
 def margin_bounds(net: Network, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                  method: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lower and upper margin bounds (N, K-1) of a compiled network, by ``method``."""
+                  method: str, *, upper_by_crown: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lower and upper margin bounds (N, K-1) of a compiled network, by ``method``.
+
+    ``upper_by_crown=False`` skips CROWN's upper bounds (half the last backward pass):
+    the upper bounds are then IBP's, sound but looser; certification reads only lower.
+    """
     bounds = interval_bounds(net, x, threat)
     ibp = ibp_margins(net, x, y, threat, bounds)
     if method == "ibp":
         return ibp
+    if method == "alpha-crown":
+        return torch.maximum(alpha_crown_margins(net, x, y, threat, bounds=bounds), ibp[0]), ibp[1]
     lower, upper = crown_margins(net, x, y, threat, bounds=bounds,
-                                 intermediate="ibp" if method == "crown-ibp" else "crown")
+                                 intermediate="ibp" if method == "crown-ibp" else "crown",
+                                 upper=upper_by_crown)
     # Both are sound, so their elementwise best is: CROWN's adaptive slopes are not
     # tighter than IBP on every margin of every sample.
     return torch.maximum(lower, ibp[0]), torch.minimum(upper, ibp[1])
 
 
 def certify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
-            method: str = "crown", batch_size: int = 64,
+            method: str = "crown", batch_size: int = 64, upper_by_crown: bool = False,
             smoothing: SmoothingConfig | None = None,
             generator: torch.Generator | None = None) -> Certificate:
     """Certify ``model`` on inputs x (N, *in) in ``threat.bounds`` with labels y (N,).
@@ -106,6 +111,9 @@ def certify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatMo
     Args:
         method: one of :data:`METHODS` (see the module docstring).
         batch_size: samples bounded at once (bound methods).
+        upper_by_crown: CROWN methods also bound the margins from above by CROWN (one
+            more backward pass per margin); by default ``upper`` holds IBP's upper
+            bounds, which are sound but looser (certification reads only ``lower``).
         smoothing: parameters for ``method="smoothing"`` (defaults: Cohen et al.'s).
         generator: noise source for smoothing; the same seed gives the same certificate.
 
@@ -127,7 +135,8 @@ def certify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatMo
         _check_same_function(model, net, x[:batch_size])
         for start in range(0, x.shape[0], batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            low, up = margin_bounds(net, xb, yb, threat, method)
+            low, up = margin_bounds(net, xb, yb, threat, method,
+                                    upper_by_crown=upper_by_crown)
             lowers.append(low)
             uppers.append(up)
     lower, upper = torch.cat(lowers), torch.cat(uppers)

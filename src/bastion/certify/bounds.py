@@ -9,9 +9,8 @@ no input in the ball (intersected with the box ``bounds``) can change the predic
 - CROWN (Zhang et al., "Efficient neural network robustness certification with general
   activation functions", NeurIPS 2018): a backward pass that carries a linear function of
   the layer's output down to the input, relaxing each ReLU by two lines; the input set is
-  then handled exactly (box) or by the dual norm (L2 ball). It needs bounds on every
-  ReLU's input: computed by CROWN itself (full CROWN) or by IBP (CROWN-IBP, Zhang et al.,
-  ICLR 2020).
+  then handled exactly (box) or by the dual norm (L2 ball). This module holds the
+  backward pass and the concretization; :mod:`bastion.certify.crown` the CROWN bounds.
 
 Shapes: x (N, *in); y (N,); margin bounds (N, K-1) for K classes, in the order of the
 classes with the true one left out.
@@ -27,15 +26,11 @@ from torch import nn
 from bastion.certify.chain import layers_of
 from bastion.certify.ops import Operator
 from bastion.certify.registry import operator_for
-from bastion.errors import CapabilityError, ConfigError
+from bastion.errors import CapabilityError
 from bastion.threat import ThreatModel
 
 Tensor = torch.Tensor
 Bounds = tuple[Tensor, Tensor]
-
-#: floats held by one chunk of the identity specification in full CROWN (about 64 MB in float32).
-CHUNK_FLOATS = 1 << 24
-
 
 @dataclass
 class Network:
@@ -134,56 +129,3 @@ def concretize(a: Tensor, bias: Tensor, x: Tensor, threat: ThreatModel) -> Tenso
     dual = flat.norm(dim=2) if threat.norm == "L2" else flat.abs().amax(dim=2)
     ball = torch.einsum("nsi,ni->ns", flat, x.flatten(1)) + bias - threat.eps * dual
     return torch.maximum(box_lower, ball)
-
-
-def _crown_layer_bounds(net: Network, k: int, x: Tensor, threat: ThreatModel,
-                        pre: list[Bounds]) -> Bounds:
-    """Full-CROWN bounds on the input of ``ops[k]``, refined by chunks of neurons.
-
-    Only neurons that the current bounds leave unstable (lower < 0 < upper) in some sample
-    are refined: a stable ReLU is relaxed exactly whatever its bounds, so tightening them
-    changes nothing downstream. The others keep their current (IBP) bounds.
-    """
-    shape = pre[k][0].shape[1:]
-    low, up = pre[k][0].flatten(1).clone(), pre[k][1].flatten(1).clone()
-    todo = ((low < 0) & (up > 0)).any(0).nonzero().squeeze(1)
-    widest = max(b[0][0].numel() for b in pre[:k + 1])
-    rows = max(1, CHUNK_FLOATS // max(1, 2 * x.shape[0] * widest))
-    for start in range(0, todo.numel(), rows):
-        which = todo[start:start + rows]
-        block = x.new_zeros(which.numel(), shape.numel())
-        block[torch.arange(which.numel(), device=x.device), which] = 1.0
-        block = block.view(-1, *shape)
-        # Lower bounds of +e_i and of -e_i (= minus the upper bound) in one pass.
-        spec = torch.cat([block, -block]).unsqueeze(0).expand(x.shape[0], *[-1] * (1 + len(shape)))
-        a, bias = backward_to_input(net, k, spec, pre)
-        lower = concretize(a, bias, x, threat)
-        low[:, which] = lower[:, :which.numel()]
-        up[:, which] = -lower[:, which.numel():]
-    return low.view(-1, *shape), up.view(-1, *shape)
-
-
-def crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
-                  intermediate: str = "crown", bounds: list[Bounds] | None = None) -> Bounds:
-    """CROWN lower and upper bounds (N, K-1) on the margins.
-
-    Args:
-        intermediate: ``"crown"`` computes every ReLU's input bounds with CROWN (tighter,
-            one backward pass per neuron, by chunks) and keeps the tighter of CROWN and
-            IBP per neuron (both are sound); ``"ibp"`` uses IBP's (CROWN-IBP, one
-            backward pass in all).
-        bounds: precomputed :func:`interval_bounds` to reuse.
-    """
-    if intermediate not in ("crown", "ibp"):
-        raise ConfigError(f"intermediate must be 'crown' or 'ibp', got {intermediate!r}")
-    pre = list(bounds if bounds is not None else interval_bounds(net, x, threat))
-    if intermediate == "crown":
-        for k, op in enumerate(net.ops):
-            if not op.affine and k > 0:
-                low, up = _crown_layer_bounds(net, k, x, threat, pre)
-                pre[k] = (torch.maximum(low, pre[k][0]), torch.minimum(up, pre[k][1]))
-    spec = margin_spec(y, pre[-1][0].shape[1], x.dtype)
-    a, bias = backward_to_input(net, len(net.ops), torch.cat([spec, -spec], 1), pre)
-    lower = concretize(a, bias, x, threat)
-    half = spec.shape[1]
-    return lower[:, :half], -lower[:, half:]

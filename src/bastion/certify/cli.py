@@ -32,7 +32,8 @@ def certify_command(
     data: Annotated[str, typer.Option(help="data set name (bastion.data)")] = "mnist",
     split: Annotated[str, typer.Option()] = "test",
     n: Annotated[int, typer.Option(help="first N samples")] = 100,
-    method: Annotated[str, typer.Option(help="ibp, crown, crown-ibp or smoothing")] = "crown",
+    method: Annotated[str, typer.Option(
+        help="ibp, crown, crown-ibp, alpha-crown or smoothing")] = "crown",
     norm: Annotated[str | None, typer.Option(
         help="Linf or L2 (default: L2 for smoothing, else Linf)")] = None,
     eps: Annotated[float, typer.Option(help="radius to certify (input units)")] = 0.1,

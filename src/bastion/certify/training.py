@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from bastion.certify.bounds import compile_network, crown_margins, ibp_margins, interval_bounds
+from bastion.certify.bounds import compile_network, ibp_margins, interval_bounds
+from bastion.certify.crown import crown_margins
 from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
 

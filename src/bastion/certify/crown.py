@@ -1,0 +1,160 @@
+"""CROWN bounds on the margins: full CROWN and CROWN-IBP.
+
+CROWN (Zhang et al., NeurIPS 2018) needs bounds on every ReLU's input. CROWN-IBP (Zhang
+et al., ICLR 2020) takes them from IBP: one backward pass in all. Full CROWN computes
+them with CROWN itself, layer by layer, one backward pass per unstable neuron: here per
+sample, only for the neurons that sample leaves unstable, as rows with patches on the
+convolutions (:mod:`bastion.certify.patches`), by chunks of at most ``chunk_floats``
+floats. The dense reference (``dense=True``: identity specifications over every neuron
+any sample leaves unstable) computes the same bounds more slowly; tests compare them.
+
+Shapes: x (N, *in); y (N,); margin bounds (N, K-1) for K classes, in the order of the
+classes with the true one left out.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bastion.certify.bounds import (
+    Bounds,
+    Network,
+    backward_to_input,
+    concretize,
+    input_box,
+    interval_bounds,
+    margin_spec,
+)
+from bastion.certify.ops import Conv, Linear
+from bastion.certify.patches import Rows, concretize_rows, step, unit_rows
+from bastion.errors import ConfigError
+from bastion.threat import ThreatModel
+
+Tensor = torch.Tensor
+
+#: default memory budget of one chunk of backward specifications in full CROWN, in
+#: floats (about 64 MB in float32): the rows of a chunk and their working copies.
+CHUNK_FLOATS = 1 << 24
+
+
+def exact_by_ibp(net: Network, k: int, threat: ThreatModel) -> bool:
+    """True when IBP's bounds on the input of ``ops[k]`` are exact, so CROWN cannot
+    tighten them: the input set is a box (Linf), every op below is affine and at most one
+    mixes neurons (per-neuron affine maps take a box to a box, and one mixing affine map
+    is bounded exactly). Under L2 CROWN's dual-norm bound can beat IBP's box."""
+    ops = net.ops[:k]
+    return (threat.norm == "Linf" and all(op.affine for op in ops)
+            and sum(isinstance(op, Linear | Conv) for op in ops) <= 1)
+
+
+def _walk(net: Network, k: int, rows: Rows, pre: list[Bounds]) -> tuple[Rows, int]:
+    """Rows at the input of ops[k] carried to the network input; also the most floats
+    one row held on the way."""
+    peak = rows.coef[0].numel()
+    for i in range(k - 1, -1, -1):
+        rows = step(net.ops[i], rows, pre[i], pre[i + 1][0].shape[1:])
+        peak = max(peak, rows.coef[0].numel())
+    return rows, peak
+
+
+def layer_bounds(net: Network, k: int, x: Tensor, threat: ThreatModel, pre: list[Bounds],
+                 chunk_floats: int = CHUNK_FLOATS) -> Bounds:
+    """Full-CROWN bounds (N, *shape) on the input of ``ops[k]``.
+
+    Only (sample, neuron) pairs the current bounds leave unstable (lower < 0 < upper) are
+    refined: a stable ReLU is relaxed exactly whatever its bounds. Each pair gives two
+    rows, +e_i for the lower bound and -e_i for minus the upper bound.
+    """
+    shape = pre[k][0].shape[1:]
+    low, up = pre[k][0].flatten(1).clone(), pre[k][1].flatten(1).clone()
+    sample, neuron = ((low < 0) & (up > 0)).nonzero(as_tuple=True)
+    if sample.numel() == 0:
+        return pre[k]
+    count = sample.numel()
+    sample, neuron = sample.repeat(2), neuron.repeat(2)
+    sign = torch.ones(2 * count, device=x.device)
+    sign[count:] = -1
+    # Chunk size from a dry run of one row: its widest step times the copies a step makes
+    # (coefficients, the bounds gathered under them, the result).
+    _, peak = _walk(net, k, unit_rows(sample[:1], neuron[:1], sign[:1], shape, x.dtype), pre)
+    size = max(1, chunk_floats // (4 * peak))
+    box, found = input_box(x, threat), low.new_empty(2 * count)
+    for start in range(0, 2 * count, size):
+        part = slice(start, start + size)
+        rows, _ = _walk(net, k, unit_rows(sample[part], neuron[part], sign[part], shape,
+                                          x.dtype), pre)
+        found[part] = concretize_rows(rows, x, box, threat.eps, threat.norm)
+    low[sample[:count], neuron[:count]] = found[:count]
+    up[sample[:count], neuron[:count]] = -found[count:]
+    return low.view(-1, *shape), up.view(-1, *shape)
+
+
+def dense_layer_bounds(net: Network, k: int, x: Tensor, threat: ThreatModel,
+                       pre: list[Bounds], chunk_floats: int = CHUNK_FLOATS) -> Bounds:
+    """The reference for :func:`layer_bounds`: identity specifications over every neuron
+    any sample leaves unstable, carried densely; the same bounds, more work."""
+    shape = pre[k][0].shape[1:]
+    low, up = pre[k][0].flatten(1).clone(), pre[k][1].flatten(1).clone()
+    todo = ((low < 0) & (up > 0)).any(0).nonzero().squeeze(1)
+    widest = max(b[0][0].numel() for b in pre[:k + 1])
+    rows = max(1, chunk_floats // max(1, 2 * x.shape[0] * widest))
+    for start in range(0, todo.numel(), rows):
+        which = todo[start:start + rows]
+        block = x.new_zeros(which.numel(), shape.numel())
+        block[torch.arange(which.numel(), device=x.device), which] = 1.0
+        block = block.view(-1, *shape)
+        # Lower bounds of +e_i and of -e_i (= minus the upper bound) in one pass.
+        spec = torch.cat([block, -block]).unsqueeze(0).expand(x.shape[0], *[-1] * (1 + len(shape)))
+        a, bias = backward_to_input(net, k, spec, pre)
+        lower = concretize(a, bias, x, threat)
+        low[:, which] = lower[:, :which.numel()]
+        up[:, which] = -lower[:, which.numel():]
+    return low.view(-1, *shape), up.view(-1, *shape)
+
+
+def crown_intermediate(net: Network, x: Tensor, threat: ThreatModel, pre: list[Bounds],
+                       chunk_floats: int = CHUNK_FLOATS, dense: bool = False) -> list[Bounds]:
+    """``pre`` (IBP bounds on every op's input) with each non-affine op's input bounds
+    replaced by the tighter of CROWN's and IBP's, layer by layer."""
+    pre = list(pre)
+    refine = dense_layer_bounds if dense else layer_bounds
+    for k, op in enumerate(net.ops):
+        if not op.affine and k > 0 and (dense or not exact_by_ibp(net, k, threat)):
+            low, up = refine(net, k, x, threat, pre, chunk_floats)
+            pre[k] = (torch.maximum(low, pre[k][0]), torch.minimum(up, pre[k][1]))
+    return pre
+
+
+def crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
+                  intermediate: str = "crown", bounds: list[Bounds] | None = None,
+                  chunk_floats: int = CHUNK_FLOATS, dense: bool = False,
+                  upper: bool = True) -> Bounds:
+    """CROWN lower and upper bounds (N, K-1) on the margins.
+
+    Args:
+        intermediate: ``"crown"`` computes every ReLU's input bounds with CROWN (tighter,
+            one backward pass per unstable neuron) and keeps the tighter of CROWN and
+            IBP per neuron (both are sound); ``"ibp"`` uses IBP's (CROWN-IBP, one
+            backward pass in all).
+        bounds: precomputed :func:`interval_bounds` to reuse.
+        chunk_floats: memory budget of one chunk of specifications, in floats (> 0).
+        dense: use the dense reference path for the intermediate bounds.
+        upper: also bound the margins from above (a second backward pass per margin);
+            without it the upper bounds returned are +inf.
+    """
+    if intermediate not in ("crown", "ibp"):
+        raise ConfigError(f"intermediate must be 'crown' or 'ibp', got {intermediate!r}")
+    if chunk_floats < 1:
+        raise ConfigError(f"chunk_floats must be >= 1, got {chunk_floats}")
+    pre = list(bounds if bounds is not None else interval_bounds(net, x, threat))
+    if intermediate == "crown":
+        pre = crown_intermediate(net, x, threat, pre, chunk_floats, dense)
+    spec = margin_spec(y, pre[-1][0].shape[1], x.dtype)
+    half = spec.shape[1]
+    if upper:
+        spec = torch.cat([spec, -spec], 1)
+    a, bias = backward_to_input(net, len(net.ops), spec, pre)
+    lower = concretize(a, bias, x, threat)
+    if not upper:
+        return lower, torch.full_like(lower, float("inf"))
+    return lower[:, :half], -lower[:, half:]
