@@ -106,7 +106,9 @@ def membership_audit(x: torch.Tensor, y: torch.Tensor, *, shadows: int = 4,
     target = fit(x[members], y[members], arch=arch, steps=steps, seed=seed)
     logits = predict(target, x)
     phi = _shadow_scores(x, y, shadow_in, arch, steps, seed, saved, log)
-    loss = F.cross_entropy(logits, y, reduction="none")
+    # in double precision: float32 rounds the loss of confident samples to exactly 0,
+    # and a wall of ties at the top leaves no threshold at low FPR
+    loss = F.cross_entropy(logits.double(), y, reduction="none")
     result = MembershipResult(pool_size=len(x), shadows=shadows)
     result.attacks["loss-threshold"] = _summary(-loss, members)
     result.attacks["lira-offline"] = _summary(
