@@ -174,6 +174,8 @@ def test_cli_bad_input_exits_2(args: list[str]) -> None:
     res = CliRunner().invoke(_app(), [*args, "--no-progress"])
     assert res.exit_code == 2, res.output
     assert "error" in res.output
+    if "--budgets" in args and "nope" not in args:
+        assert "--budgets" in res.output
 
 
 def test_fit_accepts_soft_and_hard_targets() -> None:

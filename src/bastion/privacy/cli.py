@@ -30,9 +30,12 @@ privacy_app = typer.Typer(help="Model theft and privacy: extraction, membership 
 
 def _budgets(text: str) -> list[int]:
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
+        sizes = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise ConfigError(f"--budgets takes comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"--budgets needs query counts >= 1, got {text!r}")
+    return sizes
 
 
 def _split(spec: str) -> tuple[str, str]:
@@ -98,7 +101,7 @@ def extract_command(
 
         sizes = _budgets(budgets)
         victim = build_defense(defense, load_any(model))
-        pool_x = data.load(*_split(pool), max(sizes) if sizes else None).x
+        pool_x = data.load(*_split(pool), max(sizes)).x
         held = data.load(*_split(test), n_test)
         res = extract(victim, pool_x, held.x, held.y, budgets=sizes,
                       label_only=is_label_only(defense), arch=arch, steps=steps, seed=seed,
