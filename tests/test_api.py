@@ -12,7 +12,7 @@ def test_public_names_are_pinned():
         "CapabilityError", "ConfigError", "Diagnosis", "Evaluation", "InputError",
         "MissingDependencyError",
         "ModelError", "StateError", "ThreatModel", "__version__", "attacks", "data",
-        "diagnose", "evaluate", "ood", "poison", "threats", "zoo",
+        "diagnose", "evaluate", "ood", "poison", "privacy", "threats", "zoo",
     ])
     for name in bastion.__all__:
         assert hasattr(bastion, name), name

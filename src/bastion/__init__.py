@@ -32,10 +32,10 @@ _EXPORTS: dict[str, str] = {
     "evaluate": "bastion.evaluation",
     "ThreatModel": "bastion.threat",
 }
-_SUBMODULES = ("attacks", "data", "ood", "poison", "threats", "zoo")
+_SUBMODULES = ("attacks", "data", "ood", "poison", "privacy", "threats", "zoo")
 
 if TYPE_CHECKING:
-    from bastion import attacks, data, ood, poison, threats, zoo
+    from bastion import attacks, data, ood, poison, privacy, threats, zoo
     from bastion.attacks import (
         APGD,
         APGDT,
@@ -110,6 +110,7 @@ __all__ = [
     "evaluate",
     "ood",
     "poison",
+    "privacy",
     "threats",
     "zoo",
 ]

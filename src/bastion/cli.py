@@ -12,6 +12,7 @@
     bastion data audit --model NAME [--poison SPEC] [--remove FILE.npz]
     bastion data manifest create|verify ...
     bastion poison scan --model NAME --out DIR [--trigger SPEC]
+    bastion privacy extract|membership ... [--json FILE]
     bastion serve [--host H] [--port P] [--config FILE]   # the guard service
     bastion keys create --name N [--role client|reviewer|admin] | keys list | keys revoke ID
     bastion review export --out FILE.jsonl
@@ -87,6 +88,7 @@ _register("bastion.certify.cli", "classic", ("certify",), lambda m: m.register(a
 _register("bastion.diagnostics.cli", "classic", ("diagnose",), lambda m: m.register(app))
 _register("bastion.ood.cli", "classic", ("ood",), lambda m: m.register(app))
 _register("bastion.poison.cli", "classic", ("poison", "data"), lambda m: m.register(app))
+_register("bastion.privacy.cli", "classic", ("privacy",), lambda m: m.register(app))
 _register("bastion.service.cli", "service", ("serve", "keys", "review"),
           lambda m: m.register(app))
 

@@ -1,0 +1,46 @@
+"""Small training loop shared by extraction (a copy on soft or hard answers) and
+membership inference (target and shadow models)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from bastion.zoo.registry import build
+
+
+def fit(x: torch.Tensor, target: torch.Tensor, *, arch: str = "wong-small", steps: int,
+        batch: int = 64, lr: float = 1e-3, seed: int = 0) -> nn.Module:
+    """Train a fresh ``arch`` for ``steps`` Adam steps on batches drawn with replacement.
+
+    Args:
+        x: (N, C, H, W) inputs in [0, 1].
+        target: (N,) int64 labels, or (N, K) float rows summing to 1 (soft labels:
+            cross-entropy against the row).
+    Returns:
+        the model in eval mode.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = build(arch)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(len(x), (min(batch, len(x)),), generator=gen)
+        logits = model(x[idx])
+        t = target[idx]
+        if t.dim() == 1:
+            loss = F.cross_entropy(logits, t)
+        else:
+            loss = -(t * F.log_softmax(logits, dim=1)).sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    """``model``'s outputs on (N, C, H, W) ``x``, batched: (N, K)."""
+    return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
