@@ -160,8 +160,16 @@ def _run(specs: list[jobs.EvalSpec], out: Path | None, json_path: Path | None,
 def evaluate(
     model: Annotated[list[str], typer.Option(
         help="repeatable: zoo name, or FILE.py[:factory] (docs/models.md)")],
-    data: Annotated[str, typer.Option(help="data set name (bastion.data)")] = "mnist",
+    data: Annotated[str, typer.Option(
+        help="data set name, FILE.npz|.pt, image FOLDER, torchvision:NAME or hf:NAME "
+             "(docs/data.md)")] = "mnist",
     split: Annotated[str, typer.Option()] = "test",
+    resize: Annotated[str | None, typer.Option(help="H or H,W: resize your images")] = None,
+    classes: Annotated[int | None, typer.Option(help="number of classes in your data")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="folder for torchvision:NAME")] = None,
+    mean: Annotated[str | None, typer.Option(
+        help="per-channel mean the model expects, applied inside the model")] = None,
+    std: Annotated[str | None, typer.Option(help="per-channel std, with --mean")] = None,
     # --samples: torchrun's own parser (Python 3.11) rejects "--n" as an ambiguous prefix.
     n: Annotated[int | None, typer.Option("--n", "--samples",
                                           help="first N samples (default: all)")] = None,
@@ -201,9 +209,24 @@ def evaluate(
     specs = [_jobs().EvalSpec(model=m, data=data, split=split, n=n, norm=norm, eps=eps,
                                attacks=tuple(attack or ["pgd"]), steps=steps, restarts=restarts,
                                step_size=step_size, sweep=_floats(sweep), seed=seed,
-                               batch_size=batch_size, checkpoint=checkpoint, device=device)
+                               batch_size=batch_size, checkpoint=checkpoint, device=device,
+                               **_user_data(resize, classes, data_root, mean, std))
              for m in model]
     _run(specs, out, json_path, state, progress)
+
+
+def _user_data(resize: str | None, classes: int | None, root: Path | None, mean: str | None,
+               std: str | None) -> dict[str, Any]:
+    """EvalSpec fields for the user's own data and input normalisation."""
+    from bastion.data.checks import parse_resize
+    from bastion.zoo.normalize import parse_floats
+
+    try:
+        return {"resize": parse_resize(resize), "classes": classes, "data_root": root,
+                "mean": parse_floats(mean, "--mean"), "std": parse_floats(std, "--std")}
+    except BastionError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
 
 
 def _matrix(models: list[str], threats: str, **options: Any) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from bastion.evaluation.attack_spec import SHARED_OPTIONS
 from bastion.evaluation.runner import Evaluation, evaluate
 from bastion.evaluation.shard import Shard, distributed, rank_device, shard_from_env
 from bastion.threat import ThreatModel
+from bastion.zoo.normalize import normalization_record, with_normalization
 from bastion.zoo.registry import resolve
 from bastion.zoo.user import is_path_spec, load_any
 
@@ -53,6 +55,11 @@ class EvalSpec:
     batch_size: int = 250
     checkpoint: Path | None = None
     device: str = "cpu"
+    resize: tuple[int, int] | None = None
+    classes: int | None = None
+    data_root: Path | None = None
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
 
 
 def build_attacks(spec: EvalSpec) -> dict[str, Attack]:
@@ -91,9 +98,13 @@ def run_one(spec: EvalSpec, *, state: Path | None, progress: bool,
     With ``shard`` this process runs its share of the work and gathers the rest; a
     ``cuda`` device then means ``cuda:LOCAL_RANK``.
     """
-    model = load_any(spec.model, spec.checkpoint).to(parse_device(rank_device(spec.device,
-                                                                              shard)))
-    dataset = data_registry.load(spec.data, spec.split, spec.n)
+    dataset = data_registry.load(spec.data, spec.split, spec.n, resize=spec.resize,
+                                 classes=spec.classes, root=spec.data_root)
+    for note in dataset.notes:
+        print(f"note: {note}", file=sys.stderr)
+    model = with_normalization(load_any(spec.model, spec.checkpoint), spec.mean, spec.std,
+                               channels=int(dataset.x.shape[1]))
+    model = model.to(parse_device(rank_device(spec.device, shard)))
     threat = ThreatModel(norm=spec.norm, eps=spec.eps)
     result: Evaluation = evaluate(model, dataset, threat, build_attacks(spec),
                                   eps_sweep=spec.sweep, batch_size=spec.batch_size,
@@ -101,9 +112,10 @@ def run_one(spec: EvalSpec, *, state: Path | None, progress: bool,
                                   shard=shard)
     return {
         **result.to_dict(),
-        "model": model_info(spec, model_digest(model)),
+        "model": {**model_info(spec, model_digest(model)),
+                  **normalization_record(spec.mean, spec.std)},
         "data": {"name": dataset.name, "split": dataset.split, "n": len(dataset),
-                 "source": dataset.source},
+                 "source": dataset.source, "notes": list(dataset.notes)},
     }
 
 
