@@ -69,7 +69,7 @@ def test_bad_arrays_are_refused_with_what_to_do(tmp_path, x, y, classes, says):
 
 def test_file_without_x_and_y_names_the_arrays(tmp_path):
     np.savez(tmp_path / "d.npz", images=np.zeros((1, 1, 2, 2)))
-    with pytest.raises(InputError, match="x .images. and"):
+    with pytest.raises(InputError, match=r"x \(images\) and"):
         data.load(str(tmp_path / "d.npz"))
     torch.save([1, 2], tmp_path / "d.pt")
     with pytest.raises(InputError, match="dict with tensors"):
@@ -107,7 +107,7 @@ def test_torchvision_name_uses_the_stand_in_module(tmp_path, monkeypatch):
     made = {}
 
     class FakeCIFAR:
-        classes = ["cat", "dog"]
+        classes = ("cat", "dog")
 
         def __init__(self, root, train, download):
             made.update(root=root, train=train, download=download)
@@ -132,8 +132,9 @@ def test_hf_name_uses_the_stand_in_module(monkeypatch):
              "label": i % 2} for i in range(4)]
 
     class FakeSet(list):  # type: ignore[type-arg]
-        column_names = ["img", "label"]
-        features = {"label": types.SimpleNamespace(names=["no", "yes"])}
+        column_names = ("img", "label")
+        features = types.MappingProxyType(
+            {"label": types.SimpleNamespace(names=["no", "yes"])})
 
         def select(self, idx):
             return FakeSet(self[i] for i in idx)
