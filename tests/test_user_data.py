@@ -188,3 +188,26 @@ def test_evaluate_cli_on_a_folder_with_normalization(tmp_path):
     bad = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path / "net.py"), "--data",
                                    str(root), "--resize", "x"])
     assert bad.exit_code == 2 and "--resize takes" in bad.output
+
+
+@pytest.mark.parametrize("command", [
+    ["diagnose", "--steps", "3", "--square-queries", "20", "--black-box-points", "4"],
+    ["certify", "--method", "crown", "--steps", "3"],
+])
+def test_diagnose_and_certify_take_a_file_with_normalization(tmp_path, command):
+    x = rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1, 2] * 2))
+    (tmp_path / "net.py").write_text(
+        "import torch\n\ndef make_model():\n    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3))\n")
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, [
+        *command, "--model", str(tmp_path / "net.py"), "--data", str(tmp_path / "d.npz"),
+        "--n", "6", "--eps", "0.01", "--classes", "3", "--mean", "0.5", "--std", "0.2",
+        "--json", str(out)], catch_exceptions=False)
+    assert res.exit_code in (0, 3), res.output  # 3: a check flagged the untrained model
+    got = json.loads(out.read_text())
+    assert got["model"]["normalization"] == {
+        "mean": [0.5], "std": [0.2],
+        "applied": "inside the model; inputs and eps in [0, 1] pixel units"}
+    assert got["data"]["n"] == 6 and any("NHWC" in s for s in got["data"]["notes"])

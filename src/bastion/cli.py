@@ -33,6 +33,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bastion.common.inputs import (
+    DATA_HELP,
+    ClassesOpt,
+    DataRootOpt,
+    MeanOpt,
+    ResizeOpt,
+    StdOpt,
+    UserInputs,
+)
 from bastion.errors import BastionError, MissingDependencyError
 from bastion.extras import extra_for
 
@@ -160,16 +169,13 @@ def _run(specs: list[jobs.EvalSpec], out: Path | None, json_path: Path | None,
 def evaluate(
     model: Annotated[list[str], typer.Option(
         help="repeatable: zoo name, or FILE.py[:factory] (docs/models.md)")],
-    data: Annotated[str, typer.Option(
-        help="data set name, FILE.npz|.pt, image FOLDER, torchvision:NAME or hf:NAME "
-             "(docs/data.md)")] = "mnist",
+    data: Annotated[str, typer.Option(help=DATA_HELP)] = "mnist",
     split: Annotated[str, typer.Option()] = "test",
-    resize: Annotated[str | None, typer.Option(help="H or H,W: resize your images")] = None,
-    classes: Annotated[int | None, typer.Option(help="number of classes in your data")] = None,
-    data_root: Annotated[Path | None, typer.Option(help="folder for torchvision:NAME")] = None,
-    mean: Annotated[str | None, typer.Option(
-        help="per-channel mean the model expects, applied inside the model")] = None,
-    std: Annotated[str | None, typer.Option(help="per-channel std, with --mean")] = None,
+    resize: ResizeOpt = None,
+    classes: ClassesOpt = None,
+    data_root: DataRootOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
     # --samples: torchrun's own parser (Python 3.11) rejects "--n" as an ambiguous prefix.
     n: Annotated[int | None, typer.Option("--n", "--samples",
                                           help="first N samples (default: all)")] = None,
@@ -218,12 +224,9 @@ def evaluate(
 def _user_data(resize: str | None, classes: int | None, root: Path | None, mean: str | None,
                std: str | None) -> dict[str, Any]:
     """EvalSpec fields for the user's own data and input normalisation."""
-    from bastion.data.checks import parse_resize
-    from bastion.zoo.normalize import parse_floats
-
     try:
-        return {"resize": parse_resize(resize), "classes": classes, "data_root": root,
-                "mean": parse_floats(mean, "--mean"), "std": parse_floats(std, "--std")}
+        return {"inputs": UserInputs.parse(resize=resize, classes=classes, data_root=root,
+                                           mean=mean, std=std)}
     except BastionError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None

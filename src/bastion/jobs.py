@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bastion import data as data_registry
 from bastion.attacks.base import Attack
+from bastion.common.inputs import UserInputs, data_record
 from bastion.common.records import RecordWriter, new_run_id, versions
 from bastion.common.state import model_digest, run_lock
 from bastion.errors import ConfigError
@@ -26,7 +25,6 @@ from bastion.evaluation.attack_spec import SHARED_OPTIONS
 from bastion.evaluation.runner import Evaluation, evaluate
 from bastion.evaluation.shard import Shard, distributed, rank_device, shard_from_env
 from bastion.threat import ThreatModel
-from bastion.zoo.normalize import normalization_record, with_normalization
 from bastion.zoo.registry import resolve
 from bastion.zoo.user import is_path_spec, load_any
 
@@ -55,11 +53,7 @@ class EvalSpec:
     batch_size: int = 250
     checkpoint: Path | None = None
     device: str = "cpu"
-    resize: tuple[int, int] | None = None
-    classes: int | None = None
-    data_root: Path | None = None
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
+    inputs: UserInputs = field(default_factory=UserInputs)
 
 
 def build_attacks(spec: EvalSpec) -> dict[str, Attack]:
@@ -98,12 +92,8 @@ def run_one(spec: EvalSpec, *, state: Path | None, progress: bool,
     With ``shard`` this process runs its share of the work and gathers the rest; a
     ``cuda`` device then means ``cuda:LOCAL_RANK``.
     """
-    dataset = data_registry.load(spec.data, spec.split, spec.n, resize=spec.resize,
-                                 classes=spec.classes, root=spec.data_root)
-    for note in dataset.notes:
-        print(f"note: {note}", file=sys.stderr)
-    model = with_normalization(load_any(spec.model, spec.checkpoint), spec.mean, spec.std,
-                               channels=int(dataset.x.shape[1]))
+    dataset = spec.inputs.load(spec.data, spec.split, spec.n)
+    model = spec.inputs.wrap(load_any(spec.model, spec.checkpoint), dataset)
     model = model.to(parse_device(rank_device(spec.device, shard)))
     threat = ThreatModel(norm=spec.norm, eps=spec.eps)
     result: Evaluation = evaluate(model, dataset, threat, build_attacks(spec),
@@ -112,10 +102,8 @@ def run_one(spec: EvalSpec, *, state: Path | None, progress: bool,
                                   shard=shard)
     return {
         **result.to_dict(),
-        "model": {**model_info(spec, model_digest(model)),
-                  **normalization_record(spec.mean, spec.std)},
-        "data": {"name": dataset.name, "split": dataset.split, "n": len(dataset),
-                 "source": dataset.source, "notes": list(dataset.notes)},
+        "model": {**model_info(spec, model_digest(model)), **spec.inputs.record()},
+        "data": data_record(dataset),
     }
 
 
@@ -212,4 +200,9 @@ def _jsonable(spec: EvalSpec) -> dict[str, Any]:
     out["checkpoint"] = str(spec.checkpoint) if spec.checkpoint else None
     out["attacks"] = list(spec.attacks)
     out["sweep"] = list(spec.sweep)
+    inputs = spec.inputs
+    out["inputs"] = {"resize": list(inputs.resize) if inputs.resize else None,
+                     "classes": inputs.classes,
+                     "data_root": str(inputs.data_root) if inputs.data_root else None,
+                     "mean": list(inputs.mean), "std": list(inputs.std)}
     return out
