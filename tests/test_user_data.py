@@ -211,3 +211,34 @@ def test_diagnose_and_certify_take_a_file_with_normalization(tmp_path, command):
         "mean": [0.5], "std": [0.2],
         "applied": "inside the model; inputs and eps in [0, 1] pixel units"}
     assert got["data"]["n"] == 6 and any("NHWC" in s for s in got["data"]["notes"])
+
+
+def test_folder_with_split_folders_needs_one_of_them(tmp_path):
+    write_folder(tmp_path / "set" / "train", [(4, 4)], classes=2)
+    write_folder(tmp_path / "set" / "test", [(4, 4)], classes=2)
+    assert len(data.load(str(tmp_path / "set"), "test")) == 2
+    with pytest.raises(ConfigError, match="split folders test, train, not 'val'"):
+        data.load(str(tmp_path / "set"), "val")
+
+
+def test_audit_reads_a_user_file_once_and_train_refuses_it(tmp_path):
+    from bastion.poison.cli import load_images
+    from bastion.train.data import load_splits
+
+    np.savez(tmp_path / "d.npz", x=rng.random((5, 1, 6, 6)).astype(np.float32),
+             y=np.arange(5) % 2)
+    x, y, base = load_images(str(tmp_path / "d.npz"), "train,val")
+    assert x.shape == (5, 1, 6, 6) and y.tolist() == [0, 1, 0, 1, 0]
+    assert base == str(tmp_path / "d.npz")
+    with pytest.raises(ConfigError, match="no validation or test split"):
+        load_splits(str(tmp_path / "d.npz"), train_n=None, val_n=1, val_holdout=1)
+
+
+def test_train_splits_from_a_folder_hold_out_validation(tmp_path):
+    from bastion.train.data import load_splits
+
+    write_folder(tmp_path / "set" / "train", [(4, 4)] * 3, classes=2)
+    write_folder(tmp_path / "set" / "test", [(4, 4)], classes=2)
+    splits = load_splits(str(tmp_path / "set"), train_n=None, val_n=2, val_holdout=2)
+    assert splits.x_train.shape == (4, 3, 4, 4) and splits.x_val.shape == (2, 3, 4, 4)
+    assert splits.num_classes == 2 and splits.val_source.endswith("train[-2:]")

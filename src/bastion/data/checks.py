@@ -89,9 +89,11 @@ def check_labels(y: np.ndarray, n: int, classes: int | None, where: str) -> tupl
 
 
 def checked(x: np.ndarray, y: np.ndarray, *, where: str, classes: int | None,
-            notes: list[str]) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """``(x, y, classes)``: x (N, C, H, W) float32 in [0, 1], y (N,) int64."""
-    images = to_unit_range(to_nchw(np.asarray(x), where, notes), where, notes)
+            notes: list[str], nchw: bool = False) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """``(x, y, classes)``: x (N, C, H, W) float32 in [0, 1], y (N,) int64. ``nchw``: the
+    layout is known to be (N, C, H, W) (images read from files), so it is not guessed."""
+    x = np.asarray(x)
+    images = to_unit_range(x if nchw else to_nchw(x, where, notes), where, notes)
     labels, count = check_labels(y, len(images), classes, where)
     return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), count
 

@@ -6,8 +6,8 @@
 =====================  =====================================================
 ``FILE.npz``           arrays ``x`` (images) and ``y`` (labels)
 ``FILE.pt``            a dict ``{"x": tensor, "y": tensor}`` (torch.save)
-``FOLDER/``            one sub-folder per class of image files; ``FOLDER/SPLIT/``
-                       when it exists
+``FOLDER/``            one sub-folder per class of image files, or
+                       ``FOLDER/SPLIT/CLASS/`` with SPLIT one of train, val, test
 ``torchvision:NAME``   ``torchvision.datasets.NAME`` under ``--data-root``
 ``hf:NAME``            Hugging Face ``datasets.load_dataset(NAME, split=SPLIT)``
 =====================  =====================================================
@@ -32,6 +32,7 @@ from bastion.errors import ConfigError, InputError, MissingDependencyError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 PREFIXES = ("torchvision:", "hf:")
+SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,13 @@ def _file(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _folder(root: Path, split: str, n: int | None, options: DataOptions) -> Dataset:
     """Images in ``root/[SPLIT/]CLASS/*``; classes are the sub-folders in sorted order."""
-    base = root / split if (root / split).is_dir() else root
+    if not root.is_dir():
+        raise ConfigError(f"data folder {root} does not exist")
+    splits = sorted(s for s in SPLITS if (root / s).is_dir())
+    if splits and split not in splits:
+        raise ConfigError(f"{root} has split folders {', '.join(splits)}, not {split!r}; "
+                          "pick one with --split")
+    base = root / split if splits else root
     names = sorted(p.name for p in base.iterdir() if p.is_dir())
     per_class = [[p for p in sorted((base / c).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
                  for c in names]
@@ -112,9 +119,9 @@ def _folder(root: Path, split: str, n: int | None, options: DataOptions) -> Data
     x = np.stack(arrays)
     notes: list[str] = []
     images, labels, count = checks.checked(
-        x if x.ndim == 3 else np.transpose(x, (0, 3, 1, 2)),
+        x[:, None] if x.ndim == 3 else np.transpose(x, (0, 3, 1, 2)),
         np.array([label for _, label in files]), where=str(base), classes=options.classes,
-        notes=notes)
+        notes=notes, nchw=True)
     classes = tuple(names) if len(names) == count else tuple(str(i) for i in range(count))
     return Dataset(images, labels, str(root), split, classes, str(base), tuple(notes))
 
