@@ -242,3 +242,14 @@ def test_train_splits_from_a_folder_hold_out_validation(tmp_path):
     splits = load_splits(str(tmp_path / "set"), train_n=None, val_n=2, val_holdout=2)
     assert splits.x_train.shape == (4, 3, 4, 4) and splits.x_val.shape == (2, 3, 4, 4)
     assert splits.num_classes == 2 and splits.val_source.endswith("train[-2:]")
+
+
+def test_commands_that_read_data_as_it_is_refuse_what_they_cannot_honour(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((2, 1, 6, 6), np.float32), y=np.array([0, 1]))
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", "--model", "mnist-smallcnn-std", "--threats",
+                              "linf:0.1", "--mean", "0.5", "--std", "0.2"])
+    assert res.exit_code == 2 and "drop --resize" in res.output
+    res = runner.invoke(app, ["ood", "--model", "mnist-smallcnn-std", "--id",
+                              str(tmp_path / "d.npz"), "--n", "2"])
+    assert res.exit_code != 0 and "train/ and test/" in res.output

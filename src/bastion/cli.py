@@ -208,6 +208,10 @@ def evaluate(
     (docs/evaluation.md); rank 0 writes the results.
     """
     if threats is not None:
+        if any(v is not None for v in (resize, classes, data_root, mean, std)):
+            err.print("[red]error:[/] --threats runs on the data as it loads; drop --resize, "
+                      "--classes, --data-root, --mean and --std (or drop --threats)")
+            raise typer.Exit(2)
         _matrix(model, threats, data=data, split=split, n=n, steps=steps or 100,
                 targets=targets, seed=seed, batch_size=batch_size, out=out,
                 json_path=json_path)
