@@ -253,3 +253,12 @@ def test_commands_that_read_data_as_it_is_refuse_what_they_cannot_honour(tmp_pat
     res = runner.invoke(app, ["ood", "--model", "mnist-smallcnn-std", "--id",
                               str(tmp_path / "d.npz"), "--n", "2"])
     assert res.exit_code != 0 and "train/ and test/" in res.output
+
+
+def test_evaluate_refuses_out_of_range_labels_saying_what_to_do(tmp_path):
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (3, 6, 6, 3), dtype=np.uint8),
+             y=np.array([0, 1, 7]))
+    res = CliRunner().invoke(app, ["evaluate", "--model", "mnist-smallcnn-std", "--data",
+                                   str(tmp_path / "d.npz"), "--classes", "3", "--no-progress"])
+    assert res.exit_code == 2
+    assert "labels span [0, 7] but there are 3 classes" in " ".join(res.output.split())

@@ -33,15 +33,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bastion.common.inputs import (
-    DATA_HELP,
-    ClassesOpt,
-    DataRootOpt,
-    MeanOpt,
-    ResizeOpt,
-    StdOpt,
-    UserInputs,
-)
+from bastion.common import inputs as own
 from bastion.errors import BastionError, MissingDependencyError
 from bastion.extras import extra_for
 
@@ -169,13 +161,13 @@ def _run(specs: list[jobs.EvalSpec], out: Path | None, json_path: Path | None,
 def evaluate(
     model: Annotated[list[str], typer.Option(
         help="repeatable: zoo name, or FILE.py[:factory] (docs/models.md)")],
-    data: Annotated[str, typer.Option(help=DATA_HELP)] = "mnist",
+    data: Annotated[str, typer.Option(help=own.DATA_HELP)] = "mnist",
     split: Annotated[str, typer.Option()] = "test",
-    resize: ResizeOpt = None,
-    classes: ClassesOpt = None,
-    data_root: DataRootOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
+    resize: own.ResizeOpt = None,
+    classes: own.ClassesOpt = None,
+    data_root: own.DataRootOpt = None,
+    mean: own.MeanOpt = None,
+    std: own.StdOpt = None,
     # --samples: torchrun's own parser (Python 3.11) rejects "--n" as an ambiguous prefix.
     n: Annotated[int | None, typer.Option("--n", "--samples",
                                           help="first N samples (default: all)")] = None,
@@ -207,11 +199,10 @@ def evaluate(
     Shard it across processes or machines by launching it with torchrun
     (docs/evaluation.md); rank 0 writes the results.
     """
+    inputs = own.inputs_from_command_line(resize=resize, classes=classes, data_root=data_root,
+                                      mean=mean, std=std)
     if threats is not None:
-        if any(v is not None for v in (resize, classes, data_root, mean, std)):
-            err.print("[red]error:[/] --threats runs on the data as it loads; drop --resize, "
-                      "--classes, --data-root, --mean and --std (or drop --threats)")
-            raise typer.Exit(2)
+        own.no_user_inputs(inputs, "--threats")
         _matrix(model, threats, data=data, split=split, n=n, steps=steps or 100,
                 targets=targets, seed=seed, batch_size=batch_size, out=out,
                 json_path=json_path)
@@ -220,20 +211,9 @@ def evaluate(
                                attacks=tuple(attack or ["pgd"]), steps=steps, restarts=restarts,
                                step_size=step_size, sweep=_floats(sweep), seed=seed,
                                batch_size=batch_size, checkpoint=checkpoint, device=device,
-                               **_user_data(resize, classes, data_root, mean, std))
+                               inputs=inputs)
              for m in model]
     _run(specs, out, json_path, state, progress)
-
-
-def _user_data(resize: str | None, classes: int | None, root: Path | None, mean: str | None,
-               std: str | None) -> dict[str, Any]:
-    """EvalSpec fields for the user's own data and input normalisation."""
-    try:
-        return {"inputs": UserInputs.parse(resize=resize, classes=classes, data_root=root,
-                                           mean=mean, std=std)}
-    except BastionError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from None
 
 
 def _matrix(models: list[str], threats: str, **options: Any) -> None:

@@ -84,3 +84,22 @@ def data_record(dataset: Dataset) -> dict[str, Any]:
     """The ``data`` entry of a record."""
     return {"name": dataset.name, "split": dataset.split, "n": len(dataset),
             "source": dataset.source, "notes": list(dataset.notes)}
+
+
+def inputs_from_command_line(**options: Any) -> UserInputs:
+    """:meth:`UserInputs.parse`, or the error on stderr and exit status 2."""
+    from bastion.errors import BastionError
+
+    try:
+        return UserInputs.parse(**options)
+    except BastionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def no_user_inputs(inputs: UserInputs, option: str) -> None:
+    """Exit with status 2 when ``option`` cannot honour the user-data options given."""
+    if inputs != UserInputs():
+        typer.echo(f"error: {option} runs on the data as it loads; drop --resize, --classes, "
+                   f"--data-root, --mean and --std (or drop {option})", err=True)
+        raise typer.Exit(2)
