@@ -262,3 +262,19 @@ def test_evaluate_refuses_out_of_range_labels_saying_what_to_do(tmp_path):
                                    str(tmp_path / "d.npz"), "--classes", "3", "--no-progress"])
     assert res.exit_code == 2
     assert "labels span [0, 7] but there are 3 classes" in " ".join(res.output.split())
+
+
+def test_card_shows_the_normalisation_and_load_notes(tmp_path):
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (3, 6, 6, 3), dtype=np.uint8),
+             y=np.array([0, 1, 2]))
+    (tmp_path / "net.py").write_text(
+        "import torch\n\ndef make_model():\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 6 * 6, 3))\n")
+    res = CliRunner().invoke(app, [
+        "evaluate", "--model", str(tmp_path / "net.py"), "--data", str(tmp_path / "d.npz"),
+        "--mean", "0.5", "--std", "0.2", "--eps", "0.01", "--attack", "fgsm", "--no-progress",
+        "--out", str(tmp_path / "out")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "out" / "card.html").read_text()
+    assert "mean 0.5, std 0.2, applied inside the model" in html
+    assert "converted to NCHW" in html

@@ -200,7 +200,7 @@ def evaluate(
     (docs/evaluation.md); rank 0 writes the results.
     """
     inputs = own.inputs_from_command_line(resize=resize, classes=classes, data_root=data_root,
-                                      mean=mean, std=std)
+                                          mean=mean, std=std)
     if threats is not None:
         own.no_user_inputs(inputs, "--threats")
         _matrix(model, threats, data=data, split=split, n=n, steps=steps or 100,
