@@ -34,6 +34,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bastion.common import inputs as own
 from bastion.errors import BastionError, MissingDependencyError
 from bastion.extras import extra_for
 
@@ -162,8 +163,13 @@ def _run(specs: list[jobs.EvalSpec], out: Path | None, json_path: Path | None,
 def evaluate(
     model: Annotated[list[str], typer.Option(
         help="repeatable: zoo name, or FILE.py[:factory] (docs/models.md)")],
-    data: Annotated[str, typer.Option(help="data set name (bastion.data)")] = "mnist",
+    data: Annotated[str, typer.Option(help=own.DATA_HELP)] = "mnist",
     split: Annotated[str, typer.Option()] = "test",
+    resize: own.ResizeOpt = None,
+    classes: own.ClassesOpt = None,
+    data_root: own.DataRootOpt = None,
+    mean: own.MeanOpt = None,
+    std: own.StdOpt = None,
     # --samples: torchrun's own parser (Python 3.11) rejects "--n" as an ambiguous prefix.
     n: Annotated[int | None, typer.Option("--n", "--samples",
                                           help="first N samples (default: all)")] = None,
@@ -195,7 +201,10 @@ def evaluate(
     Shard it across processes or machines by launching it with torchrun
     (docs/evaluation.md); rank 0 writes the results.
     """
+    inputs = own.inputs_from_command_line(resize=resize, classes=classes, data_root=data_root,
+                                          mean=mean, std=std)
     if threats is not None:
+        own.no_user_inputs(inputs, "--threats")
         _matrix(model, threats, data=data, split=split, n=n, steps=steps or 100,
                 targets=targets, seed=seed, batch_size=batch_size, out=out,
                 json_path=json_path)
@@ -203,7 +212,8 @@ def evaluate(
     specs = [_jobs().EvalSpec(model=m, data=data, split=split, n=n, norm=norm, eps=eps,
                                attacks=tuple(attack or ["pgd"]), steps=steps, restarts=restarts,
                                step_size=step_size, sweep=_floats(sweep), seed=seed,
-                               batch_size=batch_size, checkpoint=checkpoint, device=device)
+                               batch_size=batch_size, checkpoint=checkpoint, device=device,
+                               inputs=inputs)
              for m in model]
     _run(specs, out, json_path, state, progress)
 

@@ -9,14 +9,14 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bastion import data as data_registry
 from bastion.attacks.base import Attack
+from bastion.common.inputs import UserInputs, data_record
 from bastion.common.records import RecordWriter, new_run_id, versions
 from bastion.common.state import model_digest, run_lock
 from bastion.errors import ConfigError
@@ -53,6 +53,7 @@ class EvalSpec:
     batch_size: int = 250
     checkpoint: Path | None = None
     device: str = "cpu"
+    inputs: UserInputs = field(default_factory=UserInputs)
 
 
 def build_attacks(spec: EvalSpec) -> dict[str, Attack]:
@@ -91,9 +92,9 @@ def run_one(spec: EvalSpec, *, state: Path | None, progress: bool,
     With ``shard`` this process runs its share of the work and gathers the rest; a
     ``cuda`` device then means ``cuda:LOCAL_RANK``.
     """
-    model = load_any(spec.model, spec.checkpoint).to(parse_device(rank_device(spec.device,
-                                                                              shard)))
-    dataset = data_registry.load(spec.data, spec.split, spec.n)
+    dataset = spec.inputs.load(spec.data, spec.split, spec.n)
+    model = spec.inputs.wrap(load_any(spec.model, spec.checkpoint), dataset)
+    model = model.to(parse_device(rank_device(spec.device, shard)))
     threat = ThreatModel(norm=spec.norm, eps=spec.eps)
     result: Evaluation = evaluate(model, dataset, threat, build_attacks(spec),
                                   eps_sweep=spec.sweep, batch_size=spec.batch_size,
@@ -101,9 +102,8 @@ def run_one(spec: EvalSpec, *, state: Path | None, progress: bool,
                                   shard=shard)
     return {
         **result.to_dict(),
-        "model": model_info(spec, model_digest(model)),
-        "data": {"name": dataset.name, "split": dataset.split, "n": len(dataset),
-                 "source": dataset.source},
+        "model": {**model_info(spec, model_digest(model)), **spec.inputs.record()},
+        "data": data_record(dataset),
     }
 
 
@@ -200,4 +200,9 @@ def _jsonable(spec: EvalSpec) -> dict[str, Any]:
     out["checkpoint"] = str(spec.checkpoint) if spec.checkpoint else None
     out["attacks"] = list(spec.attacks)
     out["sweep"] = list(spec.sweep)
+    inputs = spec.inputs
+    out["inputs"] = {"resize": list(inputs.resize) if inputs.resize else None,
+                     "classes": inputs.classes,
+                     "data_root": str(inputs.data_root) if inputs.data_root else None,
+                     "mean": list(inputs.mean), "std": list(inputs.std)}
     return out

@@ -21,6 +21,15 @@ from rich.console import Console
 
 from bastion.certify.card import write_certify_card
 from bastion.certify.job import CertifySpec, run_certify, sweep_values
+from bastion.common.inputs import (
+    DATA_HELP,
+    ClassesOpt,
+    DataRootOpt,
+    MeanOpt,
+    ResizeOpt,
+    StdOpt,
+    UserInputs,
+)
 from bastion.errors import BastionError
 
 #: exit status when a certified sample is broken by the attack (the verifier is unsound).
@@ -29,8 +38,13 @@ UNSOUND_EXIT = 3
 
 def certify_command(
     model: Annotated[str, typer.Option(help="zoo name, or FILE.py[:factory] (docs/models.md)")],
-    data: Annotated[str, typer.Option(help="data set name (bastion.data)")] = "mnist",
+    data: Annotated[str, typer.Option(help=DATA_HELP)] = "mnist",
     split: Annotated[str, typer.Option()] = "test",
+    resize: ResizeOpt = None,
+    classes: ClassesOpt = None,
+    data_root: DataRootOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
     n: Annotated[int, typer.Option(help="first N samples")] = 100,
     method: Annotated[str, typer.Option(
         help="ibp, crown, crown-ibp, alpha-crown or smoothing")] = "crown",
@@ -65,7 +79,9 @@ def certify_command(
                            attack=None if attack == "none" else attack, steps=steps,
                            sigma=sigma, n0=n0, samples=samples, alpha=alpha,
                            batch_size=batch_size, seed=seed, checkpoint=checkpoint,
-                           device=device)
+                           device=device,
+                           inputs=UserInputs.parse(resize=resize, classes=classes,
+                                                   data_root=data_root, mean=mean, std=std))
         result = run_certify(spec)
     except BastionError as exc:
         err.print(f"[red]error:[/] {exc}")

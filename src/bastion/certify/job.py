@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bastion import data as data_registry
 from bastion.certify.api import METHODS, SmoothingConfig, certify
 from bastion.certify.crosscheck import cross_check
+from bastion.common.inputs import UserInputs, data_record
 from bastion.common.records import versions
 from bastion.common.state import model_digest
 from bastion.errors import ConfigError
@@ -55,6 +55,7 @@ class CertifySpec:
     seed: int = 0
     checkpoint: Path | None = None
     device: str = "cpu"
+    inputs: UserInputs = field(default_factory=UserInputs)
 
     def threat(self) -> ThreatModel:
         norm = self.norm or ("L2" if self.method == "smoothing" else "Linf")
@@ -74,8 +75,8 @@ def run_certify(spec: CertifySpec) -> dict[str, Any]:
         raise ConfigError(f"--attack must be 'pgd' or 'none', got {spec.attack!r}")
     threat = spec.threat()
     device = parse_device(spec.device)
-    model = load_any(spec.model, spec.checkpoint).to(device).eval()
-    dataset = data_registry.load(spec.data, spec.split, spec.n)
+    dataset = spec.inputs.load(spec.data, spec.split, spec.n)
+    model = spec.inputs.wrap(load_any(spec.model, spec.checkpoint), dataset).to(device).eval()
     x, y = dataset.x.to(device), dataset.y.to(device)
     with torch.no_grad():
         clean = model(x).argmax(1) == y
@@ -91,9 +92,9 @@ def run_certify(spec: CertifySpec) -> dict[str, Any]:
         "clean_accuracy": _share(clean),
         "certified_accuracy": _share(cert.certified),
         "seconds": round(seconds, 3),
-        "model": model_info(EvalSpec(model=spec.model), model_digest(model)),
-        "data": {"name": dataset.name, "split": dataset.split, "n": len(dataset),
-                 "source": dataset.source},
+        "model": {**model_info(EvalSpec(model=spec.model), model_digest(model)),
+                  **spec.inputs.record()},
+        "data": data_record(dataset),
         "versions": versions(),
         "sweep": [{"eps": e, "certified_accuracy": _share(certified[e])}
                   for e in radii],

@@ -11,15 +11,20 @@ mnist-sample       PyPI ``foolbox`` (20 images)             test
 cifar10-sample     PyPI ``foolbox`` (20 images)             test
 =================  ======================================  ===================
 
+Your own data (``FILE.npz``, ``FILE.pt``, an image folder, ``torchvision:NAME``,
+``hf:NAME``) loads through the same :func:`load`; see :mod:`bastion.data.user`.
+
 Every loader returns a :class:`Dataset` with ``x`` (N, C, H, W) float32 in [0, 1].
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
-from bastion.data import cifar10, digits, fashion, mnist, samples
+from bastion.data import cifar10, digits, fashion, mnist, samples, user
 from bastion.data.base import Dataset
+from bastion.data.user import DataOptions, is_user_data
 from bastion.errors import ConfigError
 
 LOADERS: dict[str, Callable[[str], Dataset]] = {
@@ -38,8 +43,19 @@ def _sample(name: str, split: str) -> Dataset:
     return samples.load(name)
 
 
-def load(name: str, split: str = "test", n: int | None = None) -> Dataset:
-    """Load data set ``name`` (see the table above); ``n`` keeps the first n samples."""
+def load(name: str, split: str = "test", n: int | None = None, *,
+         resize: tuple[int, int] | None = None, classes: int | None = None,
+         root: Path | None = None) -> Dataset:
+    """Load data set ``name``: a built-in (see the table above) or the user's own data
+    (a file, an image folder, ``torchvision:NAME`` or ``hf:NAME``:
+    :mod:`bastion.data.user`). ``n`` keeps the first n samples; ``resize`` (H, W),
+    ``classes`` and ``root`` apply to the user's own data."""
+    if is_user_data(name):
+        return user.load(name, split, n, DataOptions(resize=resize, classes=classes,
+                                                     root=root)).head(n)
+    if resize is not None or classes is not None or root is not None:
+        raise ConfigError(f"--resize, --classes and --data-root apply to your own data "
+                          f"(a file, folder, torchvision: or hf: name), not to {name!r}")
     try:
         loader = LOADERS[name]
     except KeyError:
@@ -49,4 +65,4 @@ def load(name: str, split: str = "test", n: int | None = None) -> Dataset:
     return loader(split).head(n)
 
 
-__all__ = ["LOADERS", "Dataset", "load"]
+__all__ = ["LOADERS", "DataOptions", "Dataset", "is_user_data", "load"]

@@ -23,6 +23,7 @@ class Dataset:
         split: ``"train"``, ``"val"`` or ``"test"``.
         classes: class names, ``len(classes)`` = number of classes.
         source: where the data came from (a file path or URL), for the record.
+        notes: conversions made while loading (e.g. NHWC to NCHW), for the user.
     """
 
     x: torch.Tensor
@@ -31,6 +32,7 @@ class Dataset:
     split: str
     classes: tuple[str, ...]
     source: str
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -46,7 +48,8 @@ class Dataset:
                 f"asked for n={n} samples but {self.name}/{self.split} has {len(self)}; "
                 f"use n <= {len(self)}"
             )
-        return Dataset(self.x[:n], self.y[:n], self.name, self.split, self.classes, self.source)
+        return Dataset(self.x[:n], self.y[:n], self.name, self.split, self.classes, self.source,
+                       self.notes)
 
 
 def to_dataset(

@@ -20,6 +20,16 @@ def is_file(name: str) -> bool:
     return name.endswith(".npz")
 
 
+def is_bastion_file(path: str) -> bool:
+    """Was the ``.npz`` written by bastion (it records its ``base`` data set)? Other
+    ``.npz`` files are the user's own data (:mod:`bastion.data.user`)."""
+    try:
+        with np.load(path) as f:
+            return "base" in f.files
+    except (OSError, ValueError):
+        return False
+
+
 def save_npz(path: Path, x: torch.Tensor, y: torch.Tensor, *, base: str,
              kept: torch.Tensor | None = None) -> Path:
     """Write a data set file (atomically: aside, then renamed)."""

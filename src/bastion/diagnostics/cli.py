@@ -20,6 +20,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from bastion.common.inputs import (
+    DATA_HELP,
+    ClassesOpt,
+    DataRootOpt,
+    MeanOpt,
+    ResizeOpt,
+    StdOpt,
+    UserInputs,
+)
 from bastion.diagnostics.api import CHECKS
 from bastion.diagnostics.job import DiagnoseSpec, run_diagnose, write_diagnosis_card, write_json
 from bastion.diagnostics.result import masking_suspected
@@ -36,8 +45,13 @@ _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 
 def diagnose_command(
     model: Annotated[str, typer.Option(help="zoo name, or FILE.py[:factory] (docs/models.md)")],
-    data: Annotated[str, typer.Option(help="data set name (bastion.data)")] = "mnist",
+    data: Annotated[str, typer.Option(help=DATA_HELP)] = "mnist",
     split: Annotated[str, typer.Option()] = "test",
+    resize: ResizeOpt = None,
+    classes: ClassesOpt = None,
+    data_root: DataRootOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
     n: Annotated[int, typer.Option("--n", "--samples", help="first N samples")] = 200,
     norm: Annotated[str, typer.Option(help="Linf or L2")] = "Linf",
     eps: Annotated[float, typer.Option(help="radius of the threat model")] = 0.3,
@@ -60,10 +74,16 @@ def diagnose_command(
     """Check whether robust accuracy is real or an artefact of masked gradients and weak
     attacks. Exit status 3 when masking is suspected (a check failed)."""
     err = Console(stderr=True)
+    try:
+        inputs = UserInputs.parse(resize=resize, classes=classes, data_root=data_root,
+                                  mean=mean, std=std)
+    except BastionError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(ERROR_EXIT) from None
     spec = DiagnoseSpec(model=model, data=data, split=split, n=n, norm=norm, eps=eps,
                         steps=steps, restarts=restarts, square_queries=square_queries,
                         black_box_points=black_box_points, surrogate=surrogate, seed=seed,
-                        checkpoint=checkpoint, device=device)
+                        checkpoint=checkpoint, device=device, inputs=inputs)
     finished: list[dict[str, Any]] = []
 
     def log(line: str) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bastion import data as data_registry
+from bastion.common.inputs import UserInputs, data_record
 from bastion.common.records import versions
 from bastion.common.state import model_digest
 from bastion.diagnostics.api import Diagnosis, diagnose
@@ -47,6 +47,7 @@ class DiagnoseSpec:
     seed: int = 0
     checkpoint: Path | None = None
     device: str = "cpu"
+    inputs: UserInputs = field(default_factory=UserInputs)
 
     def surrogate_name(self) -> str | None:
         if self.surrogate is not None:
@@ -60,8 +61,8 @@ def run_diagnose(spec: DiagnoseSpec, *, log: Callable[[str], None] = print,
     """Diagnose ``spec.model``; returns the :class:`Diagnosis` and the JSON-contract dict
     (the diagnosis plus ``model``, ``data`` and ``versions``)."""
     device = parse_device(spec.device)
-    model = load_any(spec.model, spec.checkpoint).to(device)
-    dataset = data_registry.load(spec.data, spec.split, spec.n)
+    dataset = spec.inputs.load(spec.data, spec.split, spec.n)
+    model = spec.inputs.wrap(load_any(spec.model, spec.checkpoint), dataset).to(device).eval()
     name = spec.surrogate_name()
     surrogate = load_any(name).to(device) if name is not None else None
     threat = ThreatModel(norm=spec.norm, eps=spec.eps)
@@ -73,9 +74,9 @@ def run_diagnose(spec: DiagnoseSpec, *, log: Callable[[str], None] = print,
                       surrogate_name=name or "surrogate", seed=spec.seed, log=log,
                       on_check=on_check)
     payload = {**result.to_dict(), "complete": True,
-               "model": model_info(EvalSpec(model=spec.model), model_digest(model)),
-               "data": {"name": dataset.name, "split": dataset.split, "n": len(dataset),
-                        "source": dataset.source},
+               "model": {**model_info(EvalSpec(model=spec.model), model_digest(model)),
+                  **spec.inputs.record()},
+               "data": data_record(dataset),
                "versions": versions()}
     return result, payload
 

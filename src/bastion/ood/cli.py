@@ -53,6 +53,10 @@ def _run(model_name: str, id_name: str, ood: str, detectors: str, n: int, fit: i
     from bastion.ood.sets import SETS, load_set
     from bastion.zoo.user import load_any
 
+    if id_name.endswith((".npz", ".pt")):
+        raise ConfigError(f"{id_name} is one set, but bastion ood fits on a train split and "
+                          "tests on a test split; give a folder with train/ and test/ class "
+                          "sub-folders")
     names = _names(detectors, list(DETECTORS), "detector")
     set_names = _names(ood, list(SETS), "OOD set")
     radii = _floats(eps)

@@ -31,12 +31,16 @@ def _fail(exc: BastionError) -> typer.Exit:
 
 
 def load_images(data: str, split: str) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """``(x, y, base)``: a ``.npz`` file, or splits of a data set joined (``train,val``)."""
+    """``(x, y, base)``: a ``.npz``/``.pt`` file, or splits of a data set or image folder
+    joined (``train,val``)."""
     from bastion import data as registry
-    from bastion.data.files import is_file, load_npz
+    from bastion.data.files import is_bastion_file, is_file, load_npz
 
-    if is_file(data):
+    if is_file(data) and is_bastion_file(data):
         return load_npz(data)
+    if data.endswith((".npz", ".pt")):  # the user's own file is one set, whatever --split
+        own = registry.load(data)
+        return own.x, own.y, data
     parts = [registry.load(data, s.strip()) for s in split.split(",") if s.strip()]
     if not parts:
         raise ConfigError("name at least one split, e.g. --split train")
@@ -72,7 +76,7 @@ def audit_command(
     checkpoint: Annotated[Path | None, typer.Option(help="state_dict for FILE.py or --arch")]
         = None,
     arch: Annotated[str | None, typer.Option(help="zoo architecture of --checkpoint")] = None,
-    data: Annotated[str, typer.Option(help="data set name or FILE.npz")] = "mnist",
+    data: Annotated[str, typer.Option(help="data set, FILE.npz|.pt or FOLDER")] = "mnist",
     split: Annotated[str, typer.Option()] = "train",
     poison: Annotated[str | None, typer.Option(
         help="plant this poison first (as 'bastion train --poison' did, same --seed) to "
@@ -100,6 +104,10 @@ def audit_command(
             x, y, truth = planted.x, planted.y, planted.mask
         ref = None
         if reference > 0:
+            if registry.is_user_data(base) and not Path(base).is_dir():
+                raise ConfigError(f"{base} is one set, with no trusted reference split; "
+                                  "pass --reference 0, or give a folder with a val/ "
+                                  "sub-folder")
             try:
                 val = registry.load(base, "val")
             except ConfigError as exc:
@@ -139,7 +147,7 @@ def audit_command(
 def manifest_create(
     manifest: Annotated[Path, typer.Option("--out", help="manifest file to write (.json)")],
     by: Annotated[str, typer.Option(help="who adds the samples (name or key id)")],
-    data: Annotated[str, typer.Option(help="data set name or FILE.npz")] = "mnist",
+    data: Annotated[str, typer.Option(help="data set, FILE.npz|.pt or FOLDER")] = "mnist",
     split: Annotated[str, typer.Option(help="one or more splits, e.g. train,val,test")] =
         "train",
     source: Annotated[str | None, typer.Option(help="where the samples came from")] = None,
@@ -160,7 +168,7 @@ def manifest_create(
 @manifest_app.command("verify")
 def manifest_verify(
     manifest: Annotated[Path, typer.Option(help="manifest file")],
-    data: Annotated[str, typer.Option(help="data set name or FILE.npz")] = "mnist",
+    data: Annotated[str, typer.Option(help="data set, FILE.npz|.pt or FOLDER")] = "mnist",
     split: Annotated[str, typer.Option()] = "train",
 ) -> None:
     """Check a data set against its manifest; exit 1 naming every changed sample."""

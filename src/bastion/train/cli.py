@@ -35,7 +35,9 @@ def train_command(
                                              "gaussian")] = "pgd",
     model: Annotated[str, typer.Option(help="architecture: mlp, smallcnn, lenet5, "
                                             "wong-small")] = "smallcnn",
-    data: Annotated[str, typer.Option(help="data set (bastion.data)")] = "mnist",
+    data: Annotated[str, typer.Option(
+        help="data set (bastion.data), or an image FOLDER with train/ (val/, test/) class "
+             "sub-folders (docs/data.md)")] = "mnist",
     norm: Annotated[str, typer.Option(help="Linf, L2 or L1")] = "Linf",
     eps: Annotated[float, typer.Option(help="training and validation radius")] = 0.3,
     epochs: Annotated[int, typer.Option()] = 10,

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from bastion import data as data_registry
-from bastion.data.files import is_file, load_npz
+from bastion.data.files import is_bastion_file, is_file, load_npz
 from bastion.errors import ConfigError
 
 
@@ -36,6 +36,10 @@ def load_splits(name: str, *, train_n: int | None, val_n: int, val_holdout: int)
     Uses the data set's own ``val`` split when it has one (MNIST), else holds out the
     last ``val_holdout`` train images, which training then never sees.
     """
+    if name.endswith((".npz", ".pt")) and not (is_file(name) and is_bastion_file(name)):
+        raise ConfigError(f"{name} is one set with no validation or test split to go with "
+                          "it; train on a folder with train/ (and val/, test/) class "
+                          "sub-folders, or on a file written by bastion data audit --remove")
     if is_file(name):  # a cleaned or curated set; validation comes from its base data set
         x, y, base = load_npz(name)
         train = data_registry.load(base, "test")
