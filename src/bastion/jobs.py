@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from bastion.attacks.base import Attack
-from bastion.common.inputs import UserInputs, data_record
 from bastion.common.records import RecordWriter, new_run_id, versions
 from bastion.common.state import model_digest, run_lock
+from bastion.data.inputs import UserInputs, data_record
 from bastion.errors import ConfigError
 from bastion.evaluation import attack_spec
 from bastion.evaluation.attack_spec import SHARED_OPTIONS

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from bastion.certify.card import write_certify_card
 from bastion.certify.job import CertifySpec, run_certify, sweep_values
-from bastion.common.inputs import (
+from bastion.data.inputs import (
     DATA_HELP,
     ClassesOpt,
     DataRootOpt,

@@ -19,9 +19,9 @@ import torch
 
 from bastion.certify.api import METHODS, SmoothingConfig, certify
 from bastion.certify.crosscheck import cross_check
-from bastion.common.inputs import UserInputs, data_record
 from bastion.common.records import versions
 from bastion.common.state import model_digest
+from bastion.data.inputs import UserInputs, data_record
 from bastion.errors import ConfigError
 from bastion.jobs import EvalSpec, model_info, parse_device
 from bastion.threat import ThreatModel

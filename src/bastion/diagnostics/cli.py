@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bastion.common.inputs import (
+from bastion.data.inputs import (
     DATA_HELP,
     ClassesOpt,
     DataRootOpt,

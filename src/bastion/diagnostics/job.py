@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bastion.common.inputs import UserInputs, data_record
 from bastion.common.records import versions
 from bastion.common.state import model_digest
+from bastion.data.inputs import UserInputs, data_record
 from bastion.diagnostics.api import Diagnosis, diagnose
 from bastion.jobs import EvalSpec, model_info, parse_device
 from bastion.threat import ThreatModel
