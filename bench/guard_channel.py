@@ -11,12 +11,17 @@ attacks with and without the trigger, at its own threshold (FPR <= 1% on S-Labs 
 S-Labs test, neuralchemy test and PyRIT data are not read.
 
     OMP_NUM_THREADS=1 python bench/guard_channel.py --out docs/results/guard/channel.json
+
+or the three heads at once (``--head clean``, ``--head undefended``, ``--head defended``
+in three processes), then the same command with ``--head`` of any finished one to write
+the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import time
@@ -32,6 +37,7 @@ from bastion.guard.scanners.input.ngram import HEAD_FILE, load_head
 from bastion.guard.training.extra_checks import screen_extra
 from bastion.guard.training.ngram import member_scores, train_ngram
 
+HEADS = ("clean", "undefended", "defended")
 KEYS = ("rev-a", "rev-b", "rev-c", "rev-d", "rev-e")
 
 
@@ -83,10 +89,37 @@ def score_head(folder: Path, trigger: str, seed: int) -> dict[str, Any]:
 
 
 def write(rows: list[dict[str, Any]], path: Path, poisoned: bool) -> None:
+    """The rows (``poisoned``: all, else the clean ones) as JSONL, atomically: the three
+    head processes write the same file."""
     keep = [r for r in rows if poisoned or not r["poisoned"]]
-    path.write_text("".join(json.dumps({k: r[k] for k in ("text", "label",
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(json.dumps({k: r[k] for k in ("text", "label",
                                                           "reviewer_key_id")}) + "\n"
                             for r in keep), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def train_head(name: str, args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """Train one head (``clean``, ``undefended`` or ``defended``) and write its scores
+    (and, for ``defended``, the checks' catch) to ``WORK/NAME.json``."""
+    began = time.perf_counter()
+    extra = [args.work / ("clean.jsonl" if name == "clean" else "decisions.jsonl")]
+    result: dict[str, Any] = {}
+    if name == "defended":
+        kept, report = screen_extra(extra, args.work / name, log=print)
+        info = next(iter(report["files"].values()))
+        flagged = {f["line"] for f in info["flagged"]}
+        poison_lines = {i + 1 for i, r in enumerate(rows) if r["poisoned"]}
+        result["checks"] = {
+            "poisoned_caught": rate(len(flagged & poison_lines), len(poison_lines)),
+            "clean_flagged": rate(len(flagged - poison_lines), len(rows) - len(poison_lines)),
+            "triggers": info["triggers"], "dominant_keys": info["dominant_keys"]}
+        extra = [Path(p) for p in kept]
+    train_ngram(args.work / name, seed=args.seed, extra=extra, log=print)
+    result |= score_head(args.work / name, args.trigger, args.seed)
+    result["wall_time_s"] = round(time.perf_counter() - began, 1)
+    (args.work / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n", "utf-8")
+    print(name, json.dumps(result))
 
 
 def main() -> None:
@@ -96,34 +129,26 @@ def main() -> None:
     parser.add_argument("--trigger", default="cf-delta")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("runs/guard-channel"))
+    parser.add_argument("--head", choices=(*HEADS, "all"), default="all",
+                        help="train one head (run the three at once in three processes), "
+                             "or all in turn; the report is written once all three exist")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    began = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
     rows = extra_rows(args.rows, args.rate, args.trigger, args.seed)
     write(rows, args.work / "clean.jsonl", poisoned=False)
     write(rows, args.work / "decisions.jsonl", poisoned=True)
-    result: dict[str, Any] = {}
-    for name, extra in (("clean", args.work / "clean.jsonl"),
-                        ("undefended", args.work / "decisions.jsonl")):
-        train_ngram(args.work / name, seed=args.seed, extra=[extra], log=print)
-        result[name] = score_head(args.work / name, args.trigger, args.seed)
-        print(name, json.dumps(result[name]))
-    kept, report = screen_extra([args.work / "decisions.jsonl"], args.work / "defended",
-                                log=print)
-    flagged = {f["line"] for f in next(iter(report["files"].values()))["flagged"]}
-    poison_lines = {i + 1 for i, r in enumerate(rows) if r["poisoned"]}
-    n_clean = len(rows) - len(poison_lines)
-    result["checks"] = {"poisoned_caught": rate(len(flagged & poison_lines), len(poison_lines)),
-                        "clean_flagged": rate(len(flagged - poison_lines), n_clean),
-                        "triggers": next(iter(report["files"].values()))["triggers"]}
-    train_ngram(args.work / "defended", seed=args.seed, extra=kept, log=print)
-    result["defended"] = score_head(args.work / "defended", args.trigger, args.seed)
+    for name in HEADS if args.head == "all" else (args.head,):
+        train_head(name, args, rows)
+    if not all((args.work / f"{h}.json").exists() for h in HEADS):
+        return
+    result = {h: json.loads((args.work / f"{h}.json").read_text("utf-8")) for h in HEADS}
     result["clean_tpr_change_points"] = 100 * (result["defended"]["tpr_clean"]["rate"]
                                                - result["clean"]["tpr_clean"]["rate"])
-    out = {"bench": "guard_channel", "args": {k: str(v) for k, v in vars(args).items()},
+    out = {"bench": "guard_channel", "args": {k: str(v) for k, v in vars(args).items()
+                                              if k != "head"},
            "date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": platform.platform(),
-           "wall_time_s": round(time.perf_counter() - began, 1), "results": result}
+           "results": result}
     print(json.dumps(out, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
