@@ -134,6 +134,10 @@ def test_cli_keys_and_export(store: Store, tmp_path: Path) -> None:
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(x["text"], x["label"], x["decision"]) for x in lines] == [
         ("attack text", 1, "rejected"), ("fine text", 0, "approved")]
+    trail = {r["item_id"]: r for r in store.audit_log() if r["action"] == "decide"}
+    for line, item in zip(lines, (a, b), strict=True):
+        assert line["reviewer_key_id"] == who.key_id == line["decided_by"]
+        assert line["audit_id"] == trail[item]["id"] and line["decided_at"] == trail[item]["at"]
     revoked = runner.invoke(cli, ["keys", "revoke", who.key_id, *db])
     assert revoked.exit_code == 0 and store.principal(who.key_id) is None
     again = runner.invoke(cli, ["keys", "revoke", who.key_id, *db])

@@ -340,7 +340,13 @@ def train(
                                            "batch order")] = 0,
     extra: Annotated[list[Path] | None, typer.Option(
         help="more labelled JSONL ({\"text\", \"label\"} per line), repeatable: e.g. "
-             "reviewers' decisions from 'bastion review export'")] = None,
+             "reviewers' decisions from 'bastion review export'; checked first, see "
+             "--keep-flagged")] = None,
+    keep_flagged: Annotated[bool, typer.Option(
+        "--keep-flagged", help="train on the --extra rows the checks flag (outliers, "
+                               "trigger tokens, a dominating reviewer key) too; recorded "
+                               "in the training record (default: drop and list them)")]
+        = False,
     transformer_weights: Annotated[str | None, typer.Option(
         help="mix without --part transformer: the transformer's .npz (default: the "
              "bundled one)")] = None,
@@ -365,6 +371,7 @@ def train(
 
     settings = Settings(out_dir=out, parts=tuple(part) if part else PARTS, seed=seed,
                         augment=augment, extra=tuple(str(e) for e in extra or ()),
+                        keep_flagged=keep_flagged,
                         transformer_weights=transformer_weights, ngram_weights=ngram_weights)
     try:
         records = run_training(settings, log=log)

@@ -20,7 +20,10 @@ Then point the layer at them in a policy::
 
 ``extra`` adds labelled JSONL files (``{"text", "label"}`` per line), e.g. reviewers'
 decisions from ``bastion review export``. The ``transformer`` part needs the
-``guard-models`` extra (torch).
+``guard-models`` extra (torch). Before any part runs, the ``extra`` rows are checked
+(:mod:`.extra_checks`: outliers, trigger tokens, a dominating reviewer key); flagged rows
+are dropped and listed unless ``keep_flagged``, and the report is written to
+``out_dir/extra_checks.json`` and into each part's record.
 
     >>> from bastion.guard.training import Settings, train
     >>> records = train(Settings(out_dir="my-guard", extra=("decisions.jsonl",)))
@@ -28,6 +31,7 @@ decisions from ``bastion review export``. The ``transformer`` part needs the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +53,9 @@ class Settings:
         parts: which of :data:`PARTS` to run (default all: the bundled layer's recipe).
         seed: seed for augmentation, initialisation and batch order.
         augment: add perturbed (and, for the transformer, padded) copies of the attacks.
-        extra: labelled JSONL files added to the training data.
+        extra: labelled JSONL files added to the training data, after the checks of
+            :mod:`.extra_checks`.
+        keep_flagged: train on the ``extra`` rows the checks flag too (recorded).
         transformer_weights, ngram_weights: for ``mix`` when that member is not trained
             in this run: its ``.npz`` (``None``: the bundled one).
     """
@@ -59,6 +65,7 @@ class Settings:
     seed: int = 0
     augment: bool = True
     extra: tuple[str, ...] = ()
+    keep_flagged: bool = False
     transformer_weights: str | None = None
     ngram_weights: str | None = None
 
@@ -85,20 +92,50 @@ def train(settings: Settings, *, log: Callable[[str], Any] = print) -> dict[str,
     out = Path(settings.out_dir)
     records: dict[str, Any] = {}
     transformer, ngram = settings.transformer_weights, settings.ngram_weights
+    extra, checks = _checked_extra(settings, log)
     if "ngram" in settings.parts:
         records["ngram"] = ngram_part.train_ngram(out, seed=settings.seed,
                                                   augment=settings.augment,
-                                                  extra=settings.extra, log=log)
+                                                  extra=extra, log=log)
         ngram = str(out / ngram_part.HEAD_FILE)
+        _note_checks(records["ngram"], out / ngram_part.META_FILE, checks)
     if "transformer" in settings.parts:
         recipe = transformer_part.Recipe(seed=settings.seed, augment=settings.augment,
-                                         extra=settings.extra)
+                                         extra=extra)
         records["transformer"] = transformer_part.train_transformer(out, recipe, log=log)
         transformer = str(out / transformer_part.WEIGHTS_FILE)
+        _note_checks(records["transformer"], out / transformer_part.META_FILE, checks)
     if "mix" in settings.parts:
         records["mix"] = mix_part.calibrate_mix(out, transformer_weights=transformer,
                                                 classifier_weights=ngram, log=log)
     return records
+
+
+def _checked_extra(settings: Settings, log: Callable[[str], Any]
+                   ) -> tuple[tuple[str, ...], dict[str, Any] | None]:
+    """The extra files to train on (checked copies) and the checks' report."""
+    if not settings.extra or not {"ngram", "transformer"} & set(settings.parts):
+        return settings.extra, None
+    from bastion.guard.training.extra_checks import screen_extra
+
+    paths, report = screen_extra(settings.extra, settings.out_dir,
+                                 keep_flagged=settings.keep_flagged, log=log)
+    return tuple(paths), report
+
+
+def _note_checks(record: dict[str, Any], path: Path, report: dict[str, Any] | None) -> None:
+    """Add the extra checks' summary to a part's record and its JSON file."""
+    if report is None:
+        return
+    record["extra_checks"] = {
+        "keep_flagged": report["keep_flagged"],
+        "files": {name: {k: v for k, v in info.items() if k != "flagged"}
+                  | {"n_flagged": len(info["flagged"])}
+                  for name, info in report["files"].items()},
+        "details": "extra_checks.json"}
+    if report["keep_flagged"]:
+        record["command"] = str(record.get("command", "")) + " --keep-flagged"
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 __all__ = ["PARTS", "Settings", "train"]
