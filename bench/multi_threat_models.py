@@ -36,3 +36,18 @@ def l1() -> nn.Module:
 def union_avg() -> nn.Module:
     """PGD-AT against Linf 0.3 and L1 10, mean of the two losses."""
     return _load("union-avg")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run as a script: say what this module is and list its factories."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Model factories for the multi-threat comparison; pass them to bastion "
+                    "as --model bench/multi_threat_models.py:NAME (NAME: linf, l1, union_avg).")
+    parser.parse_args(argv)
+    parser.print_help()
+
+
+if __name__ == "__main__":
+    main()
