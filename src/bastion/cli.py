@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bastion.data import inputs as own
+from bastion import inputs as own
 from bastion.errors import BastionError, MissingDependencyError
 from bastion.extras import extra_for
 

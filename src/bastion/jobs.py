@@ -18,12 +18,12 @@ import torch
 from bastion.attacks.base import Attack
 from bastion.common.records import RecordWriter, new_run_id, versions
 from bastion.common.state import model_digest, run_lock
-from bastion.data.inputs import UserInputs, data_record
 from bastion.errors import ConfigError
 from bastion.evaluation import attack_spec
 from bastion.evaluation.attack_spec import SHARED_OPTIONS
 from bastion.evaluation.runner import Evaluation, evaluate
 from bastion.evaluation.shard import Shard, distributed, rank_device, shard_from_env
+from bastion.inputs import UserInputs, data_record
 from bastion.threat import ThreatModel
 from bastion.zoo.registry import resolve
 from bastion.zoo.user import is_path_spec, load_any

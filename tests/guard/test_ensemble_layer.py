@@ -134,9 +134,14 @@ def test_train_part_mix_writes_the_record(monkeypatch: pytest.MonkeyPatch,
 def test_training_runs_its_parts_in_order_and_mixes_what_it_trained(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from bastion.guard import training
+    from bastion.guard.training import extra_checks
     from bastion.guard.training import ngram as ngram_training
 
     calls: list[tuple[str, Any]] = []
+    # the extra rows are screened first; training reads the screened copies
+    monkeypatch.setattr(extra_checks, "screen_extra",
+                        lambda paths, out, **kw: (["checked.jsonl"], None)
+                        if list(paths) == ["mine.jsonl"] else pytest.fail(str(paths)))
     monkeypatch.setattr(ngram_training, "train_ngram",
                         lambda out, **kw: calls.append(("ngram", kw["extra"])) or {"n": 1})
     monkeypatch.setattr(mix_training, "calibrate_mix",
@@ -144,7 +149,7 @@ def test_training_runs_its_parts_in_order_and_mixes_what_it_trained(
     records = training.train(training.Settings(out_dir=tmp_path, parts=("mix", "ngram"),
                                                extra=("mine.jsonl",)), log=lambda _: None)
     assert [name for name, _ in calls] == ["ngram", "mix"] == list(records)
-    assert calls[0][1] == ("mine.jsonl",)
+    assert calls[0][1] == ("checked.jsonl",)
     mixed_with = calls[1][1]
     assert mixed_with["transformer_weights"] is None  # not trained here: the bundled one
     assert mixed_with["classifier_weights"] == str(tmp_path / "ensemble_ngram_head.npz")

@@ -21,7 +21,8 @@ from rich.console import Console
 
 from bastion.certify.card import write_certify_card
 from bastion.certify.job import CertifySpec, run_certify, sweep_values
-from bastion.data.inputs import (
+from bastion.errors import BastionError
+from bastion.inputs import (
     DATA_HELP,
     ClassesOpt,
     DataRootOpt,
@@ -30,7 +31,6 @@ from bastion.data.inputs import (
     StdOpt,
     UserInputs,
 )
-from bastion.errors import BastionError
 
 #: exit status when a certified sample is broken by the attack (the verifier is unsound).
 UNSOUND_EXIT = 3

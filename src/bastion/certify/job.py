@@ -21,8 +21,8 @@ from bastion.certify.api import METHODS, SmoothingConfig, certify
 from bastion.certify.crosscheck import cross_check
 from bastion.common.records import versions
 from bastion.common.state import model_digest
-from bastion.data.inputs import UserInputs, data_record
 from bastion.errors import ConfigError
+from bastion.inputs import UserInputs, data_record
 from bastion.jobs import EvalSpec, model_info, parse_device
 from bastion.threat import ThreatModel
 from bastion.zoo.user import load_any

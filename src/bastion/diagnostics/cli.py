@@ -20,7 +20,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bastion.data.inputs import (
+from bastion.diagnostics.api import CHECKS
+from bastion.diagnostics.job import DiagnoseSpec, run_diagnose, write_diagnosis_card, write_json
+from bastion.diagnostics.result import masking_suspected
+from bastion.errors import BastionError
+from bastion.inputs import (
     DATA_HELP,
     ClassesOpt,
     DataRootOpt,
@@ -29,10 +33,6 @@ from bastion.data.inputs import (
     StdOpt,
     UserInputs,
 )
-from bastion.diagnostics.api import CHECKS
-from bastion.diagnostics.job import DiagnoseSpec, run_diagnose, write_diagnosis_card, write_json
-from bastion.diagnostics.result import masking_suspected
-from bastion.errors import BastionError
 
 #: exit status when some check failed: the robust accuracy is not to be trusted.
 MASKING_EXIT = 3

@@ -14,8 +14,8 @@ from typing import Any
 
 from bastion.common.records import versions
 from bastion.common.state import model_digest
-from bastion.data.inputs import UserInputs, data_record
 from bastion.diagnostics.api import Diagnosis, diagnose
+from bastion.inputs import UserInputs, data_record
 from bastion.jobs import EvalSpec, model_info, parse_device
 from bastion.threat import ThreatModel
 from bastion.zoo.user import load_any
