@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from bastion.data.base import Dataset
-from bastion.errors import InputError, ModelError, StateError
+from bastion.errors import ConfigError, InputError, ModelError, StateError
 from bastion.ood.features import PENULTIMATE, check_layer, logits_and_features
 
 #: What ``fit`` accepts: a Dataset, an ``(x, y)`` pair, or bare inputs ``x``.
@@ -172,3 +172,18 @@ def _check_images(x: torch.Tensor, what: str) -> None:
 def _device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
+
+
+class LogitDetector(Detector):
+    """A score of the logits alone, scaled by a temperature (MSP, energy): the shared
+    constructor and its check."""
+
+    def __init__(self, *, temperature: float = 1.0, layer: str = PENULTIMATE,
+                 batch_size: int = 512) -> None:
+        self.temperature = temperature
+        self.layer = layer
+        self.batch_size = batch_size
+
+    def _check_params(self, n: int) -> None:
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")

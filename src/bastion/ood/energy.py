@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import torch
 
-from bastion.errors import ConfigError
-from bastion.ood.base import Detector
-from bastion.ood.features import PENULTIMATE
+from bastion.ood.base import LogitDetector
 
 
-class Energy(Detector):
+class Energy(LogitDetector):
     """Free energy of the logits.
 
     Args:
@@ -23,16 +21,6 @@ class Energy(Detector):
     """
 
     name = "energy"
-
-    def __init__(self, *, temperature: float = 1.0, layer: str = PENULTIMATE,
-                 batch_size: int = 512) -> None:
-        self.temperature = temperature
-        self.layer = layer
-        self.batch_size = batch_size
-
-    def _check_params(self, n: int) -> None:
-        if not self.temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
 
     def _score_outputs(self, logits: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         t = self.temperature

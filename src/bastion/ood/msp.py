@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from bastion.errors import ConfigError
-from bastion.ood.base import Detector
-from bastion.ood.features import PENULTIMATE
+from bastion.ood.base import LogitDetector
 
 
-class MSP(Detector):
+class MSP(LogitDetector):
     """Negative maximum softmax probability.
 
     Args:
@@ -27,16 +25,6 @@ class MSP(Detector):
     """
 
     name = "msp"
-
-    def __init__(self, *, temperature: float = 1.0, layer: str = PENULTIMATE,
-                 batch_size: int = 512) -> None:
-        self.temperature = temperature
-        self.layer = layer
-        self.batch_size = batch_size
-
-    def _check_params(self, n: int) -> None:
-        if not self.temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
 
     def _score_outputs(self, logits: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         return -torch.softmax(logits / self.temperature, dim=1).amax(dim=1)
