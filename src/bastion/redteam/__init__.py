@@ -1,0 +1,24 @@
+"""Red-team an LLM application: probes, converters, targets, judges and the runner.
+
+Importing this package registers every built-in probe, converter and judge in
+:data:`bastion.redteam.base.PROBES`, ``CONVERTERS`` and ``JUDGES``.
+"""
+
+from bastion.redteam import converters  # noqa: F401  (registers)
+from bastion.redteam.base import (
+                                  CONVERTERS,
+                                  JUDGES,
+                                  PROBES,
+                                  AppConfig,
+                                  Attempt,
+                                  Converter,
+                                  Judge,
+                                  Judgement,
+                                  Probe,
+                                  Reply,
+                                  Target,
+                                  register,
+)
+
+__all__ = ["CONVERTERS", "JUDGES", "PROBES", "AppConfig", "Attempt", "Converter", "Judge",
+           "Judgement", "Probe", "Reply", "Target", "register"]
