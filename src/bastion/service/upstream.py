@@ -26,6 +26,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from bastion.guard import chat_model
+
 #: one streamed ``chat.completion.chunk``, parsed
 StreamPiece = dict[str, Any]
 
@@ -171,8 +173,8 @@ def _text_chunk(text: str, finish: str | None) -> StreamPiece:
 class EmbeddedUpstream:
     """SmolLM2-135M-Instruct in this process: greedy decoding, ``max_tokens`` new tokens.
 
-    One generation runs at a time (a lock): on a small CPU box two would only halve each
-    other's speed. The model loads on first use (tens of seconds; :meth:`warm` starts it).
+    Generation is :func:`bastion.guard.chat_model.generate` (one at a time per process:
+    on a small CPU box two would only halve each other's speed). The model loads on first use (tens of seconds; :meth:`warm` starts it).
     """
 
     name = "embedded:smollm2-135m-instruct"
@@ -181,44 +183,29 @@ class EmbeddedUpstream:
     def __init__(self, *, max_tokens: int = 48, timeout_s: float = 60.0) -> None:
         self.max_tokens = max_tokens
         self.timeout_s = timeout_s
-        self._lock = threading.Lock()
 
     def warm(self) -> None:
-        from bastion.guard.scanners.input._perplexity_lm import load_lm
-        load_lm()
+        chat_model.load()
 
-    def _inputs(self, body: dict[str, Any]) -> tuple[Any, Any, Any, int]:
-        from bastion.guard.scanners.input._perplexity_lm import load_lm
-
-        tokenizer, model = load_lm()
+    def _messages(self, body: dict[str, Any]) -> tuple[list[dict[str, str]], int]:
+        """The request's messages as plain text, and the new-token cap it may ask for."""
         messages = [{"role": str(m.get("role", "user")), "content": message_text(m.get("content"))}
                     for m in body.get("messages", []) if isinstance(m, dict)]
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False,
-                                               add_generation_prompt=True)
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         wanted = body.get("max_tokens") or body.get("max_completion_tokens")
         if isinstance(wanted, bool) or not isinstance(wanted, int):
             wanted = self.max_tokens  # absent or not a whole number: the configured cap
-        return tokenizer, model, inputs, max(1, min(wanted, self.max_tokens))
+        return messages, max(1, min(wanted, self.max_tokens))
 
     def _generate(self, body: dict[str, Any], streamer: Any = None) -> str:
-        import torch
-
-        tokenizer, model, inputs, new = self._inputs(body)
-        with self._lock, torch.inference_mode():
-            out = model.generate(**inputs, max_new_tokens=new, do_sample=False,
-                                 streamer=streamer, pad_token_id=tokenizer.eos_token_id)
-        return str(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:],
-                                    skip_special_tokens=True))
+        messages, new = self._messages(body)
+        return chat_model.generate(messages, max_new_tokens=new, streamer=streamer)
 
     async def _loaded(self) -> None:
         """Wait for the model to load (once per process; start-up warms it). Loading is
         not generation: ``timeout_s`` starts after it, so the first request of a fresh
         process is slow rather than a 504."""
-        from bastion.guard.scanners.input._perplexity_lm import load_lm
-
         try:
-            await asyncio.to_thread(load_lm)
+            await asyncio.to_thread(chat_model.load)
         except Exception as exc:  # a missing package or a broken file: say which
             raise UpstreamError(502, f"the embedded model cannot load: {exc}") from None
 
@@ -235,10 +222,8 @@ class EmbeddedUpstream:
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[StreamPiece]:
         from transformers import TextIteratorStreamer
 
-        from bastion.guard.scanners.input._perplexity_lm import load_lm
-
         await self._loaded()
-        tokenizer, _ = load_lm()
+        tokenizer, _ = chat_model.load()
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True,
                                         timeout=self.timeout_s)
         worker = threading.Thread(target=self._generate, args=(body, streamer), daemon=True)

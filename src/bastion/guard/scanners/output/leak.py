@@ -9,7 +9,10 @@ Two checks, the higher score wins:
 - **system prompt**: the answer repeats ``min_words`` or more consecutive words of
   ``system_prompt`` (compared as case-folded words, punctuation ignored). The score grows
   with the share of the system prompt that leaked: 0.75 for a bare ``min_words`` run, up
-  to 1.0 for all of it.
+  to 1.0 for all of it. The system prompt is the scanner's own (``system_prompt=``) or,
+  when it has none, the one a caller passes per request as
+  ``context.metadata["system_prompt"]`` (one guard for many applications: the red team's
+  guarded target does this).
 
 Example::
 
@@ -38,6 +41,8 @@ _WORD = re.compile(r"\w+")
 # Folded or encoded forms shorter than this match too much by chance to be evidence.
 _MIN_FOLDED = 6
 _MIN_ENCODED = 8
+#: the ScanContext metadata key that carries a per-request system prompt.
+SYSTEM_PROMPT_KEY = "system_prompt"
 
 
 def fold(text: str, letters_only: bool = True) -> tuple[str, list[int]]:
@@ -148,7 +153,8 @@ class Leak(Scanner):
     """Detect the canary token or the system prompt in a model's answer.
 
     Args:
-        system_prompt: the application's system prompt, or ``None`` to check the canary only.
+        system_prompt: the application's system prompt, or ``None`` to use the one in
+            ``context.metadata["system_prompt"]`` (when given) or check the canary only.
         min_words: consecutive words shared with the system prompt that count as a leak
             (a system prompt shorter than this leaks only when repeated whole; one of
             fewer than 3 words is not checked).
@@ -182,8 +188,9 @@ class Leak(Scanner):
                 score = 1.0
                 spans.extend(found)
                 reasons.append(f"canary token seen {len(found)} time(s)")
-        if self.system_prompt:
-            runs, leaked, total = overlap_runs(text, self.system_prompt, int(self.min_words))
+        system_prompt = self.system_prompt or context.metadata.get(SYSTEM_PROMPT_KEY)
+        if isinstance(system_prompt, str) and system_prompt:
+            runs, leaked, total = overlap_runs(text, system_prompt, int(self.min_words))
             if runs:
                 score = max(score, 0.75 + 0.25 * leaked / total)
                 spans.extend(Span(s, e, "system_prompt") for s, e in runs)
