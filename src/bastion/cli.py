@@ -92,6 +92,7 @@ _register("bastion.poison.cli", "classic", ("poison", "data"), lambda m: m.regis
 _register("bastion.privacy.cli", "classic", ("privacy",), lambda m: m.register(app))
 _register("bastion.service.cli", "service", ("serve", "keys", "review"),
           lambda m: m.register(app))
+_register("bastion.redteam.cli", "guard-models", ("redteam",), lambda m: m.register(app))
 
 
 def _jobs() -> ModuleType:

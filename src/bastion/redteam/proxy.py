@@ -2,7 +2,7 @@
 
 :func:`start_proxy` runs ``python -m bastion serve`` in a child process with the
 embedded SmolLM2 upstream, a fresh SQLite database in a temporary folder, an API key
-made with ``bastion keys create``, on a free local port; waits for ``/healthz``; and
+made with ``bastion keys create``, on a free local port; waits for ``/readyz``; and
 hands back an :class:`~bastion.redteam.targets.OpenAITarget` that sends the key and
 bastion's request options (canary, documents). Everything the proxy does is met as a
 client meets it: the guard on both sides, the rate limit, anomaly escalation (its
@@ -29,7 +29,7 @@ import httpx
 from bastion.errors import ConfigError
 from bastion.redteam.targets import OpenAITarget
 
-#: seconds to wait for the service to answer /healthz (it loads torch and the guard).
+#: seconds to wait for the service to answer /readyz (it loads torch and the guard).
 START_TIMEOUT_S = 240.0
 
 
@@ -62,12 +62,12 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None
             raise ConfigError(f"`bastion serve` exited with {process.returncode} before "
                               f"it was ready: {log.read_text(errors='replace')[-600:]}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=2.0).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise ConfigError(f"`bastion serve` did not answer {url}/healthz within "
+    raise ConfigError(f"`bastion serve` did not answer {url}/readyz within "
                       f"{START_TIMEOUT_S:g} s; see {log}")
 
 

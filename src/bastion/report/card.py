@@ -29,6 +29,7 @@ from bastion.common.records import new_run_id, now
 from bastion.errors import ConfigError, InputError
 from bastion.report._schema import check_schema, invalid, to_plain
 from bastion.report.html import render_html
+from bastion.report.redteam import check_redteam, redteam_section
 
 CARD_SCHEMA_VERSION = 1
 CARD_KIND = "bastion.card"
@@ -119,6 +120,23 @@ def write_entry_card(out_dir: Path, entry: CardEntry, *, seed: int, versions: di
     return write_card(out_dir, [entry], run=run)
 
 
+def write_redteam_card(out_dir: Path, summary: dict[str, Any], *, run: dict[str, Any]
+                       ) -> tuple[Path, Path]:
+    """Write ``out_dir/card.json`` and ``card.html`` for a red-team run: no model entries,
+    one ``redteam`` section made from the run's summary
+    (:func:`bastion.redteam.summary.summarize`). ``run`` is as for :func:`build_card`."""
+    card = to_plain({"schema_version": CARD_SCHEMA_VERSION, "kind": CARD_KIND,
+                     "created": now(), "run": run, "entries": [],
+                     "redteam": redteam_section(summary)})
+    validate_card(card)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out_dir / "card.json", out_dir / "card.html"
+    _replace(json_path, json.dumps(card, indent=2, allow_nan=False) + "\n")
+    _replace(html_path, render_html(card))
+    return json_path, html_path
+
+
 def validate_card(card: dict[str, Any]) -> None:
     """Raise :class:`~bastion.errors.InputError` naming the first bad field of ``card``.
 
@@ -134,6 +152,10 @@ def validate_card(card: dict[str, Any]) -> None:
         datetime.fromisoformat(plain["created"])
     except ValueError:
         raise invalid("$.created", f"{plain['created']!r} is not an ISO 8601 time") from None
+    if not plain["entries"] and "redteam" not in plain:
+        raise invalid("$.entries", "needs at least 1 item(s) (only a red-team card has none)")
+    if isinstance(plain.get("redteam"), dict):
+        check_redteam(plain["redteam"])
     if isinstance(plain.get("tradeoff"), dict):
         _check_tradeoff(plain["tradeoff"], "$.tradeoff")
     for i, entry in enumerate(plain["entries"]):

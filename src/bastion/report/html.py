@@ -16,6 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from bastion.report.redteam import redteam_view
 from bastion.report.plots import (
     attack_bars,
     certified_plot,
@@ -81,8 +82,10 @@ def render_html(card: Mapping[str, Any]) -> str:
     tradeoff = card.get("tradeoff")
     tradeoff_png = (data_uri(tradeoff_plot(tradeoff))
                     if isinstance(tradeoff, Mapping) and tradeoff.get("points") else None)
-    return _environment().get_template("card.html.j2").render(card=card, items=items,
-                                                              tradeoff_png=tradeoff_png)
+    section = card.get("redteam")
+    redteam = redteam_view(dict(section)) if isinstance(section, Mapping) else None
+    return _environment().get_template("card.html.j2").render(
+        card=card, items=items, tradeoff_png=tradeoff_png, redteam=redteam)
 
 
 def _certified(entry: Mapping[str, Any], name: str) -> dict[str, Any] | None:
