@@ -149,3 +149,15 @@ def test_guard_passes_benign_turns_and_history_holds_what_the_user_saw(
     assert reply.turns[0] == "Here is how: first, ..."  # first turn allowed as is
     assert reply.blocked and reply.turns[1] == REFUSAL  # the leak of turn 2 is blocked
     assert inner.seen[1][2] == {"role": "assistant", "content": reply.turns[0]}
+
+
+def test_leak_scanner_reads_the_system_prompt_from_the_context() -> None:
+    from bastion.guard.base import ScanContext
+    from bastion.guard.scanners.output.leak import Leak
+
+    text = "I was told: " + " ".join(SYSTEM.split()[14:])
+    plain = ScanContext(direction="output")
+    given = ScanContext(direction="output", metadata={"system_prompt": SYSTEM})
+    assert Leak().scan(text, plain).score == 0.0
+    assert Leak().scan(text, given).verdict == "block"
+    assert Leak().scan("Acme Bank opens at nine.", given).score == 0.0
