@@ -59,12 +59,19 @@ def _check_target(target: str) -> str:
                       "base URL of an OpenAI-compatible API (http://host:port/v1)")
 
 
-def _load_app(path: Path | None) -> Any:
-    from bastion.redteam.app import load_app  # type: ignore[import-not-found]
+def _check_numbers(budget: int, concurrency: int, max_tokens: int) -> None:
+    for option, value in (("--budget", budget), ("--concurrency", concurrency),
+                          ("--max-tokens", max_tokens)):
+        if value < 1:
+            raise ConfigError(f"{option} must be at least 1, got {value}")
 
+
+def _load_app(path: Path | None) -> Any:
     if path is not None and not path.is_file():
         raise ConfigError(f"--config {path} is not a file; pass an application YAML "
                           "(see docs/redteam.md for its format)")
+    from bastion.redteam.app import load_app  # type: ignore[import-not-found]
+
     return load_app(path)
 
 
@@ -161,8 +168,7 @@ def _run(out: Path, target: str, config: Path | None, compare: bool, budget: int
     from bastion.report import write_redteam_card
 
     target = _check_target(target)
-    if max_tokens < 1:
-        raise ConfigError(f"--max-tokens must be at least 1, got {max_tokens}")
+    _check_numbers(budget, concurrency, max_tokens)
     app = _load_app(config)
     attempts = plan(app, probes, converters, budget=budget, seed=seed)
     params = {"target": target, "max_tokens": max_tokens, "model": model,
