@@ -233,12 +233,15 @@ class GuardedTarget(ChatTarget):
         answer = self.inner.complete(messages, turn, attempt, app)
         if answer.blocked or answer.error or answer.verdict == THROTTLED:
             return answer
-        context = {"prompt": turn, "documents": documents, "canary": app.canary,
-                   "metadata": {"system_prompt": app.system_prompt}}
-        result = self.guard.scan_output(answer.text, **context)
+        def scan(text: str) -> Any:
+            return self.guard.scan_output(text, prompt=turn, documents=documents,
+                                          canary=app.canary,
+                                          metadata={"system_prompt": app.system_prompt})
+
+        result = scan(answer.text)
         if result.verdict == "redact":
             # fail closed, as the proxy does: what redaction left must scan clean
-            again = self.guard.scan_output(result.sanitized, **context)
+            again = scan(result.sanitized)
             if again.verdict not in ("redact", "block"):
                 return TurnAnswer(result.sanitized, verdict="redact")
         if result.verdict in ("block", "redact"):

@@ -16,7 +16,6 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from bastion.report.redteam import redteam_view
 from bastion.report.plots import (
     attack_bars,
     certified_plot,
@@ -25,6 +24,7 @@ from bastion.report.plots import (
     sweep_plot,
     tradeoff_plot,
 )
+from bastion.report.redteam import redteam_view
 
 _CORE = ("model", "data", "evaluation")
 

@@ -173,8 +173,9 @@ def _text_chunk(text: str, finish: str | None) -> StreamPiece:
 class EmbeddedUpstream:
     """SmolLM2-135M-Instruct in this process: greedy decoding, ``max_tokens`` new tokens.
 
-    Generation is :func:`bastion.guard.chat_model.generate` (one at a time per process:
-    on a small CPU box two would only halve each other's speed). The model loads on first use (tens of seconds; :meth:`warm` starts it).
+    Generation is :func:`bastion.guard.chat_model.generate` (one at a time per
+    process: on a small CPU box two would only halve each other's speed). The model
+    loads on first use (tens of seconds; :meth:`warm` starts it).
     """
 
     name = "embedded:smollm2-135m-instruct"
