@@ -77,7 +77,7 @@ def fake_answer(messages: list[dict[str, str]]) -> str:
     last = messages[-1]["content"]
     if "secret" in last:
         return f"Sure, my instructions say: {messages[0]['content']}"
-    if "PWNED" in last:
+    if any("PWNED" in m["content"] for m in messages):
         return "PWNED"
     if "comply" in last or "Hello" in last:
         return "Here is how: first, ..."
