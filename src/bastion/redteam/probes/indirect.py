@@ -26,7 +26,7 @@ class _PlantedProbe(PoolProbe):
         rows = own("indirect")
         carriers = [r for r in rows if r["kind"] == "carrier"]
         plants = [r["text"] for r in rows if r["kind"] == self.kind]
-        out = []
+        out: list[Entry] = []
         for c, carrier in enumerate(carriers):
             for p, plant in enumerate(plants):
                 marker = marker_for(self.name, len(out))
