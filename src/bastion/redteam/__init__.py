@@ -5,6 +5,7 @@ Importing this package registers every built-in probe, converter and judge in
 """
 
 from bastion.redteam import converters, probes  # noqa: F401  (registers)
+from bastion.redteam.app import load_app
 from bastion.redteam.base import (
                                   CONVERTERS,
                                   JUDGES,
@@ -21,4 +22,4 @@ from bastion.redteam.base import (
 )
 
 __all__ = ["CONVERTERS", "JUDGES", "PROBES", "AppConfig", "Attempt", "Converter", "Judge",
-           "Judgement", "Probe", "Reply", "Target", "register"]
+           "Judgement", "Probe", "Reply", "Target", "load_app", "register"]
