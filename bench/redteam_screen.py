@@ -9,6 +9,10 @@ decoder, rules: no model), which run in milliseconds; ``--policy default`` adds 
 trained ensemble classifier (about a second a prompt on a busy 2-core machine). Rates
 carry 95% Wilson intervals.
 
+The row ``control`` holds benign prompts through the same converters (bastion's own: the
+indirect probes' help-centre questions and the guard attacks' filler sentences), so a
+converter that is stopped for how it looks rather than for what it carries shows there.
+
     python bench/redteam_screen.py --limit 50 --out docs/results/redteam_screen.json
 """
 
@@ -25,13 +29,25 @@ from typing import Any
 
 from bastion.common.intervals import wilson_interval
 from bastion.guard import Guard, policy_from_dict
+from bastion.guard.perturb import FILLER
 from bastion.redteam import CONVERTERS, PROBES, Attempt
 from bastion.redteam.app import load_app
+from bastion.redteam.sources import own
 
 #: the converters bench/redteam_screen.py tries by default ("none": the probe as written)
 DEFAULT_CONVERTERS = ("none", "char-spacing", "morse", "nato", "atbash", "fullwidth",
                       "unicode-tags", "leet-mix", "code-fence", "split-turns")
 RULE_LAYERS = {"input": [{"kind": "sanitizer"}, {"kind": "decoder"}, {"kind": "rules"}]}
+
+
+CONTROL = "control"
+
+
+def control_attempts() -> list[Attempt]:
+    """Benign one-turn attempts: the help-centre questions and the filler sentences."""
+    texts = [r["question"] for r in own("indirect") if r["kind"] == "carrier"] + list(FILLER)
+    return [Attempt(id=f"{CONTROL}:{i}", probe=CONTROL, family=CONTROL, goal="comply",
+                    turns=(t,)) for i, t in enumerate(texts)]
 
 
 def stopped(guard: Guard, attempt: Attempt) -> bool:
@@ -51,7 +67,8 @@ def screen(guard: Guard, probes: list[str], converters: list[str], limit: int,
     app = load_app()
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for name in probes:
-        attempts = PROBES[name]().attempts(app, limit=limit, seed=seed)
+        attempts = (control_attempts() if name == CONTROL
+                    else PROBES[name]().attempts(app, limit=limit, seed=seed))
         out[name] = {}
         for conv in converters:
             chain = attempts if conv == "none" else [CONVERTERS[conv]().apply(a, seed)
@@ -66,7 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--limit", type=int, default=50, help="attempts per probe (seeded)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probes", default=None,
-                        help="comma-separated probe names (default: every probe)")
+                        help="comma-separated probe names and/or 'control' (default: "
+                             "every probe and the control)")
     parser.add_argument("--converters", default=",".join(DEFAULT_CONVERTERS),
                         help="comma-separated converter names; 'none' is the plain probe")
     parser.add_argument("--policy", choices=("rules", "default"), default="rules",
@@ -74,9 +92,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "policy's input layers (with the ensemble classifier)")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here")
     args = parser.parse_args(argv)
-    probes = args.probes.split(",") if args.probes else sorted(PROBES)
+    probes = args.probes.split(",") if args.probes else [*sorted(PROBES), CONTROL]
     converters = args.converters.split(",")
-    unknown = [p for p in probes if p not in PROBES]
+    unknown = [p for p in probes if p not in PROBES and p != CONTROL]
     unknown += [c for c in converters if c != "none" and c not in CONVERTERS]
     if unknown:
         parser.error(f"unknown probe or converter: {', '.join(unknown)}")
