@@ -4,7 +4,8 @@ Importing this package registers every built-in probe, converter and judge in
 :data:`bastion.redteam.base.PROBES`, ``CONVERTERS`` and ``JUDGES``.
 """
 
-from bastion.redteam import converters  # noqa: F401  (registers)
+from bastion.redteam import converters, probes  # noqa: F401  (registers)
+from bastion.redteam.app import load_app
 from bastion.redteam.base import (
                                   CONVERTERS,
                                   JUDGES,
@@ -21,4 +22,4 @@ from bastion.redteam.base import (
 )
 
 __all__ = ["CONVERTERS", "JUDGES", "PROBES", "AppConfig", "Attempt", "Converter", "Judge",
-           "Judgement", "Probe", "Reply", "Target", "register"]
+           "Judgement", "Probe", "Reply", "Target", "load_app", "register"]

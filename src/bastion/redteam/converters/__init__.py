@@ -1,3 +1,7 @@
 """Converters: rewrite an attempt's user turns; every module here registers its own."""
 
-from bastion.redteam.converters import perturbations  # noqa: F401  (registers)
+from bastion.redteam.converters import (  # noqa: F401  (registers)
+    obfuscation,
+    perturbations,
+    split_turns,
+)
