@@ -37,11 +37,12 @@ ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
 #: attempts written by all probes together (before converters) in the default run,
 #: chosen so that `--target embedded --compare` ends within 15 minutes on 2 CPU cores.
-DEFAULT_BUDGET = 40
+DEFAULT_BUDGET = 32
 #: new tokens per answer of the embedded model.
 DEFAULT_MAX_TOKENS = 48
-#: converters applied to every attempt by default (each alone, beside the attempt as is).
-DEFAULT_CONVERTERS = ("base64",)
+#: converters applied to every attempt by default (each alone, beside the attempt as is):
+#: one the model reads without decoding (a 135M model cannot decode base64 or Morse).
+DEFAULT_CONVERTERS = ("leet-mix",)
 API_KEY_ENV = "BASTION_REDTEAM_API_KEY"
 _err = Console(stderr=True)
 
@@ -70,7 +71,7 @@ def _load_app(path: Path | None) -> Any:
     if path is not None and not path.is_file():
         raise ConfigError(f"--config {path} is not a file; pass an application YAML "
                           "(see docs/redteam.md for its format)")
-    from bastion.redteam.app import load_app  # type: ignore[import-not-found]
+    from bastion.redteam.app import load_app
 
     return load_app(path)
 

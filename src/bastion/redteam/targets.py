@@ -202,7 +202,12 @@ class EmbeddedTarget(ChatTarget):
                  app: AppConfig) -> TurnAnswer:
         from bastion.guard import chat_model
 
-        return TurnAnswer(chat_model.generate(messages, max_new_tokens=self.max_tokens))
+        try:
+            return TurnAnswer(chat_model.generate(messages, max_new_tokens=self.max_tokens))
+        except (RuntimeError, ValueError, IndexError) as exc:
+            # e.g. a conversation longer than the model's context: this attempt fails,
+            # the run goes on (a missing model package still stops it: ImportError)
+            return TurnAnswer("", error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 class GuardedTarget(ChatTarget):
