@@ -19,6 +19,7 @@ answer at a time whatever this is; a remote endpoint can take several).
 
 from __future__ import annotations
 
+import importlib
 import json
 import threading
 import time
@@ -121,14 +122,17 @@ def default_success_judges(judges: Sequence[Judge]) -> dict[str, str]:
     """goal -> the judge whose hit means success: the red team's mapping when it is
     installed, else the first registered judge (by name) that decides the goal."""
     try:
-        from bastion.redteam.judges import SUCCESS_JUDGES  # type: ignore[attr-defined]
-        return dict(SUCCESS_JUDGES)
-    except ImportError:
-        mapping: dict[str, str] = {}
-        for judge in sorted(judges, key=lambda j: j.name):
-            for goal in judge.goals:
-                mapping.setdefault(goal, judge.name)
-        return mapping
+        table = getattr(importlib.import_module("bastion.redteam.judges"), "SUCCESS_JUDGES",
+                        None)
+    except ModuleNotFoundError:
+        table = None
+    if isinstance(table, dict):
+        return {str(goal): str(name) for goal, name in table.items()}
+    mapping: dict[str, str] = {}
+    for judge in sorted(judges, key=lambda j: j.name):
+        for goal in judge.goals:
+            mapping.setdefault(goal, judge.name)
+    return mapping
 
 
 def run(targets: dict[str, Target], app: AppConfig, attempts: Sequence[Attempt],
