@@ -37,7 +37,7 @@ ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
 #: attempts written by all probes together (before converters) in the default run,
 #: chosen so that `--target embedded --compare` ends within 15 minutes on 2 CPU cores.
-DEFAULT_BUDGET = 32
+DEFAULT_BUDGET = 16
 #: new tokens per answer of the embedded model.
 DEFAULT_MAX_TOKENS = 48
 #: converters applied to every attempt by default (each alone, beside the attempt as is):
