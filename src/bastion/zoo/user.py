@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from bastion.errors import ConfigError, InputError
+from bastion.zoo import formats
 from bastion.zoo.registry import load as load_registered
 from bastion.zoo.registry import resolve as resolve_registered
 
@@ -113,8 +114,6 @@ def describe(spec: str) -> tuple[str, str]:
     Kinds: ``file`` (FILE.py), ``torchscript``, ``export``, ``callable``,
     ``robustbench``, or a zoo entry's own kind.
     """
-    from bastion.zoo import formats
-
     if spec.startswith(formats.ROBUSTBENCH_PREFIX):
         return "robustbench", "RobustBench model zoo"
     if is_path_spec(spec):
@@ -137,8 +136,6 @@ def load_any(spec: str, checkpoint: Path | None = None) -> nn.Module:
     (:mod:`bastion.zoo.formats`). ``checkpoint`` (a state_dict file) is loaded into
     models that Python code builds: FILE.py and package.module:callable.
     """
-    from bastion.zoo import formats
-
     if spec.startswith(formats.ROBUSTBENCH_PREFIX):
         _no_checkpoint(checkpoint, "a robustbench: model (RobustBench loads its own weights)")
         return formats.load_robustbench(spec)
