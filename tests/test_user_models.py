@@ -402,6 +402,37 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_numbers(toy, error):
     assert 0 < got["robust_accuracy"] < got["clean_accuracy"]
 
 
+def test_a_backed_off_run_keeps_its_own_resume_file(toy, tmp_path):
+    net = load_any(f"{toy['file']}:make_model", toy["weights"])
+    test = data.load("digits", "test", 40)
+    flaky = RunsOutOfMemory(net, limit=20, error=torch.cuda.OutOfMemoryError("CUDA out of "
+                                                                              "memory")).eval()
+    state = tmp_path / "run.json"
+
+    def run():
+        with pytest.warns(BastionWarning, match="starting over at batch size 20"):
+            return evaluate(flaky, test, ThreatModel(norm="Linf", eps=0.1), batch_size=40,
+                            seed=1, state=state).to_dict()
+
+    first = run()
+    assert (tmp_path / "run.batch20.json").exists() and not state.exists()
+    again = run()  # resumes from run.batch20.json: same numbers
+    assert again["robust_accuracy"] == first["robust_accuracy"]
+    assert again["params"]["batch_size"] == 20
+
+
+def test_under_torchrun_auto_means_this_rank_s_gpu(monkeypatch):
+    from bastion.evaluation.shard import Shard, rank_device
+
+    shard = Shard(rank=1, world_size=2, local_rank=1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert rank_device("auto", shard) == "cuda:1"
+    assert rank_device("cuda", shard) == "cuda:1"
+    assert rank_device("auto", None) == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert rank_device("auto", shard) == "auto"
+
+
 def test_back_off_stops_at_one_and_leaves_other_errors_alone():
     oom = torch.cuda.OutOfMemoryError("CUDA out of memory")
     sizes: list[int] = []
