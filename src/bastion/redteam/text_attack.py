@@ -9,9 +9,9 @@ them in that order, keeping an edit only when it lowers the score, until the tex
 passes or a budget runs out.
 
     from bastion.redteam.text_attack import attack
-    from bastion.redteam.targets import toxicity_scorer
+    from bastion.redteam.text_targets import toxicity_scores
 
-    result = attack(["you are a stupid idiot"], toxicity_scorer(), threshold=0.5,
+    result = attack(["you are a stupid idiot"], toxicity_scores, threshold=0.5,
                     recipe="charbug", seed=0)
     result.summary()["success_rate"], result.texts[0].perturbed
 
@@ -71,7 +71,7 @@ class Recipe:
     level: str
     ranking: str
     description: str
-    max_fraction: float = 0.3
+    max_fraction: float = 0.5
     max_distance: int = 2
 
     def edits(self, word: str, rng: random.Random) -> list[str]:
@@ -86,8 +86,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            "(fewest queries)"),
     Recipe("deepwordbug", "char", "delete", "character edits; words ranked by deletion, "
            "every edit kind tried (DeepWordBug)"),
-    Recipe("synonym", "word", "delete", "WordNet synonym swaps; words ranked by deletion",
-           max_fraction=0.4),
+    Recipe("synonym", "word", "delete", "WordNet synonym swaps; words ranked by deletion"),
 )}
 
 
