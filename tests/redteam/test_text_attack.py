@@ -14,7 +14,12 @@ import pytest
 from bastion.errors import ConfigError, InputError
 from bastion.redteam.text_attack import RECIPES, attack
 from bastion.redteam.text_edits import (
-    CHAR_EDITS, STOPWORDS, WORD, char_edits, levenshtein, synonym_edits,
+    CHAR_EDITS,
+    STOPWORDS,
+    WORD,
+    char_edits,
+    levenshtein,
+    synonym_edits,
 )
 from bastion.redteam.text_targets import load_target
 
@@ -134,7 +139,7 @@ def test_bad_settings_and_bad_scorers_raise_clear_errors() -> None:
     scorer = KeywordScorer()
     with pytest.raises(InputError, match="list of strings"):
         attack("bomb", scorer, threshold=0.5)
-    with pytest.raises(ConfigError, match="unknown recipe 'nope'.*charbug"):
+    with pytest.raises(ConfigError, match=r"unknown recipe 'nope'.*charbug"):
         attack(["bomb"], scorer, threshold=0.5, recipe="nope")
     with pytest.raises(ConfigError, match="threshold"):
         attack(["bomb"], scorer, threshold=0.0)

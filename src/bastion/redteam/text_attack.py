@@ -35,88 +35,20 @@ stops when it has spent ``max_queries``.
 from __future__ import annotations
 
 import hashlib
-import math
-import random
 import statistics
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from bastion.common.intervals import interval_list, wilson_interval
 from bastion.common.state import StateFile, fingerprint
 from bastion.errors import ConfigError, InputError
-from bastion.redteam.base import Scorer, seeded
-from bastion.redteam.text_edits import STOPWORDS, WORD, char_edits, synonym_edits
+from bastion.redteam.base import Scorer
+from bastion.redteam.text_edits import RECIPES, Recipe
+from bastion.redteam.text_search import TextResult, attack_text
 
-#: candidates for one word: (word, rng) -> replacements, best guess first.
-EditFn = Callable[[str, random.Random], list[str]]
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """An attack recipe: which edits, and how words are ranked.
-
-    Attributes:
-        name: the registry key.
-        level: ``"char"`` or ``"word"``.
-        ranking: ``"edit"`` (score each word with its first candidate applied) or
-            ``"delete"`` (score the text with the word removed).
-        description: one line for listings.
-        max_fraction: default share of the words that may be edited.
-        max_distance: Levenshtein budget per edited word (character recipes).
-    """
-
-    name: str
-    level: str
-    ranking: str
-    description: str
-    max_fraction: float = 0.5
-    max_distance: int = 2
-
-    def edits(self, word: str, rng: random.Random) -> list[str]:
-        """Candidate replacements for ``word``."""
-        if self.level == "char":
-            return char_edits(word, rng, max_distance=self.max_distance)
-        return synonym_edits(word, rng)
-
-
-RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe("charbug", "char", "edit", "character edits; words ranked by their own edit "
-           "(fewest queries)"),
-    Recipe("deepwordbug", "char", "delete", "character edits; words ranked by deletion, "
-           "every edit kind tried (DeepWordBug)"),
-    Recipe("synonym", "word", "delete", "WordNet synonym swaps; words ranked by deletion"),
-)}
-
-
-@dataclass
-class TextResult:
-    """One text's attack.
-
-    Attributes:
-        text, perturbed: before and after (equal when nothing was kept).
-        score, final_score: the target's score before and after.
-        skipped: the text was not flagged to begin with (not attacked).
-        success: the edited text scores below the threshold.
-        queries: texts scored for this one, the unedited text included.
-        changes: ``[old, new]`` word pairs kept, in the order they were made.
-        words: words in the text (the denominator of ``max_fraction``).
-    """
-
-    text: str
-    perturbed: str
-    score: float
-    final_score: float
-    skipped: bool = False
-    success: bool = False
-    queries: int = 0
-    changes: list[list[str]] = field(default_factory=list)
-    words: int = 0
-
-    @property
-    def words_changed(self) -> int:
-        return len(self.changes)
+__all__ = ["RECIPES", "AttackResult", "Recipe", "TextResult", "attack", "attack_text"]
 
 
 @dataclass
@@ -152,127 +84,6 @@ class AttackResult:
         return {"recipe": self.recipe, "threshold": self.threshold, "seed": self.seed,
                 "max_queries": self.max_queries, "max_fraction": self.max_fraction,
                 "summary": self.summary(), "texts": [asdict(t) for t in self.texts]}
-
-
-class _Budget:
-    """Scores texts through the target, counting and capping the queries of one text."""
-
-    def __init__(self, scorer: Scorer, max_queries: int) -> None:
-        self.scorer = scorer
-        self.left = max_queries
-        self.used = 0
-
-    def score(self, texts: list[str]) -> list[float]:
-        """Scores of the first ``left`` texts (fewer than asked when the budget ends)."""
-        texts = texts[:self.left]
-        if not texts:
-            return []
-        raw = list(self.scorer(texts))
-        if len(raw) != len(texts):
-            raise InputError(f"the scorer returned {len(raw)} scores for {len(texts)} "
-                             "texts; it must return one score per text")
-        scores = [float(s) for s in raw]
-        if any(not 0.0 <= s <= 1.0 for s in scores):  # also rejects NaN
-            raise InputError("the scorer must return risk scores in [0, 1]; got "
-                             f"{[s for s in scores if not 0.0 <= s <= 1.0][:3]}")
-        self.left -= len(texts)
-        self.used += len(texts)
-        return scores
-
-
-def _splice(text: str, spans: Sequence[tuple[int, int]], words: Sequence[str]) -> str:
-    """``text`` with each span replaced by its word (spans in order, not overlapping)."""
-    out, last = [], 0
-    for (start, end), word in zip(spans, words, strict=True):
-        out += [text[last:start], word]
-        last = end
-    return "".join(out) + text[last:]
-
-
-def _delete(text: str, span: tuple[int, int]) -> str:
-    """``text`` without the word at ``span`` and one space beside it."""
-    start, end = span
-    if end < len(text) and text[end] == " ":
-        end += 1
-    elif start > 0 and text[start - 1] == " ":
-        start -= 1
-    return text[:start] + text[end:]
-
-
-def _rank(text: str, spans: list[tuple[int, int]], eligible: list[int],
-          firsts: dict[int, str], recipe: Recipe, budget: _Budget, score: float
-          ) -> tuple[list[int], dict[int, float]]:
-    """Eligible word indices, most important first, and the score of each ``edit``
-    probe (empty for ``delete`` ranking, whose probes are not edits)."""
-    words = [text[s:e] for s, e in spans]
-    if recipe.ranking == "edit":
-        probes = [i for i in eligible if i in firsts]
-        texts = [_splice(text, spans, [firsts[i] if j == i else w for j, w in
-                                       enumerate(words)]) for i in probes]
-    else:
-        probes = list(eligible)
-        texts = [_delete(text, spans[i]) for i in probes]
-    scores = budget.score(texts)
-    scored = dict(zip(probes, scores, strict=False))
-    order = sorted(scored, key=lambda i: (scored[i] - score, i))
-    return order, (scored if recipe.ranking == "edit" else {})
-
-
-def attack_text(text: str, scorer: Scorer, *, threshold: float, recipe: Recipe,
-                max_queries: int, max_fraction: float, seed: int) -> TextResult:
-    """Attack one text (see the module docstring); the unedited text is scored first."""
-    budget = _Budget(scorer, max_queries)
-    score = budget.score([text])[0]
-    spans = [m.span() for m in WORD.finditer(text)]
-    result = TextResult(text, text, score, score, words=len(spans))
-    if score < threshold:
-        result.skipped, result.queries = True, budget.used
-        return result
-    words = [text[s:e] for s, e in spans]
-    eligible = [i for i, w in enumerate(words) if w.lower() not in STOPWORDS]
-    candidates = {i: recipe.edits(words[i], seeded(seed, recipe.name, text, i))
-                  for i in eligible}
-    eligible = [i for i in eligible if candidates[i]]
-    firsts = {i: candidates[i][0] for i in eligible}
-    order, probe_scores = _rank(text, spans, eligible, firsts, recipe, budget, score)
-    allowed = max(1, math.floor(max_fraction * len(spans)))
-    current, best = list(words), score
-    for i in order:
-        if len(result.changes) >= allowed or budget.left <= 0:
-            break
-        options = candidates[i]
-        if i in probe_scores and current == words:
-            tried = {options[0]: probe_scores[i]}  # the probe was exactly this text
-        else:
-            tried = {}
-        if recipe.ranking == "edit" and not tried:
-            tried = _try(text, spans, current, i, options[:1], budget)
-        if not tried or min(tried.values()) >= best:
-            tried.update(_try(text, spans, current, i,
-                              [o for o in options if o not in tried], budget))
-        if not tried:
-            break
-        new, new_score = min(tried.items(), key=lambda kv: kv[1])
-        if new_score < best:
-            result.changes.append([words[i], new])
-            current[i], best = new, new_score
-            if best < threshold:
-                result.success = True
-                break
-    result.perturbed = _splice(text, spans, current)
-    result.final_score, result.queries = best, budget.used
-    return result
-
-
-def _try(text: str, spans: list[tuple[int, int]], current: list[str], i: int,
-         options: list[str], budget: _Budget) -> dict[str, float]:
-    """Scores of ``current`` with word ``i`` replaced by each option (one batch)."""
-    if not options:
-        return {}
-    texts = [_splice(text, spans, [o if j == i else w for j, w in enumerate(current)])
-             for o in options]
-    scores = budget.score(texts)
-    return dict(zip(options, scores, strict=False))
 
 
 def _check(texts: Sequence[str], threshold: float, recipe: str, max_queries: int,

@@ -36,18 +36,19 @@ def read_texts(path: Path) -> list[str]:
         raise _fail(f"cannot read {path}: {exc}") from None
     if path.suffix != ".jsonl":
         return [line for line in lines if line.strip()]
-    texts = []
+    texts: list[str] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
-            texts.append(item["text"] if isinstance(item, dict) else None)
+            text = item["text"] if isinstance(item, dict) else None
         except (ValueError, KeyError):
-            texts.append(None)
-        if not isinstance(texts[-1], str):
+            text = None
+        if not isinstance(text, str):
             raise _fail(f"{path}:{number}: each line must be a JSON object with a "
                         "\"text\" string")
+        texts.append(text)
     return texts
 
 

@@ -17,21 +17,30 @@ from __future__ import annotations
 import random
 import re
 import string
+from dataclasses import dataclass
 
 #: words an attack never edits: function words carry little of a classifier's signal,
 #: and editing them makes a text look broken without moving its score.
-STOPWORDS: frozenset[str] = frozenset("""
-a about above after again against all am an and any are as at be because been before
-being below between both but by can could did do does doing down during each few for
-from further had has have having he her here hers herself him himself his how i if in
-into is it its itself just me more most my myself no nor not now of off on once only or
-other our ours ourselves out over own same she should so some such than that the their
-theirs them themselves then there these they this those through to too under until up
-very was we were what when where which while who whom why will with would you your yours
-yourself yourselves s t d ll m o re ve y isn aren wasn weren hasn haven hadn doesn don
-didn won wouldn shan shouldn can't couldn mustn mightn needn let us also may might must
-shall upon
-""".split())
+STOPWORDS: frozenset[str] = frozenset([
+    "a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any",
+    "are", "as", "at", "be", "because", "been", "before", "being", "below", "between",
+    "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during",
+    "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her",
+    "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into",
+    "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor",
+    "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours",
+    "ourselves", "out", "over", "own", "same", "she", "should", "so", "some", "such",
+    "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there",
+    "these", "they", "this", "those", "through", "to", "too", "under", "until", "up",
+    "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom",
+    "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves", "s",
+    "t", "d", "ll", "m", "o", "re", "ve", "y", "isn", "aren", "wasn", "weren", "hasn",
+    "haven", "hadn", "doesn", "don", "didn", "won", "wouldn", "shan", "shouldn", "can't",
+    "couldn", "mustn", "mightn", "needn", "let", "us", "also", "may", "might", "must",
+    "shall", "upon", "don't", "doesn't", "didn't", "isn't", "aren't", "wasn't", "weren't",
+    "won't", "wouldn't", "shouldn't", "couldn't", "i'm", "it's", "you're", "i've", "we're",
+    "they're", "that's", "let's",
+])
 
 #: Latin letters and the Cyrillic letters drawn the same in most fonts.
 HOMOGLYPHS: dict[str, str] = {
@@ -133,3 +142,40 @@ def synonym_edits(word: str, rng: random.Random, *, limit: int = 8) -> list[str]
         if len(out) >= limit:
             break
     return out
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An attack recipe: which edits, and how words are ranked.
+
+    Attributes:
+        name: the registry key.
+        level: ``"char"`` or ``"word"``.
+        ranking: ``"edit"`` (score each word with its first candidate applied) or
+            ``"delete"`` (score the text with the word removed).
+        description: one line for listings.
+        max_fraction: default share of the words that may be edited.
+        max_distance: Levenshtein budget per edited word (character recipes).
+    """
+
+    name: str
+    level: str
+    ranking: str
+    description: str
+    max_fraction: float = 0.5
+    max_distance: int = 2
+
+    def edits(self, word: str, rng: random.Random) -> list[str]:
+        """Candidate replacements for ``word``."""
+        if self.level == "char":
+            return char_edits(word, rng, max_distance=self.max_distance)
+        return synonym_edits(word, rng)
+
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe("charbug", "char", "edit", "character edits; words ranked by their own edit "
+           "(fewest queries)"),
+    Recipe("deepwordbug", "char", "delete", "character edits; words ranked by deletion, "
+           "every edit kind tried (DeepWordBug)"),
+    Recipe("synonym", "word", "delete", "WordNet synonym swaps; words ranked by deletion"),
+)}
