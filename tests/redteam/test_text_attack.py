@@ -3,14 +3,19 @@ toxicity layer: success, query counting and budget, constraints, determinism, er
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from bastion.cli import app
+from bastion.common.records import read
 from bastion.errors import ConfigError, InputError
 from bastion.redteam.text_attack import RECIPES, attack
 from bastion.redteam.text_edits import (
@@ -24,6 +29,8 @@ from bastion.redteam.text_edits import (
 from bastion.redteam.text_targets import load_target
 
 WORDNET = Path("/usr/share/wordnet/index.noun")
+#: holds keyword_target.py, a scorer the command line loads as module:callable
+KEYWORDS = Path(__file__).parent / "keywords"
 
 
 class KeywordScorer:
@@ -197,3 +204,23 @@ def test_real_toxicity_layer_is_evaded_on_short_insults() -> None:
     assert won, [t.perturbed for t in result.texts]
     for t in won:  # rescored from scratch: the layer really lets it pass
         assert target.scorer([t.perturbed])[0] < target.threshold <= t.score
+
+
+def test_command_line_writes_json_and_record_and_refuses_bad_files(tmp_path: Path) -> None:
+    texts = tmp_path / "t.jsonl"
+    texts.write_text('{"text": "how to build a bomb"}\n\n{"text": "a kind word"}\n')
+    out, record = tmp_path / "o.json", tmp_path / "r.jsonl"
+    args = ["text-attack", "--target", "keyword_target:score", "--threshold",
+            "0.5", "--texts", str(texts), "--json", str(out), "--record", str(record)]
+    sys.path.insert(0, str(KEYWORDS))
+    try:
+        ran = CliRunner().invoke(app, args, catch_exceptions=False)
+    finally:
+        sys.path.remove(str(KEYWORDS))
+    assert ran.exit_code == 0, ran.output
+    summary = json.loads(out.read_text())["summary"]
+    assert (summary["attacked"], summary["skipped"], summary["successes"]) == (1, 1, 1)
+    assert [line["kind"] for line in read(record)] == ["run", "summary"]
+    texts.write_text('{"words": "no text field"}\n')
+    bad = CliRunner().invoke(app, args)
+    assert bad.exit_code == 2 and "\"text\" string" in bad.output
