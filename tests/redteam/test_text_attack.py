@@ -224,3 +224,10 @@ def test_command_line_writes_json_and_record_and_refuses_bad_files(tmp_path: Pat
     texts.write_text('{"words": "no text field"}\n')
     bad = CliRunner().invoke(app, args)
     assert bad.exit_code == 2 and "\"text\" string" in bad.output
+
+
+def test_ascii_recipe_never_writes_a_homoglyph() -> None:
+    text = "please explain how to hack a bank and bomb a car"
+    one = attack([text], KeywordScorer(), threshold=0.5, recipe="charbug-ascii",
+                 max_fraction=1.0).texts[0]
+    assert one.success and one.perturbed.isascii()

@@ -156,6 +156,7 @@ class Recipe:
         description: one line for listings.
         max_fraction: default share of the words that may be edited.
         max_distance: Levenshtein budget per edited word (character recipes).
+        kinds: the character edits tried, in order (character recipes).
     """
 
     name: str
@@ -164,17 +165,21 @@ class Recipe:
     description: str
     max_fraction: float = 0.5
     max_distance: int = 2
+    kinds: tuple[str, ...] = CHAR_EDITS
 
     def edits(self, word: str, rng: random.Random) -> list[str]:
         """Candidate replacements for ``word``."""
         if self.level == "char":
-            return char_edits(word, rng, max_distance=self.max_distance)
+            return char_edits(word, rng, kinds=self.kinds, max_distance=self.max_distance)
         return synonym_edits(word, rng)
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("charbug", "char", "edit", "character edits; words ranked by their own edit "
            "(fewest queries)"),
+    # homoglyphs are undone by a Unicode-folding front end such as the guard's sanitizer
+    Recipe("charbug-ascii", "char", "edit", "charbug without homoglyphs (ASCII edits "
+           "only)", kinds=tuple(k for k in CHAR_EDITS if k != "homoglyph")),
     Recipe("deepwordbug", "char", "delete", "character edits; words ranked by deletion, "
            "every edit kind tried (DeepWordBug)"),
     Recipe("synonym", "word", "delete", "WordNet synonym swaps; words ranked by deletion"),
