@@ -111,6 +111,10 @@ def import_textattack() -> Any:
     cache = tempfile.mkdtemp(prefix="textattack-")
     Path(cache, "post_install_check_3").touch()
     os.environ["TA_CACHE_DIR"] = cache
+    # its import calls logging.config.dictConfig, which disables every logger that
+    # exists already; they are switched back on afterwards
+    loggers = [v for v in logging.Logger.manager.loggerDict.values()
+               if isinstance(v, logging.Logger) and not v.disabled]
     sys.meta_path.insert(0, finder)
     try:
         nltk = importlib.import_module("nltk")
@@ -126,6 +130,8 @@ def import_textattack() -> Any:
         for key in [k for k in sys.modules if k.split(".")[0] in names]:
             del sys.modules[key]
         sys.modules.update(saved_nltk)
+        for logger in loggers:
+            logger.disabled = False
     return textattack
 
 

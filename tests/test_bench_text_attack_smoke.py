@@ -8,6 +8,7 @@ a unit test.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 
@@ -26,9 +27,11 @@ def test_text_attack_bench_compares_with_textattack_deepwordbug() -> None:
                 pytest.fail(message)
             pytest.skip(message)
     bench = load_bench("text_attack.py", "text_attack_bench")
+    before = logging.getLogger("bastion.text_attack_smoke")  # exists before the import
     out = bench.main(["--target", "toxicity", "--n", "3", "--max-queries", "60"])
     # the stand-ins for TextAttack's unused imports are gone again
     assert "flair" not in sys.modules and "nltk.corpus" not in sys.modules
+    assert not before.disabled  # TextAttack's logging set-up is undone
     (report,) = out["reports"]
     assert report["texts"] == 3
     rows = report["rows"]
