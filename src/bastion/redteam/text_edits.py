@@ -157,6 +157,8 @@ class Recipe:
         max_fraction: default share of the words that may be edited.
         max_distance: Levenshtein budget per edited word (character recipes).
         kinds: the character edits tried, in order (character recipes).
+        source: where word recipes find substitutes: ``"wordnet"`` (synonyms) or
+            ``"glove"`` (embedding neighbours, :mod:`bastion.redteam.text_glove`).
     """
 
     name: str
@@ -166,11 +168,16 @@ class Recipe:
     max_fraction: float = 0.5
     max_distance: int = 2
     kinds: tuple[str, ...] = CHAR_EDITS
+    source: str = "wordnet"
 
     def edits(self, word: str, rng: random.Random) -> list[str]:
         """Candidate replacements for ``word``."""
         if self.level == "char":
             return char_edits(word, rng, kinds=self.kinds, max_distance=self.max_distance)
+        if self.source == "glove":
+            from bastion.redteam.text_glove import neighbours
+
+            return neighbours(word)
         return synonym_edits(word, rng)
 
 
@@ -183,4 +190,6 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("deepwordbug", "char", "delete", "character edits; words ranked by deletion, "
            "every edit kind tried (DeepWordBug)"),
     Recipe("synonym", "word", "delete", "WordNet synonym swaps; words ranked by deletion"),
+    Recipe("glove", "word", "delete", "GloVe neighbour swaps (looser than synonyms); "
+           "words ranked by deletion", source="glove"),
 )}
