@@ -19,14 +19,18 @@ Recipes (:data:`RECIPES`) differ in their edits and in how they rank words:
 
 * ``charbug``: character edits (:func:`~bastion.redteam.text_edits.char_edits`), words
   ranked by scoring each word *with its first edit applied*, so the ranking queries
-  also find the edits: the search then spends one query per word, and tries the other
-  edit kinds of a word only when its first one does not lower the score.
+  also find the edits. A first pass spends one query per word (its first edit); a
+  second pass, only if the text still is flagged, scores each word's other edit kinds.
+* ``charbug-ascii``: ``charbug`` without homoglyphs (which a Unicode-folding front end,
+  like the guard's sanitizer, undoes).
 * ``deepwordbug``: the same edits, words ranked by deleting each one (DeepWordBug's
   ranking), then every edit kind of the word scored and the best kept.
-* ``synonym``: WordNet synonym swaps, words ranked by deletion.
+* ``synonym`` and ``glove``: word swaps (WordNet synonyms; GloVe neighbours,
+  :mod:`bastion.redteam.text_glove`), words ranked by deletion.
 
 Constraints (all recipes): stopwords (:data:`~bastion.redteam.text_edits.STOPWORDS`)
-are never edited, a word is edited at most once, at most ``max_fraction`` of the words
+are never edited, a word is edited at most once (the second pass may swap its edit for
+a better edit of the original word), at most ``max_fraction`` of the words
 (at least one) are edited, character edits stay within ``max_distance`` (Levenshtein)
 of their word. Every text scored counts as a query, the unedited one included; a text
 stops when it has spent ``max_queries``.
