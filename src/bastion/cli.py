@@ -90,6 +90,8 @@ _register("bastion.diagnostics.cli", "classic", ("diagnose",), lambda m: m.regis
 _register("bastion.ood.cli", "classic", ("ood",), lambda m: m.register(app))
 _register("bastion.poison.cli", "classic", ("poison", "data"), lambda m: m.register(app))
 _register("bastion.privacy.cli", "classic", ("privacy",), lambda m: m.register(app))
+_register("bastion.redteam.text_cli", "guard-models", ("text-attack",),
+          lambda m: m.register(app))
 _register("bastion.service.cli", "service", ("serve", "keys", "review"),
           lambda m: m.register(app))
 _register("bastion.redteam.cli", "guard-models", ("redteam",), lambda m: m.register(app))
@@ -163,7 +165,7 @@ def _run(specs: list[jobs.EvalSpec], out: Path | None, json_path: Path | None,
 @app.command()
 def evaluate(
     model: Annotated[list[str], typer.Option(
-        help="repeatable: zoo name, or FILE.py[:factory] (docs/models.md)")],
+        help="repeatable: " + own.MODEL_HELP)],
     data: Annotated[str, typer.Option(help=own.DATA_HELP)] = "mnist",
     split: Annotated[str, typer.Option()] = "test",
     resize: own.ResizeOpt = None,
@@ -185,12 +187,11 @@ def evaluate(
     sweep: Annotated[str | None, typer.Option(help="extra eps values, e.g. 0.1,0.2")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     batch_size: Annotated[int, typer.Option()] = 250,
-    checkpoint: Annotated[Path | None, typer.Option(help="state_dict for a FILE.py model")] = None,
+    checkpoint: own.CheckpointOpt = None,
     state: Annotated[Path | None, typer.Option(help="resume file (default: OUT/state/)")] = None,
     out: Annotated[Path | None, typer.Option(help="write card.json, card.html, record")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="write results as JSON")] = None,
-    device: Annotated[str, typer.Option(
-        help="torch device: cpu, cuda, cuda:1; under torchrun cuda = cuda:LOCAL_RANK")] = "cpu",
+    device: own.DeviceOpt = "cpu",
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     threats: Annotated[str | None, typer.Option(
         help="threat matrix instead: e.g. linf:0.3,l2:2,l1:10,spatial:30deg-3px,corruptions "

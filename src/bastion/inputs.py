@@ -24,6 +24,14 @@ MeanOpt = Annotated[str | None, typer.Option(
     help="per-channel mean the model expects (e.g. 0.4914,0.4822,0.4465); bastion applies "
          "it inside the model, so eps stays in [0, 1] pixel units")]
 StdOpt = Annotated[str | None, typer.Option(help="per-channel std, with --mean")]
+MODEL_HELP = ("zoo name, FILE.py[:factory], package.module:factory, a TorchScript or "
+              "torch.export (.pt2) file, or robustbench:DATASET/THREAT/NAME (docs/models.md)")
+CheckpointOpt = Annotated[Path | None, typer.Option(
+    "--checkpoint", "--weights",
+    help="state_dict file loaded into a FILE.py or package.module:factory model")]
+DeviceOpt = Annotated[str, typer.Option(
+    help="cpu, cuda, cuda:N, mps or auto (cuda when there is a GPU); under torchrun cuda "
+         "means cuda:LOCAL_RANK")]
 DATA_HELP = ("data set name, FILE.npz|.pt, image FOLDER, torchvision:NAME or hf:NAME "
              "(docs/data.md)")
 

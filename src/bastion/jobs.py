@@ -25,8 +25,7 @@ from bastion.evaluation.runner import Evaluation, evaluate
 from bastion.evaluation.shard import Shard, distributed, rank_device, shard_from_env
 from bastion.inputs import UserInputs, data_record
 from bastion.threat import ThreatModel
-from bastion.zoo.registry import resolve
-from bastion.zoo.user import is_path_spec, load_any
+from bastion.zoo.user import describe, load_any
 
 #: the main job: a bundled robust model, a bundled standard one, and advertorch's pair.
 DEMO_MODELS = ("mnist-lenet5-pgd", "mnist-smallcnn-std",
@@ -64,25 +63,47 @@ def build_attacks(spec: EvalSpec) -> dict[str, Attack]:
     return attack_spec.build_attacks(spec.attacks, shared)
 
 
+#: what --device accepts, for messages.
+DEVICES = "cpu, cuda, cuda:N, mps or auto (cuda when torch sees a GPU, else mps, else cpu)"
+
+
 def parse_device(name: str) -> torch.device:
-    """A torch device that exists on this machine, or a ConfigError saying why not."""
+    """``--device`` as a torch device that exists here, or a ConfigError saying why not.
+
+    ``auto`` picks ``cuda`` when torch sees a GPU, then ``mps`` (Apple), else ``cpu``.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ConfigError(f"unknown device {name!r} ({exc}); use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU here; "
-                          "use --device cpu")
+        raise ConfigError(f"unknown device {name!r} ({exc}); use {DEVICES}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU here "
+                              f"(torch {torch.__version__}); use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device {name!r} asked for, but torch sees {count} GPU(s): "
+                              f"use cuda:0 to cuda:{count - 1}")
+    elif device.type == "mps" and not _mps_available():
+        raise ConfigError(f"device {name!r} asked for, but torch has no MPS (Apple GPU) "
+                          "backend here; use --device cpu or auto")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device {name!r} is not supported; use {DEVICES}")
     return device
 
 
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
 def model_info(spec: EvalSpec, digest: str) -> dict[str, Any]:
-    if is_path_spec(spec.model):
-        return {"name": spec.model, "kind": "file", "description": "user model file",
-                "digest": digest}
-    entry = resolve(spec.model)
-    return {"name": spec.model, "kind": entry.kind, "description": entry.description,
-            "digest": digest}
+    kind, description = describe(spec.model)
+    return {"name": spec.model, "kind": kind, "description": description, "digest": digest}
 
 
 def run_one(spec: EvalSpec, *, state: Path | None, progress: bool,

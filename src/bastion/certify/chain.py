@@ -73,6 +73,15 @@ def layers_of(model: nn.Module) -> list[nn.Module]:
         for child in model:
             out += layers_of(child)
         return out
+    from bastion.zoo.formats import ExportedModel  # here: bastion.zoo imports this module
+
+    if isinstance(model, (torch.jit.ScriptModule, ExportedModel)):
+        form = "TorchScript" if isinstance(model, torch.jit.ScriptModule) else "torch.export"
+        raise CapabilityError(
+            f"a {form} model is compiled code, which bound propagation cannot read layer "
+            "by layer; "
+            "give the same model as FILE.py[:factory] or package.module:factory (with "
+            "--checkpoint), or use method='smoothing'")
     if not any(True for _ in model.children()):
         return [model]  # a leaf layer; ops.compile decides whether it is supported
     try:

@@ -24,8 +24,11 @@ from bastion.certify.job import CertifySpec, run_certify, sweep_values
 from bastion.errors import BastionError
 from bastion.inputs import (
     DATA_HELP,
+    MODEL_HELP,
+    CheckpointOpt,
     ClassesOpt,
     DataRootOpt,
+    DeviceOpt,
     MeanOpt,
     ResizeOpt,
     StdOpt,
@@ -37,7 +40,7 @@ UNSOUND_EXIT = 3
 
 
 def certify_command(
-    model: Annotated[str, typer.Option(help="zoo name, or FILE.py[:factory] (docs/models.md)")],
+    model: Annotated[str, typer.Option(help=MODEL_HELP)],
     data: Annotated[str, typer.Option(help=DATA_HELP)] = "mnist",
     split: Annotated[str, typer.Option()] = "test",
     resize: ResizeOpt = None,
@@ -61,8 +64,8 @@ def certify_command(
     batch_size: Annotated[int | None, typer.Option(
         help="samples per batch (default 64), or noisy copies for smoothing (1000)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
-    checkpoint: Annotated[Path | None, typer.Option(help="state_dict for a FILE.py model")] = None,
-    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, ...")] = "cpu",
+    checkpoint: CheckpointOpt = None,
+    device: DeviceOpt = "cpu",
     json_path: Annotated[Path | None, typer.Option("--json", help="write results as JSON")] = None,
     out: Annotated[Path | None, typer.Option(
         help="write card.json and card.html: certified beside empirical accuracy")] = None,

@@ -22,6 +22,7 @@ from bastion.certify.crosscheck import cross_check
 from bastion.common.records import versions
 from bastion.common.state import model_digest
 from bastion.errors import ConfigError
+from bastion.evaluation.checks import check_model
 from bastion.inputs import UserInputs, data_record
 from bastion.jobs import EvalSpec, model_info, parse_device
 from bastion.threat import ThreatModel
@@ -78,6 +79,7 @@ def run_certify(spec: CertifySpec) -> dict[str, Any]:
     dataset = spec.inputs.load(spec.data, spec.split, spec.n)
     model = spec.inputs.wrap(load_any(spec.model, spec.checkpoint), dataset).to(device).eval()
     x, y = dataset.x.to(device), dataset.y.to(device)
+    check_model(model, x, y)  # a wrong input shape fails here with advice, not deep inside
     with torch.no_grad():
         clean = model(x).argmax(1) == y
     began = time.perf_counter()

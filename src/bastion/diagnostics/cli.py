@@ -26,8 +26,11 @@ from bastion.diagnostics.result import masking_suspected
 from bastion.errors import BastionError
 from bastion.inputs import (
     DATA_HELP,
+    MODEL_HELP,
+    CheckpointOpt,
     ClassesOpt,
     DataRootOpt,
+    DeviceOpt,
     MeanOpt,
     ResizeOpt,
     StdOpt,
@@ -44,7 +47,7 @@ _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
 
 
 def diagnose_command(
-    model: Annotated[str, typer.Option(help="zoo name, or FILE.py[:factory] (docs/models.md)")],
+    model: Annotated[str, typer.Option(help=MODEL_HELP)],
     data: Annotated[str, typer.Option(help=DATA_HELP)] = "mnist",
     split: Annotated[str, typer.Option()] = "test",
     resize: ResizeOpt = None,
@@ -64,8 +67,8 @@ def diagnose_command(
         help="model for the transfer check (default: the data set's, e.g. "
              "mnist-smallcnn-std; 'none' skips it)")] = None,
     seed: Annotated[int, typer.Option()] = 0,
-    checkpoint: Annotated[Path | None, typer.Option(help="state_dict for a FILE.py model")] = None,
-    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1")] = "cpu",
+    checkpoint: CheckpointOpt = None,
+    device: DeviceOpt = "cpu",
     json_path: Annotated[Path | None, typer.Option("--json", help="write the report as JSON")]
         = None,
     out: Annotated[Path | None, typer.Option(help="write card.json and card.html here")] = None,

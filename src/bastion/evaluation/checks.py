@@ -15,6 +15,7 @@ from torch import nn
 
 from bastion.attacks.base import model_device
 from bastion.errors import BastionWarning, InputError, ModelError
+from bastion.evaluation.backoff import is_out_of_memory
 from bastion.threat import ThreatModel
 
 
@@ -89,10 +90,15 @@ def check_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
         with torch.no_grad():
             out = model(probe_x)
     except Exception as exc:  # any failure here means a shape/dtype/device mismatch
+        if is_out_of_memory(exc):
+            raise ModelError(f"out of device memory on just {probe_x.shape[0]} inputs; the "
+                             "model does not fit this device: free the GPU, use another "
+                             "one, or run with --device cpu") from exc
         raise ModelError(
             f"the model failed on inputs of shape {tuple(probe_x.shape)} "
             f"({type(exc).__name__}: {exc}). Check the data set matches the model "
-            "(e.g. MNIST is (N, 1, 28, 28)) and that model and inputs share a device"
+            "(e.g. MNIST is (N, 1, 28, 28); --resize H,W resizes your images) and that "
+            "model and inputs share a device"
         ) from exc
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != probe_x.shape[0]:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bastion.attacks.base import model_device
+from bastion.evaluation.backoff import is_out_of_memory
 
 #: Inputs the probe looks at: enough for shares to mean something, cheap next to attacks.
 PROBE_SIZE = 256
@@ -31,8 +32,9 @@ def probe_seed(seed: int) -> int:
 
 
 def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int,
-                size: int = PROBE_SIZE) -> dict[str, Any]:
-    """Measure the model on a seeded sample of ``x`` (N, ...) with labels ``y`` (N,).
+                size: int = PROBE_SIZE, batch_size: int | None = None) -> dict[str, Any]:
+    """Measure the model on a seeded sample of ``x`` (N, ...) with labels ``y`` (N,),
+    passing at most ``batch_size`` inputs at a time (None: all at once).
 
     The model should be in eval mode. The global random state is forked and seeded, so
     a randomised model gives the same probe for the same seed, and the caller's random
@@ -56,9 +58,14 @@ def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(probe_seed(seed))
-        first, grad, grad_error = _forward_backward(model, xs, ys)
+        step = batch_size or max(1, xs.shape[0])
+        parts = [_forward_backward(model, xs[i:i + step], ys[i:i + step])
+                 for i in range(0, xs.shape[0], step)]
+        first = torch.cat([p[0] for p in parts])
+        grad = torch.cat([p[1] for p in parts])
+        grad_error = next((p[2] for p in parts if p[2]), "")
         with torch.no_grad():
-            second = model(xs)
+            second = torch.cat([model(xs[i:i + step]) for i in range(0, xs.shape[0], step)])
     n = int(xs.shape[0])
     correct = first.argmax(1) == ys
     ce = F.cross_entropy(first, ys, reduction="none")
@@ -98,6 +105,8 @@ def _forward_backward(model: nn.Module, x: torch.Tensor,
         try:
             (grad,) = torch.autograd.grad(loss, xg, allow_unused=True)
         except RuntimeError as exc:  # e.g. a non-differentiable op in the graph
+            if is_out_of_memory(exc):
+                raise  # not the model's doing: the batch-size back-off handles it
             return logits.detach(), torch.zeros_like(x), f"backward failed: {exc}"
     if grad is None:
         return logits.detach(), torch.zeros_like(x), "the loss does not depend on the input"

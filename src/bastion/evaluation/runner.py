@@ -28,6 +28,7 @@ from bastion.attacks.pgd import PGD
 from bastion.common.state import StateFile, fingerprint, model_digest, tensor_digest
 from bastion.data.base import Dataset
 from bastion.errors import BastionError, ConfigError, ModelError
+from bastion.evaluation.backoff import with_backoff
 from bastion.evaluation.checks import check_inputs, check_model, warn_if_training
 from bastion.evaluation.layout import channels_last
 from bastion.evaluation.probe import probe_model
@@ -103,39 +104,74 @@ def evaluate(
     check_inputs(x, y, threat)
     was_training = warn_if_training(model)
     model.eval()
-    # The checks and the probe run the model too: a randomized model's draws there come
-    # from the seed as well, and the caller's global RNG state is left untouched.
-    checks_rng = torch.Generator(device=model_device(model)).manual_seed(unit_seed(seed, -1))
+    asked = batch_size
     try:
-        with seeded_global_rng(checks_rng):
-            check_model(model, x, y)
-        params = {
-            "threat": threat.to_dict(), "eps_sweep": eps_list, "batch_size": batch_size,
-            "seed": seed, "n": int(x.shape[0]),
-            "attacks": {k: {"class": type(a).__name__, **a.get_params()}
-                        for k, a in named.items()},
-        }
-        fp = fingerprint({**params, "model": model_digest(model), "data": tensor_digest(x, y)})
-        path = Path(state) if state is not None else None
-        if path is not None and shard is not None:
-            path = shard.state_path(path)
-        store = StateFile(path, fp)
-        with seeded_global_rng(checks_rng):
-            probe = probe_model(model, x, y, seed=seed)
-        _refuse_gradient_attacks_without_gradients(probe, named)
-        with ExitStack() as stack:
-            with seeded_global_rng(checks_rng):
-                stack.enter_context(channels_last(model, x[:8].to(model_device(model))))
-            _run_units(model, x, y, threats, threat.eps, named, batch_size, seed, store,
-                       progress, shard)
+        def attempt(size: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+            path = _state_path(state, shard, size if size != asked else None)
+            return _evaluate_at(model, x, y, threats, threat, named, size, seed, path,
+                                progress, shard)
+
+        # Out of memory: start over at half the batch size (bastion.evaluation.backoff).
+        (units, params, probe), batch_size = with_backoff(
+            attempt, batch_size, allowed=shard is None,
+            why_not="several processes share this run and must agree on the batch layout")
     finally:
         if was_training:
             model.train()
+    if batch_size != asked:
+        params = {**params, "batch_size_asked": asked}
+    kinds = {name: type(a).uses_gradients for name, a in named.items()}
+    return summarise(units, x.shape[0], threats, threat, kinds, batch_size, params, probe)
+
+
+def _evaluate_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 threats: list[ThreatModel], threat: ThreatModel, named: dict[str, Attack],
+                 batch_size: int, seed: int, state: Path | None, progress: bool,
+                 shard: Shard | None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The checks, the probe and every unit at one batch size: (units, params, probe).
+
+    Starts from scratch each time it is called (the back-off calls it again).
+    """
+    # The checks and the probe run the model too: a randomized model's draws there come
+    # from the seed as well, and the caller's global RNG state is left untouched.
+    checks_rng = torch.Generator(device=model_device(model)).manual_seed(unit_seed(seed, -1))
+    with seeded_global_rng(checks_rng):
+        check_model(model, x, y)
+    params = {
+        "threat": threat.to_dict(), "eps_sweep": [t.eps for t in threats],
+        "batch_size": batch_size, "seed": seed, "n": int(x.shape[0]),
+        "attacks": {k: {"class": type(a).__name__, **a.get_params()}
+                    for k, a in named.items()},
+    }
+    fp = fingerprint({**params, "model": model_digest(model), "data": tensor_digest(x, y)})
+    store = StateFile(state, fp)
+    with seeded_global_rng(checks_rng):
+        probe = probe_model(model, x, y, seed=seed, batch_size=batch_size)
+    _refuse_gradient_attacks_without_gradients(probe, named)
+    with ExitStack() as stack:
+        with seeded_global_rng(checks_rng):
+            stack.enter_context(channels_last(model, x[:8].to(model_device(model))))
+        _run_units(model, x, y, threats, threat.eps, named, batch_size, seed, store,
+                   progress, shard)
     units = store.units
     if shard is not None:
         units = {k: u for part in shard.gather(store.units) for k, u in part.items()}
-    kinds = {name: type(a).uses_gradients for name, a in named.items()}
-    return summarise(units, x.shape[0], threats, threat, kinds, batch_size, params, probe)
+    return units, params, probe
+
+
+def _state_path(state: str | Path | None, shard: Shard | None,
+                backed_off: int | None) -> Path | None:
+    """Where an attempt's finished units go: each process of a shard has its own file,
+    and a back-off to batch size ``backed_off`` keeps its own beside the first one, so a
+    resumed run finds both."""
+    if state is None:
+        return None
+    path = Path(state)
+    if shard is not None:
+        path = shard.state_path(path)
+    if backed_off is not None:
+        path = path.with_name(f"{path.stem}.batch{backed_off}{path.suffix}")
+    return path
 
 
 def _refuse_gradient_attacks_without_gradients(probe: dict[str, Any],

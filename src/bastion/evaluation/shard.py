@@ -23,6 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
 from bastion.errors import ConfigError
@@ -121,7 +122,10 @@ def distributed(shard: Shard | None) -> Iterator[None]:
 
 
 def rank_device(device: str, shard: Shard | None) -> str:
-    """``cuda`` becomes ``cuda:LOCAL_RANK`` under sharding: one GPU per process."""
+    """``cuda`` becomes ``cuda:LOCAL_RANK`` under sharding: one GPU per process (and so
+    does ``auto`` when torch sees a GPU)."""
+    if shard is not None and device == "auto" and torch.cuda.is_available():
+        device = "cuda"
     if shard is not None and device == "cuda":
         return f"cuda:{shard.local_rank}"
     return device

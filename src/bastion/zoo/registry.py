@@ -143,7 +143,9 @@ def resolve(name: str) -> Entry:
         names = sorted([*ENTRIES, *ALIASES])
         raise ConfigError(
             f"unknown model {name!r}; registered models: {', '.join(names)}. "
-            "To evaluate your own model, pass a Python file (see docs/models.md)."
+            "For your own model pass FILE.py[:factory], package.module:factory, a "
+            "TorchScript or torch.export file, or robustbench:DATASET/THREAT/NAME "
+            "(docs/models.md)."
         ) from None
 
 

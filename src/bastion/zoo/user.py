@@ -1,4 +1,8 @@
-"""Models given as a Python file, for ``--model path/to/model.py[:factory]``.
+"""Models given on the command line: ``--model`` resolved by :func:`load_any`.
+
+This module reads Python files, ``--model path/to/model.py[:factory]``; the other
+forms (TorchScript, ``torch.export``, ``package.module:callable``, RobustBench) are in
+:mod:`bastion.zoo.formats`.
 
 The file defines a factory (default name ``make_model``) that takes no arguments and
 returns a ``torch.nn.Module`` mapping inputs in [0, 1] to logits. Weights come either
@@ -15,7 +19,9 @@ import torch
 from torch import nn
 
 from bastion.errors import ConfigError, InputError
+from bastion.zoo import formats
 from bastion.zoo.registry import load as load_registered
+from bastion.zoo.registry import resolve as resolve_registered
 
 DEFAULT_FACTORY = "make_model"
 
@@ -93,10 +99,65 @@ def _load_checkpoint(model: nn.Module, checkpoint: Path, name: str) -> None:
         raise InputError(f"checkpoint {checkpoint} does not fit {name}: {exc}") from exc
 
 
+#: file name endings that mark ``--model`` as a file even when it does not exist.
+MODEL_SUFFIXES = (".pt", ".pth", ".pt2", ".ts", ".jit", ".ptl", ".zip", ".ckpt", ".bin")
+
+
+def _names_a_file(spec: str) -> bool:
+    return ":" not in spec and ("/" in spec or "\\" in spec or spec.endswith(MODEL_SUFFIXES)
+                                or Path(spec).is_file())
+
+
+def describe(spec: str) -> tuple[str, str]:
+    """(kind, description) of ``--model spec`` for records, without loading it.
+
+    Kinds: ``file`` (FILE.py), ``torchscript``, ``export``, ``callable``,
+    ``robustbench``, or a zoo entry's own kind.
+    """
+    if spec.startswith(formats.ROBUSTBENCH_PREFIX):
+        return "robustbench", "RobustBench model zoo"
+    if is_path_spec(spec):
+        return "file", "user model file"
+    if formats.is_callable_spec(spec):
+        return "callable", "user model from package.module:callable"
+    if _names_a_file(spec):
+        kind = formats.file_format(Path(spec)) if Path(spec).is_file() else "unknown"
+        return kind, {"torchscript": "TorchScript file", "export": "torch.export archive"
+                      }.get(kind, "user model file")
+    entry = resolve_registered(spec)
+    return entry.kind, entry.description
+
+
 def load_any(spec: str, checkpoint: Path | None = None) -> nn.Module:
-    """A registry name or a ``FILE.py[:factory]`` spec, loaded."""
+    """The model ``--model spec`` names, in eval mode on the CPU.
+
+    ``spec`` is a zoo name, ``FILE.py[:factory]``, ``package.module:callable``, a
+    TorchScript or ``torch.export`` file, or ``robustbench:DATASET/THREAT/NAME``
+    (:mod:`bastion.zoo.formats`). ``checkpoint`` (a state_dict file) is loaded into
+    models that Python code builds: FILE.py and package.module:callable.
+    """
+    if spec.startswith(formats.ROBUSTBENCH_PREFIX):
+        _no_checkpoint(checkpoint, "a robustbench: model (RobustBench loads its own weights)")
+        return formats.load_robustbench(spec)
     if is_path_spec(spec):
         return load_from_file(spec, checkpoint)
-    if checkpoint is not None:
-        raise ConfigError("--checkpoint only applies to a model given as a Python file")
+    if formats.is_callable_spec(spec):
+        model, _ = formats.load_callable(spec)
+        if checkpoint is not None:
+            _load_checkpoint(model, checkpoint, spec)
+        return model.eval()
+    if _names_a_file(spec):
+        path = Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"model file {path} does not exist (looked in {Path.cwd()}); "
+                              "check the path, or pass a zoo name (bastion zoo list)")
+        _no_checkpoint(checkpoint, f"{path}, a saved whole model")
+        return formats.load_file(path)
+    _no_checkpoint(checkpoint, f"the zoo model {spec!r}, which has its own weights")
     return load_registered(spec)
+
+
+def _no_checkpoint(checkpoint: Path | None, what: str) -> None:
+    if checkpoint is not None:
+        raise ConfigError(f"--checkpoint does not apply to {what}; it loads a state_dict "
+                          "into a model built by FILE.py[:factory] or package.module:factory")
