@@ -45,9 +45,9 @@ from bastion.guard.grounding_set import (
 )
 from bastion.guard.scanners.output.grounding import Grounding
 
-GRID_MIN_SUPPORT = [round(0.5 + 0.01 * i, 2) for i in range(71)]
-GRID_COVERAGE_WEIGHT = [0.0, 0.25, 0.5, 0.75, 1.0]
-GRID_NEGATION_OVERLAP = [0.3, 0.5, 0.7, 0.9]
+GRID_MIN_SUPPORT = [round(0.6 + 0.02 * i, 2) for i in range(36)]
+GRID_COVERAGE_WEIGHT = [0.25, 0.5, 0.75, 1.0]
+GRID_NEGATION_OVERLAP = [0.3, 0.5, 0.7]
 GRID_NUMBER_SCOPE = ["support", "context"]
 ORDER = ("unsupported", "number", "name", "negation", "invented", "unrelated",
          "supported", "verbatim", "paraphrase", "filler")

@@ -135,7 +135,7 @@ def sentence_scores(scanner: Grounding, items: Iterable[Item]
                     ) -> list[tuple[Sentence, float]]:
     """Every labelled sentence of ``items`` with the unsupportedness ``scanner`` gives it
     when it judges the whole answer against the item's documents."""
-    out = []
+    out: list[tuple[Sentence, float]] = []
     for item in items:
         judged = scanner.judge(item.answer, item.documents)
         scores = aligned_scores(item, judged, scanner.unsupportedness)

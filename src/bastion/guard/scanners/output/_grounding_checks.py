@@ -35,7 +35,7 @@ STOP_WORDS: frozenset[str] = frozenset(_STOP_WORDS.split())
 #: words that negate a clause; a sentence and its support should agree on whether one is
 #: there. ("without" is left out: "without a contract" states a fact, it flips nothing.)
 NEGATIONS: frozenset[str] = frozenset(
-    "not no never none nobody nothing neither nor cannot".split())
+    ["not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot"])
 
 _NUMBER_WORDS: dict[str, str] = {
     "zero": "0", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
@@ -147,10 +147,10 @@ def names(sentence: str) -> set[str]:
     if not found:
         return set()
     first_at = len(sentence) - len(sentence.lstrip(" \"'([*-"))
-    if found[0][0] == first_at:
-        # the opening word is capitalised anyway; keep it only inside a run of names
-        if len(found) < 2 or not _adjacent(sentence, found[0], found[1]):
-            found = found[1:]
+    # the opening word is capitalised anyway; keep it only inside a run of names
+    if found[0][0] == first_at and (len(found) < 2
+                                    or not _adjacent(sentence, found[0], found[1])):
+        found = found[1:]
     return {w for _, w in found}
 
 

@@ -110,7 +110,8 @@ class Grounding(Scanner):
             context sentence or pair), ``"context"`` (anywhere in the documents) or
             ``"off"`` (numbers unchecked).
         check_names, check_negation: turn the other symbolic checks on or off.
-        layers: MiniLM layers read (1-6): fewer is faster and coarser.
+        layers: MiniLM transformer layers read (0-6): fewer is faster and coarser; 0
+            pools MiniLM's position-aware token embeddings without any layer.
         cache_size: context sentence embeddings kept between calls (0: none).
 
     Spans: each unsupported sentence, labelled ``unsupported-number``,
@@ -121,10 +122,10 @@ class Grounding(Scanner):
     direction: ClassVar[str] = "output"
 
     def __init__(self, *, name: str | None = None, threshold: float = 0.5,
-                 action: str = "flag", min_support: float = 0.85,
-                 coverage_weight: float = 0.5, negation_overlap: float = 0.5,
+                 action: str = "flag", min_support: float = 1.02,
+                 coverage_weight: float = 0.75, negation_overlap: float = 0.3,
                  number_scope: str = "support", check_names: bool = True,
-                 check_negation: bool = True, layers: int = 3,
+                 check_negation: bool = True, layers: int = 0,
                  cache_size: int = 4096) -> None:
         self._init_common(name, threshold, action)
         self.min_support = min_support
@@ -154,9 +155,10 @@ class Grounding(Scanner):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{self.name}: {key} must be true or false, got "
                                   f"{getattr(self, key)!r}")
-        if isinstance(self.layers, bool) or self.layers not in range(1, 7):
-            raise ConfigError(f"{self.name}: layers must be an integer 1..6 (MiniLM has "
-                              f"six), got {self.layers!r}")
+        if isinstance(self.layers, bool) or self.layers not in range(7):
+            raise ConfigError(f"{self.name}: layers must be an integer 0..6 (MiniLM has "
+                              f"six; 0 reads its token embeddings alone), got "
+                              f"{self.layers!r}")
         if (isinstance(self.cache_size, bool) or not isinstance(self.cache_size, int)
                 or self.cache_size < 0):
             raise ConfigError(f"{self.name}: cache_size must be an integer >= 0, got "
@@ -304,7 +306,8 @@ def _support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nd
                                 for i in range(len(pair_sims))])
         pair = int(np.argmax(pair_sims + RANK_LEXICAL * pair_shares))
         similarity = max(similarity, float(pair_sims.max()))
-        if pair_sims[pair] + RANK_LEXICAL * pair_shares[pair] > sims[best] + RANK_LEXICAL * shares[best]:
+        ranked_pair = pair_sims[pair] + RANK_LEXICAL * pair_shares[pair]
+        if ranked_pair > sims[best] + RANK_LEXICAL * shares[best]:
             evidence = f"{context.units[pair]} {context.units[pair + 1]}"
     mentioned = checks.numbers(sentence)
     return SentenceSupport(
@@ -360,14 +363,17 @@ def _pair_similarities(answer: np.ndarray, context: np.ndarray,
 
 @lru_cache(maxsize=2)
 def _encoder(layers: int) -> Any:
-    """MiniLM's first ``layers`` layers, in eval mode, loaded once per process."""
+    """MiniLM's embeddings and first ``layers`` layers (0: none), in eval mode, loaded
+    once per process."""
     try:
         import torch  # noqa: F401  (the loader below needs it; fail with the extra's name)
 
         from bastion.guard.scanners.input import minilm
     except ModuleNotFoundError as exc:
         raise missing(exc, "the grounding scanner", "guard-models") from exc
-    return minilm.base_encoder(layers).eval()
+    encoder = minilm.base_encoder(max(1, layers))
+    encoder.encoder.layer = encoder.encoder.layer[:layers]  # 0: the embedding layer alone
+    return encoder.eval()
 
 
 def embed(texts: Sequence[str], layers: int, batch_size: int = 32) -> np.ndarray:
