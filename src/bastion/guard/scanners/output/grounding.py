@@ -6,13 +6,18 @@ claim (not a question or a pleasantry) is checked against the context two ways:
 
 * **meaning**: its best cosine similarity to a context sentence, or to two neighbouring
   context sentences read together, in all-MiniLM-L6-v2's space (the guard's own MiniLM
-  loader, :mod:`bastion.guard.scanners.input.minilm`; its first ``layers`` layers, mean
-  pooled), plus the share of its content words found anywhere in the context. A low
-  sum, ``similarity + coverage_weight * coverage < min_support``, marks an invented
-  or unrelated claim.
-* **symbols**, which embeddings read past: a number or date absent from the context, a
-  name absent from it, and a negation flip (the sentence says "not" where its closest
-  context sentence does not, or the reverse, while sharing most of its words).
+  loader, :mod:`bastion.guard.scanners.input.minilm`; mean pooled after its first
+  ``layers`` layers), plus the share of its content words found anywhere in the context.
+  A low sum, ``similarity + coverage_weight * coverage < min_support``, marks an
+  invented or unrelated claim. The default reads MiniLM's token embeddings alone
+  (``layers=0``): on the grounding set's dev split 2, 3, 4 and 6 layers flagged no more
+  planted errors at a slightly higher false flag rate, and cost 20 to 100 times more.
+* **symbols**, which embeddings read past: a number or date absent from the claim's
+  closest context sentence and pair (``number_scope="support"``; ``"context"`` asks
+  only that it appear somewhere), a capitalised name absent from the context, and a
+  negation flip (the claim says "not" where the closest clause of its closest context
+  sentence does not, or the reverse, sharing at least ``negation_overlap`` of its
+  content words with that sentence).
 
 Each sentence gets an unsupportedness in [0, 1] (0.5 at the ``min_support`` boundary,
 :data:`NUMBER_SCORE`, :data:`NAME_SCORE` or :data:`NEGATION_SCORE` for a symbolic miss,
@@ -112,7 +117,8 @@ class Grounding(Scanner):
         check_names, check_negation: turn the other symbolic checks on or off.
         layers: MiniLM transformer layers read (0-6): fewer is faster and coarser; 0
             pools MiniLM's position-aware token embeddings without any layer.
-        cache_size: context sentence embeddings kept between calls (0: none).
+        cache_size: context sentence embeddings kept between calls (0: none, and the
+            documents' sentence splits and word indexes are not kept either).
 
     Spans: each unsupported sentence, labelled ``unsupported-number``,
     ``unsupported-name``, ``negation-flip`` or ``unsupported`` (weak support).
@@ -237,10 +243,8 @@ class Grounding(Scanner):
         claims = [(a, b) for a, b in pieces if checks.has_claim(text[a:b])]
         if not claims:
             return [SentenceSupport(a, b, claim=False) for a, b in pieces]
-        units = [u for d in documents for u in _sentence_texts(d)][:MAX_CONTEXT_SENTENCES]
-        doc_of = [i for i, d in enumerate(documents) for _ in _sentence_texts(d)]
-        context = _Context(units, doc_of[:len(units)], " ".join(documents))
-        vectors = self._context_vectors(units)
+        context = _Context(documents, cached=self.cache_size > 0)
+        vectors = self._context_vectors(context.units)
         answer = embed([text[a:b] for a, b in claims], self.layers)
         sims = answer @ vectors.T  # (claims, units)
         pair_sims = _pair_similarities(answer, vectors, context.doc_of)
@@ -271,15 +275,45 @@ class Grounding(Scanner):
         return np.stack(rows) if rows else np.zeros((0, 384), np.float32)
 
 
-class _Context:
-    """The context documents, read once per scan: sentences, their words and numbers."""
+@dataclass(frozen=True)
+class _Document:
+    """One context document, read once: its sentences, their words, its numbers."""
 
-    def __init__(self, units: list[str], doc_of: list[int], joined: str) -> None:
-        self.units = units
-        self.doc_of = doc_of
-        self.vocabulary = checks.vocabulary(joined)
-        self.numbers = checks.numbers(joined)
-        self.unit_vocabulary = [checks.vocabulary(u) for u in units]
+    units: tuple[str, ...]
+    vocabularies: tuple[frozenset[str], ...]
+    vocabulary: frozenset[str]
+    numbers: frozenset[str]
+
+
+@lru_cache(maxsize=256)
+def _read(document: str) -> _Document:
+    """Split and index ``document`` (cached: retrieved passages come back often)."""
+    units = tuple(_sentence_texts(document))
+    return _Document(units, tuple(frozenset(checks.vocabulary(u)) for u in units),
+                     frozenset(checks.vocabulary(document)),
+                     frozenset(checks.numbers(document)))
+
+
+class _Context:
+    """All context documents of one scan: their sentences (at most
+    :data:`MAX_CONTEXT_SENTENCES`), the document of each, and their words and numbers."""
+
+    def __init__(self, documents: Sequence[str], cached: bool = True) -> None:
+        reader = _read if cached else _read.__wrapped__
+        read = [reader(d) for d in documents]
+        self.units: list[str] = []
+        self.doc_of: list[int] = []
+        vocabularies: list[frozenset[str]] = []
+        for i, doc in enumerate(read):
+            self.units.extend(doc.units)
+            self.doc_of.extend([i] * len(doc.units))
+            vocabularies.extend(doc.vocabularies)
+        del self.units[MAX_CONTEXT_SENTENCES:], self.doc_of[MAX_CONTEXT_SENTENCES:]
+        self.unit_vocabulary = vocabularies[:MAX_CONTEXT_SENTENCES]
+        self.pair_vocabulary = [self.unit_vocabulary[i] | self.unit_vocabulary[i + 1]
+                                for i in range(len(self.units) - 1)]
+        self.vocabulary: frozenset[str] = frozenset().union(*(d.vocabulary for d in read))
+        self.numbers: frozenset[str] = frozenset().union(*(d.numbers for d in read))
 
 
 def _support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.ndarray,
@@ -294,7 +328,7 @@ def _support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nd
     sentence = text[start:end]
     words = checks.content_words(sentence)
 
-    def share(vocabulary: set[str]) -> float:
+    def share(vocabulary: frozenset[str]) -> float:
         return len(words & vocabulary) / len(words) if words else 0.0
 
     shares = np.array([share(v) for v in context.unit_vocabulary])
@@ -302,8 +336,7 @@ def _support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nd
     similarity = float(sims.max())
     evidence = context.units[best]
     if pair_sims.size:
-        pair_shares = np.array([share(context.unit_vocabulary[i] | context.unit_vocabulary[i + 1])
-                                for i in range(len(pair_sims))])
+        pair_shares = np.array([share(v) for v in context.pair_vocabulary])
         pair = int(np.argmax(pair_sims + RANK_LEXICAL * pair_shares))
         similarity = max(similarity, float(pair_sims.max()))
         ranked_pair = pair_sims[pair] + RANK_LEXICAL * pair_shares[pair]
