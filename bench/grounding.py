@@ -38,6 +38,7 @@ from bastion.common.intervals import wilson_interval
 from bastion.guard.base import ScanContext
 from bastion.guard.grounding_set import (
     Item,
+    Sentence,
     aligned_scores,
     flag_counts,
     load_grounding_set,
@@ -87,7 +88,7 @@ def tune(layers: list[int], max_fpr: float) -> list[dict[str, Any]]:
                 GRID_NUMBER_SCOPE):
             scanner = Grounding(layers=n_layers, min_support=ms, coverage_weight=cw,
                                 negation_overlap=no, number_scope=scope)
-            scored = []
+            scored: list[tuple[Sentence, float]] = []
             for item, pieces in judged:
                 scores = aligned_scores(item, pieces, scanner.unsupportedness)
                 scored.extend(zip(item.sentences, scores, strict=True))

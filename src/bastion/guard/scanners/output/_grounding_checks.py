@@ -19,6 +19,7 @@ Everything here is plain Python on short strings: microseconds per sentence.
 from __future__ import annotations
 
 import re
+from collections.abc import Set as AbstractSet
 
 #: function words and very common verbs; what is left of a sentence carries its meaning.
 _STOP_WORDS = (
@@ -160,7 +161,7 @@ def _adjacent(sentence: str, first: tuple[int, str], second: tuple[int, str]) ->
     return gap.strip(" '\u2019s") == ""
 
 
-def missing_names(sentence: str, context_vocabulary: set[str]) -> list[str]:
+def missing_names(sentence: str, context_vocabulary: AbstractSet[str]) -> list[str]:
     """Names of ``sentence`` (:func:`names`) whose lower-cased form, and every hyphen part
     of it, is absent from ``context_vocabulary`` (:func:`vocabulary` of the context)."""
     out = []

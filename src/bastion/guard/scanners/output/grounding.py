@@ -10,8 +10,8 @@ claim (not a question or a pleasantry) is checked against the context two ways:
   ``layers`` layers), plus the share of its content words found anywhere in the context.
   A low sum, ``similarity + coverage_weight * coverage < min_support``, marks an
   invented or unrelated claim. The default reads MiniLM's token embeddings alone
-  (``layers=0``): on the grounding set's dev split 2, 3, 4 and 6 layers flagged no more
-  planted errors at a slightly higher false flag rate, and cost 20 to 100 times more.
+  (``layers=0``): on the grounding set's dev split 1, 2, 3, 4 and 6 layers flagged no
+  more planted errors, at a slightly higher false flag rate, for far more time.
 * **symbols**, which embeddings read past: a number or date absent from the claim's
   closest context sentence and pair (``number_scope="support"``; ``"context"`` asks
   only that it appear somewhere), a capitalised name absent from the context, and a
