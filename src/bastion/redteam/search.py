@@ -138,7 +138,7 @@ def _rank(verdict: Verdict, tie: float) -> tuple[float, float]:
 def search(attempt: Attempt, oracle: Oracle, *,
            converters: Sequence[str | Converter] | None = None, budget: int = 50,
            beam: int = 3, width: int = 4, max_depth: int = 4, seed: int = 0,
-           synonyms: Callable[[str], list[str]] | None | str = "wordnet",
+           synonyms: Callable[[str], list[str]] | str | None = "wordnet",
            swap_share: float = 0.5,
            accept: Callable[[Attempt], bool] | None = None) -> SearchResult:
     """Search for a variant of ``attempt`` that ``oracle`` allows, in ``budget`` queries.
