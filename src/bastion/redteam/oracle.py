@@ -43,7 +43,8 @@ class Verdict:
         throttled: the oracle refused to answer (HTTP 429) or the service escalated
             the session; the search stops here.
         label: the guard's verdict word of the last turn scanned ("allow", "block", ...).
-        reason: why it was throttled, or the service's escalation id, for the record.
+        reason: why it was throttled, or the review item of an escalation (also when the
+            oracle goes on after one), for the record.
     """
 
     allowed: bool
@@ -153,7 +154,7 @@ class ServiceOracle:
     def __call__(self, attempt: Attempt) -> Verdict:
         self.calls += 1
         session = self._session(attempt)
-        score, label = 0.0, "allow"
+        score, label, note = 0.0, "allow", ""
         for turn in attempt.turns:
             body: dict[str, Any] = {"text": turn}
             if session is not None:
@@ -167,13 +168,14 @@ class ServiceOracle:
             answer = _answer(response)
             score = max(score, float(answer["score"]))
             label = str(answer["verdict"])
-            escalated = answer.get("escalation_id")
-            if escalated is not None and self.stop_on_escalation:
-                return Verdict(allowed=label in self.passing, score=score, throttled=True,
-                               label=label, reason=f"escalated: review item {escalated}")
+            if answer.get("escalation_id") is not None:
+                note = f"escalated: review item {answer['escalation_id']}"
+                if self.stop_on_escalation:
+                    return Verdict(allowed=label in self.passing, score=score,
+                                   throttled=True, label=label, reason=note)
             if label not in self.passing:
                 break
-        return Verdict(allowed=label in self.passing, score=score, label=label)
+        return Verdict(allowed=label in self.passing, score=score, label=label, reason=note)
 
 
 def _message(response: Any) -> str:

@@ -30,6 +30,7 @@ success rate at every smaller one (:attr:`SearchResult.queries`).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -48,8 +49,8 @@ __all__ = ["SearchResult", "Step", "search", "search_many"]
 _WORD = re.compile(r"[A-Za-z]{3,}")
 #: synonyms tried per word, most common senses first.
 _OPTIONS = 8
-#: rounds in a row with no new text before the search gives up.
-_IDLE_ROUNDS = 20
+#: rounds that draw no new text before a node is given up.
+_FRUITLESS = 3
 
 
 @dataclass(frozen=True)
@@ -178,10 +179,12 @@ def search(attempt: Attempt, oracle: Oracle, *,
     if first is None or run.stopped:
         return run.result(attempt)
     root = _Node(attempt, (), _rank(first, 0.0))
-    kept = [root]
-    while not run.stopped:
+    kept, known = [root], [root]
+    fruitless: Counter[tuple[str, ...]] = Counter()  # rounds a node drew nothing new
+    while True:
         children: list[_Node] = []
         for node in kept:
+            before = len(children)
             for _ in range(width):
                 drawn = moves.draw(node)
                 if drawn is None or drawn[0].turns in run.seen:
@@ -192,9 +195,16 @@ def search(attempt: Attempt, oracle: Oracle, *,
                     return run.result(attempt)
                 children.append(_Node(child_attempt, (*node.moves, label),
                                       _rank(verdict, moves.rng.random())))
-        if not run.stopped and run.idle(not children) > _IDLE_ROUNDS:
-            run.stopped = "exhausted"  # every draw repeats a text already sent
-        pool = [n for n in [*kept, *children] if len(n.moves) < max_depth] or [root]
+            fruitless[node.moves] += len(children) == before
+        known.extend(children)
+
+        def open_(nodes: list[_Node]) -> list[_Node]:
+            return [n for n in nodes if len(n.moves) < max_depth
+                    and fruitless[n.moves] < _FRUITLESS]
+        pool = open_([*kept, *children]) or open_(known)
+        if not pool:
+            run.stopped = "exhausted"  # every node left only draws texts already sent
+            break
         kept = sorted(pool, key=lambda n: n.rank)[:beam]
     return run.result(attempt)
 
@@ -207,15 +217,10 @@ class _Run:
         self.oracle, self.accept, self.budget = oracle, accept, budget
         self.trace: list[Step] = []
         self.seen: set[tuple[str, ...]] = set()
-        self.queries = self.accept_queries = self._idle = 0
+        self.queries = self.accept_queries = 0
         self.stopped = ""
         self.found: Attempt | None = None
         self.found_moves: tuple[str, ...] = ()
-
-    def idle(self, empty: bool) -> int:
-        """Rounds in a row that drew nothing new (``empty``: this one did not)."""
-        self._idle = self._idle + 1 if empty else 0
-        return self._idle
 
     def ask(self, attempt: Attempt, path: tuple[str, ...]) -> Verdict | None:
         """Query one variant; ``None`` once the budget is spent (nothing sent)."""
