@@ -154,6 +154,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name in args.strategies:
         settings = {"budget": args.budget, "seed": args.seed, "beam": args.beam,
                     "width": args.width, **STRATEGIES[name]}
+        if name == "verdict" and args.oracle == "service":
+            continue  # the service always returns its score
         if args.oracle == "service":
             oracle, report["service"] = service_oracle(guard, out, args)
             state = None  # the service's anomaly state lives in memory: no resume
@@ -161,15 +163,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             oracle = GuardOracle(guard, expose_score=name != "verdict",
                                  passing=("allow",))
             state = out / f"state-{name}.json"
-        if name == "verdict" and args.oracle == "service":
-            continue  # the service always returns its score
         t0 = time.time()
+
+        def record(result: SearchResult, strategy: str = name) -> None:
+            writer.write("search", strategy=strategy, **result.to_dict())
         results = search_many(attempts, _verdict_only(oracle) if name == "verdict" else oracle,
                               state=state, progress=args.progress,
                               oracle_label=f"{args.oracle}:{args.policy}",
-                              on_result=lambda r, s=name: writer.write(
-                                  "search", strategy=s, **r.to_dict()),
-                              **settings)
+                              on_result=record, **settings)
         row = summarise(results, budgets)
         row["readability"] = readability(results, originals, guard)
         row["seconds"] = round(time.time() - t0, 1)
