@@ -12,7 +12,9 @@ Strategies (``--strategies``):
   swaps, guided by the score the oracle exposes);
 * ``verdict``: the same search told only allowed / blocked (no score, no verdict word);
 * ``random``: one random move on the original per query (``max_depth=1``): the
-  fixed-perturbation attacker at equal queries, no adaptivity.
+  fixed-perturbation attacker at equal queries, no adaptivity;
+* ``fixed``: :func:`bastion.guard.attacks.attack_guard` with its strongest family on
+  S-Labs val (``synonym``, 3 words) and ``budget - 1`` tries, budgets up to 25.
 
 A search never depends on its budget, so one run at the largest budget gives the success
 rate at every smaller one.
@@ -46,6 +48,8 @@ from bastion.redteam.oracle import GuardOracle, ServiceOracle
 from bastion.redteam.search import SearchResult, search_many
 
 STRATEGIES: dict[str, dict[str, Any]] = {"beam": {}, "verdict": {}, "random": {"max_depth": 1}}
+#: the fixed-family baseline runs once per budget: only up to this one (cost).
+FIXED_MAX_BUDGET = 25
 RULES_ONLY = {"input": [{"kind": "sanitizer"}, {"kind": "decoder"}, {"kind": "rules"}]}
 
 
@@ -152,6 +156,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     writer = RecordWriter(out / "records.jsonl", new_run_id())
     writer.write("run", seed=args.seed, versions=versions(), params=vars(args))
     for name in args.strategies:
+        if name == "fixed":
+            report["strategies"]["fixed"] = fixed_family(guard, attempts, budgets, args.seed)
+            continue
         settings = {"budget": args.budget, "seed": args.seed, "beam": args.beam,
                     "width": args.width, **STRATEGIES[name]}
         if name == "verdict" and args.oracle == "service":
@@ -175,14 +182,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row["readability"] = readability(results, originals, guard)
         row["seconds"] = round(time.time() - t0, 1)
         if args.oracle == "service":
-            row["queries_before_throttle"] = [r.queries for r in results]
-            row["throttle_reasons"] = sorted({s.reason.split(":")[0] for r in results
-                                              for s in r.trace if s.throttled})
+            row["campaign"] = campaign(results)
         report["strategies"][name] = row
     report.update(seconds=round(time.time() - began, 1), machine=_machine())
     writer.write("summary", **report)
     (out / "summary.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def campaign(results: list[SearchResult]) -> dict[str, Any]:
+    """The whole run as the service saw it: queries answered with a verdict, the query
+    (counted over all prompts, in order) of the first escalation and the first 429."""
+    steps = [s for r in results for s in r.trace]
+    first: dict[str, int | None] = {"escalated": None, "429": None}
+    for i, s in enumerate(steps, 1):
+        for what in first:
+            if first[what] is None and s.reason.startswith(what):
+                first[what] = i
+    return {"queries": len(steps), "answered": sum(s.label is not None for s in steps),
+            "refused_429": sum(s.reason.startswith("429") for s in steps),
+            "escalations": sum(s.reason.startswith("escalated") for s in steps),
+            "first_escalation_at": first["escalated"], "first_429_at": first["429"],
+            "queries_per_prompt": [r.queries for r in results]}
+
+
+def fixed_family(guard: Guard, attempts: list[Attempt], budgets: list[int],
+                 seed: int) -> dict[str, Any]:
+    """:func:`bastion.guard.attacks.attack_guard` with its strongest family on S-Labs val
+    (``synonym``, 3 words; docs/guard.md), ``budget - 1`` tries per prompt so that it
+    spends the same queries as a search (whose first query is the original)."""
+    from bastion.guard.attacks import attack_guard
+
+    t0 = time.time()
+    texts = [a.turns[0] for a in attempts]
+    rows = []
+    for b in [b for b in budgets if 2 <= b <= FIXED_MAX_BUDGET]:
+        got = attack_guard(guard, texts, families=["synonym"], budgets=[3], tries=b - 1,
+                           seed=seed)["results"][0]
+        rows.append({"budget": b, "found": got["evaded"], "n": got["caught"],
+                     "asr": round(got["asr"], 4), "asr_ci": got["asr_ci"]})
+    return {"family": "synonym", "edits": 3, "by_budget": rows,
+            "seconds": round(time.time() - t0, 1)}
 
 
 def _verdict_only(oracle: GuardOracle) -> Any:
@@ -211,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget", type=int, default=100, help="queries per prompt, at most")
     p.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")],
                    default=[1, 5, 10, 25, 50, 100], help="budgets reported (comma list)")
-    p.add_argument("--strategies", nargs="+", choices=list(STRATEGIES),
+    p.add_argument("--strategies", nargs="+", choices=[*STRATEGIES, "fixed"],
                    default=["beam", "random"])
     p.add_argument("--beam", type=int, default=3)
     p.add_argument("--width", type=int, default=4)
