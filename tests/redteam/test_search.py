@@ -87,6 +87,15 @@ def test_no_text_is_sent_twice() -> None:
     assert len(set(oracle.texts)) == len(oracle.texts) == result.queries
 
 
+def test_one_move_searches_keep_drawing_from_the_original() -> None:
+    # max_depth=1 is the non-adaptive attacker: every variant is one move on the original
+    oracle = Fake(never=True)
+    result = search(attempt(), oracle, budget=60, seed=0, max_depth=1,
+                    converters=[Append("abcdefghijklmnopqrstuvwxyz")], synonyms=None)
+    assert all(len(s.moves) <= 1 for s in result.trace)
+    assert result.queries >= 20 and len(set(oracle.texts)) == result.queries <= 27
+
+
 def test_deterministic_for_a_seed_and_independent_of_the_budget() -> None:
     one = search(attempt(), Fake(need=3), budget=40, seed=5, **SETTINGS)
     two = search(attempt(), Fake(need=3), budget=40, seed=5, **SETTINGS)

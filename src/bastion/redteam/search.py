@@ -49,7 +49,7 @@ __all__ = ["SearchResult", "Step", "search", "search_many"]
 _WORD = re.compile(r"[A-Za-z]{3,}")
 #: synonyms tried per word, most common senses first.
 _OPTIONS = 8
-#: rounds that draw no new text before a node is given up.
+#: rounds in a row that draw no new text before a node is given up.
 _FRUITLESS = 3
 
 
@@ -180,7 +180,7 @@ def search(attempt: Attempt, oracle: Oracle, *,
         return run.result(attempt)
     root = _Node(attempt, (), _rank(first, 0.0))
     kept, known = [root], [root]
-    fruitless: Counter[tuple[str, ...]] = Counter()  # rounds a node drew nothing new
+    fruitless: Counter[tuple[str, ...]] = Counter()
     while True:
         children: list[_Node] = []
         for node in kept:
@@ -195,7 +195,9 @@ def search(attempt: Attempt, oracle: Oracle, *,
                     return run.result(attempt)
                 children.append(_Node(child_attempt, (*node.moves, label),
                                       _rank(verdict, moves.rng.random())))
-            fruitless[node.moves] += len(children) == before
+            # given up only after rounds in a row that drew nothing new: a node with few
+            # possible texts left still gets its chance at them
+            fruitless[node.moves] = fruitless[node.moves] + 1 if len(children) == before else 0
         known.extend(children)
 
         def open_(nodes: list[_Node]) -> list[_Node]:
