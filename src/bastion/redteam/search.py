@@ -29,50 +29,23 @@ success rate at every smaller one (:attr:`SearchResult.queries`).
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bastion.common.state import StateFile, fingerprint
 from bastion.errors import ConfigError
-from bastion.guard.base import SEVERITY
-from bastion.guard.perturb import STOPWORDS
-from bastion.redteam.base import CONVERTERS, Attempt, Converter, seeded
+from bastion.redteam.base import Attempt, Converter
 from bastion.redteam.oracle import Oracle, Verdict
 from bastion.redteam.search_io import SearchResult, Step
+from bastion.redteam.search_moves import Moves, Node, pick_converters, rank
 
 __all__ = ["SearchResult", "Step", "search", "search_many"]
 
-_WORD = re.compile(r"[A-Za-z]{3,}")
-#: synonyms tried per word, most common senses first.
-_OPTIONS = 8
 #: rounds in a row that draw no new text before a node is given up.
 _FRUITLESS = 3
-
-
-@dataclass(frozen=True)
-class _Node:
-    attempt: Attempt
-    moves: tuple[str, ...]
-    rank: tuple[float, float]  # (score or verdict severity, random tie-break): lower first
-
-
-def _converters(given: Sequence[str | Converter] | None) -> list[Converter]:
-    if given is None:
-        return [CONVERTERS[name]() for name in sorted(CONVERTERS)]
-    out: list[Converter] = []
-    for item in given:
-        if isinstance(item, Converter):
-            out.append(item)
-        elif isinstance(item, str) and item in CONVERTERS:
-            out.append(CONVERTERS[item]())
-        else:
-            raise ConfigError(f"unknown converter {item!r}; choose from "
-                              f"{', '.join(sorted(CONVERTERS))} or pass Converter objects")
-    return out
 
 
 def _check(budget: int, beam: int, width: int, max_depth: int, swap_share: float) -> None:
@@ -82,58 +55,6 @@ def _check(budget: int, beam: int, width: int, max_depth: int, swap_share: float
             raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
     if not 0.0 <= swap_share <= 1.0:
         raise ConfigError(f"swap_share must be in [0, 1], got {swap_share!r}")
-
-
-class _Moves:
-    """Draws and applies moves; every draw comes from one seeded generator."""
-
-    def __init__(self, converters: list[Converter], synonyms: Callable[[str], list[str]] | None,
-                 swap_share: float, seed: int, attempt_id: str) -> None:
-        self.converters = converters
-        self.synonyms = synonyms
-        self.swap_share = swap_share if synonyms is not None else 0.0
-        self.seed = seed
-        self.rng = seeded(seed, "search", attempt_id)
-        self._cache: dict[str, list[str]] = {}
-        self.salt = 0
-
-    def _options(self, word: str) -> list[str]:
-        if word not in self._cache:
-            assert self.synonyms is not None
-            found = [s for s in self.synonyms(word) if s.replace(" ", "").isalpha()]
-            self._cache[word] = found[:_OPTIONS]
-        return self._cache[word]
-
-    def _swap(self, node: _Node) -> tuple[Attempt, str] | None:
-        spots = [(t, m) for t, turn in enumerate(node.attempt.turns)
-                 for m in _WORD.finditer(turn)
-                 if m.group().lower() not in STOPWORDS and self._options(m.group().lower())]
-        if not spots:
-            return None
-        t, m = spots[self.rng.randrange(len(spots))]
-        word = m.group()
-        new = self.rng.choice(self._options(word.lower()))
-        new = new[0].upper() + new[1:] if word[0].isupper() else new
-        turns = list(node.attempt.turns)
-        turns[t] = turns[t][:m.start()] + new + turns[t][m.end():]
-        return replace(node.attempt, turns=tuple(turns)), f"swap:{word}->{new}"
-
-    def draw(self, node: _Node) -> tuple[Attempt, str] | None:
-        """One random move applied to ``node``: the new attempt and the move's label."""
-        self.salt += 1
-        if self.converters and not (self.rng.random() < self.swap_share):
-            conv = self.converters[self.rng.randrange(len(self.converters))]
-            salt = seeded(self.seed, node.attempt.id, *node.moves, self.salt).getrandbits(62)
-            return conv.apply(node.attempt, seed=salt), f"{conv.name}#{self.salt}"
-        return self._swap(node) if self.swap_share > 0 else None
-
-
-def _rank(verdict: Verdict, tie: float) -> tuple[float, float]:
-    if verdict.score is not None:
-        return (verdict.score, tie)
-    if verdict.label is not None:
-        return (float(SEVERITY.get(verdict.label, 0)), tie)
-    return (0.0, tie)
 
 
 def search(attempt: Attempt, oracle: Oracle, *,
@@ -173,16 +94,16 @@ def search(attempt: Attempt, oracle: Oracle, *,
         synonyms = wordnet
     if isinstance(synonyms, str):
         raise ConfigError(f"synonyms must be 'wordnet', None or a function, got {synonyms!r}")
-    moves = _Moves(_converters(converters), synonyms, swap_share, seed, attempt.id)
+    moves = Moves(pick_converters(converters), synonyms, swap_share, seed, attempt.id)
     run = _Run(oracle, accept, budget)
     first = run.ask(attempt, ())
     if first is None or run.stopped:
         return run.result(attempt)
-    root = _Node(attempt, (), _rank(first, 0.0))
+    root = Node(attempt, (), rank(first, 0.0))
     kept, known = [root], [root]
     fruitless: Counter[tuple[str, ...]] = Counter()
     while True:
-        children: list[_Node] = []
+        children: list[Node] = []
         for node in kept:
             before = len(children)
             for _ in range(width):
@@ -193,14 +114,14 @@ def search(attempt: Attempt, oracle: Oracle, *,
                 verdict = run.ask(child_attempt, (*node.moves, label))
                 if verdict is None or run.stopped:
                     return run.result(attempt)
-                children.append(_Node(child_attempt, (*node.moves, label),
-                                      _rank(verdict, moves.rng.random())))
+                children.append(Node(child_attempt, (*node.moves, label),
+                                      rank(verdict, moves.rng.random())))
             # given up only after rounds in a row that drew nothing new: a node with few
             # possible texts left still gets its chance at them
             fruitless[node.moves] = fruitless[node.moves] + 1 if len(children) == before else 0
         known.extend(children)
 
-        def open_(nodes: list[_Node]) -> list[_Node]:
+        def open_(nodes: list[Node]) -> list[Node]:
             return [n for n in nodes if len(n.moves) < max_depth
                     and fruitless[n.moves] < _FRUITLESS]
         pool = open_([*kept, *children]) or open_(known)
