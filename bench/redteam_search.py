@@ -11,6 +11,8 @@ Strategies (``--strategies``):
 * ``beam``: :func:`bastion.redteam.search.search` (beam over converter chains and word
   swaps, guided by the score the oracle exposes);
 * ``verdict``: the same search told only allowed / blocked (no score, no verdict word);
+* ``readable``: ``beam`` without the converters whose output must be decoded (the
+  encodings and the split payload);
 * ``random``: one random move on the original per query (``max_depth=1``): the
   fixed-perturbation attacker at equal queries, no adaptivity;
 * ``fixed``: :func:`bastion.guard.attacks.attack_guard` with its strongest family on
@@ -47,7 +49,10 @@ from bastion.redteam import CONVERTERS, Attempt
 from bastion.redteam.oracle import GuardOracle, ServiceOracle
 from bastion.redteam.search import SearchResult, search_many
 
-STRATEGIES: dict[str, dict[str, Any]] = {"beam": {}, "verdict": {}, "random": {"max_depth": 1}}
+#: converters whose output a reader (or model) sees without decoding anything
+READABLE = sorted(n for n, c in CONVERTERS.items() if not c.needs_decoding)
+STRATEGIES: dict[str, dict[str, Any]] = {"beam": {}, "verdict": {}, "random": {"max_depth": 1},
+                                         "readable": {"converters": READABLE}}
 #: the fixed-family baseline runs once per budget: only up to this one (cost).
 FIXED_MAX_BUDGET = 25
 RULES_ONLY = {"input": [{"kind": "sanitizer"}, {"kind": "decoder"}, {"kind": "rules"}]}
