@@ -140,10 +140,11 @@ def service_oracle(guard: Guard, out: Path, args: argparse.Namespace) -> tuple[A
     session = None if args.session == "shared" else "attacker"
     oracle = ServiceOracle("http://testserver", key, session_id=session,
                            rotate_sessions=args.session == "rotate",
-                           stop_on_escalation=not args.ignore_escalation, client=client)
+                           stop_on_escalation=not args.ignore_escalation, client=client,
+                           wait_s=args.wait)
     described = {"database": "sqlite", "rate_limit": vars(config.rate_limit),
                  "anomaly": vars(config.anomaly), "session": args.session,
-                 "stop_on_escalation": not args.ignore_escalation}
+                 "stop_on_escalation": not args.ignore_escalation, "wait_s": args.wait}
     return oracle, described
 
 
@@ -187,7 +188,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         row["readability"] = readability(results, originals, guard)
         row["seconds"] = round(time.time() - t0, 1)
         if args.oracle == "service":
-            row["campaign"] = campaign(results)
+            row["campaign"] = {**campaign(results), "waited_s": round(oracle.waited_s, 1),
+                               "http_requests": oracle.requests}
         report["strategies"][name] = row
     report.update(seconds=round(time.time() - began, 1), machine=_machine())
     writer.write("summary", **report)
@@ -265,6 +267,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="service: no session id, one for the whole run, or one per prompt")
     p.add_argument("--ignore-escalation", action="store_true",
                    help="service: keep searching after an escalation (until a 429)")
+    p.add_argument("--wait", type=float, default=2.0,
+                   help="service: wait out a 429 that asks to retry within this many "
+                        "seconds (the key's rate limit), then resend")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--out", default="bench-out/redteam-search")
     args = p.parse_args(argv)

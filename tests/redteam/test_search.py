@@ -195,3 +195,35 @@ def test_service_oracle_reports_escalation_then_429_as_throttled(tmp_path: Path)
     assert later.trace[-1].reason.startswith("429")
     with pytest.raises(ConfigError, match="refused the key"):
         ServiceOracle("http://testserver", "bst_bad", client=client)(attempt())
+
+
+class Answers:
+    """A stand-in HTTP client: hands out the given (status, headers, body) in turn."""
+
+    def __init__(self, *answers: tuple[int, dict[str, str], dict]) -> None:
+        self.answers = list(answers)
+
+    def post(self, url: str, json: dict, headers: dict) -> object:
+        status, head, body = self.answers.pop(0)
+
+        class Response:
+            status_code, headers = status, head
+
+            @staticmethod
+            def json() -> dict:
+                return body
+        return Response()
+
+
+def test_service_oracle_waits_out_a_short_retry_after_only(monkeypatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr("bastion.redteam.oracle.time.sleep", slept.append)
+    limited = (429, {"retry-after": "1"}, {"error": {"message": "over its rate limit"}})
+    throttled = (429, {"retry-after": "5"}, {"error": {"message": "throttled"}})
+    ok = (200, {}, {"verdict": "allow", "score": 0.1, "escalation_id": None})
+    oracle = ServiceOracle("http://x", "k", client=Answers(limited, ok, throttled),
+                           wait_s=2)
+    assert oracle(attempt()) == Verdict(allowed=True, score=0.1, label="allow")
+    assert slept == [1.0] and oracle.requests == 2 and oracle.calls == 1
+    again = oracle(attempt())
+    assert again.throttled and again.reason == "429: throttled" and slept == [1.0]

@@ -18,6 +18,7 @@ oracle call is one *query* of the search budget, however many turns it scans.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -121,12 +122,15 @@ class ServiceOracle:
         client: an ``httpx.Client`` to send with (tests pass a FastAPI ``TestClient``);
             ``None`` makes one.
         timeout_s: per request, seconds.
+        wait_s: a 429 asking to retry within this many seconds (the key's rate limit
+            answers 1 s; an escalated session's throttle 5 s at its default rate) is
+            waited out and the request sent again; ``0`` reports every 429 as throttled.
     """
 
     def __init__(self, url: str, api_key: str, *, session_id: str | None = None,
                  rotate_sessions: bool = False, passing: Sequence[str] = PASSING,
                  stop_on_escalation: bool = True, client: Any = None,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, wait_s: float = 0.0) -> None:
         if not api_key:
             raise ConfigError("ServiceOracle needs a client API key (make one with "
                               "`bastion keys create --name NAME`)")
@@ -143,8 +147,23 @@ class ServiceOracle:
         self.rotate_sessions = rotate_sessions
         self.passing = _check_passing(passing)
         self.stop_on_escalation = stop_on_escalation
+        self.wait_s = float(wait_s)
         self.calls = 0
         self.requests = 0
+        self.waited_s = 0.0
+
+    def _post(self, body: dict[str, Any]) -> Any:
+        """One scan request; a 429 whose Retry-After is at most ``wait_s`` is waited out
+        and sent again (an attacker honours the key's rate limit but not a throttle)."""
+        while True:
+            self.requests += 1
+            response = self.client.post(f"{self.url}/v1/scan/input", json=body,
+                                        headers=self.headers)
+            wait = _retry_after(response) if response.status_code == 429 else None
+            if wait is None or wait > self.wait_s:
+                return response
+            self.waited_s += wait
+            time.sleep(wait)
 
     def _session(self, attempt: Attempt) -> str | None:
         if self.rotate_sessions:
@@ -159,9 +178,7 @@ class ServiceOracle:
             body: dict[str, Any] = {"text": turn}
             if session is not None:
                 body["session_id"] = session
-            self.requests += 1
-            response = self.client.post(f"{self.url}/v1/scan/input", json=body,
-                                        headers=self.headers)
+            response = self._post(body)
             if response.status_code == 429:
                 return Verdict(allowed=False, score=None, throttled=True, label=None,
                                reason=f"429: {_message(response)}")
@@ -176,6 +193,14 @@ class ServiceOracle:
             if label not in self.passing:
                 break
         return Verdict(allowed=label in self.passing, score=score, label=label, reason=note)
+
+
+def _retry_after(response: Any) -> float | None:
+    """The Retry-After header in seconds, or ``None`` if absent or not a number."""
+    try:
+        return float(response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
 
 
 def _message(response: Any) -> str:
