@@ -103,22 +103,9 @@ def search(attempt: Attempt, oracle: Oracle, *,
     kept, known = [root], [root]
     fruitless: Counter[tuple[str, ...]] = Counter()
     while True:
-        children: list[Node] = []
-        for node in kept:
-            before = len(children)
-            for _ in range(width):
-                drawn = moves.draw(node)
-                if drawn is None or drawn[0].turns in run.seen:
-                    continue
-                child_attempt, label = drawn
-                verdict = run.ask(child_attempt, (*node.moves, label))
-                if verdict is None or run.stopped:
-                    return run.result(attempt)
-                children.append(Node(child_attempt, (*node.moves, label),
-                                      rank(verdict, moves.rng.random())))
-            # given up only after rounds in a row that drew nothing new: a node with few
-            # possible texts left still gets its chance at them
-            fruitless[node.moves] = fruitless[node.moves] + 1 if len(children) == before else 0
+        children = _round(kept, moves, run, width, fruitless)
+        if children is None:  # found, throttled or out of budget
+            break
         known.extend(children)
 
         def open_(nodes: list[Node]) -> list[Node]:
@@ -130,6 +117,30 @@ def search(attempt: Attempt, oracle: Oracle, *,
             break
         kept = sorted(pool, key=lambda n: n.rank)[:beam]
     return run.result(attempt)
+
+
+def _round(kept: list[Node], moves: Moves, run: _Run, width: int,
+           fruitless: Counter[tuple[str, ...]]) -> list[Node] | None:
+    """``width`` moves on each kept node, every new text queried; the new nodes, or
+    ``None`` once the run has stopped. Counts in ``fruitless`` the rounds in a row each
+    node drew nothing new."""
+    children: list[Node] = []
+    for node in kept:
+        before = len(children)
+        for _ in range(width):
+            drawn = moves.draw(node)
+            if drawn is None or drawn[0].turns in run.seen:
+                continue
+            child, label = drawn
+            verdict = run.ask(child, (*node.moves, label))
+            if verdict is None or run.stopped:
+                return None
+            children.append(Node(child, (*node.moves, label),
+                                 rank(verdict, moves.rng.random())))
+        # given up only after rounds in a row that drew nothing new: a node with few
+        # possible texts left still gets its chance at them
+        fruitless[node.moves] = fruitless[node.moves] + 1 if len(children) == before else 0
+    return children
 
 
 class _Run:
