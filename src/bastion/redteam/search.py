@@ -35,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bastion.common.records import RecordWriter, new_run_id, versions
 from bastion.common.state import StateFile, fingerprint
 from bastion.errors import ConfigError
 from bastion.redteam.base import Attempt, Converter
@@ -187,7 +188,8 @@ class _Run:
 
 
 def search_many(attempts: Sequence[Attempt], oracle: Oracle, *,
-                state: str | Path | None = None, progress: bool = False,
+                state: str | Path | None = None, out: str | Path | None = None,
+                progress: bool = False,
                 on_result: Callable[[SearchResult], None] | None = None,
                 oracle_label: str = "", **settings: Any) -> list[SearchResult]:
     """:func:`search` over many attempts, resumable.
@@ -199,6 +201,10 @@ def search_many(attempts: Sequence[Attempt], oracle: Oracle, *,
             every attempt; a rerun with the same file and settings returns the saved
             results of attempts already done without querying again. A file from other
             settings raises :class:`~bastion.errors.StateError`.
+        out: a JSON-lines record (:mod:`bastion.common.records`): a ``run`` line with the
+            settings, then one ``search`` line per result as it is made (resumed ones
+            were written by the earlier run). Written before the resume file, so a kill
+            between the two can repeat one line; key on ``attempt_key``.
         progress: a progress bar on stderr.
         on_result: called with each result as it is made (not for resumed ones), e.g.
             to append it to a JSON-lines file.
@@ -216,18 +222,25 @@ def search_many(attempts: Sequence[Attempt], oracle: Oracle, *,
     saved = StateFile(None if state is None else Path(state), _fingerprint(settings,
                                                                           oracle_label),
                       settings="the search settings or the oracle")
-    out: list[SearchResult] = []
+    writer = None if out is None else RecordWriter(Path(out), new_run_id())
+    if writer is not None:
+        writer.write("run", seed=settings.get("seed", 0), versions=versions(),
+                     params={"oracle": oracle_label, "attempts": len(attempts),
+                             "fingerprint": saved.fingerprint})
+    results: list[SearchResult] = []
     for attempt in _progress(attempts, progress):
         done = saved.done(attempt.key)
         if done is not None:
-            out.append(SearchResult.from_dict(done))
+            results.append(SearchResult.from_dict(done))
             continue
         result = search(attempt, oracle, **settings)
+        if writer is not None:
+            writer.write("search", **result.to_dict())
         saved.save(attempt.key, result.to_dict())
         if on_result is not None:
             on_result(result)
-        out.append(result)
-    return out
+        results.append(result)
+    return results
 
 
 def _fingerprint(settings: dict[str, Any], oracle_label: str) -> str:
