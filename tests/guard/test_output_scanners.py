@@ -267,6 +267,8 @@ def test_toxicity_blank_text() -> None:
 
 CANARY = "c4n4ry-7f3a-91bd"
 WITH_CANARY = ScanContext(direction="output", canary=CANARY)
+GROUNDED = ScanContext(direction="output", canary=CANARY,
+                       documents=("The sky over the harbour was grey all morning.",))
 
 
 @pytest.mark.parametrize("answer", [
@@ -403,8 +405,10 @@ def big_input() -> str:
 def test_output_scanners_handle_200kb_inputs(kind: str) -> None:
     text = big_input()
     scanner = REGISTRY[kind]() if kind != "leak" else Leak(system_prompt=SYSTEM)
-    scanner.scan("warm up", WITH_CANARY)  # loads lazily imported models
+    # grounding judges only against documents: without them it says so and flags nothing
+    context = GROUNDED if kind == "grounding" else WITH_CANARY
+    scanner.scan("warm up", context)  # loads lazily imported models
     began = time.perf_counter()
-    result = scanner.scan(text, WITH_CANARY)
+    result = scanner.scan(text, context)
     assert time.perf_counter() - began < 5.0  # a generous bound, not a benchmark
     assert 0.0 <= result.score <= 1.0 and result.spans

@@ -53,9 +53,16 @@ def unescape(token: str) -> tuple[str, int]:
     return value, 0 if value == token else sum(c.isascii() and c.isalnum() for c in value)
 
 
+#: a run long enough to be another encoding (hex or base64) nested in decoded text
+_NESTED = re.compile(r"[A-Za-z0-9+/=]{16,}")
+
+
 def as_text(data: bytes, min_printable: float) -> str | None:
     """``data`` as text if it is UTF-8 that reads like text (at least ``min_printable``
-    printable, at least half letters and spaces), else None."""
+    printable, at least half letters, spaces, or digits inside a run of 16 or more
+    base64/hex characters), else None. The digits count because hex inside base64 or hex
+    inside hex decodes to text that is mostly digits, yet holds a payload one level
+    further down."""
     try:
         decoded = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -64,6 +71,7 @@ def as_text(data: bytes, min_printable: float) -> str | None:
         return None
     printable = sum(c.isprintable() or c in "\t\n\r" for c in decoded)
     wordy = sum(c.isalpha() or c.isspace() for c in decoded)
+    wordy += sum(not c.isalpha() for m in _NESTED.finditer(decoded) for c in m.group())
     if printable < min_printable * len(decoded) or wordy < 0.5 * len(decoded):
         return None
     return decoded

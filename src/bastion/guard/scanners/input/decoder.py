@@ -7,9 +7,9 @@ decodes it and runs a :class:`RulesScanner` on the result:
 
 - base64 (standard and URL-safe; 76-column lines joined) and hex runs of at least
   ``min_length`` characters count only when they decode to UTF-8 text with at least
-  ``min_printable`` printable characters, mostly letters and spaces (a hash, a UUID or
-  an image header decodes to bytes, not text). Their text is decoded again, up to
-  ``max_depth`` levels (base64 of base64).
+  ``min_printable`` printable characters, mostly letters and spaces or a nested run of
+  base64/hex (a hash, a UUID or an image header decodes to bytes, not text). Their text
+  is decoded again, up to ``max_depth`` levels (base64 of base64, hex inside base64).
 - escapes (``%69``, ``\\u0069``, ``\\x69``, ``&#105;``, ``&amp;``) are decoded in place.
   Writing a plain letter or digit as an escape is never needed, so three or more such
   escapes count as a payload; a URL's ``%20`` does not.

@@ -1,0 +1,157 @@
+"""bastion's labelled grounding set: contexts, answers, and a label for every sentence.
+
+``bastion/guard/data/grounding.jsonl`` holds one answer per line, written for bastion:
+``{"id", "topic", "documents": [str, ...], "sentences": [{"text", "label", "kind"}, ...]}``.
+``label`` is ``supported`` or ``unsupported``; ``kind`` says how the sentence was made:
+
+* supported: ``verbatim`` (close to a context sentence), ``paraphrase`` (same facts in
+  other words: the hard negatives), ``filler`` (no claim: "Let me know if ...");
+* unsupported: ``number`` (a number or date changed), ``name`` (a person, place, product
+  or month swapped), ``negation`` (the claim flipped), ``invented`` (a plausible fact on
+  the topic that the context does not state), ``unrelated`` (a true fact off the topic).
+
+Answers are split into ``dev`` and ``test`` by a hash of their ``id`` (:func:`split_of`):
+thresholds are chosen on ``dev`` only and numbers reported on ``test``.
+
+    items = load_grounding_set("test")
+    answer = items[0].answer                  # the sentences joined by single spaces
+    spans = items[0].spans                    # (start, end) of each sentence in it
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from bastion.errors import InputError
+from bastion.guard.artifacts import bundled
+
+if TYPE_CHECKING:
+    from bastion.guard.scanners.output.grounding import Grounding, SentenceSupport
+
+#: labels and kinds a sentence may carry.
+LABELS: tuple[str, ...] = ("supported", "unsupported")
+KINDS: dict[str, tuple[str, ...]] = {
+    "supported": ("verbatim", "paraphrase", "filler"),
+    "unsupported": ("number", "name", "negation", "invented", "unrelated"),
+}
+SPLITS: tuple[str, ...] = ("dev", "test", "all")
+FILE = "grounding.jsonl"
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One labelled answer sentence."""
+
+    text: str
+    label: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Item:
+    """One answer with its context documents and labelled sentences."""
+
+    id: str
+    topic: str
+    documents: tuple[str, ...]
+    sentences: tuple[Sentence, ...]
+
+    @cached_property
+    def answer(self) -> str:
+        """The answer text: the sentences joined by single spaces."""
+        return " ".join(s.text for s in self.sentences)
+
+    @cached_property
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        """``(start, end)`` character offsets of each sentence in :attr:`answer`."""
+        out = []
+        at = 0
+        for s in self.sentences:
+            out.append((at, at + len(s.text)))
+            at += len(s.text) + 1
+        return tuple(out)
+
+
+def split_of(item_id: str) -> str:
+    """``"dev"`` or ``"test"``, from the first byte of the SHA-256 of ``item_id``: stable
+    across runs, machines and edits to other lines."""
+    return "dev" if hashlib.sha256(item_id.encode("utf-8")).digest()[0] % 2 == 0 else "test"
+
+
+def load_grounding_set(split: str = "test") -> list[Item]:
+    """The answers of ``split`` (``dev``, ``test`` or ``all``), in file order.
+
+    Raises:
+        InputError: an unknown split, or a line that breaks the format (with its number).
+    """
+    if split not in SPLITS:
+        raise InputError(f"grounding set split must be one of {', '.join(SPLITS)}, got "
+                         f"{split!r}")
+    items = []
+    path = bundled(FILE)
+    for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        item = _item(line, f"{path}:{number}")
+        if split == "all" or split_of(item.id) == split:
+            items.append(item)
+    return items
+
+
+def _item(line: str, where: str) -> Item:
+    """Parse and check one line of the set."""
+    try:
+        data = json.loads(line)
+        sentences = tuple(Sentence(str(s["text"]), str(s["label"]), str(s["kind"]))
+                          for s in data["sentences"])
+        item = Item(str(data["id"]), str(data.get("topic", "")),
+                    tuple(str(d) for d in data["documents"]), sentences)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{where}: not a grounding set line ({exc}); each line needs id, "
+                         "documents and sentences with text, label and kind") from None
+    for s in sentences:
+        if s.kind not in KINDS.get(s.label, ()):
+            raise InputError(f"{where}: sentence {s.text!r} has label {s.label!r} and kind "
+                             f"{s.kind!r}; labels and kinds: {KINDS}")
+    return item
+
+
+def aligned_scores(item: Item, judged: Sequence[SentenceSupport],
+                   score: Callable[[SentenceSupport], float]) -> list[float]:
+    """One score per labelled sentence of ``item``: the highest ``score`` of the judged
+    pieces that overlap it (the scanner's sentence splitter may cut differently)."""
+    out = []
+    for a, b in item.spans:
+        out.append(max((score(j) for j in judged if j.start < b and j.end > a), default=0.0))
+    return out
+
+
+def sentence_scores(scanner: Grounding, items: Iterable[Item]
+                    ) -> list[tuple[Sentence, float]]:
+    """Every labelled sentence of ``items`` with the unsupportedness ``scanner`` gives it
+    when it judges the whole answer against the item's documents."""
+    out: list[tuple[Sentence, float]] = []
+    for item in items:
+        judged = scanner.judge(item.answer, item.documents)
+        scores = aligned_scores(item, judged, scanner.unsupportedness)
+        out.extend(zip(item.sentences, scores, strict=True))
+    return out
+
+
+def flag_counts(scored: Iterable[tuple[Sentence, float]], threshold: float
+                ) -> dict[str, tuple[int, int]]:
+    """``(flagged, total)`` per sentence kind, and per label under ``"supported"`` and
+    ``"unsupported"``, for sentences flagged at ``score >= threshold``."""
+    counts: dict[str, list[int]] = {}
+    for sentence, score in scored:
+        hit = int(score >= threshold and score > 0.0)
+        for key in (sentence.label, sentence.kind):
+            pair = counts.setdefault(key, [0, 0])
+            pair[0] += hit
+            pair[1] += 1
+    return {k: (v[0], v[1]) for k, v in counts.items()}

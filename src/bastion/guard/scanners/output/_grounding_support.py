@@ -1,0 +1,220 @@
+"""What the grounding scanner knows about one answer sentence: its closest context
+sentences by MiniLM similarity and shared words, and the numbers, names and negations
+they disagree on (:class:`SentenceSupport`). The scanner (:mod:`.grounding`) turns this
+evidence into scores; the embedding (:func:`embed`) reads MiniLM through the guard's own
+loader, :mod:`bastion.guard.scanners.input.minilm`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from bastion.extras import missing
+from bastion.guard.scanners.output import _grounding_checks as checks
+from bastion.guard.sentences import sentences
+
+#: most answer sentences judged apart (the rest join the last), and most context
+#: sentences read (the rest are ignored).
+MAX_SENTENCES = 64
+MAX_CONTEXT_SENTENCES = 1024
+#: tokens read per sentence (MiniLM reads 256; longer sentences are cut).
+MAX_TOKENS = 128
+#: weight of shared content words when choosing a claim's closest context sentence.
+RANK_LEXICAL = 0.5
+
+
+@dataclass(frozen=True)
+class SentenceSupport:
+    """How well the context supports one answer sentence.
+
+    Attributes:
+        start, end: character offsets of the sentence in the answer.
+        claim: False for questions and pleasantries, which are never flagged.
+        similarity: best cosine similarity to a context sentence or pair, in [-1, 1].
+        coverage: share of the sentence's content words found in the context, in [0, 1].
+        missing_numbers: numbers of the sentence absent from the context.
+        off_support_numbers: numbers of the sentence absent from its closest context
+            sentence and pair (present elsewhere, perhaps, but not where the claim is).
+        missing_names: capitalised names of the sentence absent from the context.
+        negation_flip: the sentence and its closest context sentence disagree on negation.
+        overlap: share of the sentence's content words in that closest context sentence.
+        support: the closest context sentence or pair (the evidence for a reviewer).
+    """
+
+    start: int
+    end: int
+    claim: bool
+    similarity: float = 1.0
+    coverage: float = 1.0
+    missing_numbers: tuple[str, ...] = ()
+    off_support_numbers: tuple[str, ...] = ()
+    missing_names: tuple[str, ...] = ()
+    negation_flip: bool = False
+    overlap: float = 0.0
+    support: str = ""
+
+
+@dataclass(frozen=True)
+class _Document:
+    """One context document, read once: its sentences, their words, its numbers."""
+
+    units: tuple[str, ...]
+    vocabularies: tuple[frozenset[str], ...]
+    vocabulary: frozenset[str]
+    numbers: frozenset[str]
+
+
+@lru_cache(maxsize=256)
+def _read(document: str) -> _Document:
+    """Split and index ``document`` (cached: retrieved passages come back often)."""
+    units = tuple(_sentence_texts(document))
+    return _Document(units, tuple(frozenset(checks.vocabulary(u)) for u in units),
+                     frozenset(checks.vocabulary(document)),
+                     frozenset(checks.numbers(document)))
+
+
+class Context:
+    """All context documents of one scan: their sentences (at most
+    :data:`MAX_CONTEXT_SENTENCES`), the document of each, and their words and numbers."""
+
+    def __init__(self, documents: Sequence[str], cached: bool = True) -> None:
+        reader = _read if cached else _read.__wrapped__
+        read = [reader(d) for d in documents]
+        self.units: list[str] = []
+        self.doc_of: list[int] = []
+        vocabularies: list[frozenset[str]] = []
+        for i, doc in enumerate(read):
+            self.units.extend(doc.units)
+            self.doc_of.extend([i] * len(doc.units))
+            vocabularies.extend(doc.vocabularies)
+        del self.units[MAX_CONTEXT_SENTENCES:], self.doc_of[MAX_CONTEXT_SENTENCES:]
+        self.unit_vocabulary = vocabularies[:MAX_CONTEXT_SENTENCES]
+        self.pair_vocabulary = [self.unit_vocabulary[i] | self.unit_vocabulary[i + 1]
+                                for i in range(len(self.units) - 1)]
+        self.vocabulary: frozenset[str] = frozenset().union(*(d.vocabulary for d in read))
+        self.numbers: frozenset[str] = frozenset().union(*(d.numbers for d in read))
+
+
+def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.ndarray,
+             context: Context) -> SentenceSupport:
+    """One claim ``text[start:end]`` against the context, given its cosine similarities
+    to the context sentences (units,) and neighbouring pairs (units - 1,).
+
+    The closest context sentence (and pair) is chosen by similarity plus
+    :data:`RANK_LEXICAL` times the share of the claim's content words it holds: with few
+    MiniLM layers, similarity alone sometimes prefers a sentence on the same topic over
+    the one that states the claim."""
+    sentence = text[start:end]
+    words = checks.content_words(sentence)
+
+    def share(vocabulary: frozenset[str]) -> float:
+        return len(words & vocabulary) / len(words) if words else 0.0
+
+    shares = np.array([share(v) for v in context.unit_vocabulary])
+    best = int(np.argmax(sims + RANK_LEXICAL * shares))
+    similarity = float(sims.max())
+    evidence = context.units[best]
+    if pair_sims.size:
+        pair_shares = np.array([share(v) for v in context.pair_vocabulary])
+        pair = int(np.argmax(pair_sims + RANK_LEXICAL * pair_shares))
+        similarity = max(similarity, float(pair_sims.max()))
+        ranked_pair = pair_sims[pair] + RANK_LEXICAL * pair_shares[pair]
+        if ranked_pair > sims[best] + RANK_LEXICAL * shares[best]:
+            evidence = f"{context.units[pair]} {context.units[pair + 1]}"
+    mentioned = checks.numbers(sentence)
+    return SentenceSupport(
+        start, end, claim=True, similarity=similarity, coverage=share(context.vocabulary),
+        missing_numbers=tuple(sorted(mentioned - context.numbers)),
+        off_support_numbers=tuple(sorted(
+            mentioned - checks.numbers(f"{context.units[best]} {evidence}"))),
+        missing_names=tuple(checks.missing_names(sentence, context.vocabulary)),
+        negation_flip=checks.negated(sentence) != checks.negated(
+            checks.closest_clause(sentence, context.units[best])),
+        overlap=float(shares[best]), support=evidence)
+
+
+def sentence_spans(text: str, limit: int, min_words: int = 1) -> list[tuple[int, int]]:
+    """Sentence spans of ``text`` (whitespace trimmed); the whole text when it is one.
+    Short sentences stand alone (``min_words`` 1): "Safe travels!" joined to the claim
+    before it would hide a pleasantry inside a claim."""
+    spans = sentences(text, min_words=min_words, max_pieces=limit) or [(0, len(text))]
+    out = []
+    for a, b in spans:
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if b > a:
+            out.append((a, b))
+    return out
+
+
+def _sentence_texts(document: str) -> list[str]:
+    """The sentences of one context document, as strings."""
+    return [document[a:b] for a, b in sentence_spans(document, MAX_CONTEXT_SENTENCES)]
+
+
+def pair_similarities(answer: np.ndarray, context: np.ndarray,
+                       doc_of: Sequence[int]) -> np.ndarray:
+    """Cosine similarities (claims, pairs) of the answer sentences to each two
+    neighbouring context sentences of one document, a pair embedded as the normalised
+    mean of its two sentences' embeddings (no second pass through the network)."""
+    keep = [i for i in range(len(context) - 1) if doc_of[i] == doc_of[i + 1]]
+    if not keep:
+        return np.zeros((len(answer), 0), np.float32)
+    pairs = np.full((len(context) - 1, context.shape[1]), 0.0, np.float32)
+    idx = np.array(keep)
+    pairs[idx] = context[idx] + context[idx + 1]
+    pairs /= np.maximum(np.linalg.norm(pairs, axis=1, keepdims=True), 1e-6)
+    sims = answer @ pairs.T
+    mask = np.ones(len(context) - 1, bool)
+    mask[idx] = False
+    sims[:, mask] = -1.0  # pairs across two documents support nothing
+    return sims
+
+
+@lru_cache(maxsize=2)
+def _encoder(layers: int) -> Any:
+    """MiniLM's embeddings and first ``layers`` layers (0: none), in eval mode, loaded
+    once per process."""
+    try:
+        import torch  # noqa: F401  (the loader below needs it; fail with the extra's name)
+
+        from bastion.guard.scanners.input import minilm
+    except ModuleNotFoundError as exc:
+        raise missing(exc, "the grounding scanner", "guard-models") from exc
+    encoder = minilm.base_encoder(max(1, layers))
+    encoder.encoder.layer = encoder.encoder.layer[:layers]  # 0: the embedding layer alone
+    return encoder.eval()
+
+
+def embed(texts: Sequence[str], layers: int, batch_size: int = 32) -> np.ndarray:
+    """Unit-length sentence embeddings (len(texts), 384), float32: the mean of MiniLM's
+    token states after its first ``layers`` layers (all-MiniLM-L6-v2's pooling when
+    ``layers`` is 6). Texts are batched by length, so little padding is computed."""
+    import torch
+
+    from bastion.guard.scanners.input import minilm
+
+    out = np.zeros((len(texts), minilm.HIDDEN), np.float32)
+    if not texts:
+        return out
+    encoder = _encoder(layers)
+    tok = minilm.tokenizer()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    with torch.inference_mode():
+        for at in range(0, len(order), batch_size):
+            rows = order[at:at + batch_size]
+            enc = tok([texts[i] for i in rows], padding=True, truncation=True,
+                      max_length=MAX_TOKENS, return_tensors="pt")
+            states = minilm.encode(encoder, enc["input_ids"], enc["attention_mask"])
+            mask = enc["attention_mask"].unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            out[rows] = pooled.numpy()
+    return out

@@ -1,0 +1,161 @@
+"""The grounding output scanner: supported paraphrases pass, changed numbers, swapped names
+and flipped negations are flagged, no context means no judgement, policy files build it,
+and its accuracy on the shipped test split holds the documented numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bastion.errors import ConfigError, InputError
+from bastion.guard import Guard
+from bastion.guard.base import ScanContext
+from bastion.guard.grounding_set import (
+    flag_counts,
+    load_grounding_set,
+    sentence_scores,
+    split_of,
+)
+from bastion.guard.policy import load_policy
+from bastion.guard.scanners.output import _grounding_checks as checks
+from bastion.guard.scanners.output.grounding import Grounding
+
+CONTEXT = ("The Aster K2 electric kettle holds 1.7 litres and boils a full load in about "
+           "four minutes. The kettle switches itself off when the water boils. A removable "
+           "limescale filter sits behind the spout and can be rinsed under the tap. Aster "
+           "is based in Lyon. The Aster K2 comes with a two-year warranty.")
+DOCS = ScanContext(direction="output", documents=(CONTEXT,))
+
+#: documented in docs/guard/grounding.md (test split, default settings); the test allows
+#: a small tolerance for float rounding across CPUs and library versions.
+DOCUMENTED_RECALL = 0.896
+DOCUMENTED_FPR = 0.117
+TOLERANCE = 0.03
+
+
+@pytest.fixture(scope="module")
+def scanner() -> Grounding:
+    return Grounding()
+
+
+def test_supported_paraphrase_and_pleasantry_are_not_flagged(scanner: Grounding) -> None:
+    answer = ("A full kettle comes to the boil in roughly four minutes. It turns itself off "
+              "once the water is boiling. Let me know if you have other questions!")
+    result = scanner.scan(answer, DOCS)
+    assert result.verdict == "allow" and not result.spans
+    assert result.reason.startswith("all 2 claim(s) supported")
+
+
+@pytest.mark.parametrize(("sentence", "label"), [
+    ("It holds 2.5 litres of water.", "unsupported-number"),
+    ("The Aster K2 comes with a five-year warranty.", "unsupported-number"),
+    ("Aster is based in Marseille.", "unsupported-name"),
+    ("The limescale filter cannot be rinsed under the tap.", "negation-flip"),
+])
+def test_planted_errors_are_flagged(scanner: Grounding, sentence: str, label: str) -> None:
+    answer = f"The kettle switches itself off when the water boils. {sentence}"
+    result = scanner.scan(answer, DOCS)
+    assert result.verdict == "flag" and result.score >= 0.5
+    start = answer.index(sentence)
+    assert [(s.start, s.end, s.label) for s in result.spans] == [
+        (start, start + len(sentence), label)]
+    assert result.reason.startswith("1 of 2 claim(s) unsupported")
+
+
+def test_an_unrelated_claim_is_flagged_for_weak_support(scanner: Grounding) -> None:
+    result = scanner.scan("Honey never spoils if it is kept sealed in a jar.", DOCS)
+    assert [s.label for s in result.spans] == ["unsupported"]
+    assert "weak support" in result.reason
+
+
+def test_without_context_the_scanner_says_it_cannot_judge(scanner: Grounding) -> None:
+    for context in (None, ScanContext(direction="output"),
+                    ScanContext(direction="output", documents=("", "   "))):
+        result = scanner.scan("The kettle holds 40 litres.", context)
+        assert result.score == 0.0 and result.verdict == "allow" and not result.spans
+        assert "cannot judge" in result.reason
+
+
+def test_policy_file_builds_the_scanner(tmp_path: Path, scanner: Grounding) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("output:\n  - kind: grounding\n    action: review\n"
+                    "    min_support: 1.0\n    number_scope: context\n", encoding="utf-8")
+    guard = Guard(load_policy(path))
+    result = guard.scan_output("The kettle holds 40 litres.", documents=[CONTEXT])
+    assert result.verdict == "review"
+    built = guard.policy.output.layers[0].scanner
+    assert isinstance(built, Grounding)
+    assert built.min_support == 1.0 and built.number_scope == "context"
+
+
+@pytest.mark.parametrize("bad", [{"layers": 9}, {"number_scope": "nearby"},
+                                 {"negation_overlap": 2.0}, {"cache_size": -1},
+                                 {"check_names": "yes"}])
+def test_bad_settings_are_refused_with_the_fix(tmp_path: Path, bad: dict[str, Any]) -> None:
+    key, value = next(iter(bad.items()))
+    path = tmp_path / "policy.yaml"
+    path.write_text(f"output:\n  - kind: grounding\n    {key}: {value!r}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=key):
+        load_policy(path)
+
+
+def test_cached_context_gives_the_same_judgement() -> None:
+    cached, fresh = Grounding(cache_size=8), Grounding(cache_size=0)
+    answer = "It holds 1.7 litres. Aster is based in Paris."
+    first = cached.scan(answer, DOCS)
+    again = cached.scan(answer, DOCS)
+    plain = fresh.scan(answer, DOCS)
+    assert first.spans == again.spans == plain.spans
+    assert abs(first.score - plain.score) < 1e-6
+    assert len(cached._cache) <= 8
+
+
+@settings(max_examples=25, deadline=None)
+@given(text=st.text(max_size=200))
+def test_spans_stay_inside_any_answer(scanner: Grounding, text: str) -> None:
+    result = scanner.scan(text, DOCS)
+    assert 0.0 <= result.score <= 1.0
+    assert all(0 <= s.start < s.end <= len(text) for s in result.spans)
+
+
+def test_symbolic_checks() -> None:
+    assert checks.numbers("2,200 watts, four minutes, 4.50 euros, a five-year plan") == {
+        "2200", "4", "4.5", "5"}
+    assert checks.numbers("the AX3000 router") == set()
+    assert checks.names("Erik the Red led it to Vinland.") == {"Red", "Vinland"}
+    assert checks.names("Mark Antony became emperor.") == {"Mark", "Antony"}
+    assert checks.names("mRNA vaccines work.") == set()
+    assert checks.missing_names("Parisian crowds gathered.", checks.vocabulary("in Paris"))\
+        == []
+    assert checks.negated("Nothing, not even light, can escape.")
+    assert not checks.negated("It comes without a contract.")
+    assert checks.closest_clause("It has two Thunderbolt ports.",
+                                 "It has two Thunderbolt ports, but no HDMI port.") == \
+        "It has two Thunderbolt ports"
+    assert not checks.has_claim("Let me know if you have any questions!")
+    assert not checks.has_claim("Is there anything else I can do?")
+    assert checks.has_claim("Thanks to its heater, it boils in 3 seconds.")
+
+
+def test_grounding_set_is_labelled_and_split_stably() -> None:
+    everything = load_grounding_set("all")
+    dev, test = load_grounding_set("dev"), load_grounding_set("test")
+    assert len(everything) >= 60 and sum(len(i.sentences) for i in everything) >= 400
+    assert {i.id for i in dev}.isdisjoint({i.id for i in test})
+    assert len(dev) + len(test) == len(everything)
+    assert split_of("kettle") == split_of("kettle") and {split_of(i.id) for i in dev} == {"dev"}
+    with pytest.raises(InputError, match="split"):
+        load_grounding_set("train")
+
+
+def test_test_split_holds_the_documented_numbers(scanner: Grounding) -> None:
+    counts = flag_counts(sentence_scores(scanner, load_grounding_set("test")),
+                         scanner.threshold)
+    flagged, planted = counts["unsupported"]
+    false, supported = counts["supported"]
+    assert flagged / planted >= DOCUMENTED_RECALL - TOLERANCE
+    assert false / supported <= DOCUMENTED_FPR + TOLERANCE
