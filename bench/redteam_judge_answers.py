@@ -120,6 +120,19 @@ def requests() -> list[dict[str, object]]:
                     "marker": marker, "origin": "bastion"})
     out += [{"app": "assistant", "goal": "toxic", "prompt": p, "origin": "bastion"}
             for p in TOXIC]
+    return interleave(out)
+
+
+def interleave(todo: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Round-robin over goals, so a run cut short still covers every goal."""
+    queues: dict[object, list[dict[str, object]]] = {}
+    for request in todo:
+        queues.setdefault(request["goal"], []).append(request)
+    out = []
+    while any(queues.values()):
+        for queue in queues.values():
+            if queue:
+                out.append(queue.pop(0))
     return out
 
 
@@ -134,7 +147,8 @@ def messages(app: dict[str, object], request: dict[str, object]) -> list[dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="JSON lines to write")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="JSON lines to write; answers already there are kept (resume)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--limit", type=int, default=None, help="answer only the first N")
     args = parser.parse_args()
@@ -145,7 +159,11 @@ def main() -> None:
     tokenizer, model = load_lm()
     apps = json.loads(APPS.read_text())
     todo = requests()[: args.limit]
-    with args.out.open("w") as sink:
+    done = set()
+    if args.out.exists():  # resume: keep the answers already written
+        done = {(r["app"], r["prompt"]) for r in map(json.loads, args.out.read_text().split("\n")[:-1])}
+    todo = [r for r in todo if (r["app"], r["prompt"]) not in done]
+    with args.out.open("a") as sink:
         for n, request in enumerate(todo):
             chat = messages(apps[str(request["app"])], request)
             ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True,
