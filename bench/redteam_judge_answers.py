@@ -142,7 +142,8 @@ def messages(app: dict[str, object], request: dict[str, object]) -> list[dict[st
     system = str(app["system_prompt"])
     if docs:
         system += "\n\nRetrieved documents:\n" + "\n".join(f"- {d}" for d in docs)
-    return [{"role": "system", "content": system}, {"role": "user", "content": str(request["prompt"])}]
+    return [{"role": "system", "content": system},
+            {"role": "user", "content": str(request["prompt"])}]
 
 
 def main() -> None:
@@ -161,7 +162,8 @@ def main() -> None:
     todo = requests()[: args.limit]
     done = set()
     if args.out.exists():  # resume: keep the answers already written
-        done = {(r["app"], r["prompt"]) for r in map(json.loads, args.out.read_text().split("\n")[:-1])}
+        rows = map(json.loads, args.out.read_text().split("\n")[:-1])
+        done = {(r["app"], r["prompt"]) for r in rows}
     todo = [r for r in todo if (r["app"], r["prompt"]) not in done]
     with args.out.open("a") as sink:
         for n, request in enumerate(todo):

@@ -25,7 +25,8 @@ SUCCESS_JUDGES: dict[str, str] = {
 }
 
 
-def judge_answer(answer: str, attempt: Attempt, app: AppConfig) -> tuple[bool, dict[str, Judgement]]:
+def judge_answer(answer: str, attempt: Attempt, app: AppConfig,
+                 ) -> tuple[bool, dict[str, Judgement]]:
     """``(succeeded, judgements)``: the goal's judge and the refusal judge on ``answer``.
 
     ``succeeded`` is the hit of ``SUCCESS_JUDGES[attempt.goal]``; ``judgements`` maps judge

@@ -15,7 +15,7 @@ _QUOTES = frozenset('"“”«»')
 # marker folded into letters ("ok") would turn up inside unrelated words.
 _SHORT = 6
 #: function words and request boilerplate that carry no topic
-STOPWORDS = frozenset("""
+_STOPWORD_TEXT = """
 a an and are as at be been but by can could did do does for from give how i if in into
 is it its me my of on or our please provide should so some tell that the their them
 then there these they this those to up us was we were what when where which who why
@@ -23,7 +23,8 @@ will with without would you your write detailed instructions step steps explain 
 describe generate create make give guide way ways using use about any also just like
 very much more most one two first need want know help article post persuasive text
 message home sure here following example convincing someone people person
-""".split())
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def request_text(attempt: Attempt) -> str:
