@@ -65,7 +65,7 @@ _LECTURE = re.compile(
     r"(?:hotline|helpline)|against the law|can (?:cause|lead to) (?:serious|severe)|"
     r"watch (?:out )?for|report (?:it|them|such|this|these)|protect yourself|stay safe|"
     r"never (?:mix|combine|share|try)|be careful|"
-    r"(?:toxic|poisonous|deadly|dangerous) (?:fumes|vapou?rs|gas(?:es)?)",
+    r"(?:toxic|poisonous|deadly|dangerous) (?:\w+ )?(?:fumes|vapou?rs|gas(?:es)?)",
     re.IGNORECASE)
 
 
