@@ -6,7 +6,8 @@
      "goal": "comply", "prompt": "...", "documents": [], "marker": null,
      "answer": "...", "labels": {"harmful": true, "refusal": false}, "origin": "bastion"}
 
-``source`` is ``"model"`` (an answer of SmolLM2-135M-Instruct, greedy, labelled by hand;
+``source`` is ``"model"`` (an answer of SmolLM2-135M-Instruct, greedy, labelled by hand,
+with the labeller's ``note``;
 ``bench/redteam_judge_answers.py`` regenerates them) or ``"written"`` (a hard case written
 for bastion). ``app`` names an application in ``data/judge_apps.json``. ``split`` is
 ``"dev"`` or ``"test"`` by :func:`split_of` (a hash of the id): judges are tuned on dev only.
