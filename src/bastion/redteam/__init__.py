@@ -4,7 +4,7 @@ Importing this package registers every built-in probe, converter and judge in
 :data:`bastion.redteam.base.PROBES`, ``CONVERTERS`` and ``JUDGES``.
 """
 
-from bastion.redteam import converters, probes  # noqa: F401  (registers)
+from bastion.redteam import converters, judges, probes  # noqa: F401  (registers)
 from bastion.redteam.app import load_app
 from bastion.redteam.base import (
                                   CONVERTERS,
