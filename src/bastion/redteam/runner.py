@@ -19,7 +19,6 @@ answer at a time whatever this is; a remote endpoint can take several).
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 import time
@@ -118,21 +117,11 @@ def line_for(label: str, attempt: Attempt, reply: Reply, app: AppConfig,
             "error": reply.error}
 
 
-def default_success_judges(judges: Sequence[Judge]) -> dict[str, str]:
-    """goal -> the judge whose hit means success: the red team's mapping when it is
-    installed, else the first registered judge (by name) that decides the goal."""
-    try:
-        table = getattr(importlib.import_module("bastion.redteam.judges"), "SUCCESS_JUDGES",
-                        None)
-    except ModuleNotFoundError:
-        table = None
-    if isinstance(table, dict):
-        return {str(goal): str(name) for goal, name in table.items()}
-    mapping: dict[str, str] = {}
-    for judge in sorted(judges, key=lambda j: j.name):
-        for goal in judge.goals:
-            mapping.setdefault(goal, judge.name)
-    return mapping
+def default_success_judges() -> dict[str, str]:
+    """goal -> the judge whose hit means success (:data:`bastion.redteam.judges.SUCCESS_JUDGES`)."""
+    from bastion.redteam.judges import SUCCESS_JUDGES
+
+    return dict(SUCCESS_JUDGES)
 
 
 def run(targets: dict[str, Target], app: AppConfig, attempts: Sequence[Attempt],
@@ -160,7 +149,7 @@ def run(targets: dict[str, Target], app: AppConfig, attempts: Sequence[Attempt],
     if not targets:
         raise ConfigError("no target to send the attempts to")
     judges = list(judges) if judges is not None else [JUDGES[n]() for n in sorted(JUDGES)]
-    success = success_judges if success_judges is not None else default_success_judges(judges)
+    success = success_judges if success_judges is not None else default_success_judges()
     settings = {"app": [app.system_prompt, app.canary, list(app.documents), list(app.tools)],
                 "attempts": [a.key for a in attempts], "targets": sorted(targets),
                 "seed": seed, "judges": sorted(j.name for j in judges), "success": success,
