@@ -90,7 +90,7 @@ _register("bastion.diagnostics.cli", "classic", ("diagnose",), lambda m: m.regis
 _register("bastion.ood.cli", "classic", ("ood",), lambda m: m.register(app))
 _register("bastion.poison.cli", "classic", ("poison", "data"), lambda m: m.register(app))
 _register("bastion.privacy.cli", "classic", ("privacy",), lambda m: m.register(app))
-_register("bastion.service.cli", "service", ("serve", "keys", "review"),
+_register("bastion.service.cli", "service", ("serve", "serve-model", "keys", "review"),
           lambda m: m.register(app))
 
 
