@@ -29,6 +29,7 @@ sampling, the same stream gives the same verdicts.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -45,8 +46,8 @@ class PradaVerdict:
 
     ``flagged``: the client has been flagged (now or earlier); ``new``: flagged by this
     query; ``w``: the last Shapiro-Wilk statistic (``None`` before ``min_distances``);
-    ``queries``: the client's queries so far; ``flagged_at``: the query count when
-    flagged (``None`` if not flagged).
+    ``queries``: the client's queries so far; ``flagged_at`` and ``w_at_flag``: the
+    query count and W when flagged (``None`` if not flagged).
     """
 
     flagged: bool
@@ -54,10 +55,11 @@ class PradaVerdict:
     w: float | None
     queries: int
     flagged_at: int | None
+    w_at_flag: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"flagged": self.flagged, "w": self.w, "queries": self.queries,
-                "flagged_at": self.flagged_at}
+                "flagged_at": self.flagged_at, "w_at_flag": self.w_at_flag}
 
 
 @dataclass
@@ -75,6 +77,7 @@ class _Client:
     queries: int = 0
     w: float | None = None
     flagged_at: int | None = None
+    w_at_flag: float | None = None
 
 
 def _positive_int(name: str, value: Any, least: int = 1) -> int:
@@ -99,7 +102,7 @@ class PradaMonitor:
                  max_per_class: int = 1000, max_clients: int = 1000) -> None:
         if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 < delta < 1:
             raise ConfigError(f"PRADA delta is a Shapiro-Wilk threshold in (0, 1), got "
-                              f"{delta!r}; 0.9 is a reasonable start")
+                              f"{delta!r}; the default is 0.94")
         self.delta = float(delta)
         self.min_distances = _positive_int("min_distances", min_distances, 3)
         self.window = _positive_int("window", window, 3)
@@ -138,11 +141,14 @@ class PradaMonitor:
             if len(client.distances) >= self.min_distances:
                 client.w = _shapiro_w(np.fromiter(client.distances, dtype=np.float64))
                 if not was_flagged and client.w < self.delta:
-                    client.flagged_at = client.queries
-            flagged = client.flagged_at is not None
-            return PradaVerdict(flagged=flagged, new=flagged and not was_flagged,
-                                w=client.w, queries=client.queries,
-                                flagged_at=client.flagged_at)
+                    client.flagged_at, client.w_at_flag = client.queries, client.w
+            return self._verdict(client, new=not was_flagged and client.flagged_at is not None)
+
+    @staticmethod
+    def _verdict(client: _Client, new: bool) -> PradaVerdict:
+        return PradaVerdict(flagged=client.flagged_at is not None, new=new, w=client.w,
+                            queries=client.queries, flagged_at=client.flagged_at,
+                            w_at_flag=client.w_at_flag)
 
     def observe_batch(self, key: str, xs: np.ndarray, labels: Any) -> PradaVerdict:
         """:meth:`observe` each row of ``xs`` (N, ...) in order; the verdict after the
@@ -156,8 +162,7 @@ class PradaMonitor:
         for row, label in zip(xs, labels, strict=True):
             verdict = self.observe(key, row, int(label))
             new = new or verdict.new
-        return PradaVerdict(flagged=verdict.flagged, new=new, w=verdict.w,
-                            queries=verdict.queries, flagged_at=verdict.flagged_at)
+        return dataclasses.replace(verdict, new=new)
 
     def _grow(self, client: _Client, vec: np.ndarray, label: int) -> None:
         cls = client.classes.setdefault(label, _Class())
@@ -181,11 +186,7 @@ class PradaMonitor:
         """The client's current state, or ``None`` if it is not remembered."""
         with self._lock:
             client = self._clients.get(key)
-            if client is None:
-                return None
-            flagged = client.flagged_at is not None
-            return PradaVerdict(flagged=flagged, new=False, w=client.w,
-                                queries=client.queries, flagged_at=client.flagged_at)
+            return None if client is None else self._verdict(client, new=False)
 
     def stored_points(self, key: str) -> int:
         """Queries held in the client's growing sets (for checking the memory bound)."""

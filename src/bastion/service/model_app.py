@@ -91,7 +91,7 @@ class ModelService(Gate):
 
     def _escalate(self, who: Principal, verdict: PradaVerdict) -> None:
         delta = self.config.predict.prada_delta
-        w = verdict.w if verdict.w is not None else float("nan")
+        w = verdict.w_at_flag if verdict.w_at_flag is not None else float("nan")
         reason = (f"model extraction suspected (PRADA): Shapiro-Wilk W {w:.3f} < "
                   f"{delta:g} after {verdict.flagged_at} queries to {self.served.name}")
         layer = {"name": "prada", "verdict": "review", "score": round(1 - w, 4),
