@@ -34,11 +34,11 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import prada_streams as streams  # noqa: E402
-from bastion import data  # noqa: E402
-from bastion.common.intervals import interval_list, wilson_interval  # noqa: E402
-from bastion.privacy.extraction import extract  # noqa: E402
-from bastion.privacy.remote import RemoteClassifier  # noqa: E402
+import prada_streams as streams
+from bastion import data
+from bastion.common.intervals import interval_list, wilson_interval
+from bastion.privacy.extraction import extract
+from bastion.privacy.remote import RemoteClassifier
 
 MODEL = "mnist-smallcnn-std"
 DEFENSES = ["none", "round:decimals=1", "top-k:k=1", "label-only",
@@ -122,10 +122,13 @@ def report(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         kind: _summary([r for r in sessions if r["kind"] == kind])
         for kind in ("benign", "knockoff", "jacobian")}}
     print(json.dumps(out["summary"], indent=1), flush=True)
+    table: list[dict[str, Any]] = []
+    out["defenses"] = table
+    if not args.defenses:
+        return out
     pool = data.load("mnist", "val", args.budget).x
     test = data.load("mnist", "test", args.test)
-    table = []
-    for spec in args.defenses.split(";"):
+    for spec in filter(None, args.defenses.split(";")):
         label_only = spec.startswith("label-only")
         server, app = _server(tmp, spec, "label" if label_only else "probs", throttle=False)
         made = app.state.service.store.create_key(f"copy-{spec}", "client")
@@ -142,7 +145,6 @@ def report(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                "seconds": round(time.time() - start, 1)}
         table.append(row)
         print(json.dumps(row), flush=True)
-    out["defenses"] = table
     return out
 
 
@@ -185,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=int, default=2000, help="extraction queries")
     parser.add_argument("--test", type=int, default=1000, help="MNIST test images")
     parser.add_argument("--steps", type=int, default=600, help="copy training steps")
-    parser.add_argument("--defenses", default=";".join(DEFENSES), help="';'-separated")
+    parser.add_argument("--defenses", default=";".join(DEFENSES),
+                        help="';'-separated; '' skips the defence table")
     parser.add_argument("--tune", action="store_true", help="tune mode (see above)")
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     args = parser.parse_args(argv)
