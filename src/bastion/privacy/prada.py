@@ -64,8 +64,7 @@ class PradaVerdict:
 
 @dataclass
 class _Class:
-    points: list[np.ndarray] = field(default_factory=list)  # each (dims,) float32
-    stack: np.ndarray | None = None  # the points as one (n, dims) array, kept in step
+    stack: np.ndarray | None = None  # the growing set, (n, dims) float32
     grew_by: list[float] = field(default_factory=list)  # distances that grew the set
     threshold: float = 0.0
 
@@ -167,16 +166,14 @@ class PradaMonitor:
     def _grow(self, client: _Client, vec: np.ndarray, label: int) -> None:
         cls = client.classes.setdefault(label, _Class())
         if cls.stack is None:
-            cls.points.append(vec)
-            cls.stack = vec[None, :]
+            cls.stack = vec[None, :].copy()
             return
         if cls.stack.shape[1] != vec.size:
             raise InputError(f"query of {vec.size} values after queries of "
                              f"{cls.stack.shape[1]}: one client's queries must share a shape")
         d = float(np.sqrt(((cls.stack - vec) ** 2).sum(axis=1).min()))
         client.distances.append(d)
-        if d > cls.threshold and len(cls.points) < self.max_per_class:
-            cls.points.append(vec)
+        if d > cls.threshold and len(cls.stack) < self.max_per_class:
             cls.stack = np.concatenate([cls.stack, vec[None, :]])
             cls.grew_by.append(d)
             spread = np.asarray(cls.grew_by)
@@ -192,7 +189,8 @@ class PradaMonitor:
         """Queries held in the client's growing sets (for checking the memory bound)."""
         with self._lock:
             client = self._clients.get(key)
-            return 0 if client is None else sum(len(c.points) for c in client.classes.values())
+            return 0 if client is None else sum(
+                0 if c.stack is None else len(c.stack) for c in client.classes.values())
 
     def __len__(self) -> int:
         return len(self._clients)
