@@ -16,10 +16,9 @@ defence, one endpoint (PRADA throttle off, so the copy gets its whole budget) is
 from ``--budget`` MNIST val queries; fidelity on ``--test`` MNIST test images, and the
 defended answers' accuracy beside the undefended model's.
 
-Tune mode (``--tune``, in-process, MNIST val / Fashion-MNIST train / digits train, seed
-0): the lowest W of a benign replay and the W of each attack after its 2,000 queries, for
-three windows; delta is the midpoint between the benign minimum and the Jacobian stream's
-W (the Knockoff pool's W is above the benign minimum: no delta separates it).
+Tune mode (``--tune``, in-process, MNIST val / Fashion-MNIST train / digits train, seeds
+0..N-1): per session the lowest W once 100, 200 or 300 queries are in, and the W after the
+last query, at ``--window``; delta and the first test's query count are read from these.
 """
 
 from __future__ import annotations
@@ -149,9 +148,19 @@ def report(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return out
 
 
-def tune(args: argparse.Namespace) -> dict[str, Any]:
-    from bastion import zoo
+def _trace(x: torch.Tensor, labels: list[int], window: int) -> list[float]:
+    """W after each query of one stream (NaN before 100 distances)."""
     from bastion.privacy.prada import PradaMonitor
+
+    monitor = PradaMonitor(0.5, window=window)
+    return [float("nan") if (w := monitor.observe("c", row, lab).w) is None else w
+            for row, lab in zip(x.reshape(len(x), -1).numpy(), labels, strict=True)]
+
+
+def tune(args: argparse.Namespace) -> dict[str, Any]:
+    import math
+
+    from bastion import zoo
 
     victim = zoo.load(MODEL).eval()
 
@@ -159,25 +168,20 @@ def tune(args: argparse.Namespace) -> dict[str, Any]:
         with torch.no_grad():
             return torch.cat([victim(x[i:i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
 
-    runs = {"benign": streams.benign("val", 10_000, 0),
-            "knockoff": streams.knockoff("train", args.queries, 0),
-            "jacobian": streams.jacobian(streams.benign("val", 100, 1000), label_of,
-                                         args.queries, 0)}
-    out: dict[str, Any] = {}
-    for window in (250, 500, 1000):
-        ws: dict[str, Any] = {}
+    out: dict[str, Any] = {"window": args.window, "sessions": []}
+    for seed in range(args.sessions):
+        runs = {"benign": streams.benign("val", 10_000, seed),
+                "knockoff": streams.knockoff("train", args.queries, seed),
+                "jacobian": streams.jacobian(streams.benign("val", 100, 1000 + seed),
+                                             label_of, args.queries, seed)}
         for name, x in runs.items():
-            monitor = PradaMonitor(0.5, window=window)
-            trace = [monitor.observe("c", row, int(lab)).w
-                     for row, lab in zip(x.reshape(len(x), -1).numpy(), label_of(x).tolist(),
-                                         strict=True)]
-            seen = [w for w in trace if w is not None]
-            ws[name] = {"min": round(min(seen), 4), "last": round(seen[-1], 4)}
-        # the Knockoff pool's W sits above the benign one: no delta separates it, so
-        # delta is placed between the benign minimum and the Jacobian stream's W
-        ws["delta"] = round((ws["benign"]["min"] + ws["jacobian"]["last"]) / 2, 3)
-        out[str(window)] = ws
-        print(window, json.dumps(ws), flush=True)
+            trace = _trace(x, label_of(x).tolist(), args.window)
+            row = {"kind": name, "seed": seed, "last": round(trace[-1], 4)}
+            for skip in (100, 200, 300):  # the first test after about this many queries
+                row[f"min_after_{skip}"] = round(min(w for w in trace[skip + 10:]
+                                                     if not math.isnan(w)), 4)
+            out["sessions"].append(row)
+            print(json.dumps(row), flush=True)
     return out
 
 
@@ -192,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--defenses", default=";".join(DEFENSES),
                         help="';'-separated; '' skips the defence table")
     parser.add_argument("--tune", action="store_true", help="tune mode (see above)")
+    parser.add_argument("--window", type=int, default=500, help="tune mode: PRADA window")
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
