@@ -2,7 +2,7 @@
 attack, from the distribution of distances between its queries.
 
     from bastion.privacy.prada import PradaMonitor
-    monitor = PradaMonitor()                # delta 0.94, window 500: see docs/privacy.md
+    monitor = PradaMonitor()                # delta 0.93, window 500: see docs/privacy.md
     for x, label in stream:                 # x: any array, flattened; label: served class
         verdict = monitor.observe("key-1", x, label)
         if verdict.flagged: ...
@@ -97,11 +97,11 @@ class PradaMonitor:
         max_clients: clients remembered; the least recently seen is forgotten first.
     """
 
-    def __init__(self, delta: float = 0.94, *, min_distances: int = 100, window: int = 500,
+    def __init__(self, delta: float = 0.93, *, min_distances: int = 100, window: int = 500,
                  max_per_class: int = 1000, max_clients: int = 1000) -> None:
         if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 < delta < 1:
             raise ConfigError(f"PRADA delta is a Shapiro-Wilk threshold in (0, 1), got "
-                              f"{delta!r}; the default is 0.94")
+                              f"{delta!r}; the default is 0.93")
         self.delta = float(delta)
         self.min_distances = _positive_int("min_distances", min_distances, 3)
         self.window = _positive_int("window", window, 3)

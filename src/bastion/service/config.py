@@ -38,7 +38,7 @@ in-process rate limiter and the embedded SmolLM2 upstream::
     predict:         # `bastion serve-model` only
       max_batch: 64            # inputs in one POST /v1/predict
       prada: true              # the PRADA extraction monitor, per API key
-      prada_delta: 0.94        # Shapiro-Wilk W below this flags a key
+      prada_delta: 0.93        # Shapiro-Wilk W below this flags a key
       prada_window: 500        # distances the test reads (the latest)
       prada_min_distances: 100 # distances before the first test
       prada_max_per_class: 1000   # queries kept per key and class (memory bound)
@@ -116,7 +116,7 @@ class PredictConfig:
 
     max_batch: int = 64
     prada: bool = True
-    prada_delta: float = 0.94
+    prada_delta: float = 0.93
     prada_window: int = 500
     prada_min_distances: int = 100
     prada_max_per_class: int = 1000
