@@ -203,3 +203,28 @@ def test_extraction_runs_over_a_real_port(tmp_path: Path) -> None:
     assert victim.queries == 48 + 16  # the pool, then the test images for fidelity
     row = result.rows[0]
     assert row["queries"] == 48 and 0 <= row["fidelity"] <= 1
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--answer", "top3"], "--answer must be label, topk:K"),
+    (["--answer", "topk:11"], "more classes than the model's 10"),
+    (["--defense", "round:decimals"], "key=value pairs"),
+    (["--defense", "blur"], "unknown output defence 'blur'"),
+    (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+    (["--model", "{tmp}/net.py"], "give its input shape with --input-shape"),
+    (["--input-shape", "28,28"], "three positive integers"),
+])
+def test_serve_model_command_refuses_bad_options(tmp_path: Path, args: list[str],
+                                                 words: str) -> None:
+    from typer.testing import CliRunner
+
+    from bastion.cli import app
+
+    (tmp_path / "net.py").write_text(
+        "from torch import nn\n\ndef make_model():\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))\n")
+    base = ["serve-model", "--model", MODEL, "--database-url",
+            f"sqlite:///{tmp_path / 'cli.db'}"]
+    got = CliRunner().invoke(app, base + [a.format(tmp=tmp_path) for a in args])
+    assert got.exit_code == 2, got.output
+    assert words in " ".join(got.output.split())
