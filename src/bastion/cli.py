@@ -92,7 +92,7 @@ _register("bastion.poison.cli", "classic", ("poison", "data"), lambda m: m.regis
 _register("bastion.privacy.cli", "classic", ("privacy",), lambda m: m.register(app))
 _register("bastion.redteam.text_cli", "guard-models", ("text-attack",),
           lambda m: m.register(app))
-_register("bastion.service.cli", "service", ("serve", "keys", "review"),
+_register("bastion.service.cli", "service", ("serve", "serve-model", "keys", "review"),
           lambda m: m.register(app))
 _register("bastion.redteam.cli", "guard-models", ("redteam",), lambda m: m.register(app))
 

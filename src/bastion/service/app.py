@@ -32,7 +32,7 @@ from bastion.errors import InputError
 from bastion.guard import Guard
 from bastion.service import proxy, review, web
 from bastion.service.config import ServiceConfig
-from bastion.service.deps import ClientKey, service_of, session_of
+from bastion.service.deps import ClientKey, gate_of, service_of, session_of
 from bastion.service.limits import RequestLimits, error_body
 from bastion.service.models import ScanInputRequest, ScanOutputRequest, ScanResponse
 from bastion.service.ratelimit import Limiter, make_limiter
@@ -77,7 +77,8 @@ def _validation_message(exc: RequestValidationError, content_type: str = "") -> 
     return "invalid request: " + "; ".join(parts)
 
 
-def _handlers(app: FastAPI) -> None:
+def install_handlers(app: FastAPI) -> None:
+    """The error answers every bastion service gives (OpenAI's shape; 422 for bad input)."""
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse(exc.body, status_code=exc.status, headers=exc.headers)
@@ -124,8 +125,9 @@ def create_app(config: ServiceConfig | None = None, *, guard: Guard | None = Non
                   description="LLM guard as a service: scans, an OpenAI-compatible guarded "
                               "proxy, a human review queue.", lifespan=lifespan)
     app.state.service = svc
-    _handlers(app)
+    install_handlers(app)
     _routes(app)
+    ops_routes(app)
     app.include_router(proxy.router)
     app.include_router(review.router)
     app.include_router(web.router)
@@ -160,6 +162,9 @@ def _routes(app: FastAPI) -> None:
         svc.metrics.requests.labels("scan_output", "200").inc()
         return checked.to_dict()
 
+
+def ops_routes(app: FastAPI) -> None:
+    """``/healthz``, ``/readyz`` and ``/metrics`` (any app whose state holds a Gate)."""
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """The process is up and serving."""
@@ -168,7 +173,7 @@ def _routes(app: FastAPI) -> None:
     @app.get("/readyz", tags=["ops"])
     async def readyz(request: Request) -> JSONResponse:
         """The database (and Redis, when configured) answer: 200, else 503 naming which."""
-        svc = service_of(request)
+        svc = gate_of(request)
         problems = {}
         for name, ping in (("database", svc.store.ping), ("rate_limiter", svc.limiter.ping)):
             try:
@@ -183,5 +188,5 @@ def _routes(app: FastAPI) -> None:
     @app.get("/metrics", tags=["ops"])
     async def metrics(request: Request) -> Response:
         """Prometheus text format."""
-        return Response(service_of(request).metrics.render(),
+        return Response(gate_of(request).metrics.render(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")

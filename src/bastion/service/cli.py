@@ -1,6 +1,7 @@
-"""``bastion serve``, ``bastion keys ...``, ``bastion review export``.
+"""``bastion serve``, ``bastion serve-model``, ``bastion keys ...``, ``bastion review export``.
 
     bastion serve                                   # SQLite file, embedded SmolLM2 upstream
+    bastion serve-model --model mnist-smallcnn-std --defense round:decimals=2 --answer topk:3
     bastion serve --config service.yaml --port 8080 --workers 2
     bastion keys create --name app --role client    # prints the key once
     bastion keys list | bastion keys revoke ID
@@ -130,6 +131,49 @@ def serve(
                 port=cfg.port, workers=workers, log_level=log_level, **extra)
 
 
+def serve_model(
+    model: Annotated[str, typer.Option(help="zoo name, or FILE.py[:factory]")],
+    defense: Annotated[str, typer.Option(
+        help="output defence NAME[:key=value,...]: none, round, top-k, label-only, "
+             "reverse-sigmoid, noise")] = "none",
+    answer: Annotated[str, typer.Option(help="label, topk:K or probs")] = "label",
+    input_shape: Annotated[str | None, typer.Option(
+        help="C,H,W of one input (needed for a model from a file)")] = None,
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port")] = None,
+    config: ConfigOpt = None,
+    database_url: DbOpt = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL for shared limits")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Serve a classifier: POST /v1/predict behind API keys, rate limits, an output
+    defence and a PRADA extraction monitor per key (one worker: the monitor is in-process)."""
+    cfg = _config(config, database_url, host=host, port=port, redis_url=redis_url)
+    try:
+        import uvicorn
+
+        from bastion.service.model_app import create_model_app
+        from bastion.service.predict import load_served
+        from bastion.service.protocol import NoDelayH11Protocol
+    except ModuleNotFoundError as exc:
+        from bastion.extras import missing
+        raise _fail(str(missing(exc, "bastion serve-model", "service"))) from None
+    try:
+        served = load_served(model, defense=defense, answer=answer, input_shape=input_shape)
+        app = create_model_app(cfg, served)
+    except BastionError as exc:
+        raise _fail(str(exc)) from None
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _err.print(f"bastion model endpoint on http://{cfg.host}:{cfg.port}: {escape(model)}, "
+               f"defence {escape(defense)}, answers {escape(answer)}, rate limits "
+               f"{'redis' if cfg.redis_url else 'in-process'}, PRADA "
+               f"{'on' if cfg.predict.prada else 'off'}")
+    NoDelayH11Protocol.header_timeout_s = cfg.limits.header_timeout_s
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=log_level,
+                **uvicorn_settings(cfg))
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="who or what uses the key")],
@@ -206,7 +250,8 @@ def review_export(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``serve``, ``keys`` and ``review`` to the ``bastion`` command."""
+    """Add ``serve``, ``serve-model``, ``keys`` and ``review`` to the ``bastion`` command."""
     app.command(name="serve")(serve)
+    app.command(name="serve-model")(serve_model)
     app.add_typer(keys_app, name="keys")
     app.add_typer(review_app, name="review")

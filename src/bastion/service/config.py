@@ -35,6 +35,16 @@ in-process rate limiter and the embedded SmolLM2 upstream::
       max_connections: 1000      # `bastion serve`: per worker; more are answered 503
     rate_limit: {rate_per_s: 10, burst: 30}
     anomaly: {...}   # see bastion.service.anomaly.AnomalyConfig
+    predict:         # `bastion serve-model` only
+      max_batch: 64            # inputs in one POST /v1/predict
+      prada: true              # the PRADA extraction monitor, per API key
+      prada_delta: 0.93        # Shapiro-Wilk W below this flags a key
+      prada_window: 500        # distances the test reads (the latest)
+      prada_min_distances: 100 # distances before the first test
+      prada_max_per_class: 1000   # queries kept per key and class (memory bound)
+      prada_max_clients: 1000     # keys remembered (least recently seen forgotten)
+      prada_throttle: true     # a flagged key is throttled (anomaly.throttle_rate_per_s
+                               # for anomaly.throttle_s), besides its review item
 
 Why environment overrides for the two URLs only: they carry credentials and differ per
 deployment (one image, many replicas), while the rest is policy kept in version control.
@@ -100,6 +110,32 @@ class RateLimitConfig:
 
 
 @dataclass(frozen=True)
+class PredictConfig:
+    """``bastion serve-model``: the batch cap and the PRADA monitor
+    (:class:`bastion.privacy.prada.PradaMonitor`) per API key."""
+
+    max_batch: int = 64
+    prada: bool = True
+    prada_delta: float = 0.93
+    prada_window: int = 500
+    prada_min_distances: int = 100
+    prada_max_per_class: int = 1000
+    prada_max_clients: int = 1000
+    prada_throttle: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "prada_window", "prada_min_distances",
+                     "prada_max_per_class", "prada_max_clients"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"predict.{name} must be a positive integer, got {value!r}")
+        delta = self.prada_delta
+        if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 < delta < 1:
+            raise ConfigError(f"predict.prada_delta is a Shapiro-Wilk threshold in (0, 1), "
+                              f"got {delta!r}")
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """Everything ``bastion serve`` needs; see the module docstring for the file form."""
 
@@ -117,6 +153,7 @@ class ServiceConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
 
     def __post_init__(self) -> None:
         if self.on_input_review not in ("allow", "block"):
@@ -152,7 +189,8 @@ class ServiceConfig:
 
 
 _SECTIONS: dict[str, type] = {"upstream": UpstreamConfig, "limits": LimitsConfig,
-                              "rate_limit": RateLimitConfig, "anomaly": AnomalyConfig}
+                              "rate_limit": RateLimitConfig, "anomaly": AnomalyConfig,
+                              "predict": PredictConfig}
 
 
 def _section(cls: type, data: Any, where: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from bastion.service.state import DEFAULT_SESSION, SESSION_HEADER, Service
+from bastion.service.state import DEFAULT_SESSION, SESSION_HEADER, Gate, Service
 from bastion.service.storage import Principal
 
 
@@ -19,17 +19,23 @@ def service_of(request: Request) -> Service:
     return svc
 
 
+def gate_of(request: Request) -> Gate:
+    """The app's keys, limits and store: a guard :class:`Service` or a model endpoint's."""
+    gate: Gate = request.app.state.service
+    return gate
+
+
 def client(request: Request) -> Principal:
     """Dependency: any live key (sync, so FastAPI runs the key lookup in its pool)."""
-    return service_of(request).principal(request, "client")
+    return gate_of(request).principal(request, "client")
 
 
 def reviewer(request: Request) -> Principal:
-    return service_of(request).principal(request, "reviewer")
+    return gate_of(request).principal(request, "reviewer")
 
 
 def admin(request: Request) -> Principal:
-    return service_of(request).principal(request, "admin")
+    return gate_of(request).principal(request, "admin")
 
 
 ClientKey = Annotated[Principal, Depends(client)]

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from bastion.service.deps import AdminKey, ReviewerKey, service_of
+from bastion.service.deps import AdminKey, ReviewerKey, gate_of
 from bastion.service.models import Decision, NewKeyRequest
 from bastion.service.state import ServiceError
 from bastion.service.storage import Conflict, NotFound, Principal
@@ -35,7 +35,7 @@ async def list_items(request: Request, who: ReviewerKey,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50,
                      offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> dict[str, Any]:
     """Review items in ``state``, oldest first."""
-    store = service_of(request).store
+    store = gate_of(request).store
     items = await run_in_threadpool(store.list_items, None if state == "all" else state,
                                     limit, offset)
     return {"items": items}
@@ -45,7 +45,7 @@ async def list_items(request: Request, who: ReviewerKey,
 async def get_item(item_id: ItemId, request: Request,
                    who: ReviewerKey) -> dict[str, Any]:
     """One item, with the audit records about it."""
-    store = service_of(request).store
+    store = gate_of(request).store
     try:
         item = await run_in_threadpool(store.get_item, item_id)
     except NotFound as exc:
@@ -57,7 +57,7 @@ async def get_item(item_id: ItemId, request: Request,
 async def decide(request: Request, item_id: int, decision: str, note: str,
                  who: Principal) -> dict[str, Any]:
     """Record a decision (shared by the API and the web page); 404 or 409 otherwise."""
-    store = service_of(request).store
+    store = gate_of(request).store
     try:
         item = await run_in_threadpool(store.decide, item_id, decision, who.key_id, note)
     except NotFound as exc:
@@ -78,14 +78,14 @@ async def post_decision(item_id: ItemId, body: Decision, request: Request,
 @router.get("/v1/admin/keys", tags=["admin"])
 async def list_keys(request: Request, who: AdminKey) -> dict[str, Any]:
     """Every key's id, name, role, created_at, revoked_at."""
-    return {"keys": await run_in_threadpool(service_of(request).store.list_keys)}
+    return {"keys": await run_in_threadpool(gate_of(request).store.list_keys)}
 
 
 @router.post("/v1/admin/keys", tags=["admin"], status_code=201)
 async def create_key(body: NewKeyRequest, request: Request,
                      who: AdminKey) -> dict[str, Any]:
     """Make a key; the answer is the only time the key is shown."""
-    made = await run_in_threadpool(service_of(request).store.create_key, body.name,
+    made = await run_in_threadpool(gate_of(request).store.create_key, body.name,
                                    body.role, who.key_id)
     log.info("key.create id=%s role=%s by=%s", made.key_id, body.role, who.key_id)
     return {"id": made.key_id, "key": made.key, "name": body.name, "role": body.role}
@@ -96,7 +96,7 @@ async def revoke_key(key_id: str, request: Request,
                      who: AdminKey) -> dict[str, Any]:
     """Revoke a key (at once in this replica, within seconds in the others)."""
     try:
-        await run_in_threadpool(service_of(request).store.revoke_key, key_id, who.key_id)
+        await run_in_threadpool(gate_of(request).store.revoke_key, key_id, who.key_id)
     except NotFound as exc:
         raise ServiceError(404, str(exc), "not_found") from None
     log.info("key.revoke id=%s by=%s", key_id, who.key_id)

@@ -32,7 +32,7 @@ from bastion.service.storage import Principal, Store
 from bastion.service.upstream import Upstream
 from bastion.service.workload import ScanBudget
 
-__all__ = ["Checked", "Service", "ServiceError", "session_tag"]
+__all__ = ["Checked", "Gate", "Service", "ServiceError", "session_tag"]
 log = logging.getLogger("bastion.service")
 SESSION_HEADER = "X-Bastion-Session"
 #: scanner kinds of the rule layers, run on the roles ``role_scan`` maps to ``rules``
@@ -60,22 +60,24 @@ def session_tag(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("utf-8", "replace")).hexdigest()[:12]
 
 
-class Service:
-    """The parts of one running service; endpoints reach it as ``request.app.state.service``."""
+class Gate:
+    """What every bastion service checks before its endpoint's work: the caller's API key
+    and its rate limit. The guard service (:class:`Service`) and the model endpoint
+    (``bastion serve-model``) both extend it; subclasses say who is throttled."""
 
-    def __init__(self, config: ServiceConfig, *, guard: Guard, store: Store, limiter: Limiter,
-                 upstream: Upstream, detector: AnomalyDetector | None = None) -> None:
+    def __init__(self, config: ServiceConfig, *, store: Store, limiter: Limiter) -> None:
         self.config = config
-        self.guard = guard
         self.store = store
         self.limiter = limiter
-        self.upstream = upstream
-        self.detector = detector or AnomalyDetector(config.anomaly)
         self.metrics = Metrics()
-        lim = config.limits
-        self.budget = ScanBudget(max_scan_chars=lim.max_scan_chars,
-                                 max_pending_chars_per_key=lim.max_pending_chars_per_key,
-                                 max_pending_chars=lim.max_pending_chars)
+
+    def throttled(self, who: Principal, session_id: str) -> bool:
+        """Whether the caller is under an escalation throttle now (none here)."""
+        return False
+
+    def throttle_reason(self, who: Principal) -> str:
+        """What a throttled caller's 429 says."""
+        return "this session was escalated for review and is throttled"
 
     # -- auth and limits (sync: FastAPI runs them in its thread pool; they do I/O) --------
 
@@ -104,8 +106,7 @@ class Service:
         throttled = False
         try:
             decision = self.limiter.take(f"key:{who.key_id}", rl.rate_per_s, rl.burst)
-            if decision.allowed and self.detector.throttled(self._session_key(who,
-                                                                              session_id)):
+            if decision.allowed and self.throttled(who, session_id):
                 throttled = True
                 decision = self.limiter.take(
                     f"throttle:{who.key_id}:{session_tag(session_id)}",
@@ -120,11 +121,30 @@ class Service:
             self.metrics.rate_limited.inc()
             log.info("rate_limited key=%s session=%s throttled=%s retry_after=%.2fs",
                      who.key_id, session_tag(session_id), throttled, decision.retry_after_s)
-            why = ("this session was escalated for review and is throttled" if throttled
+            why = (self.throttle_reason(who) if throttled
                    else f"key {who.key_id} is over its rate limit")
             raise ServiceError(429, f"{why}; retry after {decision.retry_after_header} s",
                                "rate_limit_error", "rate_limited",
                                {"Retry-After": decision.retry_after_header})
+
+
+class Service(Gate):
+    """The parts of one running service; endpoints reach it as ``request.app.state.service``."""
+
+    def __init__(self, config: ServiceConfig, *, guard: Guard, store: Store, limiter: Limiter,
+                 upstream: Upstream, detector: AnomalyDetector | None = None) -> None:
+        super().__init__(config, store=store, limiter=limiter)
+        self.guard = guard
+        self.upstream = upstream
+        self.detector = detector or AnomalyDetector(config.anomaly)
+        lim = config.limits
+        self.budget = ScanBudget(max_scan_chars=lim.max_scan_chars,
+                                 max_pending_chars_per_key=lim.max_pending_chars_per_key,
+                                 max_pending_chars=lim.max_pending_chars)
+
+    def throttled(self, who: Principal, session_id: str) -> bool:
+        """Whether the anomaly detector throttles this (key, session) now."""
+        return self.detector.throttled(self._session_key(who, session_id))
 
     @staticmethod
     def _session_key(who: Principal, session_id: str) -> str:
