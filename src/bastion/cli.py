@@ -146,10 +146,12 @@ def _summary(results: list[dict]) -> None:
 
 
 def _run(specs: list[jobs.EvalSpec], out: Path | None, json_path: Path | None,
-         state: Path | None, progress: bool) -> None:
+         state: Path | None, progress: bool, card_extra: dict[str, Any] | None = None
+         ) -> None:
     try:
         results = _jobs().run_job(specs, out=out, json_path=json_path, state=state,
-                               progress=progress, command=_command(), log=err.print)
+                               progress=progress, command=_command(), log=err.print,
+                               card_extra=card_extra)
     except KeyboardInterrupt:
         where = state or (out / "state" if out else None)
         hint = (f"rerun the same command to resume from {where}" if where else
@@ -248,15 +250,48 @@ def _matrix(models: list[str], threats: str, **options: Any) -> None:
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="where the card goes")] = Path("out/demo"),
-    n: Annotated[int, typer.Option(help="MNIST test images")] = 1000,
-    steps: Annotated[int, typer.Option(help="PGD steps")] = 40,
+    # 500 images and PGD-20 (step 2.5 * eps / steps) keep the main job to a few minutes on
+    # 2 cores; intervals stay near +-4 points. Full size: --n 1000 --steps 40.
+    n: Annotated[int, typer.Option(help="MNIST test images")] = 500,
+    steps: Annotated[int, typer.Option(help="PGD steps")] = 20,
+    guard_limit: Annotated[int, typer.Option(
+        min=0, help="S-Labs test prompts the guard is measured on (0: no guard section)")
+    ] = 400,
     progress: Annotated[bool, typer.Option()] = True,
 ) -> None:
-    """The main job: bundled and advertorch MNIST models, FGSM and PGD, Linf eps sweep."""
+    """The main job: the default LLM guard on a few prompts and a slice of S-Labs test,
+    then bundled and advertorch MNIST models under FGSM and PGD with an Linf eps sweep;
+    one card holds both halves."""
     jobs = _jobs()
+    card_extra = _guard_demo(guard_limit, progress) if guard_limit else None
     specs = [jobs.EvalSpec(model=m, n=n, eps=0.3, attacks=("fgsm", "pgd"), steps=steps,
                            sweep=jobs.DEMO_SWEEP) for m in jobs.DEMO_MODELS]
-    _run(specs, out, out / "results.json", None, progress)
+    _run(specs, out, out / "results.json", None, progress, card_extra=card_extra)
+
+
+def _guard_demo(limit: int, progress: bool) -> dict[str, Any]:
+    """The card's ``guard`` section (:func:`bastion.demo.guard_section`), with a line per
+    prompt and one for the corpus on the terminal."""
+    from bastion.demo import DEMO_CORPUS, guard_section
+    from bastion.report.guard import guard_card_section
+
+    err.print(f"guard: scanning the demo prompts and the first {limit} {DEMO_CORPUS} prompts "
+              "with the default policy")
+    try:
+        section = guard_section(limit=limit, progress=progress)
+    except BastionError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    for p in section["prompts"]:
+        err.print(f"guard: {p['kind']:6} ({p['note']}) -> {p['verdict']}"
+                  + (f" by {p['layer']}" if "layer" in p else ""))
+    c = section["corpus"]
+    err.print(f"guard: {c['name']} n={c['n']}: TPR {c['tpr']:.1%} "
+              f"[{c['tpr_ci'][0]:.1%}, {c['tpr_ci'][1]:.1%}], FPR {c['fpr']:.1%} "
+              f"[{c['fpr_ci'][0]:.1%}, {c['fpr_ci'][1]:.1%}] ({section['seconds']:.0f} s)"
+              if c.get("tpr") is not None and c.get("fpr") is not None else
+              f"guard: {c['name']} n={c['n']}: {c['notes']}")
+    return {"guard": guard_card_section(section)}
 
 
 @zoo_app.command("list")

@@ -147,8 +147,12 @@ def check_outputs(out: Path | None, json_path: Path | None) -> None:
 
 def run_job(specs: Sequence[EvalSpec], *, out: Path | None, json_path: Path | None,
             state: Path | None, progress: bool, command: str,
-            log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+            log: Callable[[str], None] = print,
+            card_extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Evaluate each spec; write --json, and with --out the record and the card.
+
+    ``card_extra`` holds card-level sections written beside the entries (``bastion
+    demo`` puts its ``guard`` section there; see :func:`bastion.report.build_card`).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process evaluates its share and
     gathers the rest; only rank 0 writes the JSON, the record and the card, and every
@@ -167,7 +171,7 @@ def run_job(specs: Sequence[EvalSpec], *, out: Path | None, json_path: Path | No
     with lock, distributed(shard):
         results = _evaluate_all(specs, out=out if main else None, state=state,
                                 state_dir=out, progress=progress and main, command=command,
-                                shard=shard, log=log)
+                                shard=shard, log=log, card_extra=card_extra)
     if not main:
         return results
     payload: dict[str, Any] = results[0] if len(results) == 1 else {"evaluations": results}
@@ -179,7 +183,8 @@ def run_job(specs: Sequence[EvalSpec], *, out: Path | None, json_path: Path | No
 
 def _evaluate_all(specs: Sequence[EvalSpec], *, out: Path | None, state: Path | None,
                   state_dir: Path | None, progress: bool, command: str,
-                  shard: Shard | None, log: Callable[[str], None]) -> list[dict[str, Any]]:
+                  shard: Shard | None, log: Callable[[str], None],
+                  card_extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run every spec; with ``out`` also write the record and the card."""
     run_id = new_run_id()
     record = RecordWriter(out / "record.jsonl", run_id) if out is not None else None
@@ -207,7 +212,7 @@ def _evaluate_all(specs: Sequence[EvalSpec], *, out: Path | None, state: Path | 
         entries = [CardEntry(model=r["model"], data=r["data"],
                              evaluation={k: v for k, v in r.items() if k not in ("model", "data")})
                    for r in results]
-        json_card, html_card = write_card(out, entries, run=run)
+        json_card, html_card = write_card(out, entries, run=run, extra=card_extra)
         log(f"card written: {html_card.resolve()} (data: {json_card.resolve()})")
     return results
 

@@ -6,7 +6,8 @@ Its shape is fixed by ``card.schema.json`` (draft 2020-12)::
     {"schema_version": 1, "kind": "bastion.card", "created": "2025-01-01T12:00:00+00:00",
      "run": {"run_id": str, "seed": int, "versions": {pkg: str}, "command": str},
      "entries": [{"model": {...}, "data": {...}, "evaluation": {...}, ...}, ...],
-     "tradeoff": {...}}                           # optional: a training sweep's table
+     "tradeoff": {...},                           # optional: a training sweep's table
+     "guard": {...}}                              # optional: the LLM guard (bastion demo)
 
 Versioning: adding optional fields or sections keeps ``schema_version`` 1 (the
 evaluation's ``flags``, ``stages`` and ``probe``, and an entry's ``diagnostics`` and
@@ -28,6 +29,7 @@ from typing import Any
 from bastion.common.records import new_run_id, now
 from bastion.errors import ConfigError, InputError
 from bastion.report._schema import check_schema, invalid, to_plain
+from bastion.report.guard import check_guard
 from bastion.report.html import render_html
 from bastion.report.redteam import check_redteam, redteam_section
 
@@ -76,7 +78,8 @@ def build_card(entries: list[CardEntry], *, run: dict[str, Any],
         run: ``{"run_id": str, "seed": int, "versions": {package: version}, "command": str}``
             where ``command`` is the shell command that reproduces the run.
         extra: optional card-level sections beside ``entries``, e.g. ``{"tradeoff":
-            table}`` (a training sweep, :mod:`bastion.train.sweep`).
+            table}`` (a training sweep, :mod:`bastion.train.sweep`) or ``{"guard":
+            section}`` (the LLM guard, :func:`bastion.report.guard.guard_card_section`).
 
     Returns:
         The card as plain JSON data (dicts, lists, str, int, float), already validated.
@@ -156,6 +159,8 @@ def validate_card(card: dict[str, Any]) -> None:
         raise invalid("$.entries", "needs at least 1 item(s) (only a red-team card has none)")
     if isinstance(plain.get("redteam"), dict):
         check_redteam(plain["redteam"])
+    if isinstance(plain.get("guard"), dict):
+        check_guard(plain["guard"])
     if isinstance(plain.get("tradeoff"), dict):
         _check_tradeoff(plain["tradeoff"], "$.tradeoff")
     for i, entry in enumerate(plain["entries"]):

@@ -16,6 +16,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from bastion.report.guard import guard_view
 from bastion.report.plots import (
     attack_bars,
     certified_plot,
@@ -84,8 +85,10 @@ def render_html(card: Mapping[str, Any]) -> str:
                     if isinstance(tradeoff, Mapping) and tradeoff.get("points") else None)
     section = card.get("redteam")
     redteam = redteam_view(dict(section)) if isinstance(section, Mapping) else None
+    guard_section = card.get("guard")
+    guard = guard_view(dict(guard_section)) if isinstance(guard_section, Mapping) else None
     return _environment().get_template("card.html.j2").render(
-        card=card, items=items, tradeoff_png=tradeoff_png, redteam=redteam)
+        card=card, items=items, tradeoff_png=tradeoff_png, redteam=redteam, guard=guard)
 
 
 def _certified(entry: Mapping[str, Any], name: str) -> dict[str, Any] | None:
