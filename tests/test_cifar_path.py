@@ -56,7 +56,7 @@ def test_synthetic_data_is_cifar_shaped_and_deterministic() -> None:
     test = data.load("cifar10-synthetic", "test")
     sample = data.load("cifar10-sample")
     assert train.x.shape[1:] == test.x.shape[1:] == sample.x.shape[1:] == (3, 32, 32)
-    assert 0.0 <= float(train.x.min()) and float(train.x.max()) <= 1.0
+    assert float(train.x.min()) >= 0.0 and float(train.x.max()) <= 1.0
     assert set(test.y.tolist()) == set(range(10)) and len(train.classes) == 10
     # the real images lead the train split, then the synthetic ones
     assert torch.equal(train.x[:20], sample.x)
@@ -98,7 +98,7 @@ def test_pgd_on_cifar_shapes_stays_within_eps(trained: Path) -> None:
     x_adv = result.x_adv
     assert x_adv.shape == (20, 3, 32, 32)
     assert float((x_adv - sample.x).abs().max()) <= 0.03 + 1e-6
-    assert 0.0 <= float(x_adv.min()) and float(x_adv.max()) <= 1.0
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
 
 
 def test_diagnose(trained: Path, tmp_path: Path) -> None:
