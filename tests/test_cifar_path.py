@@ -197,3 +197,5 @@ def test_mnist_layouts_on_cifar_shapes_say_what_to_use() -> None:
         build_for("wong-small", torch.zeros(2, 3, 32, 32), 10)
     assert build_for("cifar-small", torch.zeros(2, 3, 64, 64), 10)(
         torch.zeros(1, 3, 64, 64)).shape == (1, 10)
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        build_for("cifar-small", torch.zeros(2, 3, 30, 30), 10)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bastion.errors import ConfigError
+
 
 class MLP(nn.Module):
     """Flatten, then ``hidden`` ReLU layers, then a linear classifier."""
@@ -104,7 +106,8 @@ class CifarSmall(nn.Module):
     def __init__(self, in_channels: int = 3, num_classes: int = 10, size: int = 32) -> None:
         super().__init__()
         if size % 4:
-            raise ValueError(f"CifarSmall needs an image side divisible by 4, got {size}")
+            raise ConfigError(f"cifar-small needs square images with a side divisible by 4, "
+                              f"got side {size}; resize them (--resize) or use mlp")
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(),
             nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
