@@ -20,9 +20,11 @@ from bastion.cli import app
 from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
 from bastion.zoo.models import CifarSmall
+from bastion.zoo.recipes import train as train_recipe
 from bastion.zoo.registry import build_for
 
 MODEL = "bastion.zoo.models:CifarSmall"
+NAME = "cifar10-small-synthetic"
 
 
 def invoke(*args: str) -> Any:
@@ -38,17 +40,15 @@ def read(path: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``bastion train`` on cifar10-synthetic: 3 short epochs; returns the run folder."""
-    run = tmp_path_factory.mktemp("cifar") / "run"
-    invoke("train", "--out", str(run), "--method", "standard", "--model", "cifar-small",
-           "--data", "cifar10-synthetic", "--epochs", "3", "--batch-size", "32", "--lr",
-           "3e-3", "--lr-schedule", "constant", "--val-n", "100", "--val-steps", "2",
-           "--eval-n", "100", "--eval-steps", "3", "--eps", "0.03", "--no-progress")
-    return run
+    """The zoo recipe behind ``bastion zoo train cifar10-small-synthetic``, run into a
+    temporary folder (about 10 s); returns the folder holding NAME.pt and NAME.json."""
+    root = tmp_path_factory.mktemp("cifar")
+    train_recipe(NAME, root, log=lambda _: None, work=root / "run")
+    return root
 
 
-def model_args(run: Path) -> list[str]:
-    return ["--model", MODEL, "--checkpoint", str(run / "best.pt")]
+def model_args(root: Path) -> list[str]:
+    return ["--model", MODEL, "--checkpoint", str(root / f"{NAME}.pt")]
 
 
 def test_synthetic_data_is_cifar_shaped_and_deterministic() -> None:
@@ -64,15 +64,31 @@ def test_synthetic_data_is_cifar_shaped_and_deterministic() -> None:
     assert not torch.equal(data.load("cifar10-synthetic", "val").x, test.x)
 
 
-def test_train_writes_a_loadable_cifar_model(trained: Path) -> None:
-    best = read(trained / "best.json")
-    assert best["arch"] == "cifar-small" and best["test_n"] == 100
+def test_zoo_recipe_writes_a_card_and_weights(trained: Path) -> None:
+    meta = read(trained / f"{NAME}.json")
+    assert meta["command"] == f"bastion zoo train {NAME}"
+    assert meta["recipe"]["data"] == "cifar10-synthetic"
     # 10 classes: chance is 10%; the gratings are easy to tell apart
-    assert best["clean_test_accuracy"] > 0.5
-    assert 0.0 <= best["robust_test_accuracy"] <= best["clean_test_accuracy"]
+    assert meta["clean_test_accuracy"] > 0.5
     model = CifarSmall()
-    model.load_state_dict(torch.load(trained / "best.pt", weights_only=True))
-    assert model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    model.load_state_dict(torch.load(trained / f"{NAME}.pt", weights_only=True))
+    # the recipe keeps the best validation epoch of its run
+    assert torch.equal(torch.load(trained / f"{NAME}.pt", weights_only=True)["net.0.weight"],
+                       torch.load(meta["trainer"]["run_folder"] + "/best.pt",
+                                  weights_only=True)["net.0.weight"])
+    assert model.eval()(data.load("cifar10-sample").x).shape == (20, 10)
+
+
+def test_train_one_tiny_epoch(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    invoke("train", "--out", str(run), "--method", "pgd", "--model", "cifar-small",
+           "--data", "cifar10-synthetic", "--epochs", "1", "--train-n", "320", "--steps", "2",
+           "--val-n", "50", "--val-steps", "2", "--eval-n", "50", "--eval-steps", "2",
+           "--eps", "0.03", "--no-progress")
+    best = read(run / "best.json")
+    assert best["arch"] == "cifar-small" and best["test_n"] == 50
+    assert best["arch_kwargs"] == {"in_channels": 3, "num_classes": 10, "size": 32}
+    assert 0.0 <= best["robust_test_accuracy"] <= best["clean_test_accuracy"] <= 1.0
 
 
 def test_evaluate_fgsm_pgd_autoattack(trained: Path, tmp_path: Path) -> None:
@@ -92,7 +108,7 @@ def test_evaluate_fgsm_pgd_autoattack(trained: Path, tmp_path: Path) -> None:
 
 def test_pgd_on_cifar_shapes_stays_within_eps(trained: Path) -> None:
     model = CifarSmall()
-    model.load_state_dict(torch.load(trained / "best.pt", weights_only=True))
+    model.load_state_dict(torch.load(trained / f"{NAME}.pt", weights_only=True))
     sample = data.load("cifar10-sample")
     result = PGD(steps=5).run(model.eval(), sample.x, sample.y, ThreatModel("Linf", 0.03))
     x_adv = result.x_adv
@@ -157,13 +173,13 @@ def test_ood(trained: Path, tmp_path: Path) -> None:
 
 def test_poison_scan_and_data_audit(trained: Path, tmp_path: Path) -> None:
     scan = tmp_path / "scan"
-    invoke("poison", "scan", "--arch", "cifar-small", "--checkpoint", str(trained / "best.pt"),
+    invoke("poison", "scan", "--arch", "cifar-small", "--checkpoint", str(trained / f"{NAME}.pt"),
            "--data", "cifar10-synthetic", "--n", "40", "--strip-only", "--no-progress",
            "--out", str(scan))
     fpr = read(scan / "scan.json")["strip"]["fpr"]
     assert fpr["n"] == 40 and fpr["ci95"][0] <= fpr["rate"] <= fpr["ci95"][1]
     out = tmp_path / "audit.json"
-    invoke("data", "audit", "--arch", "cifar-small", "--checkpoint", str(trained / "best.pt"),
+    invoke("data", "audit", "--arch", "cifar-small", "--checkpoint", str(trained / f"{NAME}.pt"),
            "--data", "cifar10-synthetic", "--reference", "100", "--detector", "spectral",
            "--json", str(out))
     audit = read(out)
