@@ -215,3 +215,18 @@ def test_mnist_layouts_on_cifar_shapes_say_what_to_use() -> None:
         torch.zeros(1, 3, 64, 64)).shape == (1, 10)
     with pytest.raises(ConfigError, match="divisible by 4"):
         build_for("cifar-small", torch.zeros(2, 3, 30, 30), 10)
+
+
+def test_threat_matrix_loads_the_checkpoint(trained: Path, tmp_path: Path) -> None:
+    out = tmp_path / "matrix.json"
+    invoke("evaluate", *model_args(trained), "--data", "cifar10-sample", "--n", "10",
+           "--threats", "linf:0.03", "--steps", "2", "--json", str(out), "--no-progress")
+    model = CifarSmall()
+    model.load_state_dict(torch.load(trained / f"{NAME}.pt", weights_only=True))
+    sample = data.load("cifar10-sample").head(10)
+    with torch.no_grad():
+        expected = float((model.eval()(sample.x).argmax(1) == sample.y).float().mean())
+    row = read(out)["rows"][0]
+    # the matrix's clean accuracy is that of the trained weights, not a fresh model's
+    assert row["model"] == MODEL and row["clean_accuracy"] == pytest.approx(expected)
+    assert expected >= 0.5 and 0.0 <= row["cells"][0]["accuracy"] <= expected
