@@ -18,14 +18,16 @@ from bastion.errors import ConfigError, MissingDependencyError
 from bastion.zoo import ALIASES, ARCHITECTURES, ENTRIES
 
 ADVERTORCH = ("advertorch-lenet5-std", "advertorch-lenet5-adv")
+#: input shape (C, H, W) of each architecture's defaults; MNIST's unless listed
+SHAPES = {"cifar-small": (3, 32, 32)}
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
-def test_architecture_maps_mnist_images_to_10_logits(arch: str) -> None:
+def test_architecture_maps_its_images_to_10_logits(arch: str) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = zoo.build(arch).eval()
-    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(2, *SHAPES.get(arch, (1, 28, 28)), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         out = model(x)
     assert out.shape == (2, 10)
@@ -38,7 +40,7 @@ def test_architecture_maps_mnist_images_to_10_logits(arch: str) -> None:
 def test_architecture_takes_the_number_of_classes(arch: str) -> None:
     model = zoo.build(arch, num_classes=3).eval()
     with torch.no_grad():
-        assert model(torch.rand(2, 1, 28, 28)).shape == (2, 3)
+        assert model(torch.rand(2, *SHAPES.get(arch, (1, 28, 28)))).shape == (2, 3)
 
 
 def test_unknown_architecture_lists_the_available_ones() -> None:

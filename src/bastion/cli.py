@@ -211,7 +211,7 @@ def evaluate(
         own.no_user_inputs(inputs, "--threats")
         _matrix(model, threats, data=data, split=split, n=n, steps=steps or 100,
                 targets=targets, seed=seed, batch_size=batch_size, out=out,
-                json_path=json_path)
+                json_path=json_path, checkpoint=checkpoint)
         return
     specs = [_jobs().EvalSpec(model=m, data=data, split=split, n=n, norm=norm, eps=eps,
                                attacks=tuple(attack or ["pgd"]), steps=steps, restarts=restarts,

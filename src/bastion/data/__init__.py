@@ -9,6 +9,7 @@ digits             scikit-learn (8x8)                       train, test
 cifar10            downloaded once, cached (online users)   train, test
 mnist-sample       PyPI ``foolbox`` (20 images)             test
 cifar10-sample     PyPI ``foolbox`` (20 images)             test
+cifar10-synthetic  drawn by bastion (+ the 20 samples)      train, val, test
 =================  ======================================  ===================
 
 Your own data (``FILE.npz``, ``FILE.pt``, an image folder, ``torchvision:NAME``,
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from bastion.data import cifar10, digits, fashion, mnist, samples, user
+from bastion.data import cifar10, digits, fashion, mnist, samples, synthetic, user
 from bastion.data.base import Dataset
 from bastion.data.user import DataOptions, is_user_data
 from bastion.errors import ConfigError
@@ -34,6 +35,7 @@ LOADERS: dict[str, Callable[[str], Dataset]] = {
     "cifar10": cifar10.load,
     "mnist-sample": lambda split: _sample("mnist-sample", split),
     "cifar10-sample": lambda split: _sample("cifar10-sample", split),
+    "cifar10-synthetic": synthetic.load,
 }
 
 

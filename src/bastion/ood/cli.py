@@ -46,7 +46,7 @@ def _floats(text: str) -> list[float]:
 
 def _run(model_name: str, id_name: str, ood: str, detectors: str, n: int, fit: int,
          eps: str, n_adv: int, steps: int, seed: int, state: Path | None,
-         log: Any) -> tuple[Any, dict[str, Any]]:
+         log: Any, checkpoint: Path | None = None) -> tuple[Any, dict[str, Any]]:
     from bastion import data
     from bastion.ood.evaluate import evaluate_ood
     from bastion.ood.registry import DETECTORS
@@ -60,7 +60,7 @@ def _run(model_name: str, id_name: str, ood: str, detectors: str, n: int, fit: i
     names = _names(detectors, list(DETECTORS), "detector")
     set_names = _names(ood, list(SETS), "OOD set")
     radii = _floats(eps)
-    model = load_any(model_name)
+    model = load_any(model_name, checkpoint)
     train = data.load(id_name, "train", fit)
     test = data.load(id_name, "test", n)
     shape = tuple(int(d) for d in test.x.shape[1:])
@@ -122,6 +122,9 @@ def _card(out: Path, model: Any, result: dict[str, Any], seed: int, command: str
 
 def ood_command(
     model: Annotated[str, typer.Option(help="zoo name, or FILE.py[:factory] (docs/models.md)")],
+    checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", "--weights", help="state_dict file loaded into a FILE.py or "
+                                          "package.module:callable model")] = None,
     id_name: Annotated[str, typer.Option("--id", help="in-distribution data set")] = "mnist",
     ood: Annotated[str, typer.Option(help="comma-separated OOD sets, or 'all'")]
         = "fashion-mnist,digits,natural,uniform,gaussian,mnist-rot90,mnist-invert,mnist-blur",
@@ -152,7 +155,7 @@ def ood_command(
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         net, result = _run(model, id_name, ood, detectors, n, fit, eps, n_adv, steps, seed,
-                           state, log)
+                           state, log, checkpoint)
         payload = {k: v for k, v in result.items() if k != "test"} | {"command": command}
         if json_path is not None:
             json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,23 +7,25 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bastion.zoo.registry import build
+from bastion.zoo.registry import build_for
 
 
 def fit(x: torch.Tensor, target: torch.Tensor, *, arch: str = "wong-small", steps: int,
-        batch: int = 64, lr: float = 1e-3, seed: int = 0) -> nn.Module:
+        batch: int = 64, lr: float = 1e-3, seed: int = 0, num_classes: int = 10) -> nn.Module:
     """Train a fresh ``arch`` for ``steps`` Adam steps on batches drawn with replacement.
 
     Args:
         x: (N, C, H, W) inputs in [0, 1].
         target: (N,) int64 labels, or (N, K) float rows summing to 1 (soft labels:
             cross-entropy against the row).
+        num_classes: outputs of the model for int64 labels (soft labels give K).
     Returns:
         the model in eval mode.
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = build(arch)
+    # sized to x's channels and side; a clear error when arch cannot take that shape
+    model = build_for(arch, x, target.shape[1] if target.dim() == 2 else num_classes)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(steps):

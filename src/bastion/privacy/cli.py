@@ -77,6 +77,9 @@ def _guarded(job: Callable[[Callable[[str], None]], dict[str, Any]], json_path: 
 def extract_command(
     model: Annotated[str, typer.Option(help="victim: zoo name, or FILE.py[:factory]")]
         = "mnist-smallcnn-std",
+    checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", "--weights", help="state_dict file loaded into a FILE.py or "
+                                          "package.module:callable victim")] = None,
     pool: Annotated[str, typer.Option(help="attacker's images, DATASET[:SPLIT]")]
         = "mnist:val",
     test: Annotated[str, typer.Option(help="held-out images, DATASET[:SPLIT]")] = "mnist:test",
@@ -100,7 +103,7 @@ def extract_command(
         from bastion.zoo.user import load_any
 
         sizes = _budgets(budgets)
-        victim = build_defense(defense, load_any(model))
+        victim = build_defense(defense, load_any(model, checkpoint))
         pool_x = data.load(*_split(pool), max(sizes)).x
         held = data.load(*_split(test), n_test)
         res = extract(victim, pool_x, held.x, held.y, budgets=sizes,

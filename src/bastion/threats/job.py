@@ -23,18 +23,19 @@ def run_matrix_job(models: Sequence[str], threats: str, *, data: str = "mnist",
                    split: str = "test", n: int | None = 200, steps: int = 100,
                    targets: int = 9, angles: int = 13, seed: int = 0, batch_size: int = 250,
                    out: Path | None = None, json_path: Path | None = None,
-                   command: str = "", log: Callable[[str], None] = print
-                   ) -> dict[str, Any]:
+                   command: str = "", log: Callable[[str], None] = print,
+                   checkpoint: Path | None = None) -> dict[str, Any]:
     """Evaluate every model under every threat of ``threats`` (see
     :func:`bastion.threats.matrix.parse_threats`); returns the ``threat_matrix`` section.
 
     With ``out`` the card (``card.json``, ``card.html``) holds one entry per model (its
     evaluation under the first L-p threat) and the matrix; resume files go to
-    ``out/state/``.
+    ``out/state/``. ``checkpoint`` (a state_dict) is loaded into each FILE.py or
+    package.module:callable model, as ``bastion evaluate --checkpoint`` does.
     """
     columns = parse_threats(threats)
     ds = data_registry.load(data, split, n)
-    loaded = {name: load_any(name, None) for name in models}
+    loaded = {name: load_any(name, checkpoint) for name in models}
     state_dir = out / "state" if out is not None else None
     section, evaluations = run_matrix(loaded, ds, columns, steps=steps, targets=targets,
                                       angles=angles, seed=seed, batch_size=batch_size,

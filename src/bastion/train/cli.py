@@ -34,7 +34,8 @@ def train_command(
     method: Annotated[str, typer.Option(help="standard, pgd, trades, mart, fgsm or "
                                              "gaussian")] = "pgd",
     model: Annotated[str, typer.Option(help="architecture: mlp, smallcnn, lenet5, "
-                                            "wong-small")] = "smallcnn",
+                                            "wong-small (28x28), cifar-small (3x32x32)")]
+        = "smallcnn",
     data: Annotated[str, typer.Option(
         help="data set (bastion.data), or an image FOLDER with train/ (val/, test/) class "
              "sub-folders (docs/data.md)")] = "mnist",

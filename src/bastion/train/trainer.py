@@ -43,6 +43,9 @@ def arch_kwargs(arch: str, x: torch.Tensor, num_classes: int) -> dict[str, Any]:
     """Constructor arguments fitting architecture ``arch`` to inputs ``x`` (N, C, H, W)."""
     if arch == "mlp":
         return {"in_features": int(x[0].numel()), "num_classes": num_classes}
+    if arch == "cifar-small":  # its fully connected layer follows the image side
+        return {"in_channels": int(x.shape[1]), "num_classes": num_classes,
+                "size": int(x.shape[-1])}
     return {"in_channels": int(x.shape[1]), "num_classes": num_classes}
 
 
@@ -54,7 +57,8 @@ def _make_model(cfg: TrainConfig, x: torch.Tensor, kwargs: dict[str, Any]) -> nn
             model.eval()(x[:2])
     except RuntimeError as exc:
         raise ConfigError(f"model {cfg.model!r} does not fit {cfg.data} inputs of shape "
-                          f"{tuple(x.shape[1:])} ({exc}); mlp fits any size") from None
+                          f"{tuple(x.shape[1:])} ({exc}); cifar-small fits square images "
+                          "with a side divisible by 4, mlp any size") from None
     return model.train()
 
 

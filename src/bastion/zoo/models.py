@@ -11,12 +11,17 @@ layer list (no code copied):
 - :class:`LeNet5`: advertorch's MNIST LeNet5 layout: conv32 3x3 pad 1 - maxpool 2 -
   conv64 3x3 pad 1 - maxpool 2 - fc200 - fc10. Parameter names match advertorch's
   checkpoints (``conv1``, ``conv2``, ``linear1``, ``linear2``) so they load directly.
+- :class:`CifarSmall`: a small CIFAR-shaped CNN of bastion's own (3x32x32 -> 10 logits),
+  conv16 3x3 - conv32 4x4/2 - conv32 4x4/2 - fc100 - fc10, plain Conv/ReLU/Linear so the
+  certifiers (IBP, CROWN) take it; trains on a CPU in seconds.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from bastion.errors import ConfigError
 
 
 class MLP(nn.Module):
@@ -95,9 +100,31 @@ class LeNet5(nn.Module):
         return self.linear2(out)
 
 
+class CifarSmall(nn.Module):
+    """A small CIFAR-shaped CNN: (N, 3, 32, 32) -> (N, 10); any H, W divisible by 4."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10, size: int = 32) -> None:
+        super().__init__()
+        if size % 4:
+            raise ConfigError(f"cifar-small needs square images with a side divisible by 4, "
+                              f"got side {size}; resize them (--resize) or use mlp")
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 32, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(32 * (size // 4) ** 2, 100), nn.ReLU(),
+            nn.Linear(100, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "mlp": MLP,
     "smallcnn": SmallCNN,
     "wong-small": WongSmall,
     "lenet5": LeNet5,
+    "cifar-small": CifarSmall,
 }

@@ -159,6 +159,27 @@ def build(arch: str, **kwargs: Any) -> nn.Module:
         ) from None
 
 
+def build_for(arch: str, x: torch.Tensor, num_classes: int) -> nn.Module:
+    """A fresh ``arch`` sized for inputs like ``x`` (N, C, H, W) and ``num_classes``
+    outputs, in train mode; ConfigError when its layers cannot take that input shape
+    (the MNIST layouts have fully connected layers sized for 28x28)."""
+    kwargs: dict[str, Any] = {"in_channels": int(x.shape[1]), "num_classes": num_classes}
+    if arch == "mlp":
+        kwargs = {"in_features": int(x[0].numel()), "num_classes": num_classes}
+    elif arch == "cifar-small" and x.dim() == 4:
+        kwargs["size"] = int(x.shape[-1])
+    try:
+        model = build(arch, **kwargs)
+        with torch.no_grad():
+            model.eval()(x[:2])
+    except RuntimeError as exc:  # a layer refused the shape
+        raise ConfigError(
+            f"architecture {arch!r} does not fit inputs of shape {tuple(x.shape[1:])} ({exc}); "
+            "use cifar-small for 3x32x32 images (any side divisible by 4), the MNIST layouts "
+            "(smallcnn, lenet5, wong-small) for 28x28, or mlp for any size") from None
+    return model.train()
+
+
 def load(name: str) -> nn.Module:
     """Registered model ``name`` with its weights, in eval mode, on the CPU."""
     entry = resolve(name)
