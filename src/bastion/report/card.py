@@ -106,8 +106,11 @@ def write_card(out_dir: Path, entries: list[CardEntry], *, run: dict[str, Any],
     Both files are replaced whole (written aside, then renamed), so an interrupted
     write never leaves half a card.
     """
-    card = build_card(entries, run=run, extra=extra)
-    out_dir = Path(out_dir)
+    return _write(Path(out_dir), build_card(entries, run=run, extra=extra))
+
+
+def _write(out_dir: Path, card: dict[str, Any]) -> tuple[Path, Path]:
+    """``out_dir/card.json`` and ``card.html`` of a checked card, each replaced whole."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out_dir / "card.json", out_dir / "card.html"
     _replace(json_path, json.dumps(card, indent=2, allow_nan=False) + "\n")
@@ -132,12 +135,7 @@ def write_redteam_card(out_dir: Path, summary: dict[str, Any], *, run: dict[str,
                      "created": now(), "run": run, "entries": [],
                      "redteam": redteam_section(summary)})
     validate_card(card)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, html_path = out_dir / "card.json", out_dir / "card.html"
-    _replace(json_path, json.dumps(card, indent=2, allow_nan=False) + "\n")
-    _replace(html_path, render_html(card))
-    return json_path, html_path
+    return _write(Path(out_dir), card)
 
 
 def validate_card(card: dict[str, Any]) -> None:
