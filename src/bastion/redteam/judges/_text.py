@@ -28,11 +28,13 @@ STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def request_text(attempt: Attempt) -> str:
-    """The harmful request in plain words: ``meta["request"]`` when a probe kept it (the
-    turns may be encoded by a converter), else the user turns joined."""
-    original = attempt.meta.get("request") if attempt.meta else None
-    if isinstance(original, str) and original.strip():
-        return original
+    """The harmful request in plain words: ``meta["request"]`` or ``meta["behaviour"]``
+    when a probe kept it (a template, an encoding or a converter may hide it in the
+    turns), else the user turns joined."""
+    for key in ("request", "behaviour"):
+        original = attempt.meta.get(key) if attempt.meta else None
+        if isinstance(original, str) and original.strip():
+            return original
     return "\n".join(attempt.turns)
 
 

@@ -32,5 +32,6 @@ class CrescendoProbe(PoolProbe):
         scripts = [r["turns"] for r in rows if r["kind"] == "script"]
         return [Entry(turns=tuple(t.format(topic=topic["topic"], request=topic["request"])
                                   for t in script),
-                      meta={"script": s, "topic": topic["topic"]})
+                      meta={"script": s, "topic": topic["topic"],
+                            "request": topic["request"]})
                 for s, script in enumerate(scripts) for topic in topics]
