@@ -101,6 +101,15 @@ def sentences(text: str, min_words: int = MIN_WORDS,
     return pieces if len(pieces) > 1 else []
 
 
+def trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """``(start, end)`` narrowed past surrounding whitespace, or None when nothing is left."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return (start, end) if end > start else None
+
+
 def masked(text: str) -> str:
     """``text`` with every quotation (quote marks included) replaced by ``"..."``."""
     for start, end in reversed(quoted_spans(text)):

@@ -16,7 +16,7 @@ import numpy as np
 
 from bastion.extras import missing
 from bastion.guard.scanners.output import _grounding_checks as checks
-from bastion.guard.sentences import sentences
+from bastion.guard.sentences import sentences, trimmed
 
 #: most answer sentences judged apart (the rest join the last), and most context
 #: sentences read (the rest are ignored).
@@ -143,15 +143,7 @@ def sentence_spans(text: str, limit: int, min_words: int = 1) -> list[tuple[int,
     Short sentences stand alone (``min_words`` 1): "Safe travels!" joined to the claim
     before it would hide a pleasantry inside a claim."""
     spans = sentences(text, min_words=min_words, max_pieces=limit) or [(0, len(text))]
-    out = []
-    for a, b in spans:
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if b > a:
-            out.append((a, b))
-    return out
+    return [span for a, b in spans if (span := trimmed(text, a, b))]
 
 
 def _sentence_texts(document: str) -> list[str]:

@@ -17,6 +17,7 @@ from typing import ClassVar
 import re2
 
 from bastion.guard.base import Finding, ScanContext, Scanner, Span
+from bastion.guard.sentences import trimmed
 
 # A sentence ends at ., ! or ? (runs of them too) or at a line break. Abbreviations
 # ("e.g.") split a sentence in two, which only makes the pieces shorter, not safer.
@@ -25,16 +26,7 @@ _SENTENCE = re2.compile(r"[^.!?\n]*[.!?]+|[^.!?\n]+")
 
 def sentences(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each non-blank sentence, surrounding whitespace trimmed."""
-    spans = []
-    for m in _SENTENCE.finditer(text):
-        start, end = m.span()
-        while start < end and text[start].isspace():
-            start += 1
-        while end > start and text[end - 1].isspace():
-            end -= 1
-        if end > start:
-            spans.append((start, end))
-    return spans
+    return [span for m in _SENTENCE.finditer(text) if (span := trimmed(text, *m.span()))]
 
 
 class Toxicity(Scanner):
