@@ -46,3 +46,22 @@ def test_near_ood_sets_transform_mnist_digits() -> None:
     assert inverted.mean() > 0.7  # digits are mostly black background
     assert blurred.shape == rotated.shape == (8, 1, 28, 28)
     torch.testing.assert_close(1 - inverted, torch.rot90(rotated, -1, dims=(2, 3)))
+
+def test_natural_photos_leave_out_the_id_data_sets_own_source() -> None:
+    from bastion import data
+
+    everything = load_set("natural", 100, shape=(3, 32, 32))
+    for_cifar = load_set("natural", 100, shape=(3, 32, 32), id_name="cifar10-sample")
+    assert len(everything) == 60 and len(for_cifar) == 40
+    cifar_photos = data.load("cifar10-sample", "test").x
+    # no CIFAR-10 sample photo survives in the OOD set of a CIFAR-10 model
+    distances = torch.cdist(for_cifar.flatten(1), cifar_photos.flatten(1))
+    assert distances.min() > 1.0
+    assert torch.cdist(everything.flatten(1), cifar_photos.flatten(1)).min() < 1e-3
+    # kept in colour for a colour model
+    assert (for_cifar[:, 0] - for_cifar[:, 1]).abs().max() > 0.05
+
+
+def test_a_set_that_is_the_id_data_set_is_refused() -> None:
+    with pytest.raises(ConfigError, match="in-distribution data set itself"):
+        load_set("fashion-mnist", 10, id_name="fashion-mnist")

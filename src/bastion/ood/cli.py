@@ -66,7 +66,7 @@ def _run(model_name: str, id_name: str, ood: str, detectors: str, n: int, fit: i
     shape = tuple(int(d) for d in test.x.shape[1:])
     if len(shape) != 3:
         raise ConfigError(f"{id_name} images have shape {shape}; bastion ood needs (C, H, W)")
-    sets = {s: load_set(s, n, seed=seed, shape=(shape[0], shape[1], shape[2]))
+    sets = {s: load_set(s, n, seed=seed, shape=(shape[0], shape[1], shape[2]), id_name=id_name)
             for s in set_names}
     log(f"{model_name}: {len(names)} detectors fitted on {len(train)} {id_name}/train images, "
         f"{len(test)} ID test images, OOD sets {', '.join(set_names)}")

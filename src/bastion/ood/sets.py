@@ -5,8 +5,9 @@ name               what
 =================  ==============================================================
 fashion-mnist      Fashion-MNIST test images (Debian ``dataset-fashion-mnist``)
 digits             scikit-learn's 8x8 digits, upscaled (bilinear) to the ID size
-natural            foolbox's 60 CIFAR-10, CIFAR-100 and ImageNet photos, grey-scaled
-                   and resized (PyPI ``foolbox``, read as image files)
+natural            foolbox's 60 CIFAR-10, CIFAR-100 and ImageNet photos, resized
+                   (PyPI ``foolbox``, read as image files); the photos of the ID
+                   data set's own source are left out (CIFAR-10 ones for a CIFAR-10 model)
 uniform            uniform noise in [0, 1]
 gaussian           N(0.5, 0.25^2) noise clipped to [0, 1]
 mnist-rot90        near-OOD: MNIST test digits turned 90 degrees
@@ -15,7 +16,8 @@ mnist-blur         near-OOD: MNIST test digits under a Gaussian blur (sigma 1.5 
 =================  ==============================================================
 
 The near-OOD sets take MNIST test images from the end of the split, so they never
-overlap the ID test images (taken from the start) of ``bastion ood``.
+overlap the ID test images (taken from the start) of ``bastion ood``. A set drawn from the
+ID data set itself (``fashion-mnist`` for a Fashion-MNIST model) is refused.
 Every builder returns (N, C, H, W) float32 in [0, 1], converted to ``shape``.
 """
 
@@ -68,21 +70,36 @@ def _digits(n: int, seed: int) -> torch.Tensor:
     return both[:n]
 
 
-def _natural(n: int, seed: int) -> torch.Tensor:
+def natural(n: int, shape: tuple[int, int, int] = (1, 28, 28),
+            exclude: tuple[str, ...] = ()) -> torch.Tensor:
+    """At most ``n`` of foolbox's sample photos, each converted straight from its own size
+    to ``shape`` = (C, H, W): (N, C, H, W) in [0, 1]; sources named in ``exclude``
+    (``cifar10``, ``cifar100``, ``imagenet``) are left out."""
     from PIL import Image
 
     folder = package_dir("foolbox", "foolbox", "pip install --no-deps foolbox") / "data"
     pattern = re.compile(r"^(cifar10|cifar100|imagenet)_\d\d_\d+\.(png|jpg)$")
-    paths = sorted(p for p in folder.iterdir() if pattern.match(p.name))
+    paths = sorted(p for p in folder.iterdir()
+                   if (m := pattern.match(p.name)) and m.group(1) not in exclude)
     if not paths:
-        raise InputError(f"no CIFAR/ImageNet sample images in {folder}; reinstall foolbox")
-    grey = []
+        raise InputError(f"no CIFAR/ImageNet sample images in {folder} (excluding "
+                         f"{', '.join(exclude) or 'none'}); reinstall foolbox")
+    images = []
     for path in paths[:n]:
         with Image.open(path) as img:
             arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-        x = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0)
-        grey.append(to_shape(x, (1, 28, 28)))
-    return torch.cat(grey)
+        images.append(to_shape(torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0), shape))
+    return torch.cat(images)
+
+
+def _photo_sources(id_name: str | None) -> tuple[str, ...]:
+    """The foolbox photo sources an ID data set is itself drawn from: its photos are
+    in-distribution, not OOD."""
+    name = (id_name or "").lower()
+    for source in ("cifar100", "cifar10", "imagenet"):
+        if name.startswith(source) or name.startswith(source.replace("cifar", "cifar-")):
+            return (source,)
+    return ()
 
 
 def _uniform(n: int, seed: int) -> torch.Tensor:
@@ -110,7 +127,7 @@ def _blur(x: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
 SETS: dict[str, Builder] = {
     "fashion-mnist": _fashion,
     "digits": _digits,
-    "natural": _natural,
+    "natural": lambda n, seed: natural(n),  # load_set passes the shape itself
     "uniform": _uniform,
     "gaussian": _gaussian,
     "mnist-rot90": lambda n, seed: torch.rot90(_mnist_tail(n), 1, dims=(2, 3)).contiguous(),
@@ -120,17 +137,23 @@ SETS: dict[str, Builder] = {
 
 
 def load_set(name: str, n: int | None = None, *, seed: int = 0,
-             shape: tuple[int, int, int] = (1, 28, 28)) -> torch.Tensor:
+             shape: tuple[int, int, int] = (1, 28, 28), id_name: str | None = None
+             ) -> torch.Tensor:
     """OOD set ``name`` (see the table above): at most ``n`` images (None = 1,000 for the
-    noise sets, all for the others), converted to ``shape``, (N, C, H, W) in [0, 1]."""
+    noise sets, all for the others), converted to ``shape``, (N, C, H, W) in [0, 1].
+    ``id_name`` names the in-distribution data set, so that its own images are kept out."""
     try:
         builder = SETS[name]
     except KeyError:
         raise ConfigError(f"unknown OOD set {name!r}; available: {', '.join(SETS)}") from None
+    if id_name is not None and id_name.split(":")[0] == name:
+        raise ConfigError(f"OOD set {name!r} is the in-distribution data set itself; "
+                          "leave it out of --ood")
     if n is not None and n < 1:
         raise ConfigError(f"n must be >= 1, got {n}")
     size = n if n is not None else (1000 if name in ("uniform", "gaussian") else MNIST_TEST_SIZE)
     if name.startswith("mnist-"):
         size = min(size, MNIST_TEST_SIZE // 2)
-    x = builder(size, seed)
-    return to_shape(x, shape)
+    if name == "natural":  # each photo resized once, from its own size
+        return natural(size, shape, _photo_sources(id_name))
+    return to_shape(builder(size, seed), shape)
