@@ -20,11 +20,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from bastion.errors import BastionError
+from bastion.guard.attack_cli import attack
+from bastion.guard.cli_util import err as _err
+from bastion.guard.cli_util import fail as _fail
+from bastion.guard.cli_util import interval as _interval
+from bastion.guard.cli_util import num as _num
+from bastion.guard.cli_util import out as _out
 
 if TYPE_CHECKING:
     from bastion.guard.pieces import Piece
@@ -32,8 +37,7 @@ if TYPE_CHECKING:
 
 guard_app = typer.Typer(help="Scan prompts and answers with the LLM guard.",
                         no_args_is_help=True)
-_out = Console()
-_err = Console(stderr=True)
+guard_app.command()(attack)
 _STYLE = {"allow": "green", "flag": "yellow", "redact": "cyan", "review": "magenta",
           "block": "bold red"}
 
@@ -42,12 +46,6 @@ def _verdict(verdict: str) -> str:
     """A verdict as rich markup, coloured by severity."""
     style = _STYLE.get(verdict)
     return f"[{style}]{verdict}[/]" if style else escape(verdict)
-
-
-def _fail(message: str) -> typer.Exit:
-    """Print an error to stderr and return the exit (code 2) to raise."""
-    _err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)  # greppable: no breaks
-    return typer.Exit(2)
 
 
 def _check_source(text: str | None, file: Path | None) -> None:
@@ -156,16 +154,6 @@ def _print_pieces(pieces: list[Piece], total: int,
     _out.print(table)
 
 
-def _num(value: object, digits: int = 3) -> str:
-    """A metric for the summary table; ``-`` where the corpus leaves it undefined."""
-    return "-" if value is None else f"{float(value):.{digits}f}"  # type: ignore[arg-type]
-
-
-def _interval(bounds: list[float] | None, digits: int = 1) -> str:
-    """``low-high`` for an interval, ``-`` where undefined."""
-    return "-" if bounds is None else f"{bounds[0]:.{digits}f}-{bounds[1]:.{digits}f}"
-
-
 @guard_app.command("eval")
 def eval_(
     corpus: Annotated[str, typer.Option(help="a JSONL file ({\"text\", \"label\"} per line) or "
@@ -232,96 +220,6 @@ def eval_(
     for metric, value in rows:
         table.add_row(metric, value)
     _out.print(table)
-    for key, why in result["notes"].items():
-        _out.print(f"{escape(key)}: {escape(why)}")
-
-
-def _csv_ints(value: str, option: str) -> tuple[int, ...]:
-    """``"1,3,5"`` as integers; a bad item is an exit 2 that names the option."""
-    try:
-        out = tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise _fail(f"{option} takes whole numbers separated by commas, got {value!r}") \
-            from None
-    if not out:
-        raise _fail(f"{option} needs at least one number")
-    return out
-
-
-@guard_app.command()
-def attack(
-    corpus: Annotated[str, typer.Option(help="a JSONL file ({\"text\", \"label\"} per line) or "
-                                             "a built-in name (e.g. s-labs-val); label-1 "
-                                             "prompts are attacked")],
-    families: Annotated[str | None, typer.Option(help="comma-separated perturbation "
-                                                      "families (default: all)")] = None,
-    budgets: Annotated[str, typer.Option(help="comma-separated edit budgets")] = "1,3,5",
-    tries: Annotated[int, typer.Option(help="queries per prompt, family and budget")] = 5,
-    limit: Annotated[int | None, typer.Option(help="use the first N examples")] = None,
-    seed: Annotated[int, typer.Option(help="seed for the perturbations")] = 0,
-    json_path: Annotated[Path | None, typer.Option("--json",
-                                                   help="write the full result here")] = None,
-    policy: Annotated[Path | None, typer.Option(help="policy YAML (default: bundled)")] = None,
-    state: Annotated[Path | None, typer.Option(help="resume file: saved after every family "
-                                                    "and budget; rerun with it to go on "
-                                                    "after an interruption")] = None,
-) -> None:
-    """Perturb the attack prompts the guard catches; print the attack success rate per
-    perturbation family and budget.
-
-    The attacker is black-box with TRIES queries per prompt. Exits 0 when the
-    measurement ran; 2 for bad input; 130 when interrupted (with --state, the finished
-    families and budgets are kept).
-    """
-    from bastion import __version__
-    from bastion.guard.attacks import attack_guard
-    from bastion.guard.corpora import load_corpus
-    from bastion.guard.guard import Guard  # imported late: scanners load models
-
-    budget_list = _csv_ints(budgets, "--budgets")
-    names = None if families is None else [f.strip() for f in families.split(",") if f.strip()]
-    if limit is not None and limit < 1:
-        raise _fail(f"--limit must be at least 1, got {limit}")
-    try:
-        examples = load_corpus(corpus)
-        if limit is not None:
-            examples = examples[:limit]
-        guard = Guard(policy)
-        result = attack_guard(guard, examples, families=names, budgets=budget_list,
-                              tries=tries, seed=seed, progress=_err.is_terminal,
-                              state=state)
-    except BastionError as exc:
-        raise _fail(str(exc)) from None
-    except KeyboardInterrupt:
-        hint = (f"rerun the same command to resume from {state}" if state else
-                "pass --state FILE to make the run resumable")
-        _err.print(f"[yellow]interrupted[/]; {hint}")
-        raise typer.Exit(130) from None
-    result = {"corpus": corpus, "limit": limit, "policy": guard.policy.source,
-              "bastion_version": __version__, **result}
-    if json_path is not None:
-        try:
-            json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n",
-                                 encoding="utf-8")
-        except OSError as exc:
-            raise _fail(f"cannot write {json_path}: {exc.strerror or exc}") from None
-    table = Table(title=f"guard attack: {escape(corpus)} ({result['n_attacks']} attacks, "
-                        f"{result['n_caught']} caught, TPR {_num(result['tpr_before'])}; "
-                        f"black-box, {tries} queries per prompt)")
-    for col in ("family", "budget", "evaded", "ASR", "TPR after", "TPR drop (pts)",
-                "95% CI", "queries"):
-        table.add_column(col, justify="left" if col == "family" else "right",
-                         no_wrap=col == "family")
-    for r in result["results"]:
-        table.add_row(escape(r["family"]), str(r["budget"]), f"{r['evaded']}/{r['caught']}",
-                      _num(r["asr"]), _num(r["tpr_after"]), _num(r["tpr_drop_points"], 1),
-                      _interval(r["tpr_drop_ci_points"]), str(r["queries"]))
-    _out.print(table)
-    worst = result["worst"]
-    if worst is not None:
-        _out.print(f"worst family (mean ASR over budgets): {escape(result['worst_family'])}; "
-                   f"worst cell: {escape(worst['family'])} at budget {worst['budget']}, "
-                   f"ASR {_num(worst['asr'])}")
     for key, why in result["notes"].items():
         _out.print(f"{escape(key)}: {escape(why)}")
 
