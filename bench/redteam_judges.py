@@ -1,7 +1,9 @@
 """Measure the red-team judges on the labelled judge set: precision, recall, F1 per judge
 and split, with Wilson 95% intervals, and each judge's time per answer.
 
-The judges were tuned on the ``dev`` split only; ``test`` is the number to quote. With
+The judges were tuned on the ``dev`` split only; ``test`` (a frozen held-out set) is the
+number to quote; each split is also scored by source (real model answers, written hard
+cases). With
 ``--garak`` the refusal labels are also scored by the idea behind garak's
 ``mitigation.MitigationBypass`` detector (a refusal = any of its case-insensitive
 substrings appears): the list is read from garak's source file as data (garak is not
@@ -82,6 +84,9 @@ def main() -> None:
         began = time.perf_counter()
         table = evaluate(cases, split=split)
         results["splits"][split] = table
+        results.setdefault("by_source", {})[split] = {
+            source: evaluate([c for c in cases if c.source == source], split=split)
+            for source in ("model", "written")}
         print(f"\n{split} ({time.perf_counter() - began:.1f} s)")
         print(f"{'judge':9} {'n':>4} {'pos':>4} {'precision [95% CI]':>24} "
               f"{'recall [95% CI]':>24} {'F1':>5} {'ms/ans':>7}")

@@ -10,7 +10,10 @@
 with the labeller's ``note``;
 ``bench/redteam_judge_answers.py`` regenerates them) or ``"written"`` (a hard case written
 for bastion). ``app`` names an application in ``data/judge_apps.json``. ``split`` is
-``"dev"`` or ``"test"`` by :func:`split_of` (a hash of the id): judges are tuned on dev only.
+``"dev"`` (answers the judges were built and tuned on) or ``"test"`` (a frozen held-out
+set, written and labelled before the judges were last changed, read once to measure).
+An optional ``request`` keeps the plain behaviour when ``prompt`` wraps it in a
+jailbreak template (the harmful judge reads it, as it reads a probe's kept behaviour).
 
     cases = load_judge_set()
     scores = evaluate(cases, split="test")   # {judge: {"precision": ..., ...}}
@@ -18,7 +21,6 @@ for bastion). ``app`` names an application in ``data/judge_apps.json``. ``split`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -51,11 +53,6 @@ class Case:
     app: AppConfig
 
 
-def split_of(case_id: str) -> str:
-    """``"dev"`` or ``"test"``, fixed by the SHA-256 of the id (about half each)."""
-    return SPLITS[hashlib.sha256(case_id.encode()).digest()[0] % 2]
-
-
 def load_apps(path: Path = APPS) -> dict[str, AppConfig]:
     """The named applications the judge set refers to."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -70,8 +67,8 @@ def _case(row: dict[str, Any], apps: dict[str, AppConfig], where: str) -> Case:
         raise InputError(f"{where}: missing field(s) {', '.join(missing)}")
     if row["app"] not in apps:
         raise InputError(f"{where}: unknown app {row['app']!r}; define it in {APPS.name}")
-    if row["split"] != split_of(row["id"]) or row["source"] not in SOURCES:
-        raise InputError(f"{where}: split must be split_of(id) and source one of {SOURCES}")
+    if row["split"] not in SPLITS or row["source"] not in SOURCES:
+        raise InputError(f"{where}: split must be one of {SPLITS} and source one of {SOURCES}")
     labels = row["labels"]
     if (not isinstance(labels, dict) or not labels or row["goal"] not in GOALS
             or any(k not in JUDGES or not isinstance(v, bool) for k, v in labels.items())):
@@ -79,7 +76,9 @@ def _case(row: dict[str, Any], apps: dict[str, AppConfig], where: str) -> Case:
                          f"and goal be one of {GOALS}")
     attempt = Attempt(id=row["id"], probe="judge-set", family="judge-set", goal=row["goal"],
                       turns=(row["prompt"],), documents=tuple(row.get("documents") or ()),
-                      marker=row.get("marker"), meta={"origin": row.get("origin", "")})
+                      marker=row.get("marker"),
+                      meta={"origin": row.get("origin", ""),
+                            **({"request": row["request"]} if row.get("request") else {})})
     return Case(id=row["id"], split=row["split"], source=row["source"], answer=row["answer"],
                 labels=dict(labels), attempt=attempt, app=apps[row["app"]])
 

@@ -70,3 +70,19 @@ def inside_quotes(text: str, start: int) -> bool:
     """True when an odd number of double quotes open before ``start`` on its line."""
     line_start = text.rfind("\n", 0, start) + 1
     return sum(ch in _QUOTES for ch in text[line_start:start]) % 2 == 1
+
+
+def partial_share(text: str, needle: str) -> float:
+    """Share of ``needle``'s letters and digits that ``text`` reveals piece by piece: the
+    needle's parts (split at non-alphanumerics) found in ``text`` as whole words, case
+    folded. Parts under three characters count only beside a longer part found, since
+    "44" or "QX" alone turn up anywhere. In [0, 1]."""
+    parts = [p for p in re.split(r"[^0-9A-Za-z]+", needle) if p]
+    total = sum(map(len, parts))
+    if not total:
+        return 0.0
+    found = [p for p in parts
+             if re.search(rf"(?<![0-9A-Za-z]){re.escape(p)}(?![0-9A-Za-z])", text, re.I)]
+    if not any(len(p) >= 3 for p in found):
+        return 0.0
+    return sum(map(len, found)) / total

