@@ -183,7 +183,7 @@ def test_inversion_recovers_the_class_a_linear_model_encodes() -> None:
     res = invert_classes(model, means, steps=50)
     assert res["nearest_mean"] == 4 and res["mean_similarity"] > 0.5
     assert res["images"].shape == (4, 1, 8, 8)
-    assert 0 <= res["images"].min() and res["images"].max() <= 1
+    assert res["images"].min() >= 0 and res["images"].max() <= 1
 
 
 def _membership_json() -> dict:

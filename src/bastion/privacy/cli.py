@@ -27,8 +27,9 @@ from bastion.errors import BastionError, ConfigError
 
 ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
-privacy_app = typer.Typer(help="Model theft and privacy: extraction, membership inference, DP audit, inversion.",
-                          no_args_is_help=True)
+privacy_app = typer.Typer(
+    help="Model theft and privacy: extraction, membership inference, DP audit, inversion.",
+    no_args_is_help=True)
 
 
 def _budgets(text: str) -> list[int]:

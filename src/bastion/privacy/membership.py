@@ -71,13 +71,18 @@ def summarize(scores: torch.Tensor, members: torch.Tensor) -> dict[str, Any]:
             "roc": roc_curve(scores, members)}
 
 
-def _check(x: torch.Tensor, y: torch.Tensor, shadows: int, targets: int,
-           population: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+def check_counts(shadows: int, targets: int) -> None:
+    """ConfigError for fewer than 2 shadows or a target count outside 1..shadows + 1."""
     if shadows < 2:
         raise ConfigError(f"a membership audit needs >= 2 shadow models (LiRA fits a Gaussian "
                           f"to them; 16 or more for a useful 0.1% FPR), got {shadows}")
     if not 1 <= targets <= shadows + 1:
         raise ConfigError(f"targets must be between 1 and shadows + 1, got {targets}")
+
+
+def _check(x: torch.Tensor, y: torch.Tensor, shadows: int, targets: int,
+           population: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    check_counts(shadows, targets)
     if len(x) < 20 or len(x) != len(y):
         raise InputError(f"need a pool of >= 20 labelled images, got {len(x)} images "
                          f"and {len(y)} labels")

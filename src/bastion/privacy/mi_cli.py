@@ -78,8 +78,9 @@ def audit_command(
     def job(log: Log) -> dict[str, Any]:
         from bastion import data
         from bastion.privacy._train import Recipe
-        from bastion.privacy.membership import membership_audit
+        from bastion.privacy.membership import check_counts, membership_audit
 
+        check_counts(shadows, targets)  # before minutes of data loading and training
         how = Recipe(method=recipe, arch=arch, epochs=epochs, noise_multiplier=noise, eps=eps)
         train = data.load(data_name, "train", pool)
         pop = data.load(data_name, "test", population)
@@ -152,17 +153,34 @@ def dp_audit_command(
 
 
 def _load_model(spec: str) -> Any:
-    """``SPEC`` or ``SPEC@CHECKPOINT`` (a state_dict for package.module:callable)."""
+    """``SPEC`` or ``SPEC@WEIGHTS``: WEIGHTS is a state_dict file, or a model file of an
+    audit's ``--state`` folder (``model-000.pt`` is the target)."""
+    import torch
+
     from bastion.zoo.user import load_any
 
-    name, _, checkpoint = spec.rpartition("@") if "@" in spec else (spec, "", "")
-    return load_any(name, Path(checkpoint) if checkpoint else None)
+    if "@" not in spec:
+        return load_any(spec)
+    name, _, weights = spec.rpartition("@")
+    model = load_any(name)
+    try:
+        saved = torch.load(weights, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise InputError(f"cannot read weights {weights}: {exc}") from None
+    if isinstance(saved, dict) and "fingerprint" in saved and "state" in saved:
+        saved = saved["state"]
+    try:
+        model.load_state_dict(saved)
+    except RuntimeError as exc:
+        raise InputError(f"{weights} does not fit {name}: {exc}") from None
+    return model.eval()
 
 
 @privacy_app.command("invert")
 def invert_command(
     model: Annotated[list[str], typer.Option(
-        help="zoo name or package.module:callable@state_dict.pt; repeat for several")],
+        help="zoo name, or package.module:callable@WEIGHTS (a state_dict or an audit's "
+             "model-000.pt); repeat for several")],
     data_name: Annotated[str, typer.Option("--data", help="training data of the models")]
         = "mnist",
     n: Annotated[int, typer.Option(help="training images for the class means")] = 5000,

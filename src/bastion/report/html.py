@@ -17,7 +17,6 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from bastion.report.guard import guard_view
-from bastion.report.privacy import privacy_view
 from bastion.report.plots import (
     attack_bars,
     certified_plot,
@@ -26,6 +25,7 @@ from bastion.report.plots import (
     sweep_plot,
     tradeoff_plot,
 )
+from bastion.report.privacy import privacy_view
 from bastion.report.redteam import redteam_view
 
 _CORE = ("model", "data", "evaluation")
