@@ -259,13 +259,19 @@ def card_command(
     membership: Annotated[list[Path] | None, typer.Option(help="audit --json file")] = None,
     dp_audit: Annotated[list[Path] | None, typer.Option(help="dp-audit --json file")] = None,
     inversion: Annotated[list[Path] | None, typer.Option(help="invert --json file")] = None,
+    plot: Annotated[Path | None, typer.Option(
+        help="also write the membership ROC plot (one curve per --membership) here")] = None,
 ) -> None:
     """Assemble the theft and privacy card from the JSON of the privacy commands."""
     def job(log: Log) -> dict[str, Any]:
+        runs = _read_parts(membership, "membership") or []
         _write_card(out, extraction=_read_parts(extraction, "extraction") or [],
-                    membership=_read_parts(membership, "membership") or [],
-                    dp_audit=_read_parts(dp_audit, "dp_audit") or [],
+                    membership=runs, dp_audit=_read_parts(dp_audit, "dp_audit") or [],
                     inversion=_read_parts(inversion, "inversion") or [])
+        if plot is not None and runs:
+            from bastion.report.privacy import roc_plot
+            plot.parent.mkdir(parents=True, exist_ok=True)
+            plot.write_bytes(roc_plot(runs))
         log(f"wrote {out / 'card.json'} and {out / 'card.html'}")
         return {"card": str(out / "card.json")}
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -76,7 +76,7 @@ def label(run: Mapping[str, Any]) -> str:
     return f"{name} (eps {eps:.2f})" if isinstance(eps, float) else name
 
 
-def roc_plot(runs: list[Mapping[str, Any]], *, attack: str = "lira-online") -> bytes:
+def roc_plot(runs: Sequence[Mapping[str, Any]], *, attack: str = "lira-online") -> bytes:
     """PNG of ``attack``'s ROC curve for each membership run, both axes logarithmic
     (the low-FPR corner is where membership inference matters), with the diagonal."""
     fig = Figure(figsize=(5.2, 4.4), dpi=100, layout="constrained")
