@@ -229,7 +229,7 @@ def _save_grid(path: Path, rows: list[Any], names: list[str]) -> None:
             ax.imshow(imgs[c, 0].numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[r][0].set_ylabel(name.split(":")[-1].split("@")[0][:14], fontsize=6)
+        axes[r][0].set_ylabel(name.split(":")[-1].split("@")[0][:18], fontsize=6)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
 
