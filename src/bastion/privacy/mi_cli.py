@@ -229,9 +229,17 @@ def _save_grid(path: Path, rows: list[Any], names: list[str]) -> None:
             ax.imshow(imgs[c, 0].numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[r][0].set_ylabel(name.split(":")[-1].split("@")[0][:18], fontsize=6)
+        axes[r][0].set_ylabel(_short(name), fontsize=6)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
+
+
+def _short(spec: str) -> str:
+    """A row label: the zoo name, or the folder and file of ``SPEC@WEIGHTS``."""
+    if "@" in spec:
+        weights = Path(spec.rpartition("@")[2])
+        return f"{weights.parent.name}/{weights.stem}"[:20]
+    return spec.split(":")[-1][:20]
 
 
 def _read_parts(files: list[Path] | None, key: str) -> list[dict[str, Any]] | None:
