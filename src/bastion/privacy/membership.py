@@ -36,11 +36,14 @@ FPRS = (0.001, 0.01)
 class MembershipResult:
     """``attacks[name]`` = ``{"auroc", "auroc_ci", "tpr_at_fpr": [...], "roc"}`` (see
     :mod:`bastion.privacy.roc`); accuracies are fractions of the target's members (train)
-    and of the population (test); ``epsilon`` the target's accounted DP epsilon."""
+    and of the population (test), ``target_test_ece`` the expected calibration error on
+    the population (15 equal-width confidence bins, a fraction); ``epsilon`` the target's
+    accounted DP epsilon."""
 
     attacks: dict[str, dict[str, Any]] = field(default_factory=dict)
     target_train_accuracy: float = 0.0
     target_test_accuracy: float | None = None
+    target_test_ece: float | None = None
     epsilon: float | None = None
     pool_size: int = 0
     shadows: int = 0
@@ -52,7 +55,8 @@ class MembershipResult:
         return {"pool_size": self.pool_size, "shadows": self.shadows, "targets": self.targets,
                 "recipe": self.recipe, "epsilon": self.epsilon,
                 "target_train_accuracy": self.target_train_accuracy,
-                "target_test_accuracy": self.target_test_accuracy, "attacks": self.attacks}
+                "target_test_accuracy": self.target_test_accuracy,
+                "target_test_ece": self.target_test_ece, "attacks": self.attacks}
 
 
 def random_halves(n: int, count: int, seed: int) -> torch.Tensor:
@@ -129,7 +133,23 @@ def membership_audit(x: torch.Tensor, y: torch.Tensor, *, shadows: int = 16,
                                          .float().mean())
     if len(pop_x):
         result.target_test_accuracy = float((pop_logits[0].argmax(1) == pop_y).float().mean())
+        result.target_test_ece = expected_calibration_error(pop_logits[0], pop_y)
     return result
+
+
+def expected_calibration_error(logits: torch.Tensor, y: torch.Tensor, bins: int = 15
+                               ) -> float:
+    """ECE of (N, K) logits on (N,) labels: the bin-size-weighted mean gap between
+    confidence and accuracy over ``bins`` equal-width confidence bins (a fraction)."""
+    conf, pred = torch.softmax(logits.double(), 1).max(1)
+    hit = (pred == y).double()
+    which = (conf * bins).long().clamp_max(bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += float(inside.sum()) * abs(float(conf[inside].mean() - hit[inside].mean()))
+    return total / max(len(y), 1)
 
 
 def _game(attack: Any, t: int, logits: torch.Tensor, y: torch.Tensor, masks: torch.Tensor,

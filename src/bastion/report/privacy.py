@@ -115,7 +115,7 @@ def privacy_view(section: Mapping[str, Any]) -> dict[str, Any]:
                          "auroc_ci": a.get("auroc_ci"), "low": low, "one": one})
     runs = section.get("membership", [])
     return {"membership_rows": rows, "roc_png": roc_plot(runs) if runs else None,
-            "fmt": _fmt}
+            "fmt": _fmt, "label": label}
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
