@@ -245,3 +245,15 @@ def test_cli_audit_writes_json_plot_and_card(tmp_path: Path) -> None:
     assert set(payload["attacks"]) == set(ATTACKS)
     assert (tmp_path / "roc.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "card" / "card.html").exists() and (tmp_path / "t.pt").exists()
+
+
+@pytest.mark.slow
+def test_shadow_pool_gives_the_same_models_as_one_process() -> None:
+    from bastion.privacy.shadows import train_models
+
+    x, y = _pool(40)
+    masks = random_halves(40, 3, seed=1)
+    recipe = Recipe(epochs=1, batch=20)
+    alone = train_models(x, y, masks, recipe, seed=2, workers=1)
+    pooled = train_models(x, y, masks, recipe, seed=2, workers=2)
+    assert torch.equal(alone.logits, pooled.logits)
