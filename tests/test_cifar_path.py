@@ -201,9 +201,9 @@ def test_privacy_extract_and_membership(trained: Path, tmp_path: Path) -> None:
         lo, hi = r["fidelity_ci"]
         assert lo <= 100 * r["fidelity"] <= hi
     out = tmp_path / "mb.json"
-    invoke("privacy", "membership", "--data", "cifar10-synthetic", "--pool", "120",
-           "--shadows", "2", "--arch", "cifar-small", "--steps", "15", "--json", str(out),
-           "--no-progress")
+    invoke("privacy", "audit", "--data", "cifar10-synthetic", "--pool", "120",
+           "--population", "20", "--shadows", "2", "--arch", "cifar-small", "--epochs", "1",
+           "--workers", "1", "--json", str(out), "--no-progress")
     loss = read(out)["attacks"]["loss-threshold"]
     assert loss["auroc_ci"][0] <= loss["auroc"] <= loss["auroc_ci"][1]
 

@@ -1,13 +1,19 @@
-"""Model theft and privacy: output defences, model extraction, membership inference.
+"""Model theft and privacy: output defences, model extraction, membership inference,
+DP-SGD audits and model inversion.
 
-    from bastion.privacy import build_defense, extract, membership_audit
+    from bastion.privacy import ATTACKS, Recipe, build_defense, extract, membership_audit
+    from bastion.privacy.dp_audit import one_run_audit
+    from bastion.privacy.inversion import invert_classes
 """
 
 from __future__ import annotations
 
+from bastion.privacy._train import Recipe
 from bastion.privacy.defenses import DEFENSES, build_defense
 from bastion.privacy.extraction import ExtractionResult, extract
 from bastion.privacy.membership import MembershipResult, membership_audit
+from bastion.privacy.mia import ATTACKS, MembershipAttack, Observations, get_attack
 
-__all__ = ["DEFENSES", "ExtractionResult", "MembershipResult", "build_defense", "extract",
+__all__ = ["ATTACKS", "DEFENSES", "ExtractionResult", "MembershipAttack", "MembershipResult",
+           "Observations", "Recipe", "build_defense", "extract", "get_attack",
            "membership_audit"]

@@ -2,7 +2,10 @@
 
     bastion privacy extract --model mnist-smallcnn-std --pool mnist:val \
         --budgets 500,2000,5000 --defense label-only --json extract.json
-    bastion privacy membership --data mnist --pool 1000 --shadows 4 --json mi.json
+    bastion privacy audit --data fashion-mnist --pool 2500 --shadows 16 --json mi.json
+
+Membership inference, the DP audit, inversion and the card live in
+:mod:`bastion.privacy.mi_cli`, which adds its commands to the same group.
 
 Exit status: 0 on success, 2 for bad options or input, 130 when interrupted (rerun the
 same command with the same ``--state`` to continue).
@@ -24,8 +27,9 @@ from bastion.errors import BastionError, ConfigError
 
 ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
-privacy_app = typer.Typer(help="Model theft and privacy: extraction, membership inference.",
-                          no_args_is_help=True)
+privacy_app = typer.Typer(
+    help="Model theft and privacy: extraction, membership inference, DP audit, inversion.",
+    no_args_is_help=True)
 
 
 def _budgets(text: str) -> list[int]:
@@ -116,34 +120,8 @@ def extract_command(
     _guarded(job, json_path, state, progress)
 
 
-@privacy_app.command("membership")
-def membership_command(
-    data_name: Annotated[str, typer.Option("--data", help="data set of the pool")] = "mnist",
-    pool: Annotated[int, typer.Option(help="pool size (the target trains on half)")] = 1000,
-    shadows: Annotated[int, typer.Option(help="shadow models (>= 2)")] = 4,
-    arch: Annotated[str, typer.Option(help="zoo architecture of target and shadows")]
-        = "wong-small",
-    steps: Annotated[int, typer.Option(help="training steps per model (batch 64)")] = 800,
-    seed: Annotated[int, typer.Option()] = 0,
-    state: Annotated[Path | None, typer.Option(help="resume file")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="write JSON here")] = None,
-    progress: Annotated[bool, typer.Option(help="progress lines on stderr")] = True,
-) -> None:
-    """Membership inference on a model trained on half of a pool: loss threshold and
-    offline LiRA, TPR at 0.1% and 1% FPR and AUROC."""
-    def job(log: Callable[[str], None]) -> dict[str, Any]:
-        from bastion import data
-        from bastion.privacy.membership import membership_audit
-
-        train = data.load(data_name, "train", pool)
-        held = data.load(data_name, "test", min(2000, len(data.load(data_name, "test"))))
-        res = membership_audit(train.x, train.y, shadows=shadows, arch=arch, steps=steps,
-                               seed=seed, test=(held.x, held.y), state=state, log=log)
-        return {"data": data_name, "arch": arch, "steps": steps, **res.to_dict()}
-
-    _guarded(job, json_path, state, progress)
-
-
 def register(app: typer.Typer) -> None:
     """Add the ``privacy`` command group to ``app``."""
+    import bastion.privacy.mi_cli  # noqa: F401  (adds audit, dp-audit, invert, card)
+
     app.add_typer(privacy_app, name="privacy")

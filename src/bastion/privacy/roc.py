@@ -42,3 +42,22 @@ def auroc(scores: torch.Tensor, members: torch.Tensor) -> dict[str, Any]:
     var = (a * (1 - a) + (n_p - 1) * (q1 - a * a) + (n_n - 1) * (q2 - a * a)) / (n_p * n_n)
     half = 1.959963984540054 * math.sqrt(max(var, 0.0))
     return {"auroc": a, "auroc_ci": [max(0.0, a - half), min(1.0, a + half)]}
+
+
+def roc_curve(scores: torch.Tensor, members: torch.Tensor, points: int = 120
+              ) -> dict[str, list[float]]:
+    """The ROC curve sampled at ``points`` FPRs spaced evenly on a log axis from
+    ``1 / non-members`` to 1 (for log-log plots): ``{"fpr": [...], "tpr": [...]}``,
+    each TPR the best at FPR <= that value."""
+    pos, neg = scores[members].double(), scores[~members].double()
+    if len(pos) == 0 or len(neg) == 0:
+        return {"fpr": [], "tpr": []}
+    order = torch.cat([pos, neg]).argsort(descending=True, stable=True)
+    is_pos = torch.cat([torch.ones(len(pos)), torch.zeros(len(neg))])[order]
+    tp, fp = is_pos.cumsum(0), (1 - is_pos).cumsum(0)
+    grid = torch.logspace(math.log10(1 / len(neg)), 0, points, dtype=torch.float64)
+    tpr = []
+    for f in grid:
+        ok = fp <= f * len(neg) + 1e-9
+        tpr.append(float(tp[ok].max() / len(pos)) if ok.any() else 0.0)
+    return {"fpr": [round(float(f), 6) for f in grid], "tpr": [round(t, 6) for t in tpr]}

@@ -27,8 +27,9 @@ from bastion.report.card import (
     validate_card,
     write_card,
     write_entry_card,
+    write_privacy_card,
     write_redteam_card,
 )
 
 __all__ = ["CARD_SCHEMA_VERSION", "CardEntry", "build_card", "validate_card", "write_card",
-           "write_entry_card", "write_redteam_card"]
+           "write_entry_card", "write_privacy_card", "write_redteam_card"]

@@ -31,6 +31,7 @@ from bastion.errors import ConfigError, InputError
 from bastion.report._schema import check_schema, invalid, to_plain
 from bastion.report.guard import check_guard
 from bastion.report.html import render_html
+from bastion.report.privacy import check_theft_privacy
 from bastion.report.redteam import check_redteam, redteam_section
 
 CARD_SCHEMA_VERSION = 1
@@ -138,6 +139,16 @@ def write_redteam_card(out_dir: Path, summary: dict[str, Any], *, run: dict[str,
     return _write(Path(out_dir), card)
 
 
+def write_privacy_card(out_dir: Path, section: dict[str, Any], *, run: dict[str, Any]
+                       ) -> tuple[Path, Path]:
+    """Write ``out_dir/card.json`` and ``card.html`` holding one ``theft_privacy``
+    section (:func:`bastion.report.privacy.theft_privacy`) and no model entries."""
+    card = to_plain({"schema_version": CARD_SCHEMA_VERSION, "kind": CARD_KIND,
+                     "created": now(), "run": run, "entries": [], "theft_privacy": section})
+    validate_card(card)
+    return _write(Path(out_dir), card)
+
+
 def validate_card(card: dict[str, Any]) -> None:
     """Raise :class:`~bastion.errors.InputError` naming the first bad field of ``card``.
 
@@ -153,12 +164,15 @@ def validate_card(card: dict[str, Any]) -> None:
         datetime.fromisoformat(plain["created"])
     except ValueError:
         raise invalid("$.created", f"{plain['created']!r} is not an ISO 8601 time") from None
-    if not plain["entries"] and "redteam" not in plain:
-        raise invalid("$.entries", "needs at least 1 item(s) (only a red-team card has none)")
+    if not plain["entries"] and "redteam" not in plain and "theft_privacy" not in plain:
+        raise invalid("$.entries", "needs at least 1 item(s) (only a red-team or a theft "
+                      "and privacy card has none)")
     if isinstance(plain.get("redteam"), dict):
         check_redteam(plain["redteam"])
     if isinstance(plain.get("guard"), dict):
         check_guard(plain["guard"])
+    if isinstance(plain.get("theft_privacy"), dict):
+        check_theft_privacy(plain["theft_privacy"])
     if isinstance(plain.get("tradeoff"), dict):
         _check_tradeoff(plain["tradeoff"], "$.tradeoff")
     for i, entry in enumerate(plain["entries"]):

@@ -25,6 +25,7 @@ from bastion.report.plots import (
     sweep_plot,
     tradeoff_plot,
 )
+from bastion.report.privacy import privacy_view
 from bastion.report.redteam import redteam_view
 
 _CORE = ("model", "data", "evaluation")
@@ -87,8 +88,15 @@ def render_html(card: Mapping[str, Any]) -> str:
     redteam = redteam_view(dict(section)) if isinstance(section, Mapping) else None
     guard_section = card.get("guard")
     guard = guard_view(dict(guard_section)) if isinstance(guard_section, Mapping) else None
+    theft = card.get("theft_privacy")
+    privacy = None
+    if isinstance(theft, Mapping):
+        privacy = privacy_view(theft)
+        if privacy["roc_png"] is not None:
+            privacy["roc_png"] = data_uri(privacy["roc_png"])
     return _environment().get_template("card.html.j2").render(
-        card=card, items=items, tradeoff_png=tradeoff_png, redteam=redteam, guard=guard)
+        card=card, items=items, tradeoff_png=tradeoff_png, redteam=redteam, guard=guard,
+        privacy=privacy)
 
 
 def _certified(entry: Mapping[str, Any], name: str) -> dict[str, Any] | None:
