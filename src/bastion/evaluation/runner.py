@@ -32,6 +32,7 @@ from bastion.attacks.pgd import PGD
 from bastion.common.state import StateFile, fingerprint, model_digest, tensor_digest
 from bastion.data.base import Dataset
 from bastion.errors import BastionError, ConfigError, ModelError
+from bastion.evaluation.amp import Autocast, amp_dtype, amp_flag, check_amp
 from bastion.evaluation.backoff import halve, is_out_of_memory, run_in_batches, with_backoff
 from bastion.evaluation.checks import check_inputs, check_model, warn_if_training
 from bastion.evaluation.layout import channels_last
@@ -80,6 +81,7 @@ def evaluate(
     state: str | Path | None = None,
     progress: bool = False,
     shard: Shard | None = None,
+    amp: bool = False,
 ) -> Evaluation:
     """Measure how accurate ``model`` stays under ``attacks`` inside ``threat``.
 
@@ -95,6 +97,9 @@ def evaluate(
         shard: run only this process's share of the units, then gather the rest from
             the other processes (:mod:`bastion.evaluation.shard`); every process returns
             the same :class:`Evaluation`, equal to a single-process run's.
+        amp: run the attacks under mixed precision if a check on a probe set finds it
+            does not weaken them (:mod:`bastion.evaluation.amp`); the decision and the
+            check's numbers are in ``params["amp"]``.
     """
     x, y = (data.x, data.y) if isinstance(data, Dataset) else data
     named = name_attacks(attacks)
@@ -110,14 +115,19 @@ def evaluate(
     model.eval()
     try:
         units, params, probe, used = _evaluate_at(model, x, y, threats, threat, named,
-                                                  batch_size, seed, state, progress, shard)
+                                                  batch_size, seed, state, progress, shard,
+                                                  amp)
     finally:
         if was_training:
             model.train()
     if used != batch_size:
         params = {**params, "batch_size": used, "batch_size_asked": batch_size}
     kinds = {name: type(a).uses_gradients for name, a in named.items()}
-    return summarise(units, x.shape[0], threats, threat, kinds, params, probe)
+    result = summarise(units, x.shape[0], threats, threat, kinds, params, probe)
+    flag = amp_flag(params["amp"]) if isinstance(params.get("amp"), dict) else None
+    if flag is not None:
+        result.flags.append(flag)
+    return result
 
 
 #: why a sharded run cannot back off on its own.
@@ -127,7 +137,7 @@ _SHARD_WHY = "several processes share this run and must agree on the batch layou
 def _evaluate_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  threats: list[ThreatModel], threat: ThreatModel, named: dict[str, Attack],
                  batch_size: int, seed: int, state: str | Path | None, progress: bool,
-                 shard: Shard | None
+                 shard: Shard | None, amp: bool
                  ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], int]:
     """The checks, the probe and every unit: (units, params, probe, batch size at the end)."""
     # The checks and the probe run the model too: a randomized model's draws there come
@@ -137,7 +147,7 @@ def _evaluate_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         check_model(model, x, y)
     params = {
         "threat": threat.to_dict(), "eps_sweep": [t.eps for t in threats],
-        "batch_size": batch_size, "seed": seed, "n": int(x.shape[0]),
+        "batch_size": batch_size, "seed": seed, "n": int(x.shape[0]), "amp": amp,
         "attacks": {k: {"class": type(a).__name__, **a.get_params()}
                     for k, a in named.items()},
     }
@@ -156,11 +166,18 @@ def _evaluate_at(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     # Out of memory: halve the batch and go on (bastion.evaluation.backoff).
     probe, size = with_backoff(probe_at, batch_size, allowed=shard is None, why_not=_SHARD_WHY)
     _refuse_gradient_attacks_without_gradients(probe, named)
+    attacker = model
+    if amp:
+        with seeded_global_rng(checks_rng):
+            record = check_amp(model, x, y, threat, unit_seed(seed, -2))
+        params["amp"] = record
+        if record["used"]:
+            attacker = Autocast(model, amp_dtype(model_device(model)))
     with ExitStack() as stack:
         with seeded_global_rng(checks_rng):
             stack.enter_context(channels_last(model, x[:8].to(model_device(model))))
-        keys, size = _run_units(model, x, y, threats, threat.eps, named, size, seed, store,
-                                progress, shard)
+        keys, size = _run_units((model, attacker), x, y, threats, threat.eps, named, size,
+                                seed, store, progress, shard)
     units = store.units
     if shard is not None:
         units = {k: u for part in shard.gather(store.units) for k, u in part.items()}
@@ -179,9 +196,9 @@ def _refuse_gradient_attacks_without_gradients(probe: dict[str, Any],
             "remove the detach()/no_grad() from the model's forward")
 
 
-def _run_units(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threats: list[ThreatModel],
-               main_eps: float, named: dict[str, Attack], batch_size: int, seed: int,
-               store: StateFile, progress: bool, shard: Shard | None
+def _run_units(models: tuple[nn.Module, nn.Module], x: torch.Tensor, y: torch.Tensor,
+               threats: list[ThreatModel], main_eps: float, named: dict[str, Attack],
+               batch_size: int, seed: int, store: StateFile, progress: bool, shard: Shard | None
                ) -> tuple[list[str], int]:
     """Every (eps, batch) unit, keyed ``"eps_index/start:stop"``: (keys in order, the
     batch size at the end, smaller than asked after an out-of-memory back-off)."""
@@ -195,7 +212,7 @@ def _run_units(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threats: list
         def step(eps_i: int, start: int, stop: int) -> None:
             key = f"{eps_i}/{start}:{stop}"
             if store.done(key) is None:
-                unit = _run_unit(model, x[start:stop], y[start:stop], threats[eps_i], named,
+                unit = _run_unit(models, x[start:stop], y[start:stop], threats[eps_i], named,
                                  seed, eps_i, start)
                 store.save(key, unit)
             keys.append(key)
@@ -232,19 +249,24 @@ def _stop_of(finished: dict[tuple[int, int], int], eps_i: int, start: int) -> in
     return finished.get((eps_i, start))
 
 
-def _run_unit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-              named: dict[str, Attack], seed: int, eps_i: int, start: int) -> dict[str, Any]:
+def _run_unit(models: tuple[nn.Module, nn.Module], x: torch.Tensor, y: torch.Tensor,
+              threat: ThreatModel, named: dict[str, Attack], seed: int, eps_i: int,
+              start: int) -> dict[str, Any]:
     # A randomized model draws from torch's global RNG: seed it from the unit's own
     # coordinates (index -1: no attack has it), so a rerun, a resumed run and every shard
     # layout see the same draws, and the caller's RNG state is left as it was.
-    device = model_device(model)
+    device = model_device(models[0])
     global_gen = torch.Generator(device=device).manual_seed(unit_seed(seed, eps_i, -1, start))
     with seeded_global_rng(global_gen):
-        return _attack_unit(model, x, y, threat, named, seed, eps_i, start)
+        return _attack_unit(models, x, y, threat, named, seed, eps_i, start)
 
 
-def _attack_unit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                 named: dict[str, Attack], seed: int, eps_i: int, start: int) -> dict[str, Any]:
+def _attack_unit(models: tuple[nn.Module, nn.Module], x: torch.Tensor, y: torch.Tensor,
+                 threat: ThreatModel, named: dict[str, Attack], seed: int, eps_i: int,
+                 start: int) -> dict[str, Any]:
+    """``models``: (the model, what the attacks run on: itself or its autocast copy);
+    clean accuracy and every success are judged on the model itself."""
+    model, attacker = models
     began = time.perf_counter()
     device = model_device(model)
     x, y = x.to(device), y.to(device)
@@ -259,7 +281,7 @@ def _attack_unit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Thr
         gen = seed_for_rows(unit_seed(seed, eps_i, j), start + idx, device)
         still = clean.clone()
         if idx.numel() > 0:
-            res = attack.run(model, x[idx], y[idx], threat, generator=gen)
+            res = attack.run(attacker, x[idx], y[idx], threat, generator=gen)
             broken = res.success & _verified(model, res.x_adv, x[idx], y[idx], threat, name)
             still[idx[broken]] = False
             passes[name] = res.passes.to_dict()
