@@ -41,6 +41,30 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
+def _mix32_int(x: int) -> int:
+    """:func:`mix32` on a Python integer (no tensor, no device round trip)."""
+    x &= _MASK
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _MASK
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _MASK
+    return x ^ (x >> 16)
+
+
+#: (elements per row, device) -> positions times the golden ratio (mod 2**32), reused.
+_OFFSETS: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def _offsets(per_row: int, device: torch.device) -> torch.Tensor:
+    key = (per_row, str(device))
+    if key not in _OFFSETS:
+        if len(_OFFSETS) > 64:  # shapes are few per run; keep the cache small anyway
+            _OFFSETS.clear()
+        pos = torch.arange(per_row, device=device, dtype=torch.int64)
+        _OFFSETS[key] = _mul32(pos, _GOLDEN)
+    return _OFFSETS[key]
+
+
 def sample_keys(seed: int, index: torch.Tensor) -> torch.Tensor:
     """Keys (N,) int64 in [0, 2**32) for samples at positions ``index`` (N,) of a data set.
 
@@ -90,7 +114,7 @@ class SampleRandom:
 
     def spawn(self, label: int) -> SampleRandom:
         """Independent fresh streams for a sub-task ``label`` (e.g. a cascade's stage)."""
-        salt = int(mix32(torch.tensor(label & _MASK)).item()) ^ 0x5BD1E995
+        salt = _mix32_int(label) ^ 0x5BD1E995
         return SampleRandom(mix32(self.keys ^ salt), 0)
 
     def batch_seed(self) -> int:
@@ -106,12 +130,13 @@ class SampleRandom:
             raise ValueError(f"a per-sample draw needs the {len(self)} samples as its first "
                              f"dimension, got shape {shape}")
         per_row = math.prod(shape[1:])
-        step = int(mix32(torch.tensor((self.count * _GOLDEN + 0x2545F491) & _MASK)).item())
+        step = _mix32_int(self.count * _GOLDEN + 0x2545F491)
         self.count += 1
         row = mix32(self.keys ^ step)  # (N,)
-        pos = torch.arange(per_row, device=self.device, dtype=torch.int64)
-        words = mix32((row[:, None] + _mul32(pos, _GOLDEN)[None, :]) & _MASK)
-        return mix32(words ^ row[:, None]).view(shape)
+        if per_row == 1:
+            return row.view(shape)
+        return mix32((row[:, None] + _offsets(per_row, self.device)[None, :]) & _MASK
+                     ).view(shape)
 
     def rand(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Uniform in (0, 1), the given shape (N, ...)."""
