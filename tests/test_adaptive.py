@@ -252,7 +252,8 @@ def test_bpda_outside_eot_attacks_a_random_quantized_model() -> None:
     x, y = dim_images(16)
     result = BPDA(attack=EOT(attack=PGD(steps=40), draws=20)).run(
         model, x, y, THREAT, generator=torch.Generator().manual_seed(0))
-    # 14 of 16 at this seed; seeds 0-4 break 75 of 80 (a randomized model: not all 16).
+    # Seeds 0-4 break 78 of 80 (15 of 16 at this seed); the model is randomized, so the
+    # bound leaves room for a draw or two.
     assert float(result.success.float().mean()) >= 0.85
     # The other way round the averaged model hides the split, and BPDA says so.
     with pytest.raises(ConfigError, match="Preprocessed"):
