@@ -79,3 +79,21 @@ def test_amp_that_fails_its_check_falls_back_to_float32_and_says_so() -> None:
     assert "refused" in record["note"]
     assert [f["id"] for f in mixed.flags if f["id"].startswith("amp")] == ["amp-refused"]
     assert mixed.per_attack == fp32.per_attack  # the float32 numbers, exactly
+
+
+def test_frozen_copy_and_channels_last_work_under_autocast() -> None:
+    from bastion.attacks import Square
+    from bastion.attacks._inference import inference_model
+    from bastion.evaluation.layout import channels_last
+
+    x, y = data()
+    fast = Autocast(sharp_cnn(), torch.bfloat16).eval()
+    copy = inference_model(fast, x[:8])
+    with torch.no_grad():
+        assert torch.allclose(copy(x), fast(x), rtol=0, atol=1e-4)
+    with channels_last(fast.model, x[:8]) as converted, torch.no_grad():
+        assert converted and torch.allclose(fast(x), copy(x), rtol=0, atol=1e-4)
+    threat = ThreatModel("Linf", 0.1)
+    mixed = evaluate(sharp_cnn(), (x, y), threat, [Square(n_queries=40)], batch_size=16,
+                     amp=True)
+    assert mixed.params["amp"]["used"] and 0 <= mixed.robust_accuracy <= mixed.clean_accuracy
