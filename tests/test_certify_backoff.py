@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tests.conftest import tiny_mlp
 
 import bastion.certify.api as api
 from bastion.certify.api import certify
 from bastion.errors import BastionWarning
 from bastion.threat import ThreatModel
-from tests.conftest import tiny_mlp
 
 
 @pytest.mark.parametrize("error", [torch.cuda.OutOfMemoryError("CUDA out of memory"),
