@@ -31,8 +31,9 @@ from bastion.threat import ThreatModel
 #: probe samples the check uses.
 PROBE = 64
 #: the autocast PGD may leave at most this fraction of the probe more robust than fp32 PGD
-#: (3 of 64 samples: bfloat16's 8-bit mantissa costs a sample or two on small CPU models).
-TOLERANCE = 0.05
+#: (1 of 64 samples). A 64-sample probe cannot see a weakening of a few points: it
+#: catches gross failures, and docs/devices.md says what a full run measured.
+TOLERANCE = 0.02
 #: the predicted class must agree on at least this fraction of the probe.
 MIN_AGREEMENT = 0.99
 #: the short attack of the check.
