@@ -35,7 +35,7 @@ def test_train_on_a_cuda_device_sets_it(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.mark.parametrize("command", [["train"], ["ood"], ["evaluate"], ["certify"],
-                                     ["diagnose"]])
+                                     ["diagnose"], ["poison", "scan"], ["data", "audit"]])
 def test_every_model_command_documents_the_same_device_option(command: list[str]) -> None:
     res = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert res.exit_code == 0

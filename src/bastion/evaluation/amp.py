@@ -13,8 +13,9 @@ probe set of the first ``PROBE`` samples:
 Mixed precision is used only if the predictions agree on at least ``MIN_AGREEMENT`` of
 the probe and the autocast PGD leaves at most ``TOLERANCE`` (or one sample, if more) more
 of the probe robust than the float32 PGD; otherwise the evaluation falls back to float32
-and says so in its ``params.amp`` and a flag on the card. Clean accuracy and every success check always use
-the float32 model, so mixed precision can only make attacks weaker, never invent breaks.
+and says so in its ``params.amp`` and a flag on the card. Clean accuracy and every
+success check always use the float32 model, so mixed precision can only make attacks
+weaker, never invent breaks.
 """
 
 from __future__ import annotations
