@@ -39,7 +39,7 @@ from bastion.evaluation.layout import channels_last
 from bastion.evaluation.probe import probe_model
 from bastion.evaluation.progress import progress_bar
 from bastion.evaluation.shard import Shard
-from bastion.evaluation.summary import Evaluation, summarise
+from bastion.evaluation.summary import Evaluation, parse_key, plain_stages, summarise
 from bastion.threat import ThreatModel
 
 
@@ -234,11 +234,7 @@ def _run_units(models: tuple[nn.Module, nn.Module], x: torch.Tensor, y: torch.Te
                         raise
                     halve(batch_size, exc, allowed=False, why_not=_SHARD_WHY)
             return keys, batch_size
-        finished: dict[tuple[int, int], int] = {}
-        for key in store.units:
-            eps_part, _, span = key.partition("/")
-            a, _, b = span.partition(":")
-            finished[(int(eps_part), int(a))] = int(b)
+        finished = {(e, a): b for e, a, b in map(parse_key, store.units)}
         for eps_i in order:
             batch_size = run_in_batches(partial(step, eps_i), n, batch_size,
                                         known_stop=partial(_stop_of, finished, eps_i))
@@ -286,19 +282,12 @@ def _attack_unit(models: tuple[nn.Module, nn.Module], x: torch.Tensor, y: torch.
             still[idx[broken]] = False
             passes[name] = res.passes.to_dict()
             if res.stages:
-                stages[name] = _plain_stages(res.stages)
+                stages[name] = plain_stages(res.stages)
         else:
             passes[name] = {"forward": 0, "backward": 0}
         robust[name] = still.cpu().tolist()
     return {"clean": clean.cpu().tolist(), "robust": robust, "passes": passes,
             "stages": stages, "seconds": time.perf_counter() - began}
-
-
-def _plain_stages(stages: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """A cascade's stage report as JSON numbers (attacks may hand back tensors)."""
-    return {stage: {"broken": int(rep["broken"]), "uses_gradients": bool(rep["uses_gradients"]),
-                    "passes": {k: int(v) for k, v in rep.get("passes", {}).items()}}
-            for stage, rep in stages.items()}
 
 
 def _verified(model: nn.Module, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor,

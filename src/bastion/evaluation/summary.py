@@ -116,11 +116,16 @@ def sum_stages(reports: Any) -> dict[str, dict[str, dict[str, Any]]]:
     return total
 
 
+def parse_key(key: str) -> tuple[int, int, int]:
+    """A unit key ``"eps_index/start:stop"`` as (eps index, start, stop)."""
+    head, _, span = key.partition("/")
+    start, _, stop = span.partition(":")
+    return int(head), int(start), int(stop)
+
+
 def _tiles(units: Mapping[str, Mapping[str, Any]], eps_i: int, n: int) -> list[Mapping[str, Any]]:
     """The units of eps index ``eps_i``, in sample order; they must cover [0, n) once."""
-    spans = sorted((int(a), int(b), key) for key in units
-                   for head, _, span in [key.partition("/")] if int(head) == eps_i
-                   for a, _, b in [span.partition(":")])
+    spans = sorted((a, b, key) for key in units for e, a, b in [parse_key(key)] if e == eps_i)
     edge = 0
     for a, b, key in spans:
         if a != edge:
@@ -129,3 +134,10 @@ def _tiles(units: Mapping[str, Mapping[str, Any]], eps_i: int, n: int) -> list[M
     if edge != n:
         raise ValueError(f"evaluation units cover samples [0, {edge}), not [0, {n})")
     return [units[key] for _, _, key in spans]
+
+
+def plain_stages(stages: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A cascade's stage report as JSON numbers (attacks may hand back tensors)."""
+    return {stage: {"broken": int(rep["broken"]), "uses_gradients": bool(rep["uses_gradients"]),
+                    "passes": {k: int(v) for k, v in rep.get("passes", {}).items()}}
+            for stage, rep in stages.items()}
