@@ -208,6 +208,8 @@ def _run_units(models: tuple[nn.Module, nn.Module], x: torch.Tensor, y: torch.Te
     n = x.shape[0]
     keys: list[str] = []
     total = len(order) * -(-n // batch_size)
+    if shard is not None:  # this rank's share only
+        total = sum(shard.owns(k) for k in range(total))
     with progress_bar(progress, total=total, label="evaluating") as advance:
         def step(eps_i: int, start: int, stop: int) -> None:
             key = f"{eps_i}/{start}:{stop}"
