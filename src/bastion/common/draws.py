@@ -3,8 +3,9 @@
 A :class:`SampleRandom` holds one 32-bit key per sample (N,). Every draw has the samples
 as its first dimension, and row ``i`` of the ``k``-th draw is a hash of (key ``i``, ``k``,
 the element's position in the row) alone: it does not depend on which other samples
-share the batch, on the batch's size, or on the device (the hash is integer arithmetic,
-bit for bit the same on CPU and GPU). An attack that draws the same sequence of numbers
+share the batch or on the batch's size. The hash is integer arithmetic, so keys, uniform
+and integer draws are meant to be the same on every device (normals go through ``log``
+and ``cos``). An attack that draws the same sequence of numbers
 for a sample whenever that sample is still being attacked then gives the same answer
 for it however the data is batched, sharded or re-batched after an out-of-memory error.
 
