@@ -459,7 +459,10 @@ def test_pgd_is_at_least_as_strong_as_fgsm_on_a_trained_model(
     x, y = x[right][:100], y[right][:100]
     threat = ThreatModel(norm=norm, eps=0.1 if norm == "Linf" else 1.0)
     fgsm = FGSM(loss=loss).run(trained_mlp, x, y, threat).success.float().mean()
-    pgd = PGD(steps=20, loss=loss).run(trained_mlp, x, y, threat).success.float().mean()
+    # From x, as FGSM starts: from a random start, PGD-20 margin at Linf 0.1 breaks 51.4% on
+    # average over 40 seeds against FGSM's 52% (a seed decides which side it falls on).
+    pgd = PGD(steps=20, loss=loss, random_start=False).run(
+        trained_mlp, x, y, threat).success.float().mean()
     assert 0.0 < float(fgsm) < 1.0  # the radius is neither trivial nor overwhelming
     assert float(pgd) >= float(fgsm)
 

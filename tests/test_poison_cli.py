@@ -104,3 +104,23 @@ def test_data_audit_flags_and_writes_a_cleaned_set(poisoned_run: Path, tmp_path:
     assert knn["rates"]["tpr"]["n"] == round(0.1 * found["n"]) > 0
     assert found["removed"]["kept"] == found["n"] - knn["n_flagged"]
     assert cleaned.exists()
+
+
+def test_data_audit_moves_the_model_to_the_device_asked_for(
+        poisoned_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import bastion.jobs
+
+    asked: list[str] = []
+
+    def fake(name: str) -> torch.device:
+        asked.append(name)
+        return torch.device("cpu")
+
+    monkeypatch.setattr(bastion.jobs, "parse_device", fake)
+    res = invoke("data", "audit", "--arch", "mlp", "--checkpoint", str(poisoned_run / "best.pt"),
+                 "--data", "digits", "--reference", "0", "--detector", "knn", "--device",
+                 "cuda:2", "--json", str(tmp_path / "a.json"))
+    assert res.exit_code == 0, res.output
+    assert asked == ["cuda:2"]

@@ -386,23 +386,23 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_numbers(toy, error):
         return evaluate(model, test, threat, [PGD(steps=5)], eps_sweep=(0.05,),
                         batch_size=batch_size, seed=3)
 
-    small = run(net, 16)  # never runs out of memory
+    undisturbed = run(net, 64)  # never runs out of memory
     flaky = RunsOutOfMemory(net, limit=20, error=error).eval()
     with pytest.warns(BastionWarning) as caught:
         backed = run(flaky, 64)
     said = [str(w.message) for w in caught]
     assert [s.split(";")[0] for s in said] == ["out of device memory at batch size 64",
                                                 "out of device memory at batch size 32"]
-    assert "equal a run with --batch-size 16" in said[-1]
+    assert "going on at batch size 16" in said[-1]
     assert flaky.refused >= 2  # 64 and 32 were both refused
-    got, want = backed.to_dict(), small.to_dict()
+    got, want = backed.to_dict(), undisturbed.to_dict()
     for key in ("n", "clean_accuracy", "robust_accuracy", "per_attack", "sweep"):
         assert got[key] == want[key], key
     assert got["params"]["batch_size"] == 16 and got["params"]["batch_size_asked"] == 64
     assert 0 < got["robust_accuracy"] < got["clean_accuracy"]
 
 
-def test_a_backed_off_run_keeps_its_own_resume_file(toy, tmp_path):
+def test_a_backed_off_run_resumes_from_its_file(toy, tmp_path):
     net = load_any(f"{toy['file']}:make_model", toy["weights"])
     test = data.load("digits", "test", 40)
     flaky = RunsOutOfMemory(net, limit=20, error=torch.cuda.OutOfMemoryError("CUDA out of "
@@ -410,13 +410,13 @@ def test_a_backed_off_run_keeps_its_own_resume_file(toy, tmp_path):
     state = tmp_path / "run.json"
 
     def run():
-        with pytest.warns(BastionWarning, match="starting over at batch size 20"):
+        with pytest.warns(BastionWarning, match="going on at batch size 20"):
             return evaluate(flaky, test, ThreatModel(norm="Linf", eps=0.1), batch_size=40,
                             seed=1, state=state).to_dict()
 
     first = run()
-    assert (tmp_path / "run.batch20.json").exists() and not state.exists()
-    again = run()  # resumes from run.batch20.json: same numbers
+    assert state.exists()
+    again = run()  # resumes from the file: same numbers
     assert again["robust_accuracy"] == first["robust_accuracy"]
     assert again["params"]["batch_size"] == 20
 

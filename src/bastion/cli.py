@@ -194,6 +194,9 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="write card.json, card.html, record")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="write results as JSON")] = None,
     device: own.DeviceOpt = "cpu",
+    amp: Annotated[bool, typer.Option(
+        "--amp", help="attacks in mixed precision (bf16 on CPU, fp16 on GPU) if a check on "
+                      "a probe set finds it does not weaken them; else float32")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     threats: Annotated[str | None, typer.Option(
         help="threat matrix instead: e.g. linf:0.3,l2:2,l1:10,spatial:30deg-3px,corruptions "
@@ -217,7 +220,7 @@ def evaluate(
                                attacks=tuple(attack or ["pgd"]), steps=steps, restarts=restarts,
                                step_size=step_size, sweep=_floats(sweep), seed=seed,
                                batch_size=batch_size, checkpoint=checkpoint, device=device,
-                               inputs=inputs)
+                               amp=amp, inputs=inputs)
              for m in model]
     _run(specs, out, json_path, state, progress)
 

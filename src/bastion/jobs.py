@@ -52,6 +52,7 @@ class EvalSpec:
     batch_size: int = 250
     checkpoint: Path | None = None
     device: str = "cpu"
+    amp: bool = False
     inputs: UserInputs = field(default_factory=UserInputs)
 
 
@@ -120,7 +121,7 @@ def run_one(spec: EvalSpec, *, state: Path | None, progress: bool,
     result: Evaluation = evaluate(model, dataset, threat, build_attacks(spec),
                                   eps_sweep=spec.sweep, batch_size=spec.batch_size,
                                   seed=spec.seed, state=state, progress=progress,
-                                  shard=shard)
+                                  shard=shard, amp=spec.amp)
     return {
         **result.to_dict(),
         "model": {**model_info(spec, model_digest(model)), **spec.inputs.record()},

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bastion.common import draws
 from bastion.errors import ConfigError
 
 NORMS = ("Linf", "L2", "L1")
@@ -114,30 +115,30 @@ class ThreatModel:
         in_box = (flat >= self.bounds[0] - tol).all(1) & (flat <= self.bounds[1] + tol).all(1)
         return in_ball & in_box
 
-    def random_point(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def random_point(self, x: torch.Tensor, generator: draws.Source) -> torch.Tensor:
         """A uniformly random point of the ball around each sample, clipped to bounds."""
         if self.norm == "Linf":
-            noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            noise = draws.rand(generator, x.shape, device=x.device, dtype=x.dtype)
             delta = (2 * noise - 1) * self.eps
         elif self.norm == "L1":
             # Uniform in the L1 ball: Laplace draws normalised to the sphere, radius
             # eps * u^(1/dim) (the ball's volume grows as r^dim).
-            exp = -torch.rand(x.shape, generator=generator, device=x.device,
+            exp = -draws.rand(generator, x.shape, device=x.device,
                               dtype=x.dtype).clamp_min(1e-12).log()
-            sign = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
+            sign = draws.randint(generator, 0, 2, x.shape, device=x.device)
             direction = exp * (2 * sign.to(x.dtype) - 1)
             direction = direction / direction.flatten(1).abs().sum(1).clamp_min(1e-12).view(
                 -1, *([1] * (x.dim() - 1)))
-            u = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+            u = draws.rand(generator, (x.shape[0],), device=x.device, dtype=x.dtype)
             radius = self.eps * u.pow(1.0 / x[0].numel())
             delta = direction * radius.view(-1, *([1] * (x.dim() - 1)))
         else:
-            direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            direction = draws.randn(generator, x.shape, device=x.device, dtype=x.dtype)
             direction = direction / direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(
                 -1, *([1] * (x.dim() - 1))
             )
             dim = x[0].numel()
-            u = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+            u = draws.rand(generator, (x.shape[0],), device=x.device, dtype=x.dtype)
             radius = self.eps * u.pow(1.0 / dim)
             delta = direction * radius.view(-1, *([1] * (x.dim() - 1)))
         return self.clip(x + delta)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bastion.common import draws
 from bastion.threat import ThreatModel
 
 
@@ -123,7 +124,7 @@ def closest_boundary(
 
 
 def random_start_point(
-    x: torch.Tensor, threat: ThreatModel, generator: torch.Generator
+    x: torch.Tensor, threat: ThreatModel, generator: draws.Source
 ) -> torch.Tensor:
     """A random point at distance eps/2 from each sample (N, ...), clipped to the box.
 
@@ -131,8 +132,8 @@ def random_start_point(
     [-1, 1]^D (Linf) or standard normal (L2).
     """
     if threat.norm == "Linf":
-        t = 2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1
+        t = 2 * draws.rand(generator, x.shape, device=x.device, dtype=x.dtype) - 1
     else:
-        t = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        t = draws.randn(generator, x.shape, device=x.device, dtype=x.dtype)
     size = threat.norm_of(t).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
     return threat.clip(x + 0.5 * threat.eps * t / size)

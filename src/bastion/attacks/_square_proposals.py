@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from bastion.common import draws
+
 # Square attack's schedule: after iteration `bound`, the fraction p of pixels changed
 # per update is p_init / divisor (Andriushchenko et al., tuned for 10,000 queries).
 _SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
@@ -43,17 +45,17 @@ def side_length(p: float, height: int, width: int, smallest: int, odd: bool) -> 
 
 
 def random_corners(n: int, height: int, width: int, side: int,
-                   generator: torch.Generator, device: torch.device) -> tuple[torch.Tensor, ...]:
+                   generator: draws.Source, device: torch.device) -> tuple[torch.Tensor, ...]:
     """Top-left corners (rows (n,), cols (n,)) of random windows inside the image."""
-    rows = torch.randint(0, height - side + 1, (n,), generator=generator, device=device)
-    cols = torch.randint(0, width - side + 1, (n,), generator=generator, device=device)
+    rows = draws.randint(generator, 0, height - side + 1, (n,), device=device)
+    cols = draws.randint(generator, 0, width - side + 1, (n,), device=device)
     return rows, cols
 
 
-def random_signs(shape: tuple[int, ...], generator: torch.Generator, device: torch.device,
+def random_signs(shape: tuple[int, ...], generator: draws.Source, device: torch.device,
                  dtype: torch.dtype) -> torch.Tensor:
     """Independent +-1 entries of the given shape."""
-    coin = torch.randint(0, 2, shape, generator=generator, device=device)
+    coin = draws.randint(generator, 0, 2, shape, device=device)
     return (2 * coin - 1).to(dtype)
 
 
@@ -111,15 +113,15 @@ def square_pattern(side: int, dtype: torch.dtype, device: torch.device) -> torch
     return pattern / pattern.norm()
 
 
-def oriented_patterns(n: int, side: int, generator: torch.Generator, like: torch.Tensor
+def oriented_patterns(n: int, side: int, generator: draws.Source, like: torch.Tensor
                       ) -> torch.Tensor:
     """(n, 1, side, side) patterns, each transposed or not at random."""
     pattern = square_pattern(side, like.dtype, like.device)
-    flip = torch.randint(0, 2, (n, 1, 1, 1), generator=generator, device=like.device).bool()
+    flip = draws.randint(generator, 0, 2, (n, 1, 1, 1), device=like.device).bool()
     return torch.where(flip, pattern.t(), pattern)
 
 
-def l2_init(x: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
+def l2_init(x: torch.Tensor, eps: float, generator: draws.Source) -> torch.Tensor:
     """Start of the L2 attack: a grid of two-bump patterns with random signs per sample and
     channel, scaled to L2 norm eps. Returns the perturbation (N, C, H, W), not clipped."""
     n, channels, height, width = x.shape
@@ -127,7 +129,7 @@ def l2_init(x: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Te
     cells_h, cells_w = height // side, width // side
     off_h, off_w = (height - cells_h * side) // 2, (width - cells_w * side) // 2
     signs = random_signs((n, channels, cells_h, cells_w), generator, x.device, x.dtype)
-    flip = torch.randint(0, 2, (n, 1, cells_h, cells_w), generator=generator,
+    flip = draws.randint(generator, 0, 2, (n, 1, cells_h, cells_w),
                          device=x.device).bool()
     pattern = square_pattern(side, x.dtype, x.device)
     tiles = torch.where(flip.repeat_interleave(side, 2).repeat_interleave(side, 3),
@@ -139,7 +141,7 @@ def l2_init(x: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Te
 
 
 def l2_update(current: torch.Tensor, x: torch.Tensor, eps: float, side: int,
-              generator: torch.Generator, who: torch.Tensor, total: int) -> torch.Tensor:
+              generator: draws.Source, who: torch.Tensor, total: int) -> torch.Tensor:
     """One L2 proposal (K, C, H, W) from the current points (not clipped).
 
     Moves the perturbation's energy from a second random window (cleared) into a first
@@ -172,7 +174,7 @@ def l2_update(current: torch.Tensor, x: torch.Tensor, eps: float, side: int,
     return x + eps * delta / size
 
 
-def linf_init(x: torch.Tensor, eps: float, generator: torch.Generator) -> torch.Tensor:
+def linf_init(x: torch.Tensor, eps: float, generator: draws.Source) -> torch.Tensor:
     """Start of the Linf attack: vertical stripes, each column of each channel moved by
     +eps or -eps at random (N, C, H, W), not clipped."""
     n, channels, _, width = x.shape
@@ -180,7 +182,7 @@ def linf_init(x: torch.Tensor, eps: float, generator: torch.Generator) -> torch.
 
 
 def linf_update(current: torch.Tensor, x: torch.Tensor, eps: float, side: int,
-                bounds: tuple[float, float], generator: torch.Generator, who: torch.Tensor,
+                bounds: tuple[float, float], generator: draws.Source, who: torch.Tensor,
                 total: int) -> torch.Tensor:
     """One Linf proposal (K, C, H, W): a random window of each sample set to x +- eps, with
     one random sign per channel, clipped to ``bounds``. ``who``/``total`` as for

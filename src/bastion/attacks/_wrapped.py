@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from bastion.attacks.base import Attack, is_success
+from bastion.common import draws
 from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
 
@@ -136,11 +137,15 @@ def verify(forward: Callable[[torch.Tensor], torch.Tensor], x_adv: torch.Tensor,
 
 
 @contextmanager
-def seeded_global_rng(generator: torch.Generator) -> Iterator[None]:
+def seeded_global_rng(generator: draws.Source) -> Iterator[None]:
     """Within the block, torch's global random state is seeded from ``generator`` (one
     draw); afterwards it is restored. Randomized models draw from the global state, so
     this makes an attack on them depend on the attack's seed alone."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    if isinstance(generator, draws.SampleRandom):
+        seed = generator.batch_seed()
+    else:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator,
+                                 device=generator.device))
     device = generator.device
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):

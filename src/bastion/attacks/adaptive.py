@@ -46,6 +46,7 @@ from bastion.attacks._wrapped import (
     verify,
 )
 from bastion.attacks.base import Attack, AttackResult, Passes, require_counts
+from bastion.common import draws
 from bastion.errors import ConfigError
 from bastion.threat import NORMS, ThreatModel
 
@@ -71,6 +72,7 @@ class EOT(Attack):
     """
 
     name = "eot"
+    per_sample_draws = True
     norms = NORMS  # whatever the inner attack supports; it refuses the rest itself
     uses_gradients = True
     label_params = ("draws",)
@@ -89,7 +91,7 @@ class EOT(Attack):
         return build_attack(self.attack, self.name, defaults={"early_stop": False})
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-             target: torch.Tensor | None, generator: torch.Generator) -> AttackResult:
+             target: torch.Tensor | None, generator: draws.Source) -> AttackResult:
         require_counts(self, "draws")
         inner = self.inner_attack()
         with seeded_global_rng(generator):
@@ -123,6 +125,7 @@ class BPDA(Attack):
     """
 
     name = "bpda"
+    per_sample_draws = True
     norms = NORMS
     uses_gradients = True
     label_params = ()
@@ -144,7 +147,7 @@ class BPDA(Attack):
         return build_attack(self.attack, self.name)
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-             target: torch.Tensor | None, generator: torch.Generator) -> AttackResult:
+             target: torch.Tensor | None, generator: draws.Source) -> AttackResult:
         inner = self.inner_attack()
         approx = resolve_callable(self.approx, "approx")
         preprocess, classifier, real = self._split(model)

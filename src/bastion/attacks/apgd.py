@@ -37,6 +37,7 @@ from bastion.attacks.base import (
     require_counts,
     require_loss,
 )
+from bastion.common import draws
 from bastion.errors import ConfigError
 from bastion.threat import NORMS, ThreatModel
 
@@ -57,6 +58,7 @@ class APGD(Attack):
     """
 
     name = "apgd"
+    per_sample_draws = True
     norms = NORMS
 
     def __init__(self, *, loss: str = "ce", steps: int = 100, restarts: int = 1,
@@ -68,7 +70,7 @@ class APGD(Attack):
         self.eps_schedule = eps_schedule
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-             target: torch.Tensor | None, generator: torch.Generator) -> AttackResult:
+             target: torch.Tensor | None, generator: draws.Source) -> AttackResult:
         require_counts(self, "steps", "restarts", "eot_iter")
         require_loss(self.loss)
         _require_schedule(self.eps_schedule, threat)
@@ -96,6 +98,7 @@ class APGDT(Attack):
     """
 
     name = "apgd-t"
+    per_sample_draws = True
     norms = NORMS
 
     def __init__(self, *, n_target_classes: int = 9, steps: int = 100, restarts: int = 1,
@@ -107,7 +110,7 @@ class APGDT(Attack):
         self.eps_schedule = eps_schedule
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-             target: torch.Tensor | None, generator: torch.Generator) -> AttackResult:
+             target: torch.Tensor | None, generator: draws.Source) -> AttackResult:
         require_counts(self, "steps", "restarts", "eot_iter", "n_target_classes")
         _require_schedule(self.eps_schedule, threat)
         k = self.n_target_classes
@@ -144,7 +147,7 @@ class APGDT(Attack):
 
 
 def _restarts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, goal: torch.Tensor | None,
-              targeted_success: bool, threat: ThreatModel, generator: torch.Generator,
+              targeted_success: bool, threat: ThreatModel, generator: draws.Source,
               restarts: int, n_iter: int, loss: str, eot: int, done: torch.Tensor,
               eps_schedule: bool) -> AttackResult:
     """APGD with ``restarts`` random starts on the samples not ``done`` (N,) bool.
@@ -160,8 +163,7 @@ def _restarts(model: nn.Module, x: torch.Tensor, y: torch.Tensor, goal: torch.Te
         if threat.norm == "L1":
             # The reference's L1 start: a unit Gaussian step, projected onto ball ∩ box
             # by the run (a sparse point: the projection keeps the largest draws).
-            start = x + torch.randn(x.shape, generator=generator, device=x.device,
-                                    dtype=x.dtype)
+            start = x + draws.randn(generator, x.shape, device=x.device, dtype=x.dtype)
         else:
             start = threat.random_point(x, generator)
         idx = (~done & ~success).nonzero().squeeze(1)

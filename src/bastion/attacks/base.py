@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bastion.attacks._seeding import per_sample
+from bastion.common import draws
 from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
 
@@ -74,6 +76,10 @@ class Attack:
     #: parameters whose values `bastion evaluate` appends to the attack's label
     #: (``pgd-40``); an empty tuple keeps the bare name.
     label_params: ClassVar[tuple[str, ...]] = ("steps",)
+    #: True when every draw goes through :mod:`bastion.common.draws` (a sample's numbers
+    #: then do not depend on its batch); ``_run`` gets a SampleRandom. False (an attack
+    #: written against torch.rand(..., generator=...)): ``_run`` gets a torch.Generator.
+    per_sample_draws: ClassVar[bool] = False
 
     def get_params(self) -> dict[str, Any]:
         """Constructor arguments, by name: enough to rebuild the same attack."""
@@ -94,14 +100,16 @@ class Attack:
         threat: ThreatModel,
         *,
         target: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
+        generator: draws.Source | None = None,
     ) -> AttackResult:
         """Attack ``model`` on ``x`` (N, ...) with true labels ``y`` (N,) inside ``threat``.
 
         Args:
             target: (N,) class indices for a targeted attack; None for untargeted.
-            generator: random source for random starts; seeded by the caller for
-                determinism (the runner derives one per batch from its seed).
+            generator: random source: a ``torch.Generator`` (seeds streams for samples
+                0..N-1), or a :class:`~bastion.common.draws.SampleRandom` keyed by each
+                sample's position in the data set (what the runner passes, so results do
+                not depend on the batch size); None means seed 0.
         """
         if threat.norm not in self.norms:
             raise ConfigError(
@@ -113,10 +121,18 @@ class Attack:
         device = model_device(model)
         x, y = x.to(device), _as_index(y, device)
         target = _as_index(target, device) if target is not None else None
-        if generator is None:
-            generator = torch.Generator(device=device)
-            generator.manual_seed(0)
-        return self._run(model, x, y, threat, target, generator)
+        return self._run(model, x, y, threat, target, self._source(generator, x.shape[0], device))
+
+    def _source(self, generator: draws.Source | None, n: int,
+                device: torch.device) -> draws.Source:
+        """Per-sample streams for an attack that draws through them (its numbers then do
+        not depend on the batch); a plain generator for one that does not."""
+        if type(self).per_sample_draws:
+            return per_sample(generator, n, device)
+        if isinstance(generator, draws.SampleRandom):
+            return torch.Generator(device=device).manual_seed(generator.batch_seed())
+        return generator if generator is not None else torch.Generator(
+            device=device).manual_seed(0)
 
     def _run(
         self,
@@ -125,7 +141,7 @@ class Attack:
         y: torch.Tensor,
         threat: ThreatModel,
         target: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: draws.Source,
     ) -> AttackResult:
         raise NotImplementedError  # pragma: no cover - every subclass implements it
 

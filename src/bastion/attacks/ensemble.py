@@ -28,7 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from bastion.attacks._seeding import per_sample
 from bastion.attacks.base import Attack, AttackResult, Passes, is_success
+from bastion.common import draws
 from bastion.errors import ConfigError
 from bastion.threat import NORMS, ThreatModel
 
@@ -38,11 +40,13 @@ VERSIONS = ("standard", "plus", "rand")
 class Cascade(Attack):
     """Run ``stages`` (name -> attack) in order, each on the points still robust.
 
-    Each stage gets its own random generator seeded from the caller's, drawn for all
-    stages up front, so a stage's randomness does not depend on what earlier stages broke.
+    Each stage gets its own per-sample random streams spawned from the caller's, so a
+    stage's randomness for a sample depends neither on what earlier stages broke nor on
+    the batch.
     """
 
     name = "cascade"
+    per_sample_draws = True
 
     def __init__(self, *, stages: dict[str, Attack]) -> None:
         self.stages = stages
@@ -64,10 +68,11 @@ class Cascade(Attack):
         return self.stages
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-             target: torch.Tensor | None, generator: torch.Generator) -> AttackResult:
+             target: torch.Tensor | None, generator: draws.Source) -> AttackResult:
         stages = self._stages(threat)
-        seeds = torch.randint(0, 2**62, (len(stages),), generator=generator,
-                              device=generator.device).tolist()
+        # Each stage its own streams; a stage sees the streams of the samples it attacks.
+        streams = per_sample(generator, x.shape[0], x.device)
+        seeds = [streams.spawn(k) for k in range(len(stages))]
         with torch.no_grad():
             success = is_success(model(x), y, target)
         passes = Passes(forward=x.shape[0])
@@ -77,7 +82,7 @@ class Cascade(Attack):
             idx = (~success).nonzero().squeeze(1)
             spent, broken = Passes(), 0
             if idx.numel() > 0:
-                gen = torch.Generator(device=x.device).manual_seed(int(seed))
+                gen = seed.rows(idx)
                 sub_target = target[idx] if target is not None else None
                 res = stage.run(model, x[idx], y[idx], threat, target=sub_target,
                                 generator=gen)

@@ -49,6 +49,7 @@ from bastion.attacks.base import (
     is_success,
     require_counts,
 )
+from bastion.common import draws
 from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
 
@@ -74,6 +75,7 @@ class FAB(Attack):
     """
 
     name = "fab"
+    per_sample_draws = True
 
     def __init__(
         self,
@@ -117,7 +119,7 @@ class FAB(Attack):
         y: torch.Tensor,
         threat: ThreatModel,
         target: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: draws.Source,
     ) -> AttackResult:
         self._check()
         n = x.shape[0]

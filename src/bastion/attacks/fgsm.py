@@ -19,6 +19,7 @@ from torch import nn
 
 from bastion.attacks.base import Attack, AttackResult, Passes, is_success
 from bastion.attacks.steps import ascent_step, input_gradient
+from bastion.common import draws
 from bastion.threat import NORMS, ThreatModel
 
 
@@ -33,6 +34,7 @@ class FGSM(Attack):
     """
 
     name = "fgsm"
+    per_sample_draws = True
     norms = NORMS
 
     def __init__(self, *, loss: str = "ce", random_start: bool = False) -> None:
@@ -46,7 +48,7 @@ class FGSM(Attack):
         y: torch.Tensor,
         threat: ThreatModel,
         target: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: draws.Source,
     ) -> AttackResult:
         passes = Passes()
         n = x.shape[0]

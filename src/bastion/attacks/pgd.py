@@ -29,6 +29,7 @@ from bastion.attacks.base import (
     require_loss,
 )
 from bastion.attacks.steps import ascent_step, input_gradient
+from bastion.common import draws
 from bastion.errors import ConfigError
 from bastion.threat import NORMS, ThreatModel
 
@@ -48,6 +49,7 @@ class PGD(Attack):
     """
 
     name = "pgd"
+    per_sample_draws = True
     norms = NORMS  # L1 steps are sparse (bastion.attacks.steps.ascent_direction)
 
     def __init__(
@@ -81,7 +83,7 @@ class PGD(Attack):
         y: torch.Tensor,
         threat: ThreatModel,
         target: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: draws.Source,
     ) -> AttackResult:
         self._check()
         alpha = self.step_size if self.step_size is not None else 2.5 * threat.eps / self.steps

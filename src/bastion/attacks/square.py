@@ -33,6 +33,7 @@ from bastion.attacks.base import (
     require_counts,
     require_loss,
 )
+from bastion.common import draws
 from bastion.errors import ConfigError, InputError
 from bastion.threat import ThreatModel
 
@@ -51,6 +52,7 @@ class Square(Attack):
     """
 
     name = "square"
+    per_sample_draws = True
     uses_gradients = False
 
     def __init__(
@@ -82,7 +84,7 @@ class Square(Attack):
         y: torch.Tensor,
         threat: ThreatModel,
         target: torch.Tensor | None,
-        generator: torch.Generator,
+        generator: draws.Source,
     ) -> AttackResult:
         self._check()
         if x.dim() > 4 or x.dim() < 2:
@@ -114,7 +116,7 @@ class Square(Attack):
         y: torch.Tensor,
         target: torch.Tensor | None,
         threat: ThreatModel,
-        generator: torch.Generator,
+        generator: draws.Source,
         idx: torch.Tensor,
         x_adv: torch.Tensor,
         success: torch.Tensor,

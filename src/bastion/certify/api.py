@@ -25,6 +25,7 @@ from bastion.certify.alpha import alpha_crown_margins
 from bastion.certify.bounds import Network, compile_network, ibp_margins, interval_bounds
 from bastion.certify.crown import crown_margins
 from bastion.errors import CapabilityError, ConfigError
+from bastion.evaluation.backoff import run_in_batches
 from bastion.evaluation.checks import check_inputs
 from bastion.threat import ThreatModel
 
@@ -131,14 +132,18 @@ def certify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatMo
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     net = compile_network(model)
     lowers, uppers = [], []
+
+    def step(start: int, stop: int) -> None:
+        low, up = margin_bounds(net, x[start:stop], y[start:stop], threat, method,
+                                upper_by_crown=upper_by_crown)
+        lowers.append(low)
+        uppers.append(up)
+
     with torch.no_grad():
-        _check_same_function(model, net, x[:batch_size])
-        for start in range(0, x.shape[0], batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            low, up = margin_bounds(net, xb, yb, threat, method,
-                                    upper_by_crown=upper_by_crown)
-            lowers.append(low)
-            uppers.append(up)
+        _check_same_function(model, net, x[:min(batch_size, 64)])
+        # Bounds are per sample: out of memory, the batch is halved and the rest goes on
+        # at that size with the same bounds (bastion.evaluation.backoff).
+        run_in_batches(step, x.shape[0], batch_size)
     lower, upper = torch.cat(lowers), torch.cat(uppers)
     return Certificate(method=method, threat=threat, certified=(lower > 0).all(1),
                        lower=lower, upper=upper, forward_passes=0)

@@ -1,5 +1,6 @@
 """Torch-free helpers both halves of bastion use: resume files (:mod:`.state`), run
-records (:mod:`.records`) and interval statistics (:mod:`.intervals`).
+records (:mod:`.records`) and interval statistics (:mod:`.intervals`); and, imported only
+by the classic half, per-sample random streams (:mod:`.draws`, which needs torch).
 
 Nothing here imports another part of bastion but :mod:`bastion.errors`, so the guard,
 the service and the classic half can all lean on it.

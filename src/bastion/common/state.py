@@ -1,12 +1,13 @@
 """Resume files: finished work units of a long run (an evaluation, a guard attack, a
 certification), saved after each one.
 
-The file is JSON: ``{"fingerprint": ..., "units": {"<eps index>/<batch start>": {...}},
+The file is JSON: ``{"fingerprint": ..., "units": {"<eps index>/<start>:<stop>": {...}},
 "digest": ...}``, rewritten atomically (write to a temporary file of a unique name, then
 rename), so a kill at any moment leaves either the old or the new file, never a torn one,
 and concurrent writers never share a temporary file. The fingerprint hashes everything
-that decides the numbers (model weights, data, threat, attacks, seed, batch size);
-resuming with anything else changed is refused. The digest hashes the units: a file
+that decides the numbers (model weights, data, threat, attacks, seed; the batch size
+where it matters: an evaluation's numbers do not depend on it); resuming with anything
+else changed is refused. The digest hashes the units: a file
 that was cut or edited (still valid JSON, but not what the run wrote) is refused too,
 rather than resumed into a wrong number.
 
@@ -86,7 +87,7 @@ def run_lock(folder: Path) -> Iterator[None]:
 
 
 class StateFile:
-    """Finished units of one run, keyed by ``"eps_index/batch_start"`` for an evaluation
+    """Finished units of one run, keyed by ``"eps_index/start:stop"`` for an evaluation
     (any string for other jobs); ``settings`` names what the fingerprint covers, for the
     refusal message."""
 

@@ -60,15 +60,15 @@ class Evaluation:
 
 
 def summarise(units: Mapping[str, Mapping[str, Any]], n: int, threats: list[ThreatModel],
-              threat: ThreatModel, uses_gradients: Mapping[str, bool], batch_size: int,
+              threat: ThreatModel, uses_gradients: Mapping[str, bool],
               params: dict[str, Any], probe: dict[str, Any]) -> Evaluation:
-    """Add up ``units`` (key ``"eps_index/batch_start"``) into an :class:`Evaluation`.
+    """Add up ``units`` (key ``"eps_index/start:stop"``, tiling [0, n) for every eps) into
+    an :class:`Evaluation`.
 
     Args:
         uses_gradients: attack name -> whether it is a gradient attack, in run order.
         probe: :func:`bastion.evaluation.probe.probe_model`'s numbers ({} to skip its flags).
     """
-    starts = list(range(0, n, batch_size))
     sweep: list[dict[str, Any]] = []
     passes = {name: {"forward": 0, "backward": 0} for name in uses_gradients}
     stages_by_eps: dict[float, dict[str, dict[str, dict[str, Any]]]] = {}
@@ -76,7 +76,7 @@ def summarise(units: Mapping[str, Mapping[str, Any]], n: int, threats: list[Thre
     seconds = 0.0
     clean_total = 0
     for i, t in enumerate(threats):
-        batch = [units[f"{i}/{s}"] for s in starts]
+        batch = _tiles(units, i, n)
         clean_total = sum(c for u in batch for c in u["clean"])
         robust = {name: [r for u in batch for r in u["robust"][name]] for name in uses_gradients}
         worst = [all(flags) for flags in zip(*robust.values(), strict=True)]
@@ -114,3 +114,30 @@ def sum_stages(reports: Any) -> dict[str, dict[str, dict[str, Any]]]:
                 for k in ("forward", "backward"):
                     acc["passes"][k] += int(rep.get("passes", {}).get(k, 0))
     return total
+
+
+def parse_key(key: str) -> tuple[int, int, int]:
+    """A unit key ``"eps_index/start:stop"`` as (eps index, start, stop)."""
+    head, _, span = key.partition("/")
+    start, _, stop = span.partition(":")
+    return int(head), int(start), int(stop)
+
+
+def _tiles(units: Mapping[str, Mapping[str, Any]], eps_i: int, n: int) -> list[Mapping[str, Any]]:
+    """The units of eps index ``eps_i``, in sample order; they must cover [0, n) once."""
+    spans = sorted((a, b, key) for key in units for e, a, b in [parse_key(key)] if e == eps_i)
+    edge = 0
+    for a, b, key in spans:
+        if a != edge:
+            raise ValueError(f"evaluation units do not tile the samples: {key} after {edge}")
+        edge = b
+    if edge != n:
+        raise ValueError(f"evaluation units cover samples [0, {edge}), not [0, {n})")
+    return [units[key] for _, _, key in spans]
+
+
+def plain_stages(stages: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A cascade's stage report as JSON numbers (attacks may hand back tensors)."""
+    return {stage: {"broken": int(rep["broken"]), "uses_gradients": bool(rep["uses_gradients"]),
+                    "passes": {k: int(v) for k, v in rep.get("passes", {}).items()}}
+            for stage, rep in stages.items()}

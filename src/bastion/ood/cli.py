@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bastion.errors import BastionError, ConfigError
+from bastion.inputs import DeviceOpt
 
 ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
@@ -46,8 +47,10 @@ def _floats(text: str) -> list[float]:
 
 def _run(model_name: str, id_name: str, ood: str, detectors: str, n: int, fit: int,
          eps: str, n_adv: int, steps: int, seed: int, state: Path | None,
-         log: Any, checkpoint: Path | None = None) -> tuple[Any, dict[str, Any]]:
+         log: Any, checkpoint: Path | None = None, device: str = "cpu"
+         ) -> tuple[Any, dict[str, Any]]:
     from bastion import data
+    from bastion.jobs import parse_device
     from bastion.ood.evaluate import evaluate_ood
     from bastion.ood.registry import DETECTORS
     from bastion.ood.sets import SETS, load_set
@@ -60,7 +63,8 @@ def _run(model_name: str, id_name: str, ood: str, detectors: str, n: int, fit: i
     names = _names(detectors, list(DETECTORS), "detector")
     set_names = _names(ood, list(SETS), "OOD set")
     radii = _floats(eps)
-    model = load_any(model_name, checkpoint)
+    # The detectors move each batch to the model's device (bastion.ood.base).
+    model = load_any(model_name, checkpoint).to(parse_device(device))
     train = data.load(id_name, "train", fit)
     test = data.load(id_name, "test", n)
     shape = tuple(int(d) for d in test.x.shape[1:])
@@ -143,6 +147,7 @@ def ood_command(
     plot: Annotated[Path | None, typer.Option(help="write AUROC vs eps as PNG")] = None,
     out: Annotated[Path | None, typer.Option(help="write card.json and card.html here")] = None,
     progress: Annotated[bool, typer.Option(help="progress lines on stderr")] = True,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Detect out-of-distribution inputs with every detector, clean and under an adaptive
     attack on the detector's own score."""
@@ -155,7 +160,7 @@ def ood_command(
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         net, result = _run(model, id_name, ood, detectors, n, fit, eps, n_adv, steps, seed,
-                           state, log, checkpoint)
+                           state, log, checkpoint, device)
         payload = {k: v for k, v in result.items() if k != "test"} | {"command": command}
         if json_path is not None:
             json_path.parent.mkdir(parents=True, exist_ok=True)

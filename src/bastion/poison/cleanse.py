@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bastion.attacks.base import model_device
 from bastion.common.state import StateFile, fingerprint, model_digest
 from bastion.errors import ConfigError, InputError
 from bastion.evaluation.progress import progress_bar
@@ -51,13 +52,15 @@ class NeuralCleanse:
         ``{"target", "l1", "success", "mask"}`` (mask as a nested list, (H, W))."""
         gen = torch.Generator().manual_seed(self.seed + target)
         h, w = x.shape[-2:]
-        mask_logit = (torch.randn(1, 1, h, w, generator=gen) * 0.1 - 2).requires_grad_()
-        pattern_logit = torch.zeros(1, *x.shape[1:]).requires_grad_()
+        device = model_device(model)  # drawn on the CPU (same numbers), kept on the model's
+        mask_logit = (torch.randn(1, 1, h, w, generator=gen) * 0.1 - 2).to(device)
+        mask_logit.requires_grad_()
+        pattern_logit = torch.zeros(1, *x.shape[1:], device=device).requires_grad_()
         opt = torch.optim.Adam([mask_logit, pattern_logit], lr=self.lr, betas=(0.5, 0.9))
         lam, best_l1, best_hit, best_mask = self.lam, float("inf"), 0.0, None
-        labels = torch.full((min(self.batch_size, len(x)),), target)
+        labels = torch.full((min(self.batch_size, len(x)),), target, device=device)
         for _ in range(self.steps):
-            batch = x[torch.randint(len(x), (len(labels),), generator=gen)]
+            batch = x[torch.randint(len(x), (len(labels),), generator=gen)].to(device)
             mask, pattern = mask_logit.sigmoid(), pattern_logit.sigmoid()
             logits = model((1 - mask) * batch + mask * pattern)
             l1 = mask.sum()
@@ -75,7 +78,7 @@ class NeuralCleanse:
             best_mask = mask_logit.detach().sigmoid()[0, 0]
             best_l1, best_hit = float(best_mask.sum()), hit
         return {"target": target, "l1": best_l1, "success": best_hit,
-                "mask": best_mask.tolist()}
+                "mask": best_mask.cpu().tolist()}
 
     def scan(self, model: nn.Module, x: Tensor, *, num_classes: int,
              state: Path | None = None, progress: bool = False) -> dict[str, Any]:

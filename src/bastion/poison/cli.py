@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from bastion.errors import BastionError, ConfigError
+from bastion.inputs import DeviceOpt
 
 data_app = typer.Typer(help="Data sets: curation audits and provenance manifests.",
                        no_args_is_help=True)
@@ -47,8 +48,16 @@ def load_images(data: str, split: str) -> tuple[torch.Tensor, torch.Tensor, str]
     return torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]), data
 
 
-def load_model(model: str, checkpoint: Path | None, arch: str | None) -> torch.nn.Module:
-    """A zoo name, ``FILE.py[:factory]`` with --checkpoint, or --arch with --checkpoint."""
+def load_model(model: str, checkpoint: Path | None, arch: str | None,
+               device: str = "cpu") -> torch.nn.Module:
+    """A zoo name, ``FILE.py[:factory]`` with --checkpoint, or --arch with --checkpoint, on
+    ``device`` (what --device takes; the detectors move each batch to the model)."""
+    from bastion.jobs import parse_device
+
+    return _load(model, checkpoint, arch).to(parse_device(device))
+
+
+def _load(model: str, checkpoint: Path | None, arch: str | None) -> torch.nn.Module:
     from bastion.zoo.registry import build
     from bastion.zoo.user import load_any
 
@@ -76,6 +85,7 @@ def audit_command(
     checkpoint: Annotated[Path | None, typer.Option(help="state_dict for FILE.py or --arch")]
         = None,
     arch: Annotated[str | None, typer.Option(help="zoo architecture of --checkpoint")] = None,
+    device: DeviceOpt = "cpu",
     data: Annotated[str, typer.Option(help="data set, FILE.npz|.pt or FOLDER")] = "mnist",
     split: Annotated[str, typer.Option()] = "train",
     poison: Annotated[str | None, typer.Option(
@@ -116,7 +126,7 @@ def audit_command(
             if reference > len(val):
                 raise ConfigError(f"--reference {reference} but {base}/val has {len(val)}")
             ref = (val.x[-reference:], val.y[-reference:])
-        net = load_model(model, checkpoint, arch)
+        net = load_model(model, checkpoint, arch, device)
         result = audit(net, x, y, detectors=detector, reference=ref, poisoned=truth)
         result["command"] = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         if remove is not None:

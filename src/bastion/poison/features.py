@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from bastion.attacks.base import model_device
 from bastion.errors import CapabilityError
 
 
@@ -35,7 +36,7 @@ def penultimate(model: nn.Module, x: Tensor, *, batch_size: int = 1000) -> Tenso
     try:
         with torch.inference_mode():
             for i in range(0, len(x), batch_size):
-                model(x[i:i + batch_size])
+                model(x[i:i + batch_size].to(model_device(model)))
     finally:
         handle.remove()
     return torch.cat(captured) if captured else torch.empty(0, 0)

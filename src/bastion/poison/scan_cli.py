@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from bastion.errors import BastionError
+from bastion.inputs import DeviceOpt
 
 err = Console(stderr=True)
 
@@ -56,6 +57,7 @@ def scan_command(
     checkpoint: Annotated[Path | None, typer.Option(help="state_dict for FILE.py or --arch")]
         = None,
     arch: Annotated[str | None, typer.Option(help="zoo architecture of --checkpoint")] = None,
+    device: DeviceOpt = "cpu",
     data: Annotated[str, typer.Option(help="data set with val and test splits")] = "mnist",
     n: Annotated[int, typer.Option(help="images for each step")] = 1000,
     trigger: Annotated[str | None, typer.Option(
@@ -77,7 +79,7 @@ def scan_command(
 
     command = "bastion " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
-        net = load_model(model, checkpoint, arch)
+        net = load_model(model, checkpoint, arch, device)
         result = scan(net, data=data, n=n, trigger=trigger, out=out, strip_only=strip_only,
                       progress=progress)
         test = load(data, "test", n)

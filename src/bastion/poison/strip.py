@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor, nn
 
+from bastion.attacks.base import model_device
 from bastion.errors import ConfigError, InputError, StateError
 
 
@@ -52,14 +53,15 @@ class Strip:
         picks = torch.randint(len(self.background), (len(x), self.overlays), generator=gen)
         out = torch.empty(len(x))
         per = max(1, self.batch_size // self.overlays)
+        device = model_device(model)  # blends go to the model; entropies come back
         model.eval()
         with torch.inference_mode():
             for i in range(0, len(x), per):
                 xs = x[i:i + per]
                 blends = (xs[:, None] + self.background[picks[i:i + per]]).clamp(0, 1)
-                logp = model(blends.flatten(0, 1)).log_softmax(1)
+                logp = model(blends.flatten(0, 1).to(device)).log_softmax(1)
                 h = -(logp.exp() * logp).sum(1).view(len(xs), self.overlays)
-                out[i:i + per] = h.mean(1)
+                out[i:i + per] = h.mean(1).cpu()
         return out
 
     def fit(self, model: nn.Module, x_clean: Tensor) -> Strip:

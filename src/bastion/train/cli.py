@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from bastion.errors import BastionError
+from bastion.inputs import DeviceOpt
 from bastion.train.config import TrainConfig
 from bastion.train.multi import parse_also
 
@@ -70,7 +71,7 @@ def train_command(
         0.2,
     seed: Annotated[int, typer.Option()] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="batches between checkpoints")] = 100,
-    device: Annotated[str, typer.Option(help="cpu or cuda")] = "cpu",
+    device: DeviceOpt = "cpu",
     dp: Annotated[bool, typer.Option("--dp", help="DP-SGD through Opacus")] = False,
     dp_noise_multiplier: Annotated[float, typer.Option()] = 1.0,
     dp_max_grad_norm: Annotated[float, typer.Option()] = 1.0,

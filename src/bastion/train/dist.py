@@ -41,21 +41,22 @@ class World:
 def join(device: str) -> World:
     """Join the torchrun process group if there is one; pick this process's device.
 
-    ``device`` is ``cpu`` or ``cuda``; under torchrun ``cuda`` means ``cuda:LOCAL_RANK``.
+    ``device`` is what ``--device`` takes everywhere (cpu, cuda, cuda:N, mps or auto,
+    :func:`bastion.jobs.parse_device`); under torchrun ``cuda`` means ``cuda:LOCAL_RANK``.
     """
+    from bastion.jobs import parse_device  # the shared rule; imported late (jobs is heavy)
+
     size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    kind = torch.device(device).type
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but torch sees no CUDA GPU; use cpu")
-    if kind not in ("cpu", "cuda"):
-        raise ConfigError(f"device must be cpu or cuda, got {device!r}")
+    chosen = parse_device(device)
+    kind = chosen.type
+    if kind == "mps" and size > 1:
+        raise ConfigError("torchrun with --device mps is not supported (no MPS process "
+                          "group); train on one process or use cuda or cpu")
     if kind == "cuda":
-        chosen = torch.device("cuda", local) if size > 1 else torch.device(device)
+        chosen = torch.device("cuda", local) if size > 1 else chosen
         torch.cuda.set_device(chosen)
-    else:
-        chosen = torch.device("cpu")
     if size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if kind == "cuda" else "gloo")
     return World(rank=rank, size=size, local_rank=local, device=chosen)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bastion.attacks.base import model_device
 from bastion.data import manifest as manifests
 from bastion.errors import InputError
 from bastion.poison.base import check_data
@@ -83,7 +84,8 @@ def attack_success(model: nn.Module, trigger: str, x: torch.Tensor,
     n = int(keep.sum())
     model.eval()
     with torch.inference_mode():
-        pred = torch.cat([model(attack.apply_trigger(x[keep][i:i + 1000])).argmax(1)
-                          for i in range(0, n, 1000)]) if n else torch.empty(0)
+        device = model_device(model)
+        pred = torch.cat([model(attack.apply_trigger(x[keep][i:i + 1000]).to(device))
+                          .argmax(1).cpu() for i in range(0, n, 1000)]) if n else torch.empty(0)
     hits = int((pred == attack.target).sum())
     return {"trigger": trigger, "success": hits, "n": n, "rate": hits / max(1, n)}
