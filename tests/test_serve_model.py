@@ -20,8 +20,9 @@ from fastapi.testclient import TestClient
 import test_service_support as support
 from bastion import zoo
 from bastion.privacy.defenses import build_defense
-from bastion.privacy.extraction import extract
+from bastion.privacy.extraction import extract, steal
 from bastion.privacy.remote import RemoteClassifier
+from bastion.privacy.stealing import Jacobian
 from bastion.service.model_app import create_model_app
 from bastion.service.predict import ServedModel, load_served
 from test_service_support import config, free_port
@@ -203,6 +204,23 @@ def test_extraction_runs_over_a_real_port(tmp_path: Path) -> None:
     assert victim.queries == 48 + 16  # the pool, then the test images for fidelity
     row = result.rows[0]
     assert row["queries"] == 48 and 0 <= row["fidelity"] <= 1
+
+
+def test_jacobian_extraction_runs_over_a_real_port(tmp_path: Path) -> None:
+    app, h = app_with_key(tmp_path, served(answer="label"),
+                          rate_limit={"rate_per_s": 1000, "burst": 1000})
+    key = h["client"]["Authorization"].split()[1]
+    with serving(app) as url:
+        victim = RemoteClassifier(url, key, batch=16)
+        test = images(16)
+        labels = victim(test).argmax(1)  # 16 queries: the victim's own labels as truth
+        result = steal(Jacobian(seed_size=8), victim, extraction_like(8), test, labels,
+                       budgets=[8, 20], label_only=True, steps=5, transfer=4)
+        victim.close()
+    # 16 + 16 test images (the labels, then fidelity), 20 Jacobian queries, 2 x 4 transfer
+    assert victim.queries == 16 + 16 + 20 + 2 * 4
+    assert [r["queries"] for r in result.rows] == [8, 20]
+    assert all(r["transfer_n"] == 4 for r in result.rows)
 
 
 @pytest.mark.parametrize(("args", "words"), [
