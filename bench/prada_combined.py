@@ -1,8 +1,8 @@
 """PRADA plus the out-of-distribution share test (bastion.privacy.query_monitor) on query
 streams against mnist-smallcnn-std, per kind of client, in process (no HTTP).
 
-Tuning (not reported): benign replays of MNIST val set PRADA's delta to just below the
-smallest Shapiro-Wilk W any of them reached (minus 0.005). The share test's thresholds come from MNIST
+Tuning (not reported): benign replays of MNIST val set PRADA's delta to 0.005 below the
+smallest Shapiro-Wilk W any of them reached. The share test's thresholds come from MNIST
 train (components from its first 25,000 images, thresholds from the next 25,000).
 Reported: ``--sessions`` streams of ``--queries`` queries per kind: benign MNIST test
 replays (random orders), Knockoff from Fashion-MNIST train + digits train + noise,
@@ -27,12 +27,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import prada_streams as streams  # noqa: E402
-
-from bastion import data  # noqa: E402
-from bastion.common.intervals import interval_list, wilson_interval  # noqa: E402
-from bastion.privacy.prada import PradaMonitor  # noqa: E402
-from bastion.privacy.query_monitor import CombinedMonitor, QueryShareMonitor  # noqa: E402
+import prada_streams as streams
+from bastion import data
+from bastion.common.intervals import interval_list, wilson_interval
+from bastion.privacy.prada import PradaMonitor
+from bastion.privacy.query_monitor import CombinedMonitor, QueryShareMonitor
 
 
 def _labels(victim: torch.nn.Module, x: torch.Tensor) -> np.ndarray:

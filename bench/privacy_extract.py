@@ -29,7 +29,7 @@ from torch import nn
 from bastion import data
 from bastion.privacy._fit import jitter
 from bastion.privacy.defenses import DEFENSES, build_defense, defended_accuracy, is_label_only
-from bastion.privacy.extraction import measure_copy, extract, steal
+from bastion.privacy.extraction import extract, measure_copy, steal
 from bastion.privacy.stealing import make_extraction
 from bastion.zoo.registry import build_for, load
 
@@ -80,7 +80,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     fit_args = {"arch": args.arch, "steps": args.steps, "augment": args.augment,
                 "transfer": args.transfer}
     for b in budgets:
-        runs: list[tuple[str, bool]] = [(t, True) for t in args.tools.split(",")]
+        runs: list[tuple[str, bool]] = [(t, True) for t in args.tools.split(",") if t]
         if b in args.probs_at:
             runs += [("bastion-knockoff", False), ("art-knockoffnets", False)]
         for tool, label_only in runs:

@@ -36,7 +36,7 @@ def test_contract_exact_budget_answers_of_the_oracle_and_determinism(name: str) 
                            generator=torch.Generator().manual_seed(3)) for _ in range(2)]
     got = runs[0]
     assert got.x.shape == (37, 1, 28, 28) and got.answers.shape == (37, 10)
-    assert 0 <= float(got.x.min()) and float(got.x.max()) <= 1
+    assert float(got.x.min()) >= 0 and float(got.x.max()) <= 1
     with torch.no_grad():
         assert torch.allclose(got.answers, victim(got.x), atol=1e-5)
     assert torch.equal(got.x, runs[1].x)
@@ -107,7 +107,7 @@ def test_jacobian_grows_the_seed_set_by_signed_steps() -> None:
 def test_jitter_keeps_shape_and_range() -> None:
     x = _images(6)
     out = jitter(x, 2.0, torch.Generator().manual_seed(0))
-    assert out.shape == x.shape and 0 <= float(out.min()) and float(out.max()) <= 1
+    assert out.shape == x.shape and float(out.min()) >= 0 and float(out.max()) <= 1
     assert not torch.equal(out, x)
 
 
