@@ -4,12 +4,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
+import typer
 from torch import nn
+from typer.testing import CliRunner
 
 from bastion.errors import ConfigError, InputError
 from bastion.privacy._fit import fit, jitter
+from bastion.privacy.cli import register
 from bastion.privacy.extraction import answers_to_targets, steal
 from bastion.privacy.stealing import REGISTRY, Jacobian, Knockoff, make_extraction
 from bastion.zoo.registry import build
@@ -131,3 +137,21 @@ def test_steal_reports_fidelity_accuracy_and_transfer(name: str) -> None:
     if name == "knockoff":  # natural-looking pool images: the copy must beat a constant
         majority = float(torch.bincount(test_y).max()) / len(test_y)
         assert res.rows[-1]["fidelity"] > majority
+
+
+def test_cli_extract_with_the_jacobian_attack(tmp_path: Path) -> None:
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "j.json"
+    res = CliRunner().invoke(app, [
+        "privacy", "extract", "--attack", "jacobian", "--seed-size", "10", "--budgets", "25",
+        "--n-test", "30", "--arch", "mlp", "--steps", "5", "--transfer", "5",
+        "--defense", "label-only", "--json", str(out), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(out.read_text())
+    assert payload["attack"] == "jacobian" and payload["label_only"] is True
+    assert payload["attack_params"]["seed_size"] == 10
+    assert payload["rows"][0]["queries"] == 25 and payload["rows"][0]["transfer_n"] <= 5
+    bad = CliRunner().invoke(app, ["privacy", "extract", "--attack", "copycat",
+                                   "--no-progress"])
+    assert bad.exit_code == 2 and "registered: jacobian, knockoff" in bad.output
