@@ -3,6 +3,8 @@ membership inference (target and shadow models)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -60,6 +62,7 @@ def fit(x: torch.Tensor, target: torch.Tensor, *, arch: str = "wong-small", step
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+def predict(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+            batch: int = 1000) -> torch.Tensor:
     """``model``'s outputs on (N, C, H, W) ``x``, batched: (N, K)."""
     return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
