@@ -155,3 +155,11 @@ def test_cli_extract_with_the_jacobian_attack(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["privacy", "extract", "--attack", "copycat",
                                    "--no-progress"])
     assert bad.exit_code == 2 and "registered: jacobian, knockoff" in bad.output
+
+
+def test_cli_extract_over_http_needs_a_key() -> None:
+    app = typer.Typer()
+    register(app)
+    res = CliRunner().invoke(app, ["privacy", "extract", "--url", "http://127.0.0.1:9",
+                                   "--budgets", "10", "--no-progress"])
+    assert res.exit_code == 2 and "--api-key" in res.output
