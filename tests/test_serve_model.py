@@ -171,6 +171,21 @@ def test_a_prada_flagged_key_is_escalated_throttled_and_not_told(tmp_path: Path)
     assert "PRADA" not in refused.text and "escalat" not in refused.text
 
 
+def test_the_query_distribution_test_escalates_an_other_domain_key(tmp_path: Path) -> None:
+    app, h = app_with_key(tmp_path, served(), predict={
+        "prada": False, "share_reference": "mnist:train", "share_reference_n": 400},
+        anomaly={"throttle_rate_per_s": 0.01}, rate_limit={"rate_per_s": 100, "burst": 100})
+    client = TestClient(app)
+    noise = torch.rand((30, 1, 28, 28), generator=torch.Generator().manual_seed(2))
+    answers = [client.post("/v1/predict", json={"inputs": rows(noise[i:i + 10])},
+                           headers=h["client"]) for i in range(0, 30, 10)]
+    assert [r.status_code for r in answers[:2]] == [200, 200]
+    items = client.get("/v1/review/items", headers=h["reviewer"]).json()["items"]
+    assert len(items) == 1 and items[0]["layers"][0]["name"] == "share"
+    assert items[0]["layers"][0]["flagged_at"] == 20
+    assert 'bastion_escalations_total{signal="share"} 1.0' in client.get("/metrics").text
+
+
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
     """``app`` on a real loopback port in a thread; its base URL."""
