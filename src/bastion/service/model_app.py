@@ -16,7 +16,10 @@ statistic and the query count, never the inputs), counts
 ``bastion_escalations_total{signal="prada"}`` and, with ``predict.prada_throttle``,
 throttles the key like the guard's anomaly detector (``anomaly.throttle_rate_per_s`` for
 ``anomaly.throttle_s``). Answers to a flagged key are unchanged and its 429s read like
-any rate limit's: the client is not told that it was flagged. The monitor lives in this
+any rate limit's: the client is not told that it was flagged. With
+``predict.share_reference`` (the training images, ``DATASET[:SPLIT]``) each query also
+goes through :class:`bastion.privacy.query_monitor.QueryShareMonitor`, whose flag is
+filed and throttled the same way under ``signal="share"``. The monitors live in this
 process: run one worker per model replica (several would each see a share of a key).
 """
 
