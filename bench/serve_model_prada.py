@@ -45,7 +45,8 @@ DEFENSES = ["none", "round:decimals=1", "top-k:k=1", "label-only",
             "reverse-sigmoid:beta=0.7,gamma=0.4", "noise:sigma=0.1"]
 
 
-def _server(tmp: Path, defense: str, answer: str, throttle: bool) -> tuple[Any, Any]:
+def _server(tmp: Path, defense: str, answer: str, throttle: bool,
+            monitor: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """A started uvicorn server thread for one endpoint, and its app."""
     import threading
 
@@ -58,7 +59,7 @@ def _server(tmp: Path, defense: str, answer: str, throttle: bool) -> tuple[Any, 
     db = tmp / f"db-{abs(hash((defense, answer)))}.sqlite"
     cfg = config_from_dict({"database_url": f"sqlite:///{db}",
                             "rate_limit": {"rate_per_s": 1000, "burst": 1000},
-                            "predict": {"prada_throttle": throttle}})
+                            "predict": {"prada_throttle": throttle, **(monitor or {})}})
     app = create_model_app(cfg, load_served(MODEL, defense=defense, answer=answer))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
     threading.Thread(target=server.run, daemon=True).start()
@@ -110,7 +111,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def report(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    server, app = _server(tmp, "none", "label", throttle=True)
+    monitor: dict[str, Any] = {"prada_delta": args.delta}
+    if args.share_reference:
+        monitor["share_reference"] = args.share_reference
+    server, app = _server(tmp, "none", "label", throttle=True, monitor=monitor)
     url, sessions = _url(server), []
     for kind in ("benign", "knockoff", "jacobian"):
         for seed in range(1, args.sessions + 1):
@@ -195,6 +199,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=600, help="copy training steps")
     parser.add_argument("--defenses", default=";".join(DEFENSES),
                         help="';'-separated; '' skips the defence table")
+    parser.add_argument("--delta", type=float, default=0.93, help="PRADA delta")
+    parser.add_argument("--share-reference", default=None,
+                        help="DATASET[:SPLIT]: add the query-distribution test")
     parser.add_argument("--tune", action="store_true", help="tune mode (see above)")
     parser.add_argument("--window", type=int, default=500, help="tune mode: PRADA window")
     parser.add_argument("--json", type=Path, default=None, help="write results here")

@@ -20,8 +20,9 @@ from fastapi.testclient import TestClient
 import test_service_support as support
 from bastion import zoo
 from bastion.privacy.defenses import build_defense
-from bastion.privacy.extraction import extract
+from bastion.privacy.extraction import extract, steal
 from bastion.privacy.remote import RemoteClassifier
+from bastion.privacy.stealing import Jacobian
 from bastion.service.model_app import create_model_app
 from bastion.service.predict import ServedModel, load_served
 from test_service_support import config, free_port
@@ -170,6 +171,21 @@ def test_a_prada_flagged_key_is_escalated_throttled_and_not_told(tmp_path: Path)
     assert "PRADA" not in refused.text and "escalat" not in refused.text
 
 
+def test_the_query_distribution_test_escalates_an_other_domain_key(tmp_path: Path) -> None:
+    app, h = app_with_key(tmp_path, served(), predict={
+        "prada": False, "share_reference": "mnist:train", "share_reference_n": 400},
+        anomaly={"throttle_rate_per_s": 0.01}, rate_limit={"rate_per_s": 100, "burst": 100})
+    client = TestClient(app)
+    noise = torch.rand((30, 1, 28, 28), generator=torch.Generator().manual_seed(2))
+    answers = [client.post("/v1/predict", json={"inputs": rows(noise[i:i + 10])},
+                           headers=h["client"]) for i in range(0, 30, 10)]
+    assert [r.status_code for r in answers[:2]] == [200, 200]
+    items = client.get("/v1/review/items", headers=h["reviewer"]).json()["items"]
+    assert len(items) == 1 and items[0]["layers"][0]["name"] == "share"
+    assert items[0]["layers"][0]["flagged_at"] == 20
+    assert 'bastion_escalations_total{signal="share"} 1.0' in client.get("/metrics").text
+
+
 @contextmanager
 def serving(app: Any) -> Iterator[str]:
     """``app`` on a real loopback port in a thread; its base URL."""
@@ -203,6 +219,23 @@ def test_extraction_runs_over_a_real_port(tmp_path: Path) -> None:
     assert victim.queries == 48 + 16  # the pool, then the test images for fidelity
     row = result.rows[0]
     assert row["queries"] == 48 and 0 <= row["fidelity"] <= 1
+
+
+def test_jacobian_extraction_runs_over_a_real_port(tmp_path: Path) -> None:
+    app, h = app_with_key(tmp_path, served(answer="label"),
+                          rate_limit={"rate_per_s": 1000, "burst": 1000})
+    key = h["client"]["Authorization"].split()[1]
+    with serving(app) as url:
+        victim = RemoteClassifier(url, key, batch=16)
+        test = images(16)
+        labels = victim(test).argmax(1)  # 16 queries: the victim's own labels as truth
+        result = steal(Jacobian(seed_size=8), victim, extraction_like(8), test, labels,
+                       budgets=[8, 20], label_only=True, steps=5, transfer=4)
+        victim.close()
+    # 16 + 16 test images (the labels, then fidelity), 20 Jacobian queries, 2 x 4 transfer
+    assert victim.queries == 16 + 16 + 20 + 2 * 4
+    assert [r["queries"] for r in result.rows] == [8, 20]
+    assert all(r["transfer_n"] == 4 for r in result.rows)
 
 
 @pytest.mark.parametrize(("args", "words"), [

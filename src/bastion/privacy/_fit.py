@@ -3,6 +3,8 @@ membership inference (target and shadow models)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -10,8 +12,22 @@ from torch.nn import functional as F
 from bastion.zoo.registry import build_for
 
 
+def jitter(x: torch.Tensor, shift: float, gen: torch.Generator) -> torch.Tensor:
+    """``x`` (N, C, H, W), each image moved by up to ``shift`` pixels in each direction and
+    rotated by up to 10 degrees (bilinear, zero fill): cheap views of the same digit."""
+    n, side = len(x), x.shape[-1]
+    move = (torch.rand(n, 2, generator=gen) * 2 - 1) * (2 * shift / side)
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * (torch.pi / 18)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos, -sin, move[:, 0]], 1),
+                         torch.stack([sin, cos, move[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False)
+
+
 def fit(x: torch.Tensor, target: torch.Tensor, *, arch: str = "wong-small", steps: int,
-        batch: int = 64, lr: float = 1e-3, seed: int = 0, num_classes: int = 10) -> nn.Module:
+        batch: int = 64, lr: float = 1e-3, seed: int = 0, num_classes: int = 10,
+        augment: float = 0.0) -> nn.Module:
     """Train a fresh ``arch`` for ``steps`` Adam steps on batches drawn with replacement.
 
     Args:
@@ -19,6 +35,8 @@ def fit(x: torch.Tensor, target: torch.Tensor, *, arch: str = "wong-small", step
         target: (N,) int64 labels, or (N, K) float rows summing to 1 (soft labels:
             cross-entropy against the row).
         num_classes: outputs of the model for int64 labels (soft labels give K).
+        augment: when > 0, each batch is :func:`jitter`-ed by up to this many pixels
+            (the targets stay: the answer to an image holds for its small moves).
     Returns:
         the model in eval mode.
     """
@@ -30,7 +48,8 @@ def fit(x: torch.Tensor, target: torch.Tensor, *, arch: str = "wong-small", step
     model.train()
     for _ in range(steps):
         idx = torch.randint(len(x), (min(batch, len(x)),), generator=gen)
-        logits = model(x[idx])
+        xb = jitter(x[idx], augment, gen) if augment > 0 else x[idx]
+        logits = model(xb)
         t = target[idx]
         if t.dim() == 1:
             loss = F.cross_entropy(logits, t)
@@ -43,6 +62,7 @@ def fit(x: torch.Tensor, target: torch.Tensor, *, arch: str = "wong-small", step
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+def predict(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+            batch: int = 1000) -> torch.Tensor:
     """``model``'s outputs on (N, C, H, W) ``x``, batched: (N, K)."""
     return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])

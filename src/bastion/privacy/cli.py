@@ -2,6 +2,7 @@
 
     bastion privacy extract --model mnist-smallcnn-std --pool mnist:val \
         --budgets 500,2000,5000 --defense label-only --json extract.json
+    bastion privacy extract --attack jacobian --seed-size 150 --budgets 1000,5000
     bastion privacy audit --data fashion-mnist --pool 2500 --shadows 16 --json mi.json
 
 Membership inference, the DP audit, inversion and the card live in
@@ -77,6 +78,37 @@ def _guarded(job: Callable[[Callable[[str], None]], dict[str, Any]], json_path: 
     _emit(payload | {"command": "bastion " + " ".join(sys.argv[1:])}, json_path)
 
 
+def _images(spec: str, n: int) -> Any:
+    """(n, C, H, W) images from ``DATASET[:SPLIT]`` specs joined by ``+``, in that order
+    (a mixed pool: ``mnist:val+fashion-mnist:train``)."""
+    import torch
+
+    from bastion import data
+
+    parts, left = [], n
+    for one in spec.split("+"):
+        if left <= 0:
+            break
+        got = data.load(*_split(one.strip())).x[:left]
+        parts.append(got)
+        left -= len(got)
+    return torch.cat(parts)
+
+
+def _oracle(model: str, checkpoint: Path | None, defense: str, url: str | None,
+            api_key: str | None) -> Any:
+    from bastion.privacy.defenses import build_defense
+    from bastion.zoo.user import load_any
+
+    if url is None:
+        return build_defense(defense, load_any(model, checkpoint))
+    if not api_key:
+        raise ConfigError("--url needs --api-key (a key of the server: bastion keys create)")
+    from bastion.privacy.remote import RemoteClassifier
+
+    return RemoteClassifier(url, api_key)
+
+
 @privacy_app.command("extract")
 def extract_command(
     model: Annotated[str, typer.Option(help="victim: zoo name, or FILE.py[:factory]")]
@@ -84,37 +116,56 @@ def extract_command(
     checkpoint: Annotated[Path | None, typer.Option(
         "--checkpoint", "--weights", help="state_dict file loaded into a FILE.py or "
                                           "package.module:callable victim")] = None,
-    pool: Annotated[str, typer.Option(help="attacker's images, DATASET[:SPLIT]")]
+    attack: Annotated[str, typer.Option(help="knockoff or jacobian")] = "knockoff",
+    strategy: Annotated[str, typer.Option(help="knockoff: random or adaptive")] = "random",
+    seed_size: Annotated[int, typer.Option(help="jacobian: seed images")] = 150,
+    pool: Annotated[str, typer.Option(
+        help="attacker's images (knockoff pool, jacobian seeds), DATASET[:SPLIT][+...]")]
         = "mnist:val",
     test: Annotated[str, typer.Option(help="held-out images, DATASET[:SPLIT]")] = "mnist:test",
     n_test: Annotated[int, typer.Option(help="test images")] = 2000,
     budgets: Annotated[str, typer.Option(help="comma-separated query budgets")]
         = "500,2000,5000",
     defense: Annotated[str, typer.Option(help="output defence on the victim")] = "none",
+    label_only: Annotated[bool, typer.Option(
+        help="train on the arg-max only (implied by --defense label-only)")] = False,
+    url: Annotated[str | None, typer.Option(help="attack bastion serve-model at this URL "
+                                                 "instead of a local --model")] = None,
+    api_key: Annotated[str | None, typer.Option(help="client key for --url")] = None,
     arch: Annotated[str, typer.Option(help="the copy's zoo architecture")] = "wong-small",
     steps: Annotated[int, typer.Option(help="training steps per copy (batch 64)")] = 600,
+    augment: Annotated[float, typer.Option(help="copy training jitter, pixels (0: off)")]
+        = 0.0,
+    transfer: Annotated[int, typer.Option(help="test images for the transfer of PGD "
+                                               "examples made on the copy (0: skip)")] = 500,
     seed: Annotated[int, typer.Option()] = 0,
     state: Annotated[Path | None, typer.Option(help="resume file")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="write JSON here")] = None,
     progress: Annotated[bool, typer.Option(help="progress lines on stderr")] = True,
 ) -> None:
-    """Copy a victim from its answers to an attacker's pool; fidelity and accuracy per
-    query budget."""
+    """Copy a victim from its answers to an attacker's queries; fidelity, accuracy and
+    transfer of adversarial examples per query budget."""
     def job(log: Callable[[str], None]) -> dict[str, Any]:
         from bastion import data
-        from bastion.privacy.defenses import build_defense, defended_accuracy, is_label_only
-        from bastion.privacy.extraction import extract
-        from bastion.zoo.user import load_any
+        from bastion.privacy.defenses import is_label_only
+        from bastion.privacy.extraction import steal
+        from bastion.privacy.stealing import make_extraction
 
         sizes = _budgets(budgets)
-        victim = build_defense(defense, load_any(model, checkpoint))
-        pool_x = data.load(*_split(pool), max(sizes)).x
+        params: dict[str, Any] = ({"seed_size": seed_size} if attack == "jacobian"
+                                  else {"strategy": strategy})
+        thief = make_extraction(attack, **params)
+        oracle = _oracle(model, checkpoint, defense, url, api_key)
+        n_images = seed_size if attack == "jacobian" else max(sizes)
+        images = _images(pool, n_images)
         held = data.load(*_split(test), n_test)
-        res = extract(victim, pool_x, held.x, held.y, budgets=sizes,
-                      label_only=is_label_only(defense), arch=arch, steps=steps, seed=seed,
-                      state=state, log=log)
-        return {"model": model, "defense": defense, "pool": pool, "arch": arch,
-                "defended_accuracy": defended_accuracy(victim, held.x, held.y),
+        only = label_only or is_label_only(defense)
+        res = steal(thief, oracle, images, held.x, held.y, budgets=sizes, label_only=only,
+                    arch=arch, steps=steps, augment=augment, transfer=transfer, seed=seed,
+                    state=state, log=log)
+        return {"model": url or model, "defense": defense, "pool": pool, "arch": arch,
+                "attack": attack, "attack_params": thief.get_params(), "label_only": only,
+                "defended_accuracy": res.victim_accuracy,
                 **res.to_dict()}
 
     _guarded(job, json_path, state, progress)

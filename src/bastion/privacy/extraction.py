@@ -21,10 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from bastion.attacks import PGD
 from bastion.common.intervals import interval_list, wilson_interval
-from bastion.common.state import StateFile, fingerprint, model_digest, tensor_digest
+from bastion.common.state import StateFile, fingerprint, tensor_digest
 from bastion.errors import InputError
 from bastion.privacy._fit import fit, predict
+from bastion.privacy.stealing import ExtractionAttack, Knockoff, Oracle
+from bastion.threat import ThreatModel
 
 
 @dataclass
@@ -64,45 +67,115 @@ def _check(pool_x: torch.Tensor, test_x: torch.Tensor, budgets: Sequence[int]) -
                          f"{tuple(test_x.shape)} must both be (N, C, H, W) of one size")
 
 
+def steal(attack: ExtractionAttack, oracle: Oracle, images: torch.Tensor,
+          test_x: torch.Tensor, test_y: torch.Tensor, *, budgets: Sequence[int],
+          label_only: bool = False, arch: str = "wong-small", steps: int = 600,
+          augment: float = 0.0, transfer: int = 500, eps: float = 0.3, seed: int = 0,
+          state: Path | None = None,
+          log: Callable[[str], None] = lambda _: None) -> ExtractionResult:
+    """Run ``attack`` against ``oracle`` up to the largest budget, then copy and measure
+    at every budget from the first ``b`` queries of its transcript.
+
+    Args:
+        oracle: (N, C, H, W) -> (N, K) answers (a model, a defended model, a remote one).
+        images: (P, C, H, W) attacker images in [0, 1]: the attack's pool or seed set.
+        test_x, test_y: (T, C, H, W) held-out images and (T,) true labels; the victim is
+            asked about them too (those answers are not counted in the budget).
+        budgets: query counts.
+        label_only: train the copy on the arg-max of the answers only.
+        steps, augment: Adam steps (batch 64) per copy and its jitter in pixels (``fit``).
+        transfer: test images (the first ones) for the transfer of PGD-20 examples made
+            on the copy at Linf ``eps``; 0 skips it.
+        state: resume file; finished budgets are skipped on a rerun.
+    Rows carry ``fidelity``, ``accuracy`` and ``transfer`` (fractions) with 95% Wilson
+    intervals in percentage points.
+    """
+    if not budgets or min(budgets) < 1:
+        raise InputError(f"query budgets must be >= 1, got {list(budgets)}")
+    if images.dim() != 4 or images.shape[1:] != test_x.shape[1:]:
+        raise InputError(f"attacker images {tuple(images.shape)} and test images "
+                         f"{tuple(test_x.shape)} must both be (N, C, H, W) of one size")
+    if isinstance(oracle, nn.Module):
+        oracle.eval()
+    victim_pred = predict(oracle, test_x).argmax(1)
+    fp = fingerprint({"attack": attack.name, "params": attack.get_params(),
+                      "images": tensor_digest(images), "test": tensor_digest(test_x, test_y),
+                      "victim": tensor_digest(victim_pred), "label_only": label_only,
+                      "arch": arch, "steps": steps, "augment": augment, "transfer": transfer,
+                      "eps": eps, "seed": seed})
+    saved = StateFile(state, fp, "attack, images, test set, victim, or copy settings")
+
+    def train(x: torch.Tensor, answers: torch.Tensor) -> nn.Module:
+        return fit(x, answers_to_targets(answers, label_only), arch=arch, steps=steps,
+                   seed=seed, augment=augment)
+
+    result = ExtractionResult(
+        victim_accuracy=float((victim_pred == test_y).float().mean()), test_size=len(test_x))
+    sizes = sorted(set(budgets))
+    todo = [b for b in sizes if saved.done(str(b)) is None]
+    script = None
+    if todo:
+        gen = torch.Generator().manual_seed(seed)
+        script = attack.collect(oracle, images, max(todo), train=train, generator=gen, log=log)
+    for b in sizes:
+        row = saved.done(str(b))
+        if row is None:
+            assert script is not None
+            row = measure_copy(train(script.x[:b], script.answers[:b]), oracle, victim_pred,
+                           test_x, test_y, transfer, eps)
+            row = {"queries": min(b, len(script.x)), **row}
+            saved.save(str(b), row)
+        log(f"{b} queries: fidelity {row['fidelity']:.1%}, copy accuracy "
+            f"{row['accuracy']:.1%}, transfer {row.get('transfer', 0.0):.1%}")
+        result.rows.append(row)
+    return result
+
+
+def measure_copy(copy: nn.Module, oracle: Oracle, victim_pred: torch.Tensor,
+             test_x: torch.Tensor, test_y: torch.Tensor, transfer: int,
+             eps: float) -> dict[str, Any]:
+    """Fidelity and accuracy of ``copy`` on (T, C, H, W) ``test_x`` against the victim's
+    (T,) ``victim_pred`` and ``test_y``; with ``transfer`` > 0, the share of the first
+    ``transfer`` test images (those the victim gets right) on which PGD-20 (no early stop:
+    full-strength examples transfer better) at Linf ``eps`` made on the copy fools the
+    oracle. Fractions, with 95% Wilson intervals in percentage points."""
+    n = len(test_x)
+    pred = predict(copy, test_x).argmax(1)
+    agree, hits = int((pred == victim_pred).sum()), int((pred == test_y).sum())
+    row: dict[str, Any] = {
+        "fidelity": agree / n, "fidelity_ci": interval_list(wilson_interval(agree, n), 100, 2),
+        "accuracy": hits / n, "accuracy_ci": interval_list(wilson_interval(hits, n), 100, 2)}
+    if transfer > 0:
+        right = (victim_pred[:transfer] == test_y[:transfer]).nonzero().squeeze(1)
+        fooled = 0
+        if len(right):
+            x_adv = PGD(steps=20, early_stop=False).run(copy, test_x[right], test_y[right],
+                                      ThreatModel(norm="Linf", eps=eps),
+                                      generator=torch.Generator().manual_seed(0)).x_adv
+            fooled = int((predict(oracle, x_adv).argmax(1) != test_y[right]).sum())
+        m = max(len(right), 1)
+        row |= {"transfer": fooled / m, "transfer_n": len(right),
+                "transfer_ci": interval_list(wilson_interval(fooled, m), 100, 2)}
+    return row
+
+
 def extract(victim: nn.Module, pool_x: torch.Tensor, test_x: torch.Tensor,
             test_y: torch.Tensor, *, budgets: Sequence[int], label_only: bool = False,
-            arch: str = "wong-small", steps: int = 600, seed: int = 0,
-            state: Path | None = None,
+            arch: str = "wong-small", steps: int = 600, augment: float = 0.0,
+            transfer: int = 0, seed: int = 0, state: Path | None = None,
             log: Callable[[str], None] = lambda _: None) -> ExtractionResult:
-    """Copy ``victim`` at each query budget and measure each copy.
+    """Knockoff with the pool in its order: the first ``b`` pool images are queried at
+    budget ``b`` (:func:`steal` with :class:`~bastion.privacy.stealing.Knockoff`).
 
     Args:
         victim: (N, C, H, W) -> (N, K) answers.
-        pool_x: (P, C, H, W) attacker images in [0, 1]; the first ``b`` are queried at
-            budget ``b``.
+        pool_x: (P, C, H, W) attacker images in [0, 1].
         test_x, test_y: (T, C, H, W) held-out images and (T,) true labels.
         budgets: query counts, each <= P.
         steps: Adam steps (batch 64) per copy, whatever the budget.
         state: resume file; finished budgets are skipped on a rerun.
     """
     _check(pool_x, test_x, budgets)
-    victim.eval()
-    answers = predict(victim, pool_x[:max(budgets)])
-    victim_pred = predict(victim, test_x).argmax(1)
-    fp = fingerprint({"victim": model_digest(victim), "pool": tensor_digest(pool_x),
-                      "test": tensor_digest(test_x, test_y), "label_only": label_only,
-                      "arch": arch, "steps": steps, "seed": seed})
-    saved = StateFile(state, fp, "victim, pool, test set, label_only, arch, steps or seed")
-    n = len(test_x)
-    result = ExtractionResult(victim_accuracy=float((victim_pred == test_y).float().mean()),
-                              test_size=n)
-    for b in sorted(set(budgets)):
-        row = saved.done(str(b))
-        if row is None:
-            targets = answers_to_targets(answers[:b], label_only)
-            copy = fit(pool_x[:b], targets, arch=arch, steps=steps, seed=seed)
-            pred = predict(copy, test_x).argmax(1)
-            agree, hits = int((pred == victim_pred).sum()), int((pred == test_y).sum())
-            row = {"queries": b, "fidelity": agree / n,
-                   "fidelity_ci": interval_list(wilson_interval(agree, n), 100, 2),
-                   "accuracy": hits / n,
-                   "accuracy_ci": interval_list(wilson_interval(hits, n), 100, 2)}
-            saved.save(str(b), row)
-        log(f"{b} queries: fidelity {row['fidelity']:.1%}, copy accuracy {row['accuracy']:.1%}")
-        result.rows.append(row)
-    return result
+    return steal(Knockoff(), victim, pool_x, test_x, test_y, budgets=budgets,
+                 label_only=label_only, arch=arch, steps=steps, augment=augment,
+                 transfer=transfer, seed=seed, state=state, log=log)

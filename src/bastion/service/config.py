@@ -45,6 +45,9 @@ in-process rate limiter and the embedded SmolLM2 upstream::
       prada_max_clients: 1000     # keys remembered (least recently seen forgotten)
       prada_throttle: true     # a flagged key is throttled (anomaly.throttle_rate_per_s
                                # for anomaly.throttle_s), besides its review item
+      share_reference: null    # DATASET[:SPLIT] of the training images: adds the
+                               # query-distribution test (bastion.privacy.query_monitor)
+      share_reference_n: 50000 # reference images read
 
 Why environment overrides for the two URLs only: they carry credentials and differ per
 deployment (one image, many replicas), while the rest is policy kept in version control.
@@ -122,10 +125,12 @@ class PredictConfig:
     prada_max_per_class: int = 1000
     prada_max_clients: int = 1000
     prada_throttle: bool = True
+    share_reference: str | None = None
+    share_reference_n: int = 50000
 
     def __post_init__(self) -> None:
         for name in ("max_batch", "prada_window", "prada_min_distances",
-                     "prada_max_per_class", "prada_max_clients"):
+                     "prada_max_per_class", "prada_max_clients", "share_reference_n"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"predict.{name} must be a positive integer, got {value!r}")

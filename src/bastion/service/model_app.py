@@ -16,7 +16,10 @@ statistic and the query count, never the inputs), counts
 ``bastion_escalations_total{signal="prada"}`` and, with ``predict.prada_throttle``,
 throttles the key like the guard's anomaly detector (``anomaly.throttle_rate_per_s`` for
 ``anomaly.throttle_s``). Answers to a flagged key are unchanged and its 429s read like
-any rate limit's: the client is not told that it was flagged. The monitor lives in this
+any rate limit's: the client is not told that it was flagged. With
+``predict.share_reference`` (the training images, ``DATASET[:SPLIT]``) each query also
+goes through :class:`bastion.privacy.query_monitor.QueryShareMonitor`, whose flag is
+filed and throttled the same way under ``signal="share"``. The monitors live in this
 process: run one worker per model replica (several would each see a share of a key).
 """
 
@@ -35,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from bastion.privacy.prada import PradaMonitor, PradaVerdict
+from bastion.privacy.query_monitor import QueryShareMonitor
 from bastion.service import review
 from bastion.service.app import install_handlers, ops_routes
 from bastion.service.config import ServiceConfig
@@ -68,6 +72,7 @@ class ModelService(Gate):
         self.monitor = PradaMonitor(p.prada_delta, min_distances=p.prada_min_distances,
                                     window=p.prada_window, max_per_class=p.prada_max_per_class,
                                     max_clients=p.prada_max_clients) if p.prada else None
+        self.share = _share_monitor(p.share_reference, p.share_reference_n)
         self._throttled_until: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -87,6 +92,14 @@ class ModelService(Gate):
                                                  probs.argmax(1).numpy())
             if verdict.new:
                 self._escalate(who, verdict)
+        if self.share is not None:
+            for row in x.reshape(len(x), -1).numpy():
+                seen = self.share.observe(who.key_id, row)
+                if seen["flagged_at"] == seen["queries"]:  # flagged by this query
+                    self._file(who, "share", 1.0 - seen["p_value"], seen,
+                               f"model extraction suspected: {seen['out']} of "
+                               f"{seen['queries']} queries unlike the training data "
+                               f"(binomial p {seen['p_value']:.1e}) to {self.served.name}")
         return self.served.answer(probs)
 
     def _escalate(self, who: Principal, verdict: PradaVerdict) -> None:
@@ -94,19 +107,36 @@ class ModelService(Gate):
         w = verdict.w_at_flag if verdict.w_at_flag is not None else float("nan")
         reason = (f"model extraction suspected (PRADA): Shapiro-Wilk W {w:.3f} < "
                   f"{delta:g} after {verdict.flagged_at} queries to {self.served.name}")
-        layer = {"name": "prada", "verdict": "review", "score": round(1 - w, 4),
-                 "latency_ms": 0.0, "reason": reason, "spans": [], **verdict.to_dict()}
+        self._file(who, "prada", 1 - w, verdict.to_dict(), reason)
+
+    def _file(self, who: Principal, signal: str, score: float, facts: dict[str, Any],
+              reason: str) -> None:
+        """One escalation item (the facts, never the inputs), the metric, the throttle."""
+        layer = {"name": signal, "verdict": "review", "score": round(score, 4),
+                 "latency_ms": 0.0, "reason": reason, "spans": [], **facts}
         item = self.store.add_item(kind="escalation", direction="input", text=reason,
-                                   verdict="review", score=1 - w, layers=[layer],
+                                   verdict="review", score=score, layers=[layer],
                                    reason=reason, key_id=who.key_id,
                                    session_id=DEFAULT_SESSION)
-        self.metrics.escalations.labels("prada").inc()
+        self.metrics.escalations.labels(signal).inc()
         if self.config.predict.prada_throttle:
             with self._lock:
                 self._throttled_until[who.key_id] = (time.monotonic()
                                                      + self.config.anomaly.throttle_s)
-        log.warning("escalation key=%s signal=prada w=%.4f queries=%s item=%s",
-                    who.key_id, w, verdict.flagged_at, item)
+        log.warning("escalation key=%s signal=%s item=%s: %s", who.key_id, signal, item,
+                    reason)
+
+
+def _share_monitor(reference: str | None, n: int) -> QueryShareMonitor | None:
+    """The query-distribution test fitted on ``n`` images of ``reference``
+    (``DATASET[:SPLIT]``, the model's training data), or None when not configured."""
+    if reference is None:
+        return None
+    from bastion import data
+
+    name, _, split = reference.partition(":")
+    images = data.load(name, split or "train", n).x
+    return QueryShareMonitor().fit(images.reshape(len(images), -1).numpy())
 
 
 def create_model_app(config: ServiceConfig, served: ServedModel, *, store: Store | None = None,
