@@ -16,7 +16,7 @@ layer list (no code copied):
   certifiers (IBP, CROWN) take it; trains on a CPU in seconds.
 - :class:`Cnn4`: a 4-conv MNIST network of bastion's own for certified training, a
   narrow cousin of the CROWN-IBP paper's "DM-large": conv8 3x3 - conv16 4x4/2 -
-  conv16 3x3 - conv32 4x4/2 - fc100 - fc10 (183k parameters).
+  conv16 3x3 - conv32 4x4/2 - fc100 - fc10 (171k parameters).
 """
 
 from __future__ import annotations
