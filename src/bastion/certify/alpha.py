@@ -12,8 +12,9 @@ each backward pass that bounds an unstable neuron (a row of full CROWN, see
 margins have their own per margin. Tighter intermediate bounds tighten the relaxation
 of the layers above (their upper lines, which neurons are unstable), so the gradient of
 the margin bound reaches those slopes through them. Each iterate's intermediate bound
-is the better of its own and full CROWN's (both sound), so the first iterate, which uses
-CROWN's adaptive slopes everywhere, is exactly full CROWN.
+is the better of its own and full CROWN's (both sound), so the first iterate uses
+CROWN's adaptive slopes on full CROWN's bounds; with full CROWN's second chain (see
+:func:`crown.crown_margins`) it gives exactly full CROWN.
 
 Per-sample work only: every slope belongs to one sample and Adam is elementwise, so the
 result does not depend on the batch. Memory grows with the batch: one row per unstable
@@ -31,6 +32,7 @@ import torch
 from bastion.certify.bounds import (
     Bounds,
     Network,
+    backward_to_input,
     concretize,
     input_box,
     interval_bounds,
@@ -151,7 +153,11 @@ def alpha_crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel,
         ibp = list(bounds if bounds is not None else interval_bounds(net, x, threat))
         ref = crown_intermediate(net, x, threat, ibp, chunk_floats)
         problem = _Problem(net, x, y, threat, ref)
-        best = problem.margins()  # creates the slopes: CROWN's adaptive ones
+        # The first iterate (it creates the slopes: CROWN's adaptive ones) and full
+        # CROWN's other chain, whose intermediate bounds are CROWN's alone.
+        raw = crown_intermediate(net, x, threat, ibp, chunk_floats, intersect=False)
+        a, bias = backward_to_input(net, len(net.ops), problem.spec, raw)
+        best = torch.maximum(problem.margins(), concretize(a, bias, x, threat))
     params = problem.parameters()
     if not params or iterations == 0:
         return best
