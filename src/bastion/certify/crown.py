@@ -139,9 +139,10 @@ def crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
 
     Args:
         intermediate: ``"crown"`` computes every ReLU's input bounds with CROWN (tighter,
-            one backward pass per unstable neuron) and keeps the tighter of CROWN and
-            IBP per neuron (both are sound); ``"ibp"`` uses IBP's (CROWN-IBP, one
-            backward pass in all).
+            one backward pass per unstable neuron), twice: keeping the tighter of CROWN
+            and IBP per neuron, and CROWN's alone; each margin takes the better of the
+            two (all are sound). ``"ibp"`` uses IBP's (CROWN-IBP, one backward pass in
+            all).
         bounds: precomputed :func:`interval_bounds` to reuse.
         chunk_floats: memory budget of one chunk of specifications, in floats (> 0).
         dense: use the dense reference path for the intermediate bounds.
