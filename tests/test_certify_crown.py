@@ -182,3 +182,71 @@ def test_alpha_crown_tightens_crown_somewhere_and_certify_accepts_it() -> None:
     assert cert.lower is not None and cert.lower.shape == (8, CLASSES - 1)
     with pytest.raises(ConfigError, match="iterations"):
         alpha_crown_margins(net, x, y, threat, iterations=-1)
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_alpha_crown_without_steps_is_full_crown(norm: str) -> None:
+    # Every slope starts at CROWN's adaptive choice and every intermediate bound at full
+    # CROWN's, so zero steps must reproduce full CROWN exactly.
+    threat = ThreatModel(norm, 0.15 if norm == "Linf" else 0.6)
+    for kind in range(3):
+        model = conv_net(5, kind)
+        x, y = inputs(5, 3)
+        net = compile_network(model)
+        with torch.no_grad():
+            crown = crown_margins(net, x, y, threat)[0]
+        torch.testing.assert_close(alpha_crown_margins(net, x, y, threat, iterations=0), crown,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_alpha_crown_does_not_depend_on_the_batch() -> None:
+    model = conv_net(7, 0)
+    x, y = inputs(7, 4)
+    threat = ThreatModel("Linf", 0.15)
+    net = compile_network(model)
+    together = alpha_crown_margins(net, x, y, threat, iterations=5)
+    alone = torch.cat([alpha_crown_margins(net, x[i:i + 1], y[i:i + 1], threat, iterations=5)
+                       for i in range(4)])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
+
+
+def test_the_margin_bound_reaches_the_slopes_of_intermediate_bounds() -> None:
+    from bastion.certify.alpha import _Problem
+    from bastion.certify.bounds import interval_bounds
+    from bastion.certify.crown import crown_intermediate
+
+    model = conv_net(11, 0)
+    x, y = inputs(11, 4)
+    threat = ThreatModel("Linf", 0.2)
+    net = compile_network(model)
+    with torch.no_grad():
+        ref = crown_intermediate(net, x, threat, interval_bounds(net, x, threat))
+        problem = _Problem(net, x, y, threat, ref)
+        problem.margins()  # makes the slopes
+    intermediate = [s for k, slopes in problem.slopes.items() if k < len(net.ops)
+                    for s in slopes.values()]
+    assert intermediate, "the net should have unstable neurons below an unstable layer"
+    for s in problem.parameters():
+        s.requires_grad_()
+    grads = torch.autograd.grad(problem.margins().sum(), intermediate, allow_unused=True)
+    assert any(g is not None and bool((g != 0).any()) for g in grads)
+
+
+@pytest.mark.slow
+def test_no_sample_alpha_crown_certifies_is_broken_by_pgd_at_any_radius() -> None:
+    from bastion.attacks import PGD
+
+    certified = 0
+    for kind in range(3):
+        model = conv_net(20 + kind, kind)
+        x, _ = inputs(20 + kind, 6)
+        with torch.no_grad():
+            y = model(x).argmax(1)
+        for eps in (0.01, 0.03, 0.1, 0.2):
+            threat = ThreatModel("Linf", eps)
+            cert = certify(model, x, y, threat, method="alpha-crown")
+            found = PGD(steps=20, loss="margin").run(model, x, y, threat,
+                                                     generator=torch.Generator().manual_seed(0))
+            assert not bool((cert.certified & found.success).any()), (kind, eps)
+            certified += int(cert.certified.sum())
+    assert certified > 0  # the check saw certified samples, not only empty sets

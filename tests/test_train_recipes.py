@@ -46,3 +46,35 @@ def test_tiny_dry_run_of_the_robust_recipe_writes_a_loadable_checkpoint(
     assert 0 <= meta["pgd40_robust_accuracy_first_100"] <= 1
     assert 0.1 < meta["clean_test_accuracy"] <= 1  # 256 images: above chance, far from good
     assert (tmp_path / "run" / "card.json").exists()
+
+
+def test_certified_checkpoints_train_through_their_recipe(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    import bastion.certify.recipe as certified
+
+    calls: list[list[str]] = []
+
+    def fake_main(argv: list[str]) -> int:
+        calls.append(argv)
+        Path(argv[argv.index("--out") + 1]).with_suffix(".json").write_text('{"ok": 1}')
+        return 0
+
+    monkeypatch.setattr(certified, "main", fake_main)
+    assert train("mnist-certified-cnn4-0.1", tmp_path) == {"ok": 1}
+    recipe = certified.ZOO_RECIPES["mnist-certified-cnn4-0.1"]
+    assert calls[0][:len(recipe)] == recipe
+    assert calls[0][-1] == str(tmp_path / "mnist-certified-cnn4-0.1.pt")
+
+
+@pytest.mark.parametrize("name", ["mnist-certified-0.1", "mnist-certified-0.3",
+                                  "mnist-certified-cnn4-0.1"])
+def test_certified_recipes_match_their_bundled_cards(name: str) -> None:
+    from bastion.certify.recipe import ZOO_RECIPES
+    from bastion.zoo.registry import CHECKPOINTS
+
+    card = json.loads((CHECKPOINTS / f"{name}.json").read_text())["recipe"]
+    args = ZOO_RECIPES[name]
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        recorded = card[flag[2:].replace("-", "_")]
+        assert (recorded == value if isinstance(recorded, str)
+                else float(recorded) == float(value)), (flag, recorded, value)

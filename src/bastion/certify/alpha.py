@@ -1,45 +1,137 @@
-"""alpha-CROWN: the ReLU lower slopes of the margin bound, optimised by gradient ascent.
+"""alpha-CROWN: ReLU lower slopes optimised by gradient ascent, at every layer's bounds.
 
 CROWN's lower line ``z >= alpha h`` on an unstable ReLU is sound for every alpha in
 [0, 1]; CROWN picks 0 or 1 by a rule. alpha-CROWN (Xu et al., "Fast and complete",
 ICLR 2021) treats the slopes as variables and maximises the margin lower bound over
 them with Adam, projecting back to [0, 1] after each step. Every iterate is a sound
-bound, so the best one per margin is kept: the result is never looser than CROWN with
-the same intermediate bounds (the first iterate is CROWN's adaptive slopes).
+bound, so the best one per margin is kept.
 
-Here the intermediate bounds are full CROWN's (:func:`crown.crown_intermediate`) and
-stay fixed; the slopes are per sample and per neuron, shared by the K-1 margins.
+The slopes are optimised for the intermediate bounds too, not only for the margins:
+each backward pass that bounds an unstable neuron (a row of full CROWN, see
+:mod:`bastion.certify.crown`) has its own slopes on every ReLU below it, and the
+margins have their own per margin. Tighter intermediate bounds tighten the relaxation
+of the layers above (their upper lines, which neurons are unstable), so the gradient of
+the margin bound reaches those slopes through them. Each iterate's intermediate bound
+is the better of its own and full CROWN's (both sound), so the first iterate uses
+CROWN's adaptive slopes on full CROWN's bounds; with full CROWN's second chain (see
+:func:`crown.crown_margins`) it gives exactly full CROWN.
+
+Per-sample work only: every slope belongs to one sample and Adam is elementwise, so the
+result does not depend on the batch. Memory grows with the batch: one row per unstable
+neuron per sample, kept for the backward pass.
 
 Shapes: x (N, *in); y (N,); margin lower bounds (N, K-1).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
-from bastion.certify.bounds import Bounds, Network, concretize, interval_bounds, margin_spec
-from bastion.certify.crown import CHUNK_FLOATS, crown_intermediate
+from bastion.certify.bounds import (
+    Bounds,
+    Network,
+    backward_to_input,
+    concretize,
+    input_box,
+    interval_bounds,
+    margin_spec,
+)
+from bastion.certify.crown import CHUNK_FLOATS, crown_intermediate, exact_by_ibp
 from bastion.certify.ops import ReLU, relax_relu
+from bastion.certify.patches import Rows, _window, concretize_rows, step, unit_rows
 from bastion.errors import ConfigError
 from bastion.threat import ThreatModel
 
 Tensor = torch.Tensor
+#: slopes of one backward pass: ReLU index -> (R, *coefficient shape at that ReLU).
+Slopes = dict[int, Tensor]
 
 
-def _lower(net: Network, spec: Tensor, pre: list[Bounds], slopes: dict[int, Tensor],
-           x: Tensor, threat: ThreatModel) -> Tensor:
-    """Lower bounds (N, S) of ``spec`` (N, S, K) on the output, with the given slopes
-    (N, 1, *in) on the ReLUs that have them."""
-    a, bias = spec, spec.new_zeros(spec.shape[:2])
-    for i in range(len(net.ops) - 1, -1, -1):
-        op, (lo, up) = net.ops[i], pre[i]
-        if i in slopes:
-            a, shift = relax_relu(a, lo.unsqueeze(1), up.unsqueeze(1), slopes[i])
-            b = shift.flatten(2).sum(2)
+def _relu_step(rows: Rows, bounds: Bounds, slopes: Slopes, i: int) -> Rows:
+    """Rows through ReLU ``i`` with their own lower slopes (made from CROWN's adaptive
+    rule on the first visit)."""
+    lower, upper = bounds
+    if rows.top is not None:
+        lo, up = _window(lower, rows), _window(upper, rows)
+    else:
+        lo, up = lower[rows.sample].unsqueeze(1), upper[rows.sample].unsqueeze(1)
+    if i not in slopes:
+        slopes[i] = (up >= -lo).to(rows.coef.dtype).expand_as(rows.coef).detach().clone()
+    coef, shift = relax_relu(rows.coef, lo, up, slopes[i])
+    return replace(rows, coef=coef, bias=rows.bias + shift.flatten(1).sum(1))
+
+
+def _unstable_relus(net: Network, pre: list[Bounds]) -> set[int]:
+    return {i for i, op in enumerate(net.ops)
+            if isinstance(op, ReLU) and bool(((pre[i][0] < 0) & (pre[i][1] > 0)).any())}
+
+
+def _walk(net: Network, k: int, rows: Rows, pre: list[Bounds], slopes: Slopes,
+          relus: set[int]) -> Rows:
+    """Rows at the input of ops[k] carried to the network input, with slopes on the
+    ReLUs in ``relus`` (the others have no unstable neuron and relax exactly)."""
+    for i in range(k - 1, -1, -1):
+        if i in relus:
+            rows = _relu_step(rows, pre[i], slopes, i)
         else:
-            a, b = op.backward(a, lo, up)
-        bias = bias + b
-    return concretize(a, bias, x, threat)
+            rows = step(net.ops[i], rows, pre[i], pre[i + 1][0].shape[1:])
+    return rows
+
+
+class _Problem:
+    """The fixed parts of one alpha-CROWN run: reference bounds, the rows of every
+    refined layer, and the slopes being optimised."""
+
+    def __init__(self, net: Network, x: Tensor, y: Tensor, threat: ThreatModel,
+                 ref: list[Bounds]) -> None:
+        self.net, self.x, self.threat, self.ref = net, x, threat, ref
+        self.box = input_box(x, threat)
+        self.relus = _unstable_relus(net, ref)
+        self.spec = margin_spec(y, ref[-1][0].shape[1], x.dtype)
+        self.rows: dict[int, Rows] = {}
+        self.picked: dict[int, tuple[Tensor, Tensor]] = {}
+        for k in range(len(net.ops)):
+            if k in self.relus and k > 0 and not exact_by_ibp(net, k, threat):
+                low, up = ref[k][0].flatten(1), ref[k][1].flatten(1)
+                sample, neuron = ((low < 0) & (up > 0)).nonzero(as_tuple=True)
+                sign = torch.cat([torch.ones_like(sample), -torch.ones_like(sample)])
+                self.picked[k] = (sample, neuron)
+                self.rows[k] = unit_rows(sample.repeat(2), neuron.repeat(2), sign,
+                                         ref[k][0].shape[1:], x.dtype)
+        self.slopes: dict[int, Slopes] = {k: {} for k in [*self.rows, len(net.ops)]}
+
+    def _layer(self, k: int, pre: list[Bounds]) -> Bounds:
+        """Bounds on the input of ops[k]: the better of this iterate's and the reference."""
+        rows = _walk(self.net, k, self.rows[k], pre, self.slopes[k], self.relus)
+        found = concretize_rows(rows, self.x, self.box, self.threat.eps, self.threat.norm)
+        sample, neuron = self.picked[k]
+        count = sample.numel()
+        ref_low, ref_up = self.ref[k][0].flatten(1), self.ref[k][1].flatten(1)
+        low = ref_low.index_put((sample, neuron),
+                                torch.maximum(found[:count], ref_low[sample, neuron]))
+        up = ref_up.index_put((sample, neuron),
+                              torch.minimum(-found[count:], ref_up[sample, neuron]))
+        return low.view_as(self.ref[k][0]), up.view_as(self.ref[k][1])
+
+    def margins(self) -> Tensor:
+        """Margin lower bounds (N, K-1) at the current slopes, every layer recomputed."""
+        # The reference holds full CROWN's bounds on layers without rows too (where they
+        # left no neuron unstable): IBP's there would relax stable neurons as unstable.
+        pre = list(self.ref)
+        for k in self.rows:  # ascending: each layer's bounds use those below it
+            pre[k] = self._layer(k, pre)
+        n, s = self.spec.shape[:2]
+        sample = torch.arange(n, device=self.x.device).repeat_interleave(s)
+        rows = Rows(sample, self.spec.reshape(n * s, 1, -1), self.spec.new_zeros(n * s))
+        rows = _walk(self.net, len(self.net.ops), rows, pre, self.slopes[len(self.net.ops)],
+                     self.relus)
+        a = rows.coef.reshape(n, s, *self.x.shape[1:])
+        return concretize(a, rows.bias.view(n, s), self.x, self.threat)
+
+    def parameters(self) -> list[Tensor]:
+        return [t for slopes in self.slopes.values() for t in slopes.values()]
 
 
 def alpha_crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
@@ -47,33 +139,42 @@ def alpha_crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel,
                         bounds: list[Bounds] | None = None,
                         chunk_floats: int = CHUNK_FLOATS) -> Tensor:
     """alpha-CROWN lower bounds (N, K-1) on the margins, the best of ``iterations`` + 1
-    slope settings (the first is CROWN's)."""
+    slope settings (the first is full CROWN's).
+
+    Args:
+        iterations: Adam steps (>= 0). lr: Adam's step size (> 0), in slope units.
+        bounds: precomputed :func:`interval_bounds` to reuse.
+        chunk_floats: memory budget of full CROWN's reference pass, in floats.
+    """
     if iterations < 0 or lr <= 0:
         raise ConfigError(f"alpha-CROWN needs iterations >= 0 and lr > 0, got "
                           f"{iterations} and {lr}")
     with torch.no_grad():
-        pre = list(bounds if bounds is not None else interval_bounds(net, x, threat))
-        pre = crown_intermediate(net, x, threat, pre, chunk_floats)
-    spec = margin_spec(y, pre[-1][0].shape[1], x.dtype)
-    slopes = {i: (pre[i][1] >= -pre[i][0]).to(x.dtype).unsqueeze(1).requires_grad_()
-              for i, op in enumerate(net.ops) if isinstance(op, ReLU)
-              and bool(((pre[i][0] < 0) & (pre[i][1] > 0)).any())}
-    with torch.no_grad():
-        best = _lower(net, spec, pre, slopes, x, threat)
-    if not slopes:
+        ibp = list(bounds if bounds is not None else interval_bounds(net, x, threat))
+        ref = crown_intermediate(net, x, threat, ibp, chunk_floats)
+        problem = _Problem(net, x, y, threat, ref)
+        # The first iterate (it creates the slopes: CROWN's adaptive ones) and full
+        # CROWN's other chain, whose intermediate bounds are CROWN's alone.
+        raw = crown_intermediate(net, x, threat, ibp, chunk_floats, intersect=False)
+        a, bias = backward_to_input(net, len(net.ops), problem.spec, raw)
+        best = torch.maximum(problem.margins(), concretize(a, bias, x, threat))
+    params = problem.parameters()
+    if not params or iterations == 0:
         return best
-    optimizer = torch.optim.Adam(list(slopes.values()), lr=lr)
+    for p in params:
+        p.requires_grad_()
+    optimizer = torch.optim.Adam(params, lr=lr)
     with torch.enable_grad():
         for _ in range(iterations):
-            lower = _lower(net, spec, pre, slopes, x, threat)
+            lower = problem.margins()
             # Gradients for the slopes only: the model's parameters are left untouched.
-            grads = torch.autograd.grad(-lower.sum(), list(slopes.values()))
-            for slope, grad in zip(slopes.values(), grads, strict=True):
-                slope.grad = grad
+            grads = torch.autograd.grad(-lower.sum(), params, allow_unused=True)
+            for p, grad in zip(params, grads, strict=True):
+                p.grad = grad
             optimizer.step()
             with torch.no_grad():
-                for slope in slopes.values():
-                    slope.clamp_(0, 1)
+                for p in params:
+                    p.clamp_(0, 1)
                 best = torch.maximum(best, lower.detach())
     with torch.no_grad():
-        return torch.maximum(best, _lower(net, spec, pre, slopes, x, threat))
+        return torch.maximum(best, problem.margins())

@@ -5,8 +5,8 @@ method      what is certified                                     cost per sampl
 =========== ===================================================== ======================
 ibp         margins > 0 on the whole ball, deterministic          ~2 forward passes
 crown-ibp   same, CROWN backward pass with IBP intermediates      ~K backward passes
-crown       same, full CROWN (max with IBP per margin)            1 per unstable neuron
-alpha-crown same, full CROWN then ReLU slopes optimised by Adam   crown + 20 K passes
+crown       same, full CROWN on two chains, max with IBP          2 per unstable neuron
+alpha-crown same, ReLU slopes of every layer optimised by Adam    ~60 full-CROWN passes
 smoothing   the *smoothed* classifier is constant on an L2 ball,  n0 + n forward passes
             with probability >= 1 - alpha
 =========== ===================================================== ======================

@@ -113,15 +113,21 @@ def dense_layer_bounds(net: Network, k: int, x: Tensor, threat: ThreatModel,
 
 
 def crown_intermediate(net: Network, x: Tensor, threat: ThreatModel, pre: list[Bounds],
-                       chunk_floats: int = CHUNK_FLOATS, dense: bool = False) -> list[Bounds]:
+                       chunk_floats: int = CHUNK_FLOATS, dense: bool = False,
+                       intersect: bool = True) -> list[Bounds]:
     """``pre`` (IBP bounds on every op's input) with each non-affine op's input bounds
-    replaced by the tighter of CROWN's and IBP's, layer by layer."""
+    replaced, layer by layer, by the tighter of CROWN's and IBP's (``intersect``) or by
+    CROWN's alone (IBP's still decide which neurons CROWN refines)."""
+    ibp = pre
     pre = list(pre)
     refine = dense_layer_bounds if dense else layer_bounds
     for k, op in enumerate(net.ops):
         if not op.affine and k > 0 and (dense or not exact_by_ibp(net, k, threat)):
             low, up = refine(net, k, x, threat, pre, chunk_floats)
-            pre[k] = (torch.maximum(low, pre[k][0]), torch.minimum(up, pre[k][1]))
+            if intersect:
+                pre[k] = (torch.maximum(low, ibp[k][0]), torch.minimum(up, ibp[k][1]))
+            else:
+                pre[k] = (low, up)
     return pre
 
 
@@ -133,9 +139,10 @@ def crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
 
     Args:
         intermediate: ``"crown"`` computes every ReLU's input bounds with CROWN (tighter,
-            one backward pass per unstable neuron) and keeps the tighter of CROWN and
-            IBP per neuron (both are sound); ``"ibp"`` uses IBP's (CROWN-IBP, one
-            backward pass in all).
+            one backward pass per unstable neuron), twice: keeping the tighter of CROWN
+            and IBP per neuron, and CROWN's alone; each margin takes the better of the
+            two (all are sound). ``"ibp"`` uses IBP's (CROWN-IBP, one backward pass in
+            all).
         bounds: precomputed :func:`interval_bounds` to reuse.
         chunk_floats: memory budget of one chunk of specifications, in floats (> 0).
         dense: use the dense reference path for the intermediate bounds.
@@ -146,15 +153,20 @@ def crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
         raise ConfigError(f"intermediate must be 'crown' or 'ibp', got {intermediate!r}")
     if chunk_floats < 1:
         raise ConfigError(f"chunk_floats must be >= 1, got {chunk_floats}")
-    pre = list(bounds if bounds is not None else interval_bounds(net, x, threat))
+    ibp = list(bounds if bounds is not None else interval_bounds(net, x, threat))
+    chains = [ibp]
     if intermediate == "crown":
-        pre = crown_intermediate(net, x, threat, pre, chunk_floats, dense)
-    spec = margin_spec(y, pre[-1][0].shape[1], x.dtype)
+        # With adaptive slopes the margin bound is not monotone in the intermediate
+        # bounds: intersecting CROWN's with IBP's tightens every layer yet can loosen
+        # some margins. Both chains are sound; each margin keeps the better.
+        chains = [crown_intermediate(net, x, threat, ibp, chunk_floats, dense, intersect)
+                  for intersect in (True, False)]
+    spec = margin_spec(y, ibp[-1][0].shape[1], x.dtype)
     half = spec.shape[1]
     if upper:
         spec = torch.cat([spec, -spec], 1)
-    a, bias = backward_to_input(net, len(net.ops), spec, pre)
-    lower = concretize(a, bias, x, threat)
+    lower = torch.stack([concretize(*backward_to_input(net, len(net.ops), spec, pre), x, threat)
+                         for pre in chains]).amax(0)
     if not upper:
         return lower, torch.full_like(lower, float("inf"))
     return lower[:, :half], -lower[:, half:]

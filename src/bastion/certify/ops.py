@@ -203,18 +203,28 @@ class ReLU(Operator):
 
     def backward(self, a: Tensor, lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
         n, s = a.shape[:2]
-        lo, up = lower.flatten(1), upper.flatten(1)
-        flat = a.reshape(n, s, -1)
-        # Stable in every sample: slope 1 (active) or 0, no shift; one pass over A. Only
-        # the neurons unstable in some sample (usually few) need the relaxation.
-        a_in = flat * (lo >= 0).to(a.dtype).unsqueeze(1)
-        cols = ((lo < 0) & (up > 0)).any(0).nonzero().squeeze(1)
-        if cols.numel() == 0:
-            return a_in.view_as(a), a.new_zeros(n, s)
-        # (N, 1, U): the bounds broadcast over the S specifications.
-        part, shift = relax_relu(flat[:, :, cols], lo[:, None, cols], up[:, None, cols])
-        a_in[:, :, cols] = part
-        return a_in.view_as(a), shift.sum(2)
+        a_in, bias = _relax_pairs(a.reshape(n, s, -1), lower.flatten(1), upper.flatten(1))
+        return a_in.view_as(a), bias
+
+
+def _relax_pairs(a: Tensor, lo: Tensor, up: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`relax_relu` with the adaptive slopes for A (N, S, F) and bounds (N, F):
+    (a_in (N, S, F), bias (N, S)). One pass scales A by each neuron's upper slope (the
+    exact slope of a stable neuron); only the unstable (sample, neuron) pairs, usually a
+    few percent, are then corrected to the lower slope where A > 0 and give a bias."""
+    unstable = (lo < 0) & (up > 0)
+    width = (up - lo).clamp_min(1e-12)
+    up_slope = torch.where(unstable, up / width, (lo >= 0).to(a.dtype))
+    a_in = a * up_slope.unsqueeze(1)
+    sample, neuron = unstable.nonzero(as_tuple=True)
+    lo_u, up_u = lo[sample, neuron], up[sample, neuron]
+    part = a[sample, :, neuron]  # (P, S)
+    low_slope = (up_u >= -lo_u).to(a.dtype)
+    a_in[sample, :, neuron] = torch.where(part >= 0, part * low_slope[:, None],
+                                          part * up_slope[sample, neuron][:, None])
+    shift = part.clamp_max(0) * (-lo_u * up_u / width[sample, neuron])[:, None]
+    bias = a.new_zeros(a.shape[:2]).index_add_(0, sample, shift)
+    return a_in, bias
 
 
 def relax_relu(a: Tensor, lo: Tensor, up: Tensor,

@@ -14,6 +14,9 @@ layer list (no code copied):
 - :class:`CifarSmall`: a small CIFAR-shaped CNN of bastion's own (3x32x32 -> 10 logits),
   conv16 3x3 - conv32 4x4/2 - conv32 4x4/2 - fc100 - fc10, plain Conv/ReLU/Linear so the
   certifiers (IBP, CROWN) take it; trains on a CPU in seconds.
+- :class:`Cnn4`: a 4-conv MNIST network of bastion's own for certified training, a
+  narrow cousin of the CROWN-IBP paper's "DM-large": conv8 3x3 - conv16 4x4/2 -
+  conv16 3x3 - conv32 4x4/2 - fc100 - fc10 (171k parameters).
 """
 
 from __future__ import annotations
@@ -121,10 +124,31 @@ class CifarSmall(nn.Module):
         return self.net(x)
 
 
+class Cnn4(nn.Module):
+    """Four conv layers then two linear: (N, 1, 28, 28) -> (N, 10); Conv/ReLU/Linear only,
+    so every certifier takes it."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 16, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(32 * 7 * 7, 100), nn.ReLU(),
+            nn.Linear(100, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "mlp": MLP,
     "smallcnn": SmallCNN,
     "wong-small": WongSmall,
     "lenet5": LeNet5,
     "cifar-small": CifarSmall,
+    "cnn4": Cnn4,
 }

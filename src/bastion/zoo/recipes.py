@@ -114,10 +114,15 @@ def train(name: str, out_dir: Path = CHECKPOINTS, log: Callable[[str], None] = p
         work: resumable run folder (default ``runs/zoo/NAME``): rerun to resume.
         tiny: 1 epoch on 256 images, to check the path (not a usable checkpoint).
     """
+    from bastion.certify.recipe import ZOO_RECIPES, train_zoo
     from bastion.train import train as run_training
 
+    if name in ZOO_RECIPES and not tiny:  # certified training has its own loop
+        train_zoo(name, out_dir)
+        return json.loads((out_dir / f"{name}.json").read_text())
     if name not in RECIPES:
-        raise ConfigError(f"no recipe for {name!r}; recipes exist for: {', '.join(RECIPES)}")
+        known = ", ".join([*RECIPES, *ZOO_RECIPES])
+        raise ConfigError(f"no recipe for {name!r}; recipes exist for: {known}")
     recipe = RECIPES[name]
     cfg = config(name, recipe)
     if tiny:

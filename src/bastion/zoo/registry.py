@@ -104,6 +104,9 @@ ENTRIES: dict[str, Entry] = {
               "Wong-Kolter small CNN, CROWN-IBP certified training at Linf 0.4 (bastion; "
               "python -m bastion.certify.recipe)", _bundled("mnist-certified-0.3"),
               "bundled"),
+        Entry("mnist-certified-cnn4-0.1", "cnn4", "mnist",
+              "4-conv CNN, IBP certified training at Linf 0.2 for testing at 0.1 (bastion; "
+              "bastion zoo train)", _bundled("mnist-certified-cnn4-0.1"), "bundled"),
         Entry("mnist-badnets", "lenet5", "mnist",
               "BACKDOORED ON PURPOSE (tests): LeNet5 layout trained on MNIST with a "
               "BadNets 3x3 patch planted in 10% of the samples, target class 0 (bastion)",
