@@ -18,7 +18,6 @@ from bastion.guard.grounding_set import (
     flag_counts,
     load_grounding_set,
     sentence_scores,
-    split_of,
 )
 from bastion.guard.policy import load_policy
 from bastion.guard.scanners.output import _grounding_checks as checks
@@ -147,7 +146,7 @@ def test_grounding_set_is_labelled_and_split_stably() -> None:
     assert len(everything) >= 60 and sum(len(i.sentences) for i in everything) >= 400
     assert {i.id for i in dev}.isdisjoint({i.id for i in test})
     assert len(dev) + len(test) == len(everything)
-    assert split_of("kettle") == split_of("kettle") and {split_of(i.id) for i in dev} == {"dev"}
+    assert {i.split for i in dev} == {"dev"} and {i.split for i in test} == {"test"}
     with pytest.raises(InputError, match="split"):
         load_grounding_set("train")
 
