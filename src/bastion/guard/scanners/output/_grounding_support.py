@@ -16,6 +16,7 @@ import numpy as np
 
 from bastion.extras import missing
 from bastion.guard.scanners.output import _grounding_checks as checks
+from bastion.guard.scanners.output._grounding_numbers import converted
 from bastion.guard.sentences import sentences, trimmed
 
 #: most answer sentences judged apart (the rest join the last), and most context
@@ -127,14 +128,14 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
         if ranked_pair > sims[best] + RANK_LEXICAL * shares[best]:
             evidence = f"{context.units[pair]} {context.units[pair + 1]}"
     mentioned = checks.numbers(sentence)
+    nearby = f"{context.units[best]} {evidence}"
     return SentenceSupport(
         start, end, claim=True, similarity=similarity, coverage=share(context.vocabulary),
         missing_numbers=tuple(sorted(mentioned - context.numbers)),
         off_support_numbers=tuple(sorted(
-            mentioned - checks.numbers(f"{context.units[best]} {evidence}"))),
+            mentioned - checks.numbers(nearby) - converted(sentence, nearby))),
         missing_names=tuple(checks.missing_names(sentence, context.vocabulary)),
-        negation_flip=checks.negated(sentence) != checks.negated(
-            checks.closest_clause(sentence, context.units[best])),
+        negation_flip=checks.negation_flip(sentence, context.units[best]),
         overlap=float(shares[best]), support=evidence)
 
 
