@@ -8,6 +8,7 @@ loader, :mod:`bastion.guard.scanners.input.minilm`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -94,11 +95,24 @@ class Context:
             self.doc_of.extend([i] * len(doc.units))
             vocabularies.extend(doc.vocabularies)
         del self.units[MAX_CONTEXT_SENTENCES:], self.doc_of[MAX_CONTEXT_SENTENCES:]
-        self.unit_vocabulary = vocabularies[:MAX_CONTEXT_SENTENCES]
-        self.pair_vocabulary = [self.unit_vocabulary[i] | self.unit_vocabulary[i + 1]
-                                for i in range(len(self.units) - 1)]
+        where: dict[str, list[int]] = {}
+        for i, unit_words in enumerate(vocabularies[:MAX_CONTEXT_SENTENCES]):
+            for word in unit_words:
+                where.setdefault(word, []).append(i)
+        self._where = where
         self.vocabulary: frozenset[str] = frozenset().union(*(d.vocabulary for d in read))
         self.numbers: frozenset[str] = frozenset().union(*(d.numbers for d in read))
+
+    def shares(self, words: AbstractSet[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The share of ``words`` each context sentence holds (units,) and each two
+        neighbouring sentences hold together (units - 1,), in [0, 1]."""
+        hits = np.zeros((max(1, len(words)), len(self.units)), bool)
+        for row, word in enumerate(words):
+            found = self._where.get(word)
+            if found:
+                hits[row, found] = True
+        scale = 1.0 / len(words) if words else 0.0
+        return hits.sum(0) * scale, (hits[:, :-1] | hits[:, 1:]).sum(0) * scale
 
 
 def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.ndarray,
@@ -113,15 +127,11 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
     sentence = text[start:end]
     words = checks.content_words(sentence)
 
-    def share(vocabulary: frozenset[str]) -> float:
-        return len(words & vocabulary) / len(words) if words else 0.0
-
-    shares = np.array([share(v) for v in context.unit_vocabulary])
+    shares, pair_shares = context.shares(words)
     best = int(np.argmax(sims + RANK_LEXICAL * shares))
     similarity = float(sims.max())
     evidence = context.units[best]
     if pair_sims.size:
-        pair_shares = np.array([share(v) for v in context.pair_vocabulary])
         pair = int(np.argmax(pair_sims + RANK_LEXICAL * pair_shares))
         similarity = max(similarity, float(pair_sims.max()))
         ranked_pair = pair_sims[pair] + RANK_LEXICAL * pair_shares[pair]
@@ -130,7 +140,7 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
     mentioned = checks.numbers(sentence)
     nearby = f"{context.units[best]} {evidence}"
     return SentenceSupport(
-        start, end, claim=True, similarity=similarity, coverage=share(context.vocabulary),
+        start, end, claim=True, similarity=similarity, coverage=len(words & context.vocabulary) / len(words) if words else 0.0,
         missing_numbers=tuple(sorted(mentioned - context.numbers)),
         off_support_numbers=tuple(sorted(
             mentioned - checks.numbers(nearby) - converted(sentence, nearby))),
@@ -186,6 +196,35 @@ def _encoder(layers: int) -> Any:
     return encoder.eval()
 
 
+@lru_cache(maxsize=1)
+def _tokenizer() -> Any:
+    """A private copy of MiniLM's Rust tokenizer that truncates at :data:`MAX_TOKENS` and
+    does not pad: called directly it is several times faster than through the
+    transformers wrapper, which resets padding and truncation on every call."""
+    from tokenizers import Tokenizer
+
+    from bastion.guard.scanners.input import minilm
+
+    tok = Tokenizer.from_str(minilm.tokenizer().backend_tokenizer.to_str())
+    tok.no_padding()
+    tok.enable_truncation(MAX_TOKENS)
+    return tok
+
+
+def _batch(texts: list[str]) -> tuple[Any, Any]:
+    """Token ids and attention mask (len(texts), longest), int64 tensors, right-padded
+    with 0 (MiniLM's padding id)."""
+    import torch
+
+    encodings = _tokenizer().encode_batch(texts)
+    ids = np.zeros((len(texts), max(len(e.ids) for e in encodings)), np.int64)
+    mask = np.zeros_like(ids)
+    for row, e in enumerate(encodings):
+        ids[row, :len(e.ids)] = e.ids
+        mask[row, :len(e.ids)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
 def embed(texts: Sequence[str], layers: int, batch_size: int = 32) -> np.ndarray:
     """Unit-length sentence embeddings (len(texts), 384), float32: the mean of MiniLM's
     token states after its first ``layers`` layers (all-MiniLM-L6-v2's pooling when
@@ -198,15 +237,13 @@ def embed(texts: Sequence[str], layers: int, batch_size: int = 32) -> np.ndarray
     if not texts:
         return out
     encoder = _encoder(layers)
-    tok = minilm.tokenizer()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     with torch.inference_mode():
         for at in range(0, len(order), batch_size):
             rows = order[at:at + batch_size]
-            enc = tok([texts[i] for i in rows], padding=True, truncation=True,
-                      max_length=MAX_TOKENS, return_tensors="pt")
-            states = minilm.encode(encoder, enc["input_ids"], enc["attention_mask"])
-            mask = enc["attention_mask"].unsqueeze(-1).to(states.dtype)
+            ids, attention = _batch([texts[i] for i in rows])
+            states = minilm.encode(encoder, ids, attention)
+            mask = attention.unsqueeze(-1).to(states.dtype)
             pooled = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
             out[rows] = pooled.numpy()
