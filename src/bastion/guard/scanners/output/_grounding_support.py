@@ -139,8 +139,9 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
             evidence = f"{context.units[pair]} {context.units[pair + 1]}"
     mentioned = checks.numbers(sentence)
     nearby = f"{context.units[best]} {evidence}"
+    coverage = len(words & context.vocabulary) / len(words) if words else 0.0
     return SentenceSupport(
-        start, end, claim=True, similarity=similarity, coverage=len(words & context.vocabulary) / len(words) if words else 0.0,
+        start, end, claim=True, similarity=similarity, coverage=coverage,
         missing_numbers=tuple(sorted(mentioned - context.numbers)),
         off_support_numbers=tuple(sorted(
             mentioned - checks.numbers(nearby) - converted(sentence, nearby))),
