@@ -184,9 +184,8 @@ def _run(out: Path, target: str, budget: int, n: int, corpus: str, policy: Path 
          progress: bool) -> None:
     import bastion.redteam  # noqa: F401  (registers the converters)
     from bastion.common.state import run_lock
-    from bastion.redteam.search import search_many
-
     from bastion.redteam.base import CONVERTERS
+    from bastion.redteam.search import search_many
 
     for option, value in (("--budget", budget), ("--n", n), ("--beam", moves["beam"]),
                           ("--width", moves["width"])):
