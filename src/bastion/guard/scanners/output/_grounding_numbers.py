@@ -132,3 +132,14 @@ def converted(claim: str, support: str) -> frozenset[str]:
     (``"half an hour"`` against ``"30 minutes"``: ``{"0.5"}``)."""
     theirs = {(scale, amount) for _, scale, amount in quantities(support)}
     return frozenset(n for n, scale, amount in quantities(claim) if (scale, amount) in theirs)
+
+
+def unit_changed(claim: str, support: str) -> frozenset[str]:
+    """Numbers of ``claim`` that count a span of time ``support`` counts with the same
+    number in another unit (``"six months"`` against ``"six weeks"``): the number agrees,
+    the amount does not."""
+    theirs = quantities(support)
+    amounts = {(scale, amount) for _, scale, amount in theirs}
+    counted = {n for n, _, _ in theirs}
+    return frozenset(n for n, scale, amount in quantities(claim)
+                     if n in counted and (scale, amount) not in amounts)

@@ -17,7 +17,7 @@ import numpy as np
 
 from bastion.extras import missing
 from bastion.guard.scanners.output import _grounding_checks as checks
-from bastion.guard.scanners.output._grounding_numbers import converted
+from bastion.guard.scanners.output._grounding_numbers import converted, unit_changed
 from bastion.guard.sentences import sentences, trimmed
 
 #: most answer sentences judged apart (the rest join the last), and most context
@@ -144,7 +144,8 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
         start, end, claim=True, similarity=similarity, coverage=coverage,
         missing_numbers=tuple(sorted(mentioned - context.numbers)),
         off_support_numbers=tuple(sorted(
-            mentioned - checks.numbers(nearby) - converted(sentence, nearby))),
+            (mentioned - checks.numbers(nearby) - converted(sentence, nearby))
+            | unit_changed(sentence, nearby))),
         missing_names=tuple(checks.missing_names(sentence, context.vocabulary)),
         negation_flip=checks.negation_flip(sentence, context.units[best]),
         overlap=float(shares[best]), support=evidence)
