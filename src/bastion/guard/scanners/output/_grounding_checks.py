@@ -73,6 +73,7 @@ _NO_CLAIM = re.compile(
     r"(?:i'?m|i am) (?:happy|glad) to\b|enjoy[!.]?$)", re.IGNORECASE)
 
 
+@lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
     """A crude English stem, the same on both sides: enough for "members"/"member"."""
     word = word.lower().replace("\u2019", "'")

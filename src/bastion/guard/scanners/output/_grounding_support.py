@@ -75,8 +75,9 @@ class _Document:
 def _read(document: str) -> _Document:
     """Split and index ``document`` (cached: retrieved passages come back often)."""
     units = tuple(_sentence_texts(document))
-    return _Document(units, tuple(frozenset(checks.vocabulary(u)) for u in units),
-                     frozenset(checks.vocabulary(document)),
+    vocabularies = tuple(frozenset(checks.vocabulary(u)) for u in units)
+    # the sentences cover the document's words: their union is its vocabulary
+    return _Document(units, vocabularies, frozenset().union(*vocabularies),
                      frozenset(checks.numbers(document)))
 
 
