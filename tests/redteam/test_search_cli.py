@@ -114,6 +114,15 @@ def test_bad_options_exit_2_with_a_reason(files: dict[str, str], args: tuple[str
     assert not (Path(files["out"]) / "summary.json").exists()
 
 
+def test_an_unreachable_service_exits_2_with_a_reason(files: dict[str, str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASTION_REDTEAM_API_KEY", "bst_not_checked")
+    code, out = _call("--target", "http://127.0.0.1:9", "--corpus", files["corpus"],
+                      "--n", "1", "--budget", "3", "--out", files["out"], "--no-progress")
+    assert code == 2, out
+    assert "cannot reach the guard service" in " ".join(out.split())
+
+
 def test_redteam_without_out_says_it_is_required() -> None:
     result = runner.invoke(app, ["redteam", "--target", "embedded"])
     assert result.exit_code == 2
