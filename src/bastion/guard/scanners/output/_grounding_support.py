@@ -189,13 +189,18 @@ def _encoder(layers: int) -> Any:
     """MiniLM's embeddings and first ``layers`` layers (0: none), in eval mode, loaded
     once per process."""
     try:
-        import torch  # noqa: F401  (the loader below needs it; fail with the extra's name)
+        import torch
 
         from bastion.guard.scanners.input import minilm
     except ModuleNotFoundError as exc:
         raise missing(exc, "the grounding scanner", "guard-models") from exc
     encoder = minilm.base_encoder(max(1, layers))
     encoder.encoder.layer = encoder.encoder.layer[:layers]  # 0: the embedding layer alone
+    with torch.no_grad():
+        for param in encoder.parameters():
+            # weights loaded from a memory-mapped file can be paged out under memory
+            # pressure and read back from disk on a later scan (tens of ms): keep a copy
+            param.data = param.data.clone()
     return encoder.eval()
 
 
