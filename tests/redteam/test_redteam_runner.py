@@ -173,3 +173,18 @@ def test_resume_after_a_judge_changed_is_refused(tmp_path: Path,
     with pytest.raises(StateError, match="judges: their names, settings or code"):
         again(module.ShortJudge())
     sys.modules.pop("changing_judge", None)
+
+
+def test_judge_versions_follow_settings_and_reach_shared_code() -> None:
+    import bastion.redteam  # noqa: F401  (registers the judges)
+    from bastion.redteam.base import JUDGES as REGISTERED
+    from bastion.redteam.runner import _sources, judge_versions
+
+    judges = [REGISTERED[n]() for n in sorted(REGISTERED)]
+    assert judge_versions(judges) == judge_versions([REGISTERED[n]() for n in
+                                                     sorted(REGISTERED)])
+    tuned = REGISTERED["refusal"]()
+    tuned.extra_setting = 0.9  # an instance setting is part of the version
+    assert judge_versions([tuned]) != judge_versions([REGISTERED["refusal"]()])
+    reached = [name for name, _ in _sources(type(REGISTERED["harmful"]()).__module__)]
+    assert "bastion.redteam.judges._text" in reached  # helpers the judge imports count
