@@ -18,10 +18,10 @@ from bastion.guard.grounding_set import (
     flag_counts,
     load_grounding_set,
     sentence_scores,
-    split_of,
 )
 from bastion.guard.policy import load_policy
 from bastion.guard.scanners.output import _grounding_checks as checks
+from bastion.guard.scanners.output import _grounding_numbers as numbers
 from bastion.guard.scanners.output.grounding import Grounding
 
 CONTEXT = ("The Aster K2 electric kettle holds 1.7 litres and boils a full load in about "
@@ -32,8 +32,8 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 
 #: documented in docs/guard/grounding.md (test split, default settings); the test allows
 #: a small tolerance for float rounding across CPUs and library versions.
-DOCUMENTED_RECALL = 0.896
-DOCUMENTED_FPR = 0.117
+DOCUMENTED_RECALL = 0.814
+DOCUMENTED_FPR = 0.149
 TOLERANCE = 0.03
 
 
@@ -141,13 +141,53 @@ def test_symbolic_checks() -> None:
     assert checks.has_claim("Thanks to its heater, it boils in 3 seconds.")
 
 
+@pytest.mark.parametrize(("claim", "support", "same"), [
+    ("Its first half hour is free.", "The first 30 minutes are free.", {"0.5"}),
+    ("Claims are due within four weeks.", "Claims are due within 28 days.", {"4"}),
+    ("It began in the 1300s.", "It began in the 14th century.", {"1300"}),
+    ("It spread over two hundred years.", "It spread over two centuries.", {"200"}),
+    ("Athletes from 24 nations took part.", "The committee met two years later.", set()),
+])
+def test_a_span_of_time_in_another_unit_is_the_same_number(claim: str, support: str,
+                                                            same: set[str]) -> None:
+    assert numbers.converted(claim, support) == same
+    assert numbers.unit_changed(claim, support) == set()
+
+
+def test_the_same_count_of_another_unit_is_a_changed_number() -> None:
+    assert numbers.unit_changed("A bee lives about six months.",
+                                "A bee lives about six weeks.") == {"6"}
+    assert numbers.unit_changed("It has a 12-month contract.",
+                                "It has a one-year contract.") == set()
+    assert numbers.numbers("two hundred years, 1.5 million people") == {"200", "1500000"}
+
+
+@pytest.mark.parametrize(("claim", "context", "flip"), [
+    ("Loyalty Club members do not pay for return shipping.",
+     "Return shipping is free for members of the Loyalty Club.", False),
+    ("Return shipping is not free for members.",
+     "Return shipping is free for members of the Loyalty Club.", True),
+    ("Clothing that has not been worn can be returned.",
+     "Customers may return unworn clothing within 30 days.", False),
+    ("If a payment does not arrive within a week, the order is cancelled.",
+     "Payment must arrive within 7 days, or the order is cancelled.", False),
+    ("The order is not cancelled when a payment is late.",
+     "Payment must arrive within 7 days, or the order is cancelled.", True),
+    ("It costs 29 pounds a month with a 12-month contract.",
+     "It costs 29 pounds a month with a 12-month contract, or 39 pounds with no contract.",
+     False),
+])
+def test_negation_flips(claim: str, context: str, flip: bool) -> None:
+    assert checks.negation_flip(claim, context) is flip
+
+
 def test_grounding_set_is_labelled_and_split_stably() -> None:
     everything = load_grounding_set("all")
     dev, test = load_grounding_set("dev"), load_grounding_set("test")
     assert len(everything) >= 60 and sum(len(i.sentences) for i in everything) >= 400
     assert {i.id for i in dev}.isdisjoint({i.id for i in test})
     assert len(dev) + len(test) == len(everything)
-    assert split_of("kettle") == split_of("kettle") and {split_of(i.id) for i in dev} == {"dev"}
+    assert {i.split for i in dev} == {"dev"} and {i.split for i in test} == {"test"}
     with pytest.raises(InputError, match="split"):
         load_grounding_set("train")
 

@@ -132,3 +132,59 @@ def test_errors_are_counted_apart_and_bad_settings_refused(tmp_path: Path) -> No
     assert t["asr"] == {"n": 0, "successes": 0, "rate": None, "interval": None}
     with pytest.raises(ConfigError, match="concurrency"):
         run({"unguarded": down}, APP, attempts(), tmp_path / "x", concurrency=0)
+
+
+JUDGE_MODULE = '''
+from bastion.redteam.base import Judge, Judgement
+
+
+class ShortJudge(Judge):
+    name = "test-comply"
+    goals = ("comply", "leak", "inject")
+
+    def judge(self, answer, attempt, app):
+        hit = len(answer) > {limit}
+        return Judgement(judge=self.name, hit=hit, score=float(hit))
+'''
+
+
+def test_resume_after_a_judge_changed_is_refused(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    source = tmp_path / "changing_judge.py"
+    source.write_text(JUDGE_MODULE.replace("{limit}", "20"), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("changing_judge")
+    success = {"leak": "test-comply", "comply": "test-comply", "inject": "test-comply"}
+    out = tmp_path / "run"
+
+    def again(judge: Any) -> dict[str, Any]:
+        return run(_targets(FakeEndpoint(), FakeEndpoint()), APP, attempts(), out,
+                   judges=[judge], success_judges=success)
+    again(module.ShortJudge())
+    first = _lines(out)
+    again(module.ShortJudge())  # same code: resumed
+    assert _lines(out) == first
+    # another size than before, so the cached bytecode is not reused
+    source.write_text(JUDGE_MODULE.replace("{limit}", "5"), encoding="utf-8")
+    importlib.reload(module)
+    with pytest.raises(StateError, match="judges: their names, settings or code"):
+        again(module.ShortJudge())
+    sys.modules.pop("changing_judge", None)
+
+
+def test_judge_versions_follow_settings_and_reach_shared_code() -> None:
+    import bastion.redteam  # noqa: F401  (registers the judges)
+    from bastion.redteam.base import JUDGES as REGISTERED
+    from bastion.redteam.runner import _sources, judge_versions
+
+    judges = [REGISTERED[n]() for n in sorted(REGISTERED)]
+    assert judge_versions(judges) == judge_versions([REGISTERED[n]() for n in
+                                                     sorted(REGISTERED)])
+    tuned = REGISTERED["refusal"]()
+    tuned.extra_setting = 0.9  # an instance setting is part of the version
+    assert judge_versions([tuned]) != judge_versions([REGISTERED["refusal"]()])
+    reached = [name for name, _ in _sources(type(REGISTERED["harmful"]()).__module__)]
+    assert "bastion.redteam.judges._text" in reached  # helpers the judge imports count

@@ -1,7 +1,8 @@
 """bastion's labelled grounding set: contexts, answers, and a label for every sentence.
 
 ``bastion/guard/data/grounding.jsonl`` holds one answer per line, written for bastion:
-``{"id", "topic", "documents": [str, ...], "sentences": [{"text", "label", "kind"}, ...]}``.
+``{"id", "topic", "documents": [str, ...], "split", "sentences": [{"text", "label", "kind"},
+...]}``.
 ``label`` is ``supported`` or ``unsupported``; ``kind`` says how the sentence was made:
 
 * supported: ``verbatim`` (close to a context sentence), ``paraphrase`` (same facts in
@@ -10,8 +11,9 @@
   or month swapped), ``negation`` (the claim flipped), ``invented`` (a plausible fact on
   the topic that the context does not state), ``unrelated`` (a true fact off the topic).
 
-Answers are split into ``dev`` and ``test`` by a hash of their ``id`` (:func:`split_of`):
-thresholds are chosen on ``dev`` only and numbers reported on ``test``.
+Each line names its ``split``, ``dev`` or ``test``: thresholds and checks are chosen on
+``dev`` only and numbers reported on ``test``. The test answers were written after the
+scanner's checks and never read while changing them.
 
     items = load_grounding_set("test")
     answer = items[0].answer                  # the sentences joined by single spaces
@@ -20,7 +22,6 @@ thresholds are chosen on ``dev`` only and numbers reported on ``test``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class Item:
     topic: str
     documents: tuple[str, ...]
     sentences: tuple[Sentence, ...]
+    split: str = "dev"
 
     @cached_property
     def answer(self) -> str:
@@ -77,12 +79,6 @@ class Item:
         return tuple(out)
 
 
-def split_of(item_id: str) -> str:
-    """``"dev"`` or ``"test"``, from the first byte of the SHA-256 of ``item_id``: stable
-    across runs, machines and edits to other lines."""
-    return "dev" if hashlib.sha256(item_id.encode("utf-8")).digest()[0] % 2 == 0 else "test"
-
-
 def load_grounding_set(split: str = "test") -> list[Item]:
     """The answers of ``split`` (``dev``, ``test`` or ``all``), in file order.
 
@@ -98,7 +94,7 @@ def load_grounding_set(split: str = "test") -> list[Item]:
         if not line.strip():
             continue
         item = _item(line, f"{path}:{number}")
-        if split == "all" or split_of(item.id) == split:
+        if split in ("all", item.split):
             items.append(item)
     return items
 
@@ -110,10 +106,12 @@ def _item(line: str, where: str) -> Item:
         sentences = tuple(Sentence(str(s["text"]), str(s["label"]), str(s["kind"]))
                           for s in data["sentences"])
         item = Item(str(data["id"]), str(data.get("topic", "")),
-                    tuple(str(d) for d in data["documents"]), sentences)
+                    tuple(str(d) for d in data["documents"]), sentences, str(data["split"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{where}: not a grounding set line ({exc}); each line needs id, "
-                         "documents and sentences with text, label and kind") from None
+                         "documents, split and sentences with text, label and kind") from None
+    if item.split not in ("dev", "test"):
+        raise InputError(f"{where}: split must be dev or test, got {item.split!r}")
     for s in sentences:
         if s.kind not in KINDS.get(s.label, ()):
             raise InputError(f"{where}: sentence {s.text!r} has label {s.label!r} and kind "

@@ -3,6 +3,7 @@
     bastion redteam --target embedded --compare --out rt/          # the default run
     bastion redteam --target http://localhost:8000/v1 --config app.yaml --out rt/
     bastion redteam --target proxy --compare --budget 20 --out rt/ # bastion's own proxy
+    bastion redteam search --target guard --budget 50 --out search/ # adaptive search
 
 ``--target`` is ``embedded`` (SmolLM2-135M-Instruct in process), ``proxy`` (bastion's
 guarded proxy, started for the run) or the base URL of any OpenAI-compatible endpoint
@@ -12,7 +13,8 @@ report shows guarded and unguarded side by side. Writes ``attempts.jsonl``,
 ``summary.json``, ``record.jsonl``, ``card.json`` and ``card.html`` under ``--out``.
 
 Exit status: 0 done, 2 bad options or input, 130 interrupted (rerun the same command
-to continue where it stopped).
+to continue where it stopped). ``bastion redteam search`` is in
+:mod:`bastion.redteam.search_cli`.
 """
 
 from __future__ import annotations
@@ -128,7 +130,9 @@ def _print(summary: dict[str, Any], out: Path) -> None:
 
 
 def redteam(
-    out: Annotated[Path, typer.Option(help="folder for attempts.jsonl, summary and card")],
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(help="folder for attempts.jsonl, summary and "
+                                                  "card (required)")] = None,
     target: Annotated[str, typer.Option(help="embedded, proxy, or an API base URL")]
         = "embedded",
     config: Annotated[Path | None, typer.Option(help="application YAML (system prompt, "
@@ -148,8 +152,14 @@ def redteam(
     seed: Annotated[int, typer.Option(help="seed of probes and converters")] = 0,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
-    """Red-team an LLM application: probes x converters against a target, judged."""
+    """Red-team an LLM application: probes x converters against a target, judged.
+    `bastion redteam search --help`: adaptive search against the guard."""
+    if ctx.invoked_subcommand is not None:
+        return
     try:
+        if out is None:
+            raise ConfigError("--out is required: the folder for attempts.jsonl, the "
+                              "summary and the card")
         _run(out, target, config, compare, budget, _names(probes), _names(converters) or [],
              concurrency, max_tokens, model, seed, progress)
     except KeyboardInterrupt:
@@ -188,5 +198,10 @@ def _run(out: Path, target: str, config: Path | None, compare: bool, budget: int
 
 
 def register(app: typer.Typer) -> None:
-    """Attach ``bastion redteam`` to the main command."""
-    app.command("redteam")(redteam)
+    """Attach ``bastion redteam`` (and ``bastion redteam search``) to the main command."""
+    from bastion.redteam.search_cli import search_command
+
+    group = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+    group.callback()(redteam)
+    group.command("search")(search_command)
+    app.add_typer(group, name="redteam")

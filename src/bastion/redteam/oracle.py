@@ -157,8 +157,15 @@ class ServiceOracle:
         and sent again (an attacker honours the key's rate limit but not a throttle)."""
         while True:
             self.requests += 1
-            response = self.client.post(f"{self.url}/v1/scan/input", json=body,
-                                        headers=self.headers)
+            try:
+                response = self.client.post(f"{self.url}/v1/scan/input", json=body,
+                                            headers=self.headers)
+            except Exception as exc:  # a socket error, or httpx's own (not imported here)
+                if not (isinstance(exc, OSError)
+                        or type(exc).__module__.split(".")[0] == "httpx"):
+                    raise
+                raise ConfigError(f"cannot reach the guard service at {self.url} ({exc}); "
+                                  "check the URL and that `bastion serve` runs") from None
             wait = _retry_after(response) if response.status_code == 429 else None
             if wait is None or wait > self.wait_s:
                 return response

@@ -19,12 +19,15 @@ answer at a time whatever this is; a remote endpoint can take several).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from bastion.common.records import RecordWriter, new_run_id, versions
@@ -117,6 +120,43 @@ def line_for(label: str, attempt: Attempt, reply: Reply, app: AppConfig,
             "error": reply.error}
 
 
+def judge_versions(judges: Sequence[Judge]) -> dict[str, str]:
+    """Judge name -> a digest of its settings and its code: the source of its module and
+    of every bastion module that module reaches through its names (the shared text
+    helpers, the guard scanners it reads), so that a run resumed after a judge changed
+    is refused instead of mixing old verdicts with new ones."""
+    out = {}
+    for judge in judges:
+        digest = hashlib.sha256(repr(sorted((k, repr(v)) for k, v in vars(judge).items()))
+                                .encode())
+        for name, path in _sources(type(judge).__module__):
+            digest.update(name.encode() + b"\0" + Path(path).read_bytes())
+        out[judge.name] = digest.hexdigest()[:16]
+    return out
+
+
+def _sources(module_name: str) -> list[tuple[str, str]]:
+    """(module name, source file) of ``module_name`` and of the bastion modules it reaches
+    (a module it imports, or the module of a class or function it imports), sorted."""
+    seen: set[str] = set()
+    todo = [module_name]
+    found = []
+    while todo:
+        name = todo.pop()
+        module = sys.modules.get(name)
+        if name in seen or module is None:
+            continue
+        seen.add(name)
+        if getattr(module, "__file__", None):
+            found.append((name, str(module.__file__)))
+        for value in vars(module).values():
+            other = value.__name__ if isinstance(value, ModuleType) else getattr(
+                value, "__module__", None)
+            if isinstance(other, str) and other.startswith("bastion.") and other not in seen:
+                todo.append(other)
+    return sorted(found)
+
+
 def default_success_judges() -> dict[str, str]:
     """goal -> the judge whose hit means success (:data:`bastion.redteam.judges.SUCCESS_JUDGES`)."""
     from bastion.redteam.judges import SUCCESS_JUDGES
@@ -152,12 +192,14 @@ def run(targets: dict[str, Target], app: AppConfig, attempts: Sequence[Attempt],
     success = success_judges if success_judges is not None else default_success_judges()
     settings = {"app": [app.system_prompt, app.canary, list(app.documents), list(app.tools)],
                 "attempts": [a.key for a in attempts], "targets": sorted(targets),
-                "seed": seed, "judges": sorted(j.name for j in judges), "success": success,
+                "seed": seed, "judges": judge_versions(judges), "success": success,
                 **(params or {})}
     out = Path(out)
     with run_lock(out):
         state = StateFile(out / "state.json", fingerprint(settings),
-                          settings="app, attempts, targets, judges, seed or model settings")
+                          settings="app, attempts, targets, seed, model settings, or the "
+                                   "judges: their names, settings or code (a changed judge "
+                                   "would leave the saved verdicts stale)")
         units = [(label, a) for label in targets for a in attempts]
         start = time.perf_counter()
         _send_all(targets, app, units, state, concurrency, judges, success, on_done)

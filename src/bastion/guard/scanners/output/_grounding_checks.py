@@ -4,8 +4,8 @@ Two sentences that differ only in a number ("30 days" / "60 days"), a name ("Fra
 and Dublin" / "Frankfurt and Paris") or a "not" sit close together in MiniLM's space, so
 the scanner checks these by hand:
 
-* :func:`numbers`: digits (``1,200``, ``4.95``, ``1953``) and number words (``four``,
-  ``twenty``, ``dozen``), normalised so ``four`` matches ``4`` and ``2,200`` ``2200``;
+* :func:`numbers` (from :mod:`._grounding_numbers`): digits and number words, normalised
+  so ``four`` matches ``4`` and ``2,200`` ``2200``;
 * :func:`names`: capitalised words inside a sentence (its first word only when the next
   one is capitalised too, since every sentence starts with a capital), compared without
   case, so a name the context spells in lower case still counts as present;
@@ -20,6 +20,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Set as AbstractSet
+from functools import lru_cache
+
+from bastion.guard.scanners.output._grounding_numbers import NUMBER_WORDS, numbers
+
+__all__ = ["NEGATIONS", "STOP_WORDS", "closest_clause", "content_words", "has_claim",
+           "missing_names", "names", "negated", "negation_flip", "numbers", "vocabulary",
+           "words"]
 
 #: function words and very common verbs; what is left of a sentence carries its meaning.
 _STOP_WORDS = (
@@ -34,34 +41,26 @@ _STOP_WORDS = (
 STOP_WORDS: frozenset[str] = frozenset(_STOP_WORDS.split())
 
 #: words that negate a clause; a sentence and its support should agree on whether one is
-#: there. ("without" is left out: "without a contract" states a fact, it flips nothing.)
+#: there.
 NEGATIONS: frozenset[str] = frozenset(
     ["not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot"])
+#: words that say "no ..." without a negation word: "free" (no charge), "lacks". They
+#: settle a disagreement on negation words only (see :func:`negation_flip`): "is free"
+#: agrees with "do not pay", "is not free" still disagrees with "is free". ("without" and
+#: "unless" are left out: "not covered unless declared" negates its main clause.)
+LEXICAL_NEGATIONS: frozenset[str] = frozenset(["free", "lack", "lacks", "absent"])
+#: words that start with "un" without being negated ("under", "unit", "universe", ...).
+_NOT_UN = ("under", "unit", "uni", "unti", "unless", "uncle", "unanim", "unload",
+           "unlock", "unpack", "unveil", "unleash")
 
-_NUMBER_WORDS: dict[str, str] = {
-    "zero": "0", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
-    "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
-    "thirteen": "13", "fourteen": "14", "fifteen": "15", "sixteen": "16",
-    "seventeen": "17", "eighteen": "18", "nineteen": "19", "twenty": "20", "thirty": "30",
-    "forty": "40", "fifty": "50", "sixty": "60", "seventy": "70", "eighty": "80",
-    "ninety": "90", "hundred": "100", "thousand": "1000", "dozen": "12", "twice": "2",
-    "double": "2", "triple": "3", "second": "2", "third": "3",
-    "fourth": "4", "fifth": "5", "sixth": "6", "seventh": "7", "eighth": "8",
-    "ninth": "9", "tenth": "10", "half": "0.5", "quarter": "0.25"}
-# "one" and "first" are left out on purpose: "one" is a pronoun as often as a number
-# ("one of them"), "first" an order as often as a count ("its first voyage").
-# Ordinals count as their number: "the fourth floor" against "the second floor" is a
-# changed number; "one sixth" and "a sixth" agree.
-
-#: digits not glued to letters before them (model names such as "AX3000" are names).
-_DIGITS = re.compile(r"(?<![A-Za-z\d.,])\d[\d,]*(?:\.\d+)?")
 _WORDS = re.compile(r"[A-Za-z][A-Za-z'\u2019-]*|\d+")
 _CAPITALISED = re.compile(r"(?<![A-Za-z])[A-Z][A-Za-z'\u2019-]*")
 #: where a sentence divides into clauses that may differ in negation ("... has two ports,
-#: but no HDMI port"; "... has no atmosphere and its gravity is ...").
-_CLAUSE = re.compile(r";|,?\s+(?:but|while|whereas|although|though)\s+|,?\s+and\s+(?="
-                     r"(?:its|it|the|their|they|he|she|we|you|this|that|there)\b)",
-                     re.IGNORECASE)
+#: but no HDMI port"; "... has no atmosphere and its gravity is ..."; "... 29 pounds with
+#: a contract, or 39 pounds with no contract").
+_CLAUSE = re.compile(r";|,?\s+(?:but|while|whereas|although|though)\s+|,\s+or\s+|"
+                     r",?\s+and\s+(?=(?:its|it|the|their|they|he|she|we|you|this|that|"
+                     r"there)\b)", re.IGNORECASE)
 
 #: openings of sentences that make no claim: thanks, greetings, offers of more help.
 _NO_CLAIM = re.compile(
@@ -74,6 +73,7 @@ _NO_CLAIM = re.compile(
     r"(?:i'?m|i am) (?:happy|glad) to\b|enjoy[!.]?$)", re.IGNORECASE)
 
 
+@lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
     """A crude English stem, the same on both sides: enough for "members"/"member"."""
     word = word.lower().replace("\u2019", "'")
@@ -81,8 +81,10 @@ def _stem(word: str) -> str:
         word = word[:-2]
     for suffix in ("ies", "ing", "ed", "es", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 4:
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
+            word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+            break
+    # "charge", "charged", "charging" and "minute", "minutes" meet at one stem
+    return word[:-1] if word.endswith("e") and len(word) >= 5 else word
 
 
 def words(text: str) -> list[str]:
@@ -100,11 +102,13 @@ def vocabulary(text: str) -> set[str]:
     return out
 
 
-def content_words(text: str) -> set[str]:
-    """Stems of the words of ``text`` that carry meaning (no function words, no digits,
-    at least three letters)."""
-    return {_stem(w) for w in words(text)
-            if w not in STOP_WORDS and len(w) >= 3 and not w[0].isdigit()}
+@lru_cache(maxsize=8192)
+def content_words(text: str) -> frozenset[str]:
+    """Stems of the words of ``text`` that carry meaning (no function words, no digits or
+    number words, which the number check reads, at least three letters)."""
+    return frozenset(_stem(w) for w in words(text)
+                     if w not in STOP_WORDS and w not in NUMBER_WORDS and len(w) >= 3
+                     and not w[0].isdigit())
 
 
 def has_claim(sentence: str) -> bool:
@@ -116,22 +120,6 @@ def has_claim(sentence: str) -> bool:
     if _NO_CLAIM.search(stripped):
         return False
     return bool(content_words(stripped))
-
-
-def numbers(text: str) -> set[str]:
-    """Numbers in ``text``, normalised: ``"1,200"`` -> ``"1200"``, ``"4.50"`` -> ``"4.5"``,
-    ``"four"`` -> ``"4"``."""
-    found = set()
-    for raw in _DIGITS.findall(text):
-        value = raw.replace(",", "")
-        if "." in value:
-            value = value.rstrip("0").rstrip(".")
-        found.add(value.lstrip("0") or "0")
-    for w in words(text):
-        for part in w.split("-"):  # "five-year", "twenty-four"
-            if part in _NUMBER_WORDS:
-                found.add(_NUMBER_WORDS[part])
-    return found
 
 
 def names(sentence: str) -> set[str]:
@@ -177,10 +165,41 @@ def missing_names(sentence: str, context_vocabulary: AbstractSet[str]) -> list[s
     return out
 
 
+@lru_cache(maxsize=8192)
 def negated(text: str) -> bool:
     """Whether ``text`` holds a negation word (``not``, ``n't``, ``never``, ``no``, ...).
     Presence, not parity: "nothing, not even light, can escape" is one negation."""
     return any(w in NEGATIONS or w.endswith("n't") for w in words(text))
+
+
+def _lexical(text: str) -> int:
+    """How many negated words ``text`` holds: :data:`LEXICAL_NEGATIONS`, ``-free`` words
+    ("glare-free") and ``un-`` words ("unworn", "unused")."""
+    return sum(w in LEXICAL_NEGATIONS or w.endswith("-free")
+               or (w.startswith("un") and len(w) >= 6 and not w.startswith(_NOT_UN))
+               for w in words(text))
+
+
+#: a claim that opens with a condition holding its negation ("If it does not arrive within
+#: a week, ..."), which a context states as "... must arrive within 7 days, or ...".
+_IF_NOT = re.compile(r"^\W*if\b[^,]*\b(?:not|never|no)\b[^,]*,", re.IGNORECASE)
+_OR_ELSE = re.compile(r",\s+or\b|\botherwise\b", re.IGNORECASE)
+
+
+def negation_flip(claim: str, context_sentence: str) -> bool:
+    """Whether ``claim`` and ``context_sentence`` disagree on negation: one holds a
+    negation word that the closest clause (:func:`closest_clause`) of the other lacks,
+    unless a negated word says the same ("do not pay" / "is free", "has not been worn" /
+    "unworn": the polarities, counted with those words, agree) or the claim's negation is
+    a condition the context states with "or" ("if it does not arrive, ..." / "must arrive,
+    or ...")."""
+    clause = closest_clause(claim, context_sentence)
+    if negated(claim) == negated(clause):
+        return False
+    if (int(negated(claim)) + _lexical(claim)) % 2 == (int(negated(clause))
+                                                        + _lexical(clause)) % 2:
+        return False
+    return not (_IF_NOT.search(claim) and _OR_ELSE.search(context_sentence))
 
 
 def closest_clause(sentence: str, context_sentence: str) -> str:

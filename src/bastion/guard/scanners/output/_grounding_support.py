@@ -8,6 +8,7 @@ loader, :mod:`bastion.guard.scanners.input.minilm`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from bastion.extras import missing
 from bastion.guard.scanners.output import _grounding_checks as checks
+from bastion.guard.scanners.output._grounding_numbers import converted, unit_changed
 from bastion.guard.sentences import sentences, trimmed
 
 #: most answer sentences judged apart (the rest join the last), and most context
@@ -73,8 +75,9 @@ class _Document:
 def _read(document: str) -> _Document:
     """Split and index ``document`` (cached: retrieved passages come back often)."""
     units = tuple(_sentence_texts(document))
-    return _Document(units, tuple(frozenset(checks.vocabulary(u)) for u in units),
-                     frozenset(checks.vocabulary(document)),
+    vocabularies = tuple(frozenset(checks.vocabulary(u)) for u in units)
+    # the sentences cover the document's words: their union is its vocabulary
+    return _Document(units, vocabularies, frozenset().union(*vocabularies),
                      frozenset(checks.numbers(document)))
 
 
@@ -93,11 +96,24 @@ class Context:
             self.doc_of.extend([i] * len(doc.units))
             vocabularies.extend(doc.vocabularies)
         del self.units[MAX_CONTEXT_SENTENCES:], self.doc_of[MAX_CONTEXT_SENTENCES:]
-        self.unit_vocabulary = vocabularies[:MAX_CONTEXT_SENTENCES]
-        self.pair_vocabulary = [self.unit_vocabulary[i] | self.unit_vocabulary[i + 1]
-                                for i in range(len(self.units) - 1)]
+        where: dict[str, list[int]] = {}
+        for i, unit_words in enumerate(vocabularies[:MAX_CONTEXT_SENTENCES]):
+            for word in unit_words:
+                where.setdefault(word, []).append(i)
+        self._where = where
         self.vocabulary: frozenset[str] = frozenset().union(*(d.vocabulary for d in read))
         self.numbers: frozenset[str] = frozenset().union(*(d.numbers for d in read))
+
+    def shares(self, words: AbstractSet[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The share of ``words`` each context sentence holds (units,) and each two
+        neighbouring sentences hold together (units - 1,), in [0, 1]."""
+        hits = np.zeros((max(1, len(words)), len(self.units)), bool)
+        for row, word in enumerate(words):
+            found = self._where.get(word)
+            if found:
+                hits[row, found] = True
+        scale = 1.0 / len(words) if words else 0.0
+        return hits.sum(0) * scale, (hits[:, :-1] | hits[:, 1:]).sum(0) * scale
 
 
 def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.ndarray,
@@ -112,29 +128,27 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
     sentence = text[start:end]
     words = checks.content_words(sentence)
 
-    def share(vocabulary: frozenset[str]) -> float:
-        return len(words & vocabulary) / len(words) if words else 0.0
-
-    shares = np.array([share(v) for v in context.unit_vocabulary])
+    shares, pair_shares = context.shares(words)
     best = int(np.argmax(sims + RANK_LEXICAL * shares))
     similarity = float(sims.max())
     evidence = context.units[best]
     if pair_sims.size:
-        pair_shares = np.array([share(v) for v in context.pair_vocabulary])
         pair = int(np.argmax(pair_sims + RANK_LEXICAL * pair_shares))
         similarity = max(similarity, float(pair_sims.max()))
         ranked_pair = pair_sims[pair] + RANK_LEXICAL * pair_shares[pair]
         if ranked_pair > sims[best] + RANK_LEXICAL * shares[best]:
             evidence = f"{context.units[pair]} {context.units[pair + 1]}"
     mentioned = checks.numbers(sentence)
+    nearby = f"{context.units[best]} {evidence}"
+    coverage = len(words & context.vocabulary) / len(words) if words else 0.0
     return SentenceSupport(
-        start, end, claim=True, similarity=similarity, coverage=share(context.vocabulary),
+        start, end, claim=True, similarity=similarity, coverage=coverage,
         missing_numbers=tuple(sorted(mentioned - context.numbers)),
         off_support_numbers=tuple(sorted(
-            mentioned - checks.numbers(f"{context.units[best]} {evidence}"))),
+            (mentioned - checks.numbers(nearby) - converted(sentence, nearby))
+            | unit_changed(sentence, nearby))),
         missing_names=tuple(checks.missing_names(sentence, context.vocabulary)),
-        negation_flip=checks.negated(sentence) != checks.negated(
-            checks.closest_clause(sentence, context.units[best])),
+        negation_flip=checks.negation_flip(sentence, context.units[best]),
         overlap=float(shares[best]), support=evidence)
 
 
@@ -175,14 +189,48 @@ def _encoder(layers: int) -> Any:
     """MiniLM's embeddings and first ``layers`` layers (0: none), in eval mode, loaded
     once per process."""
     try:
-        import torch  # noqa: F401  (the loader below needs it; fail with the extra's name)
+        import torch
 
         from bastion.guard.scanners.input import minilm
     except ModuleNotFoundError as exc:
         raise missing(exc, "the grounding scanner", "guard-models") from exc
     encoder = minilm.base_encoder(max(1, layers))
     encoder.encoder.layer = encoder.encoder.layer[:layers]  # 0: the embedding layer alone
+    with torch.no_grad():
+        for param in encoder.parameters():
+            # weights loaded from a memory-mapped file can be paged out under memory
+            # pressure and read back from disk on a later scan (tens of ms): keep a copy
+            param.data = param.data.clone()
     return encoder.eval()
+
+
+@lru_cache(maxsize=1)
+def _tokenizer() -> Any:
+    """A private copy of MiniLM's Rust tokenizer that truncates at :data:`MAX_TOKENS` and
+    does not pad: called directly it is several times faster than through the
+    transformers wrapper, which resets padding and truncation on every call."""
+    from tokenizers import Tokenizer
+
+    from bastion.guard.scanners.input import minilm
+
+    tok = Tokenizer.from_str(minilm.tokenizer().backend_tokenizer.to_str())
+    tok.no_padding()
+    tok.enable_truncation(MAX_TOKENS)
+    return tok
+
+
+def _batch(texts: list[str]) -> tuple[Any, Any]:
+    """Token ids and attention mask (len(texts), longest), int64 tensors, right-padded
+    with 0 (MiniLM's padding id)."""
+    import torch
+
+    encodings = _tokenizer().encode_batch(texts)
+    ids = np.zeros((len(texts), max(len(e.ids) for e in encodings)), np.int64)
+    mask = np.zeros_like(ids)
+    for row, e in enumerate(encodings):
+        ids[row, :len(e.ids)] = e.ids
+        mask[row, :len(e.ids)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 def embed(texts: Sequence[str], layers: int, batch_size: int = 32) -> np.ndarray:
@@ -197,15 +245,13 @@ def embed(texts: Sequence[str], layers: int, batch_size: int = 32) -> np.ndarray
     if not texts:
         return out
     encoder = _encoder(layers)
-    tok = minilm.tokenizer()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     with torch.inference_mode():
         for at in range(0, len(order), batch_size):
             rows = order[at:at + batch_size]
-            enc = tok([texts[i] for i in rows], padding=True, truncation=True,
-                      max_length=MAX_TOKENS, return_tensors="pt")
-            states = minilm.encode(encoder, enc["input_ids"], enc["attention_mask"])
-            mask = enc["attention_mask"].unsqueeze(-1).to(states.dtype)
+            ids, attention = _batch([texts[i] for i in rows])
+            states = minilm.encode(encoder, ids, attention)
+            mask = attention.unsqueeze(-1).to(states.dtype)
             pooled = (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
             out[rows] = pooled.numpy()

@@ -212,21 +212,24 @@ class Grounding(Scanner):
         if not claims:
             return [SentenceSupport(a, b, claim=False) for a, b in pieces]
         context = Context(documents, cached=self.cache_size > 0)
-        vectors = self._context_vectors(context.units)
-        answer = embed([text[a:b] for a, b in claims], self.layers)
+        vectors, answer = self._vectors(context.units, [text[a:b] for a, b in claims])
         sims = answer @ vectors.T  # (claims, units)
         pair_sims = pair_similarities(answer, vectors, context.doc_of)
         out = {(a, b): support(text, a, b, sims[row], pair_sims[row], context)
                for row, (a, b) in enumerate(claims)}
         return [out.get((a, b), SentenceSupport(a, b, claim=False)) for a, b in pieces]
 
-    def _context_vectors(self, units: list[str]) -> np.ndarray:
-        """Embeddings (len(units), 384) of context sentences, through the cache."""
+    def _vectors(self, units: list[str], claims: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings (len(units), 384) of context sentences, through the cache, and
+        (len(claims), 384) of the answer's claims, encoded in one pass (one set of
+        batches costs less than two)."""
         if self.cache_size <= 0:
-            return embed(units, self.layers)
+            both = embed([*units, *claims], self.layers)
+            return both[:len(units)], both[len(units):]
         with self._lock:
             todo = sorted({u for u in units if u not in self._cache})
-        fresh = embed(todo, self.layers) if todo else np.zeros((0, 384), np.float32)
+        encoded = embed([*todo, *claims], self.layers)
+        fresh, answer = encoded[:len(todo)], encoded[len(todo):]
         with self._lock:
             for unit, vec in zip(todo, fresh, strict=True):
                 self._cache[unit] = vec
@@ -240,4 +243,4 @@ class Grounding(Scanner):
                 rows.append(vec)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        return np.stack(rows) if rows else np.zeros((0, 384), np.float32)
+        return (np.stack(rows) if rows else np.zeros((0, 384), np.float32)), answer
