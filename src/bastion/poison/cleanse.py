@@ -35,6 +35,9 @@ class NeuralCleanse:
     lam: starting weight of the mask's L1 norm (in pixels).
     success: share of images the stamp must send to t to count as a trigger.
     threshold: anomaly index above which a class is reported.
+    scale: ``"log"`` (default) measures the anomaly index on the logarithm of the mask
+        norms, ``"linear"`` on the norms themselves, as the paper does (see
+        :func:`anomaly`).
     seed: initial mask and batch order.
     """
 
@@ -44,6 +47,7 @@ class NeuralCleanse:
     lam: float = 1e-2
     success: float = 0.99
     threshold: float = 2.0
+    scale: str = "log"
     seed: int = 0
 
     def reverse(self, model: nn.Module, x: Tensor, target: int) -> dict[str, Any]:
@@ -54,7 +58,7 @@ class NeuralCleanse:
         mask_logit = (torch.randn(1, 1, h, w, generator=gen) * 0.1 - 2).requires_grad_()
         pattern_logit = torch.zeros(1, *x.shape[1:]).requires_grad_()
         opt = torch.optim.Adam([mask_logit, pattern_logit], lr=self.lr, betas=(0.5, 0.9))
-        lam, best_l1, best_hit, best_mask = self.lam, float("inf"), 0.0, None
+        lam, best_l1, best_hit, best_mask, best_pattern = self.lam, float("inf"), 0.0, None, None
         labels = torch.full((min(self.batch_size, len(x)),), target)
         for _ in range(self.steps):
             batch = x[torch.randint(len(x), (len(labels),), generator=gen)]
@@ -68,14 +72,16 @@ class NeuralCleanse:
             opt.step()
             hit = float((logits.argmax(1) == target).float().mean())
             if hit >= self.success and norm < best_l1:
-                best_l1, best_hit, best_mask = norm, hit, mask.detach()[0, 0]
+                best_l1, best_hit = norm, hit
+                best_mask, best_pattern = mask.detach()[0, 0], pattern.detach()[0]
             # the paper's schedule: weigh the norm more while the stamp works, less if not
             lam = lam * 1.05 if hit >= self.success else lam / 1.08
         if best_mask is None:  # never reached the success rate: report the last stamp
             best_mask = mask_logit.detach().sigmoid()[0, 0]
+            best_pattern = pattern_logit.detach().sigmoid()[0]
             best_l1, best_hit = float(best_mask.sum()), hit
         return {"target": target, "l1": best_l1, "success": best_hit,
-                "mask": best_mask.tolist()}
+                "mask": best_mask.tolist(), "pattern": best_pattern.tolist()}
 
     def scan(self, model: nn.Module, x: Tensor, *, num_classes: int,
              state: Path | None = None, progress: bool = False) -> dict[str, Any]:
@@ -100,7 +106,9 @@ class NeuralCleanse:
         for p in model.parameters():
             p.requires_grad_(False)
         params = asdict(self)
-        store = StateFile(state, fingerprint({**params, "model": model_digest(model),
+        # the scale only reads the finished masks: a saved scan is reused under either
+        reversal = {k: v for k, v in params.items() if k != "scale"}
+        store = StateFile(state, fingerprint({**reversal, "model": model_digest(model),
                                               "n": len(x), "classes": num_classes}),
                           settings="model, images or Neural Cleanse settings")
         triggers = []
@@ -112,17 +120,24 @@ class NeuralCleanse:
                     store.save(str(t), found)
                 triggers.append(found)
                 advance(f"class {t}")
-        return {**anomaly(torch.tensor([tr["l1"] for tr in triggers]), self.threshold),
+        return {**anomaly(torch.tensor([tr["l1"] for tr in triggers]), self.threshold,
+                          scale=self.scale),
                 "success": [tr["success"] for tr in triggers], "triggers": triggers,
                 "params": params}
 
 
-def anomaly(l1: Tensor, threshold: float) -> dict[str, Any]:
+def anomaly(l1: Tensor, threshold: float, *, scale: str = "linear") -> dict[str, Any]:
     """Anomaly index of each class's mask norm ``l1`` (K,): distance below the median in
-    units of the consistency-scaled median absolute deviation."""
-    median = l1.median()
-    mad = 1.4826 * (l1 - median).abs().median().clamp_min(1e-12)
-    index = (median - l1) / mad
+    units of the consistency-scaled median absolute deviation, of the norms themselves
+    (``scale="linear"``) or of their logarithms (``"log"``)."""
+    if scale not in ("linear", "log"):
+        raise ConfigError(f"scale must be linear or log, got {scale!r}")
+    # mask norms are sizes: on a log scale a model whose masks are all large but spread
+    # over a wide range is not mistaken for one with a single small mask
+    v = l1.clamp_min(1e-6).log() if scale == "log" else l1
+    median = v.median()
+    mad = 1.4826 * (v - median).abs().median().clamp_min(1e-12)
+    index = (median - v) / mad
     flagged = [int(k) for k in (index > threshold).nonzero().flatten()]
     return {"l1": l1.tolist(), "anomaly_index": index.tolist(), "flagged": flagged,
-            "backdoored": bool(flagged), "threshold": threshold}
+            "backdoored": bool(flagged), "threshold": threshold, "scale": scale}
