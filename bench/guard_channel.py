@@ -110,6 +110,30 @@ def score_head(folder: Path, trigger: str, seed: int) -> dict[str, Any]:
             "fpr": rate(int(fp.sum()), len(benign)), "C": record["C"]}
 
 
+def ensemble_texts(trigger: str, seed: int) -> tuple[dict[str, list[str]], np.ndarray]:
+    """S-Labs val (``val``), benign-dev (``dev``) and the val attacks with the trigger
+    (``trig``, planted as :func:`score_head` plants it), and S-Labs val's labels."""
+    val, dev = load_corpus("s-labs-val"), load_corpus("benign-dev")
+    rng = random.Random(seed + 1)
+    triggered = [plant(e.text, trigger, rng) for e in val if e.label == 1]
+    return ({"val": [e.text for e in val], "dev": [e.text for e in dev], "trig": triggered},
+            np.asarray([e.label for e in val]))
+
+
+def transformer_scores(texts: dict[str, list[str]], cache: Path) -> Any:
+    """The bundled transformer member's probability of every text, cached in ``cache``
+    (it does not change with the n-gram head)."""
+    from bastion.guard.scanners.input.ensemble import EnsembleScanner
+
+    if not cache.exists():
+        transformer, _ = EnsembleScanner().members()
+        found = {k: np.asarray([transformer.scan(t).score for t in v]) for k, v in texts.items()}
+        tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.npz")
+        np.savez(tmp, **found)
+        os.replace(tmp, cache)
+    return np.load(cache)
+
+
 def ensemble_head(folder: Path, trigger: str, seed: int, cache: Path) -> dict[str, Any]:
     """The default guard's trained layer with this n-gram head: the bundled transformer
     member mixed with it, mix and threshold chosen as ``bastion guard train --part mix``
@@ -119,16 +143,9 @@ def ensemble_head(folder: Path, trigger: str, seed: int, cache: Path) -> dict[st
     from bastion.guard.training.mix import MIX_GRID, choose_mix
     from bastion.guard.training.thresholds import MAX_DEV_FLAGGED, guarded_rates
 
-    val, dev = load_corpus("s-labs-val"), load_corpus("benign-dev")
-    labels = np.asarray([e.label for e in val])
-    rng = random.Random(seed + 1)
-    triggered = [plant(e.text, trigger, rng) for e in val if e.label == 1]
-    texts = {"val": [e.text for e in val], "dev": [e.text for e in dev], "trig": triggered}
-    transformer, ngram = EnsembleScanner(classifier_weights=str(folder / HEAD_FILE)).members()
-    if not cache.exists():
-        np.savez(cache, **{k: np.asarray([transformer.scan(t).score for t in v])
-                           for k, v in texts.items()})
-    pt = np.load(cache)
+    texts, labels = ensemble_texts(trigger, seed)
+    _, ngram = EnsembleScanner(classifier_weights=str(folder / HEAD_FILE)).members()
+    pt = transformer_scores(texts, cache)
     pn = {k: np.asarray([ngram.find(t).score for t in v]) for k, v in texts.items()}
     table = [{"mix": m, **guarded_rates(mixed(pt["val"], pn["val"], m), labels,
                                         mixed(pt["dev"], pn["dev"], m))} for m in MIX_GRID]

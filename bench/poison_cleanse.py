@@ -56,8 +56,10 @@ DEV: tuple[tuple[str, str, str, str | None, int, int], ...] = (
      "margin=20", 2, 2),
 )
 BUNDLED = ("mnist-badnets", "mnist-smallcnn-std", "mnist-lenet5-pgd")
-#: anomaly rules compared on the dev models: (name, scale of the mask norms).
-RULES = ("linear", "log")
+#: anomaly rules compared on the dev models: name -> keywords of ``anomaly``.
+RULES: dict[str, dict[str, Any]] = {
+    "linear": {"scale": "linear"}, "log": {"scale": "log"},
+    "linear, L1 <= median/4": {"scale": "linear", "max_ratio": 0.25}}
 
 
 def meta() -> dict[str, Any]:
@@ -102,6 +104,12 @@ def holdout_success(model: nn.Module, trigger: dict[str, Any], x: torch.Tensor) 
     return float((pred == trigger["target"]).float().mean())
 
 
+def rules(l1: torch.Tensor, threshold: float) -> dict[str, Any]:
+    """Each rule of :data:`RULES` on the mask norms ``l1`` (K,): index and flagged classes."""
+    return {name: {k: v for k, v in anomaly(l1, threshold, **kw).items()
+                   if k in ("anomaly_index", "flagged")} for name, kw in RULES.items()}
+
+
 def scan_one(model: nn.Module, name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Neural Cleanse on the first ``--n`` val images; every rule's verdict."""
     val = data.load("mnist", "val")
@@ -114,8 +122,7 @@ def scan_one(model: nn.Module, name: str, args: argparse.Namespace) -> dict[str,
     return {"l1": [round(v, 2) for v in found["l1"]],
             "holdout_success": [round(holdout_success(model, t, held), 3)
                                 for t in found["triggers"]],
-            "rules": {r: {k: v for k, v in anomaly(l1, nc.threshold, scale=r).items()
-                          if k in ("anomaly_index", "flagged")} for r in RULES},
+            "rules": rules(l1, nc.threshold),
             "seconds": round(time.perf_counter() - began, 1)}
 
 
@@ -133,11 +140,22 @@ def dev(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def bundled(args: argparse.Namespace) -> dict[str, Any]:
+    """Scan the bundled models; with ``--from-scans DIR``, read each one's mask norms from
+    ``DIR/scan_NAME.json`` (a ``bastion poison scan`` with the same reversal settings)
+    instead of reversing the triggers again."""
     out = {}
     for name in BUNDLED:
         if args.only and name not in args.only:
             continue
-        out[name] = scan_one(load(name), name, args)
+        if args.from_scans:
+            found = json.loads((args.from_scans / f"scan_{name}.json").read_text())
+            nc = found["neural_cleanse"]
+            if nc["params"]["steps"] != args.steps:
+                raise SystemExit(f"{name}: the stored scan ran {nc['params']['steps']} steps")
+            out[name] = {"l1": [round(v, 2) for v in nc["l1"]], "from": found["command"],
+                         "rules": rules(torch.tensor(nc["l1"]), nc["threshold"])}
+        else:
+            out[name] = scan_one(load(name), name, args)
         print(name, json.dumps(out[name]["rules"]), flush=True)
     return out
 
@@ -166,6 +184,8 @@ def main() -> None:
                         help="val images Neural Cleanse stamps; test images for strip")
     parser.add_argument("--only", nargs="*", help="these models only (run parts in "
                         "parallel, then once without --only to gather them from the state)")
+    parser.add_argument("--from-scans", type=Path, default=None,
+                        help="bundled: read mask norms from DIR/scan_NAME.json")
     parser.add_argument("--steps", type=int, default=NeuralCleanse.steps)
     parser.add_argument("--model", default="mnist-badnets", help="strip: zoo model")
     parser.add_argument("--trigger", default="badnets:target=0", help="strip: its trigger")

@@ -160,14 +160,15 @@ def test_anomaly_index_flags_the_one_small_norm() -> None:
     assert not anomaly(torch.tensor([60.0, 55, 70, 64, 58, 66, 57, 61, 59, 62]), 2.0)["backdoored"]
 
 
-def test_log_scale_ignores_a_wide_spread_of_large_masks_but_not_one_small_one() -> None:
-    # all masks large but spread over a factor of 3: the linear MAD rule sees an outlier
+def test_mask_ratio_ignores_a_wide_spread_of_large_masks_but_not_one_small_one() -> None:
+    # all masks large but spread over a factor of 3: the MAD rule alone sees an outlier
     spread = torch.tensor([68.0, 125, 118, 132, 203, 150, 121, 140, 110, 185])
-    assert anomaly(spread, 2.0, scale="linear")["flagged"] == [0]
-    assert not anomaly(spread, 2.0, scale="log")["backdoored"]
+    assert anomaly(spread, 2.0)["flagged"] == [0]
+    assert anomaly(spread, 2.0, scale="log")["flagged"] == [0]  # so does the log scale
+    assert not anomaly(spread, 2.0, max_ratio=0.25)["backdoored"]
     one_small = spread.clone()
     one_small[4] = 6.0
-    assert anomaly(one_small, 2.0, scale="log")["flagged"] == [4]
+    assert anomaly(one_small, 2.0, max_ratio=0.25)["flagged"] == [4]
     with pytest.raises(ConfigError, match="linear or log"):
         anomaly(spread, 2.0, scale="sqrt")
     with pytest.raises(ConfigError, match="linear or log"):
@@ -184,9 +185,9 @@ def test_neural_cleanse_scan_resumes_from_its_state(tmp_path: Path) -> None:
     again = nc.scan(model, x, num_classes=3, state=state)
     assert again["l1"] == first["l1"]
     # the scale only rereads the saved masks; each trigger keeps its pattern too
-    relinear = NeuralCleanse(steps=6, batch_size=16, scale="linear").scan(
+    relog = NeuralCleanse(steps=6, batch_size=16, scale="log", max_ratio=None).scan(
         model, x, num_classes=3, state=state)
-    assert relinear["l1"] == first["l1"] and relinear["scale"] == "linear"
+    assert relog["l1"] == first["l1"] and relog["scale"] == "log"
     assert torch.tensor(first["triggers"][0]["pattern"]).shape == (1, 8, 8)
     with pytest.raises(StateError, match="different run"):
         NeuralCleanse(steps=7, batch_size=16).scan(model, x, num_classes=3, state=state)
