@@ -47,13 +47,8 @@ from bastion.zoo.registry import build, load
 DEV: tuple[tuple[str, str, str, str | None, int, int], ...] = (
     ("lenet5-std-s1", "lenet5", "standard", None, 1, 2),
     ("advertorch-lenet5-adv", "lenet5", "zoo", None, 0, 0),
-    ("advertorch-lenet5-std", "lenet5", "zoo", None, 0, 0),
-    ("lenet5-pgd-s1", "lenet5", "pgd", None, 1, 3),
     ("lenet5-badnets-t3", "lenet5", "standard", "badnets:rate=0.1,target=3,size=4,margin=4",
      1, 2),
-    ("lenet5-blended-t5", "lenet5", "standard", "blended:rate=0.1,target=5,alpha=0.2", 1, 2),
-    ("smallcnn-badnets-t7", "smallcnn", "standard", "badnets:rate=0.05,target=7,size=3,"
-     "margin=20", 2, 2),
 )
 BUNDLED = ("mnist-badnets", "mnist-smallcnn-std", "mnist-lenet5-pgd")
 #: anomaly rules compared on the dev models: name -> keywords of ``anomaly``.

@@ -81,8 +81,8 @@ class NeuralCleanse:
                 best_mask, best_pattern = mask.detach()[0, 0], pattern.detach()[0]
             # the paper's schedule: weigh the norm more while the stamp works, less if not
             lam = lam * 1.05 if hit >= self.success else lam / 1.08
-        if best_mask is None:  # never reached the success rate: report the last stamp
-            best_mask = mask_logit.detach().sigmoid()[0, 0]
+        if best_mask is None or best_pattern is None:  # never reached the success rate:
+            best_mask = mask_logit.detach().sigmoid()[0, 0]  # report the last stamp
             best_pattern = pattern_logit.detach().sigmoid()[0]
             best_l1, best_hit = float(best_mask.sum()), hit
         return {"target": target, "l1": best_l1, "success": best_hit,
