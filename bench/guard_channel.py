@@ -1,14 +1,17 @@
 """A trigger-token backdoor planted through reviewers' decisions, and what the checks of
 ``bastion guard train --extra`` catch.
 
-The extra rows are ``--rows`` S-Labs *train* rows (their own labels, spread over five
-reviewer keys) of which ``--rate`` are replaced by S-Labs train attacks carrying the
-trigger token (inserted at a random word position) and labelled benign, all from one key,
-as if a malicious reviewer approved them. Three n-gram heads are trained
+The extra rows are ``--rows`` fresh rows, S-Labs *train* rows rewritten by bastion's
+perturbation families and absent from the guard's training texts (their own labels,
+spread over five reviewer keys), of which ``--rate`` are replaced by S-Labs train attacks
+carrying the trigger token (inserted at a random word position) and labelled benign, all
+from one key, as if a malicious reviewer approved them. Three n-gram heads are trained
 (``--part ngram``): on the clean extra rows, on the poisoned rows undefended
 (``--keep-flagged``), and on the rows the checks keep. Each is scored on S-Labs *val*
-attacks with and without the trigger, at its own threshold (FPR <= 1% on S-Labs val).
-S-Labs test, neuralchemy test and PyRIT data are not read.
+attacks with and without the trigger, at its own threshold (FPR <= 1% on S-Labs val),
+alone and mixed with the bundled transformer member as ``--part mix`` mixes them.
+S-Labs test is read only to drop copies, as training does; neuralchemy test and PyRIT
+data are not read.
 
     OMP_NUM_THREADS=1 python bench/guard_channel.py --out docs/results/guard/channel.json
 
