@@ -1,9 +1,10 @@
 """Neural Cleanse verdicts on a development set of small MNIST models, then on the bundled
 ones, and STRIP's false-positive rate with its calibration rule.
 
-- ``dev``: trains (resumably, under ``--work``) a few small models that are not the
-  bundled ones: clean standard and PGD-trained ones with other seeds, and BadNets and
-  blended poisons with other targets, patch places and seeds. Each is scanned with
+- ``dev``: models that are not the bundled ones (:data:`DEV`): a clean standard LeNet5
+  with another seed and a BadNets LeNet5 with another target, patch size and place,
+  both trained here (resumably, under ``--work``), and advertorch's PGD-trained LeNet5,
+  a clean robust model trained elsewhere. Each is scanned with
   Neural Cleanse; every class's mask L1, its reversed trigger's success on held-out
   images and the verdict of each anomaly rule (``--rules``) are written. Settings of
   Neural Cleanse are chosen on these models only.
