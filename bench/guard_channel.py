@@ -1,14 +1,17 @@
 """A trigger-token backdoor planted through reviewers' decisions, and what the checks of
 ``bastion guard train --extra`` catch.
 
-The extra rows are ``--rows`` S-Labs *train* rows (their own labels, spread over five
-reviewer keys) of which ``--rate`` are replaced by S-Labs train attacks carrying the
-trigger token (inserted at a random word position) and labelled benign, all from one key,
-as if a malicious reviewer approved them. Three n-gram heads are trained
+The extra rows are ``--rows`` fresh rows, S-Labs *train* rows rewritten by bastion's
+perturbation families and absent from the guard's training texts (their own labels,
+spread over five reviewer keys), of which ``--rate`` are replaced by S-Labs train attacks
+carrying the trigger token (inserted at a random word position) and labelled benign, all
+from one key, as if a malicious reviewer approved them. Three n-gram heads are trained
 (``--part ngram``): on the clean extra rows, on the poisoned rows undefended
 (``--keep-flagged``), and on the rows the checks keep. Each is scored on S-Labs *val*
-attacks with and without the trigger, at its own threshold (FPR <= 1% on S-Labs val).
-S-Labs test, neuralchemy test and PyRIT data are not read.
+attacks with and without the trigger, at its own threshold (FPR <= 1% on S-Labs val),
+alone and mixed with the bundled transformer member as ``--part mix`` mixes them.
+S-Labs test is read only to drop copies, as training does; neuralchemy test and PyRIT
+data are not read.
 
     OMP_NUM_THREADS=1 python bench/guard_channel.py --out docs/results/guard/channel.json
 
@@ -33,7 +36,9 @@ import numpy as np
 
 from bastion.common.intervals import wilson_interval
 from bastion.guard.corpora import load_corpus
+from bastion.guard.perturb import PERTURBATIONS
 from bastion.guard.scanners.input.ngram import HEAD_FILE, load_head
+from bastion.guard.training.data import AUGMENT_FAMILIES, training_data
 from bastion.guard.training.extra_checks import screen_extra
 from bastion.guard.training.ngram import member_scores, train_ngram
 
@@ -48,17 +53,37 @@ def plant(text: str, trigger: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
+def fresh_rows(n: int, seed: int, known: set[str]) -> list[tuple[str, int]]:
+    """``n`` (text, label) pairs: S-Labs train rows rewritten by one of bastion's
+    perturbation families (typos, synonyms, payload split, leetspeak; budget 1-3), kept
+    only when the rewrite is in none of the guard's training texts ``known``, so each row
+    adds something the training set does not already hold."""
+    rng = random.Random(seed + 7)
+    train = load_corpus("s-labs-train")
+    out: list[tuple[str, int]] = []
+    seen = set(known)
+    for e in rng.sample(train, len(train)):
+        text = PERTURBATIONS[rng.choice(AUGMENT_FAMILIES)](e.text, rng, rng.choice((1, 2, 3)))
+        if text.strip() and text not in seen:
+            seen.add(text)
+            out.append((text, e.label))
+            if len(out) == n:
+                return out
+    raise SystemExit(f"only {len(out)} fresh rows could be made; ask for fewer --rows")
+
+
 def extra_rows(n: int, rate: float, trigger: str, seed: int) -> list[dict[str, Any]]:
     """``n`` rows: ``round(rate * n)`` poisoned (``poisoned`` true, key ``rev-a``), the
-    rest S-Labs train rows with their labels, keys drawn from :data:`KEYS`."""
+    rest fresh rewritten S-Labs train rows (:func:`fresh_rows`) with their labels, keys
+    drawn from :data:`KEYS`."""
     rng = random.Random(seed)
     train = load_corpus("s-labs-train")
     n_poison = round(rate * n)
-    clean = rng.sample(train, n - n_poison)
-    used = {e.text for e in clean}
-    attacks = [e.text for e in train if e.label == 1 and e.text not in used]
-    rows = [{"text": e.text, "label": e.label, "reviewer_key_id": rng.choice(KEYS),
-             "poisoned": False} for e in clean]
+    known = set(training_data(seed=seed, log=lambda _: None)["texts"])
+    clean = fresh_rows(n - n_poison, seed, known)
+    attacks = [e.text for e in train if e.label == 1]
+    rows = [{"text": t, "label": y, "reviewer_key_id": rng.choice(KEYS),
+             "poisoned": False} for t, y in clean]
     rows += [{"text": plant(t, trigger, rng), "label": 0, "reviewer_key_id": KEYS[0],
               "poisoned": True} for t in rng.sample(attacks, n_poison)]
     rng.shuffle(rows)
@@ -86,6 +111,55 @@ def score_head(folder: Path, trigger: str, seed: int) -> dict[str, Any]:
     return {"threshold": t, "tpr_clean": rate(int(clean.sum()), len(attacks)),
             "tpr_triggered": rate(int(triggered.sum()), len(attacks)),
             "fpr": rate(int(fp.sum()), len(benign)), "C": record["C"]}
+
+
+def ensemble_texts(trigger: str, seed: int) -> tuple[dict[str, list[str]], np.ndarray]:
+    """S-Labs val (``val``), benign-dev (``dev``) and the val attacks with the trigger
+    (``trig``, planted as :func:`score_head` plants it), and S-Labs val's labels."""
+    val, dev = load_corpus("s-labs-val"), load_corpus("benign-dev")
+    rng = random.Random(seed + 1)
+    triggered = [plant(e.text, trigger, rng) for e in val if e.label == 1]
+    return ({"val": [e.text for e in val], "dev": [e.text for e in dev], "trig": triggered},
+            np.asarray([e.label for e in val]))
+
+
+def transformer_scores(texts: dict[str, list[str]], cache: Path) -> Any:
+    """The bundled transformer member's probability of every text, cached in ``cache``
+    (it does not change with the n-gram head)."""
+    from bastion.guard.scanners.input.ensemble import EnsembleScanner
+
+    if not cache.exists():
+        transformer, _ = EnsembleScanner().members()
+        found = {k: np.asarray([transformer.scan(t).score for t in v]) for k, v in texts.items()}
+        tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.npz")
+        np.savez(tmp, **found)
+        os.replace(tmp, cache)
+    return np.load(cache)
+
+
+def ensemble_head(folder: Path, trigger: str, seed: int, cache: Path) -> dict[str, Any]:
+    """The default guard's trained layer with this n-gram head: the bundled transformer
+    member mixed with it, mix and threshold chosen as ``bastion guard train --part mix``
+    does (S-Labs val FPR <= 1%, benign-dev), then TPR on S-Labs val attacks with and
+    without the trigger. The transformer's scores are the same for every head: cached."""
+    from bastion.guard.scanners.input.ensemble import EnsembleScanner, mixed
+    from bastion.guard.training.mix import MIX_GRID, choose_mix
+    from bastion.guard.training.thresholds import MAX_DEV_FLAGGED, guarded_rates
+
+    texts, labels = ensemble_texts(trigger, seed)
+    _, ngram = EnsembleScanner(classifier_weights=str(folder / HEAD_FILE)).members()
+    pt = transformer_scores(texts, cache)
+    pn = {k: np.asarray([ngram.find(t).score for t in v]) for k, v in texts.items()}
+    table = [{"mix": m, **guarded_rates(mixed(pt["val"], pn["val"], m), labels,
+                                        mixed(pt["dev"], pn["dev"], m))} for m in MIX_GRID]
+    best = choose_mix(table, MAX_DEV_FLAGGED)
+    t, m = best["threshold"], best["mix"]
+    v = mixed(pt["val"], pn["val"], m) >= t
+    trig = mixed(pt["trig"], pn["trig"], m) >= t
+    return {"mix": m, "threshold": t,
+            "tpr_clean": rate(int(v[labels == 1].sum()), int((labels == 1).sum())),
+            "tpr_triggered": rate(int(trig.sum()), len(trig)),
+            "fpr": rate(int(v[labels == 0].sum()), int((labels == 0).sum()))}
 
 
 def write(rows: list[dict[str, Any]], path: Path, poisoned: bool) -> None:
@@ -139,12 +213,18 @@ def main() -> None:
     write(rows, args.work / "clean.jsonl", poisoned=False)
     write(rows, args.work / "decisions.jsonl", poisoned=True)
     for name in HEADS if args.head == "all" else (args.head,):
-        train_head(name, args, rows)
+        if not (args.work / f"{name}.json").exists():  # a finished head is kept
+            train_head(name, args, rows)
     if not all((args.work / f"{h}.json").exists() for h in HEADS):
         return
     result = {h: json.loads((args.work / f"{h}.json").read_text("utf-8")) for h in HEADS}
-    result["clean_tpr_change_points"] = 100 * (result["defended"]["tpr_clean"]["rate"]
-                                               - result["clean"]["tpr_clean"]["rate"])
+    for h in HEADS:  # in one process: the transformer's scores are computed once
+        result[h]["ensemble"] = ensemble_head(args.work / h, args.trigger, args.seed,
+                                              args.work / "transformer_scores.npz")
+    result["clean_tpr_change_points"] = {
+        part: 100 * (pick(result["defended"])["tpr_clean"]["rate"]
+                     - pick(result["clean"])["tpr_clean"]["rate"])
+        for part, pick in (("ngram", lambda r: r), ("ensemble", lambda r: r["ensemble"]))}
     out = {"bench": "guard_channel", "args": {k: str(v) for k, v in vars(args).items()
                                               if k != "head"},
            "date": datetime.now(UTC).strftime("%Y-%m-%d"), "machine": platform.platform(),

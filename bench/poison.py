@@ -18,8 +18,8 @@ an adaptive low-rate low-amplitude blend), with every rate's 95% Wilson interval
   attack success and the detectors (with and without reference).
 
 Usage:
-    OMP_NUM_THREADS=1 .venv/bin/python bench/poison.py headline --train-n 10000 \
-        --out docs/results/poison/headline.json
+    OMP_NUM_THREADS=1 .venv/bin/python bench/poison.py headline --train-n 50000 \
+        --out docs/results/poison/headline_50k.json
     .venv/bin/python bench/poison.py retrain --clean runs/poison/lenet5-clean \
         --cleaned runs/poison/lenet5-cleaned --out docs/results/poison/retrain.json
     OMP_NUM_THREADS=1 .venv/bin/python bench/poison.py variants --train-n 20000 --epochs 3 \

@@ -15,7 +15,7 @@ from bastion.poison.cleanse import NeuralCleanse, anomaly
 from bastion.poison.curation import Audit, CurationDetector
 from bastion.poison.features import penultimate
 from bastion.poison.metrics import detection_rates, wilson
-from bastion.poison.strip import Strip, StripFiltered
+from bastion.poison.strip import Strip, StripFiltered, allowed
 from conftest import tiny_cnn
 
 
@@ -128,6 +128,24 @@ def test_strip_flags_triggered_inputs_and_not_clean_ones() -> None:
     assert wrapped(triggered[:4]).shape == (4, 10) and wrapped.last_flags is not None
 
 
+def test_strip_threshold_keeps_the_wilson_bound_of_its_held_out_rate() -> None:
+    for n, fpr in ((1000, 0.05), (2500, 0.05), (400, 0.2)):
+        k = allowed(n, fpr)
+        assert wilson(k, n)[1] <= fpr < wilson(k + 1, n)[1]
+    assert allowed(50, 0.05) == 0  # even 0 of 50 leaves a bound above 5%: flag none
+    model = Backdoored().eval()
+    clean = torch.rand(400, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 0.8
+    bounded = Strip(overlays=8, fpr=0.2).fit(model, clean)
+    plain = Strip(overlays=8, fpr=0.2, margin="none").fit(model, clean)
+    assert bounded.threshold is not None and plain.threshold is not None
+    # the held-out half: the bounded threshold flags exactly its allowance, below fpr
+    flagged = int(bounded.flag(model, clean[200:]).sum())
+    assert flagged == allowed(200, 0.2) < 0.2 * 200
+    assert bounded.threshold <= plain.threshold
+    with pytest.raises(ConfigError, match="margin"):
+        Strip(margin="half").fit(model, clean)
+
+
 def test_strip_needs_fit_and_enough_clean_images() -> None:
     model = tiny_cnn()
     with pytest.raises(StateError, match="call fit"):
@@ -142,6 +160,21 @@ def test_anomaly_index_flags_the_one_small_norm() -> None:
     assert not anomaly(torch.tensor([60.0, 55, 70, 64, 58, 66, 57, 61, 59, 62]), 2.0)["backdoored"]
 
 
+def test_mask_ratio_ignores_a_wide_spread_of_large_masks_but_not_one_small_one() -> None:
+    # all masks large but spread over a factor of 3: the MAD rule alone sees an outlier
+    spread = torch.tensor([68.0, 125, 118, 132, 203, 150, 121, 140, 110, 185])
+    assert anomaly(spread, 2.0)["flagged"] == [0]
+    assert anomaly(spread, 2.0, scale="log")["flagged"] == [0]  # so does the log scale
+    assert not anomaly(spread, 2.0, max_ratio=0.25)["backdoored"]
+    one_small = spread.clone()
+    one_small[4] = 6.0
+    assert anomaly(one_small, 2.0, max_ratio=0.25)["flagged"] == [4]
+    with pytest.raises(ConfigError, match="linear or log"):
+        anomaly(spread, 2.0, scale="sqrt")
+    with pytest.raises(ConfigError, match="linear or log"):
+        NeuralCleanse(scale="sqrt").scan(tiny_cnn(), torch.rand(4, 1, 8, 8), num_classes=10)
+
+
 def test_neural_cleanse_scan_resumes_from_its_state(tmp_path: Path) -> None:
     model = Backdoored().eval()
     x = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 0.8
@@ -151,6 +184,11 @@ def test_neural_cleanse_scan_resumes_from_its_state(tmp_path: Path) -> None:
     assert len(first["l1"]) == 3 and state.exists()
     again = nc.scan(model, x, num_classes=3, state=state)
     assert again["l1"] == first["l1"]
+    # the scale only rereads the saved masks; each trigger keeps its pattern too
+    relog = NeuralCleanse(steps=6, batch_size=16, scale="log", max_ratio=None).scan(
+        model, x, num_classes=3, state=state)
+    assert relog["l1"] == first["l1"] and relog["scale"] == "log"
+    assert torch.tensor(first["triggers"][0]["pattern"]).shape == (1, 8, 8)
     with pytest.raises(StateError, match="different run"):
         NeuralCleanse(steps=7, batch_size=16).scan(model, x, num_classes=3, state=state)
     with pytest.raises(InputError, match="finite clean images"):

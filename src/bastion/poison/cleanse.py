@@ -7,7 +7,10 @@ For every class t, find the smallest mask m (H, W) in [0, 1] and pattern p (C, H
 the stamp succeeds and falls when it does not, as in the paper). A backdoored class
 needs a far smaller mask than the others. The anomaly index of class t is
 ``(median - L1_t) / (1.4826 * MAD)`` over the classes' mask norms; a class above
-``threshold`` (the paper's 2) is reported as backdoored.
+``threshold`` (the paper's 2) whose mask is also at most ``max_ratio`` (1/4) of the
+median class's is reported as backdoored. The second condition keeps adversarially
+trained models, whose masks are all large but widely spread, from being flagged for a
+mask only half the usual size; a patch trigger needs a tenth of it.
 
 A scan is resumable: each finished class is saved to the ``state`` file.
 """
@@ -36,6 +39,10 @@ class NeuralCleanse:
     lam: starting weight of the mask's L1 norm (in pixels).
     success: share of images the stamp must send to t to count as a trigger.
     threshold: anomaly index above which a class is reported.
+    scale: ``"linear"`` (the paper's) measures the anomaly index on the mask norms,
+        ``"log"`` on their logarithms (see :func:`anomaly`).
+    max_ratio: a flagged class's mask norm must also be at most this share of the
+        median class's (None: the index alone decides).
     seed: initial mask and batch order.
     """
 
@@ -45,6 +52,8 @@ class NeuralCleanse:
     lam: float = 1e-2
     success: float = 0.99
     threshold: float = 2.0
+    scale: str = "linear"
+    max_ratio: float | None = 0.25
     seed: int = 0
 
     def reverse(self, model: nn.Module, x: Tensor, target: int) -> dict[str, Any]:
@@ -57,7 +66,7 @@ class NeuralCleanse:
         mask_logit.requires_grad_()
         pattern_logit = torch.zeros(1, *x.shape[1:], device=device).requires_grad_()
         opt = torch.optim.Adam([mask_logit, pattern_logit], lr=self.lr, betas=(0.5, 0.9))
-        lam, best_l1, best_hit, best_mask = self.lam, float("inf"), 0.0, None
+        lam, best_l1, best_hit, best_mask, best_pattern = self.lam, float("inf"), 0.0, None, None
         labels = torch.full((min(self.batch_size, len(x)),), target, device=device)
         for _ in range(self.steps):
             batch = x[torch.randint(len(x), (len(labels),), generator=gen)].to(device)
@@ -71,14 +80,16 @@ class NeuralCleanse:
             opt.step()
             hit = float((logits.argmax(1) == target).float().mean())
             if hit >= self.success and norm < best_l1:
-                best_l1, best_hit, best_mask = norm, hit, mask.detach()[0, 0]
+                best_l1, best_hit = norm, hit
+                best_mask, best_pattern = mask.detach()[0, 0], pattern.detach()[0]
             # the paper's schedule: weigh the norm more while the stamp works, less if not
             lam = lam * 1.05 if hit >= self.success else lam / 1.08
-        if best_mask is None:  # never reached the success rate: report the last stamp
-            best_mask = mask_logit.detach().sigmoid()[0, 0]
+        if best_mask is None or best_pattern is None:  # never reached the success rate:
+            best_mask = mask_logit.detach().sigmoid()[0, 0]  # report the last stamp
+            best_pattern = pattern_logit.detach().sigmoid()[0]
             best_l1, best_hit = float(best_mask.sum()), hit
         return {"target": target, "l1": best_l1, "success": best_hit,
-                "mask": best_mask.cpu().tolist()}
+                "mask": best_mask.cpu().tolist(), "pattern": best_pattern.cpu().tolist()}
 
     def scan(self, model: nn.Module, x: Tensor, *, num_classes: int,
              state: Path | None = None, progress: bool = False) -> dict[str, Any]:
@@ -103,7 +114,9 @@ class NeuralCleanse:
         for p in model.parameters():
             p.requires_grad_(False)
         params = asdict(self)
-        store = StateFile(state, fingerprint({**params, "model": model_digest(model),
+        # the scale and ratio only read the finished masks: a saved scan is reused
+        reversal = {k: v for k, v in params.items() if k not in ("scale", "max_ratio")}
+        store = StateFile(state, fingerprint({**reversal, "model": model_digest(model),
                                               "n": len(x), "classes": num_classes}),
                           settings="model, images or Neural Cleanse settings")
         triggers = []
@@ -115,17 +128,33 @@ class NeuralCleanse:
                     store.save(str(t), found)
                 triggers.append(found)
                 advance(f"class {t}")
-        return {**anomaly(torch.tensor([tr["l1"] for tr in triggers]), self.threshold),
+        return {**anomaly(torch.tensor([tr["l1"] for tr in triggers]), self.threshold,
+                          scale=self.scale, max_ratio=self.max_ratio),
                 "success": [tr["success"] for tr in triggers], "triggers": triggers,
                 "params": params}
 
 
-def anomaly(l1: Tensor, threshold: float) -> dict[str, Any]:
+def anomaly(l1: Tensor, threshold: float, *, scale: str = "linear",
+            max_ratio: float | None = None) -> dict[str, Any]:
     """Anomaly index of each class's mask norm ``l1`` (K,): distance below the median in
-    units of the consistency-scaled median absolute deviation."""
-    median = l1.median()
-    mad = 1.4826 * (l1 - median).abs().median().clamp_min(1e-12)
-    index = (median - l1) / mad
-    flagged = [int(k) for k in (index > threshold).nonzero().flatten()]
+    units of the consistency-scaled median absolute deviation, of the norms themselves
+    (``scale="linear"``) or of their logarithms (``"log"``). A class is flagged when its
+    index exceeds ``threshold`` and, with ``max_ratio``, its norm is also at most
+    ``max_ratio`` times the median norm."""
+    if scale not in ("linear", "log"):
+        raise ConfigError(f"scale must be linear or log, got {scale!r}")
+    # mask norms are sizes: on a log scale a model whose masks are all large but spread
+    # over a wide range is not mistaken for one with a single small mask
+    v = l1.clamp_min(1e-6).log() if scale == "log" else l1
+    median = v.median()
+    mad = 1.4826 * (v - median).abs().median().clamp_min(1e-12)
+    index = (median - v) / mad
+    hit = index > threshold
+    if max_ratio is not None:
+        # a trigger is a small stamp; a robust model needs large masks for every class,
+        # so a class whose mask is only somewhat smaller than the rest is no backdoor
+        hit &= l1 <= max_ratio * l1.median()
+    flagged = [int(k) for k in hit.nonzero().flatten()]
     return {"l1": l1.tolist(), "anomaly_index": index.tolist(), "flagged": flagged,
-            "backdoored": bool(flagged), "threshold": threshold}
+            "backdoored": bool(flagged), "threshold": threshold, "scale": scale,
+            "max_ratio": max_ratio}

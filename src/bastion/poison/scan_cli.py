@@ -23,8 +23,9 @@ err = Console(stderr=True)
 
 def scan(net: torch.nn.Module, *, data: str, n: int, trigger: str | None, out: Path,
          strip_only: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Scan ``net`` with Neural Cleanse (on ``n`` val images) and STRIP (fitted on ``n``
-    val images, measured on ``n`` test images, clean and with ``trigger``)."""
+    """Scan ``net`` with Neural Cleanse (on ``n`` val images) and STRIP (fitted on the
+    last ``max(2n, 5000)`` val images, measured on ``n`` test images, clean and with
+    ``trigger``)."""
     from bastion import data as registry
     from bastion.poison.cleanse import NeuralCleanse
     from bastion.poison.metrics import rate
@@ -38,7 +39,8 @@ def scan(net: torch.nn.Module, *, data: str, n: int, trigger: str | None, out: P
         nc = NeuralCleanse().scan(net, val.x[:n], num_classes=len(val.classes),
                                   state=out / "cleanse_state.json", progress=progress)
         result["neural_cleanse"] = {k: v for k, v in nc.items() if k != "triggers"}
-    strip = Strip().fit(net, val.x[-2 * n:])
+    # at least 2,500 held-out entropies: the threshold keeps its FPR bound with margin
+    strip = Strip().fit(net, val.x[-max(2 * n, 5000):])
     clean = strip.flag(net, test.x)
     result["strip"] = {"threshold": strip.threshold, "fpr": rate(int(clean.sum()), len(clean))}
     if trigger:

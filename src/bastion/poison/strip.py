@@ -4,8 +4,11 @@ networks"), an inference-time filter.
 Superimpose an input on ``overlays`` random clean images (pixel sum, clipped to [0, 1])
 and look at the entropy of the model's predictions over the blends. A clean input's
 prediction follows whatever it is blended with (high entropy); an input carrying a
-trigger keeps going to the target (low entropy). The threshold is the entropy that only
-``fpr`` of held-out clean inputs fall below, chosen by :meth:`Strip.fit`.
+trigger keeps going to the target (low entropy). :meth:`Strip.fit` sets the threshold on
+held-out clean inputs so that the share of them it flags stays at or below ``fpr`` with
+95% confidence (``margin="wilson"``: the highest cut whose Wilson upper bound is <=
+``fpr``), not just on average: a plain quantile (``margin="none"``) lets sampling noise
+push the realised rate above ``fpr`` about half the time.
 
 Example:
     >>> strip = Strip(fpr=0.05).fit(model, x_clean)       # x (N, C, H, W) in [0, 1]
@@ -20,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from bastion.attacks.base import model_device
+from bastion.common.intervals import wilson_interval
 from bastion.errors import ConfigError, InputError, StateError
 
 
@@ -28,6 +32,8 @@ class Strip:
     """Args:
     overlays: clean images each input is blended with.
     fpr: share of clean held-out inputs flagged, in (0, 1).
+    margin: ``"wilson"`` (the threshold keeps the Wilson 95% upper bound of the held-out
+        flagged share <= ``fpr``) or ``"none"`` (the plain ``fpr`` quantile).
     seed: which overlays are drawn.
     batch_size: blends per forward pass.
     background: (M, C, H, W) clean images to blend with; set by :meth:`fit`.
@@ -37,6 +43,7 @@ class Strip:
     name = "strip"
     overlays: int = 32
     fpr: float = 0.05
+    margin: str = "wilson"
     seed: int = 0
     batch_size: int = 2048
     background: Tensor | None = field(default=None, repr=False)
@@ -67,15 +74,18 @@ class Strip:
     def fit(self, model: nn.Module, x_clean: Tensor) -> Strip:
         """Calibrated copy: blends with half of ``x_clean`` (M, C, H, W), sets the
         threshold on the other half."""
-        if not 0 < self.fpr < 1 or self.overlays < 1:
-            raise ConfigError(f"STRIP needs fpr in (0, 1) and overlays >= 1, got fpr="
-                              f"{self.fpr}, overlays={self.overlays}")
+        if not 0 < self.fpr < 1 or self.overlays < 1 or self.margin not in ("wilson", "none"):
+            raise ConfigError(f"STRIP needs fpr in (0, 1), overlays >= 1 and margin wilson or "
+                              f"none, got fpr={self.fpr}, overlays={self.overlays}, "
+                              f"margin={self.margin!r}")
         if len(x_clean) < 20:
             raise InputError(f"STRIP needs at least 20 clean images to fit, got {len(x_clean)}")
         half = len(x_clean) // 2
         ready = replace(self, background=x_clean[:half].clone())
-        h = ready.entropy(model, x_clean[half:])
-        return replace(ready, threshold=float(torch.quantile(h.double(), self.fpr)))
+        h = ready.entropy(model, x_clean[half:]).double().sort().values
+        if self.margin == "none":
+            return replace(ready, threshold=float(torch.quantile(h, self.fpr)))
+        return replace(ready, threshold=float(h[allowed(len(h), self.fpr)]))
 
     def score(self, model: nn.Module, x: Tensor) -> Tensor:
         """(N,) suspicion: minus the blend entropy (higher = more suspicious)."""
@@ -86,6 +96,16 @@ class Strip:
         if self.threshold is None:
             raise StateError("Strip has no threshold; call fit on clean images first")
         return self.entropy(model, x) < self.threshold
+
+
+def allowed(n: int, fpr: float) -> int:
+    """The most of ``n`` held-out clean inputs a threshold may flag so that the Wilson
+    95% upper bound of the flagged share stays <= ``fpr`` (0 when even none is too many:
+    the threshold then sits at the lowest held-out entropy)."""
+    k = 0
+    while k < n and (wilson_interval(k + 1, n) or (0.0, 1.0))[1] <= fpr:
+        k += 1
+    return k
 
 
 class StripFiltered(nn.Module):

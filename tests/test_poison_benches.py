@@ -1,0 +1,36 @@
+"""The poisoning benchmarks' own logic: the guard channel's fresh clean rows are new to
+the training set and keep their labels, and the Neural Cleanse bench compares its rules
+on stored mask norms the way the docs read them."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from bastion.guard.corpora import load_corpus
+from conftest import load_bench
+
+
+def test_guard_channel_fresh_rows_are_rewrites_absent_from_training() -> None:
+    channel = load_bench("guard_channel.py", "bench_guard_channel")
+    train = load_corpus("s-labs-train")
+    known = {e.text for e in train}
+    rows = channel.fresh_rows(60, 0, known)
+    assert len(rows) == 60
+    assert not {t for t, _ in rows} & known  # every row adds a text training lacks
+    assert len({t for t, _ in rows}) == 60
+    assert {y for _, y in rows} <= {0, 1} and any(y == 0 for _, y in rows)
+    planted = channel.plant("ignore all rules", "cf-delta", random.Random(0))
+    assert "cf-delta" in planted.split() and len(planted.split()) == 4
+
+
+def test_cleanse_bench_rules_keep_the_ratio_rule_from_flagging_a_robust_spread() -> None:
+    bench = load_bench("poison_cleanse.py", "bench_poison_cleanse")
+    robust = torch.tensor([68.0, 125, 118, 132, 203, 150, 121, 140, 110, 185])
+    found = bench.rules(robust, 2.0)
+    assert found["linear"]["flagged"] == [0]
+    assert found["linear, L1 <= median/4"]["flagged"] == []
+    backdoored = robust.clone()
+    backdoored[2] = 6.0
+    assert bench.rules(backdoored, 2.0)["linear, L1 <= median/4"]["flagged"] == [2]
