@@ -144,15 +144,18 @@ class Square(Attack):
                 break
             p = prop.fraction_at(i, self.p_init, self.n_queries, self.rescale_schedule)
             if threat.norm == "Linf":
+                # Built inside ball and box (the window at x +- eps, clipped; the rest the
+                # current point), so it needs no projection.
                 side = prop.side_length(p, height, width, smallest=1, odd=False)
                 proposal = prop.linf_update(current[live], origin[live], eps, side,
                                             threat.bounds, generator, idx[live], total)
             else:
                 side = prop.side_length(p, height, width, smallest=3, odd=True)
-                proposal = prop.l2_update(current[live], origin[live], eps, side,
+                near = origin[live]
+                proposal = prop.l2_update(current[live], near, eps, side,
                                           generator, idx[live], total)
-            proposal = _as_image(threat.project(proposal.view((-1, *x.shape[1:])),
-                                                x[idx[live]]))
+                proposal = _as_image(threat.project(proposal.view((-1, *x.shape[1:])),
+                                                    near.view((-1, *x.shape[1:]))))
             new_loss, new_fooled = self._score(model, proposal, x.shape, y0[live],
                                                t0[live] if t0 is not None else None, passes)
             keep = new_fooled | (new_loss > loss[live])
