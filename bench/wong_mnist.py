@@ -8,6 +8,8 @@ match). Inputs (N, 1, 28, 28) in [0, 1], no normalisation; logits (N, 10).
 
 from __future__ import annotations
 
+import argparse
+
 from torch import nn
 
 
@@ -24,4 +26,6 @@ def make_model() -> nn.Module:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description="Print Wong et al.'s MNIST architecture (a user "
+                            "model file: pass it to --model, weights to --checkpoint).").parse_args()
     print(make_model())
