@@ -26,6 +26,8 @@ def make_model() -> nn.Module:
 
 
 if __name__ == "__main__":
-    argparse.ArgumentParser(description="Print Wong et al.'s MNIST architecture (a user "
-                            "model file: pass it to --model, weights to --checkpoint).").parse_args()
+    parser = argparse.ArgumentParser(description="Print Wong et al.'s MNIST architecture "
+                                     "(a user model file: give it to --model, its weights "
+                                     "to --checkpoint).")
+    parser.parse_args()
     print(make_model())
