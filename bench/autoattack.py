@@ -1,4 +1,4 @@
-"""AutoAttack strength and speed: bastion's cascade against torchattacks' and ART's.
+"""AutoAttack strength and speed: bastion's cascade against the reference, torchattacks, ART.
 
 Each tool attacks the same model on the same first MNIST test images under Linf eps=0.3
 at the paper's budgets, in one run:
@@ -8,10 +8,16 @@ at the paper's budgets, in one run:
   first ``--n`` images and again on the first ``--peer-n`` (the images the peers get);
 - torchattacks: ``AutoAttack(version="standard")`` with every sub-attack's ``steps`` set to
   100 (torchattacks' default is 10, which overstates robustness);
+- reference: fra31/auto-attack's ``AutoAttack(version="standard")`` (Croce & Hein's own
+  code, installed from its source or found in ``--reference DIR``), same images, eps,
+  seed and batch size;
 - ART: ``AutoAttack`` with APGD-CE (100 iterations, 1 start), targeted APGD-DLR (100
   iterations, run by ART once per target class) and Square (5,000 queries, 1 restart);
   ART has no FAB, and its defaults (5 random starts, DeepFool, 5 Square restarts) differ
   from the paper's, so it is configured to the closest match.
+
+Seconds are wall-clock; ``cpu_seconds`` is the process's CPU time, which a shared,
+overloaded machine distorts far less (one torch thread per tool).
 
 Robust accuracy counts a sample robust when the model is right on the clean image and on
 the tool's adversarial image (every adversarial image is checked to lie in the ball).
@@ -20,8 +26,14 @@ sample sent forward counts 1, each sample whose input gradient is taken counts 1
 one exception: bastion's Square stage queries a frozen TorchScript copy of the model,
 which the wrapper never sees, so its forwards are taken from bastion's own count.
 
+``--models`` takes zoo names or user model files (``FILE.py[:factory]``, with weights from
+``--checkpoint``), as ``bastion evaluate --model`` does; bench/wong_mnist.py is Wong et
+al.'s FGSM-trained MNIST net.
+
 Usage (the numbers in docs/benchmarks.md):
     .venv/bin/python bench/autoattack.py --n 1000 --peer-n 200 --threads 2 --out aa.json
+    .venv/bin/python bench/autoattack.py --n 200 --peer-n 200 --threads 1 --tools bastion \
+        reference --models bench/wong_mnist.py --checkpoint fgsm.pth --out aa.json
 
 A tiny setting (``--n 8 --peer-n 4 --n-iter 2 --n-queries 5``) finishes in seconds.
 """
@@ -29,6 +41,7 @@ A tiny setting (``--n 8 --peer-n 4 --n-iter 2 --n-queries 5``) finishes in secon
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shlex
 import sys
@@ -44,12 +57,14 @@ from torch import nn
 from bastion import data, evaluate, zoo
 from bastion.attacks import AutoAttack, _inference
 from bastion.threat import ThreatModel
+from bastion.zoo.user import is_path_spec, load_any
 from pgd_speed import machine_info
 
 EPS = 0.3
 SEED = 0
 MODELS = ("advertorch-lenet5-adv", "mnist-lenet5-pgd")
-TOOLS = ("bastion", "torchattacks", "art")
+TOOLS = ("bastion", "reference", "torchattacks", "art")
+DEFAULT_TOOLS = ("bastion", "torchattacks", "art")
 
 
 class Counted(nn.Module):
@@ -79,8 +94,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=1000, help="first n MNIST test images")
     parser.add_argument("--peer-n", type=int, default=200, help="images for the peers")
     parser.add_argument("--batch-size", type=int, default=250)
-    parser.add_argument("--models", nargs="+", default=list(MODELS), help="zoo names")
-    parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS)
+    parser.add_argument("--models", nargs="+", default=list(MODELS),
+                        help="zoo names or FILE.py[:factory] user model files")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="state_dict for the FILE.py models")
+    parser.add_argument("--tools", nargs="+", default=list(DEFAULT_TOOLS), choices=TOOLS)
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="folder holding fra31/auto-attack's autoattack/ package "
+                             "(default: the installed one)")
     parser.add_argument("--n-iter", type=int, default=100, help="APGD/FAB iterations")
     parser.add_argument("--n-queries", type=int, default=5000, help="Square queries")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -104,17 +125,17 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 def run_bastion(model: Counted, x: torch.Tensor, y: torch.Tensor,
                 args: argparse.Namespace) -> dict[str, Any]:
     attack = AutoAttack(steps=args.n_iter, n_queries=args.n_queries)
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     result = evaluate(model, (x, y), ThreatModel("Linf", EPS), {"autoattack": attack},
                       batch_size=args.batch_size, seed=SEED)
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     # Square queries a frozen TorchScript copy of the model (bastion.attacks._inference),
     # which runs without calling Counted.forward: add the passes Square reports for itself.
     unseen = 0
     if _inference.uses_frozen_copy(model):
         unseen = result.stages["autoattack"]["square"]["passes"]["forward"]
     return {"robust_accuracy": result.robust_accuracy, "clean_accuracy": result.clean_accuracy,
-            "seconds": seconds, "unseen_forward_passes": unseen}
+            "seconds": seconds, "cpu_seconds": cpu, "unseen_forward_passes": unseen}
 
 
 def run_torchattacks(model: Counted, x: torch.Tensor, y: torch.Tensor,
@@ -128,11 +149,12 @@ def run_torchattacks(model: Counted, x: torch.Tensor, y: torch.Tensor,
             sub.steps = args.n_iter
         if hasattr(sub, "n_queries"):
             sub.n_queries = args.n_queries
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     x_adv = torch.cat([attack(x[i:i + args.batch_size], y[i:i + args.batch_size])
                        for i in range(0, len(x), args.batch_size)])
-    seconds = time.perf_counter() - began
-    return {"robust_accuracy": robust_accuracy(model.model, x, y, x_adv), "seconds": seconds}
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    return {"robust_accuracy": robust_accuracy(model.model, x, y, x_adv), "seconds": seconds,
+            "cpu_seconds": cpu}
 
 
 def run_art(model: Counted, x: torch.Tensor, y: torch.Tensor,
@@ -154,18 +176,64 @@ def run_art(model: Counted, x: torch.Tensor, y: torch.Tensor,
     ]
     attack = ArtAutoAttack(clf, norm=np.inf, eps=EPS, attacks=attacks,
                            batch_size=args.batch_size, targeted=True)
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), time.process_time()
     x_adv = attack.generate(x.numpy(), y.numpy())
-    seconds = time.perf_counter() - began
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
     return {"robust_accuracy": robust_accuracy(model.model, x, y, torch.from_numpy(x_adv)),
-            "seconds": seconds}
+            "seconds": seconds, "cpu_seconds": cpu}
 
 
-RUNNERS = {"torchattacks": run_torchattacks, "art": run_art}
+def reference_autoattack(folder: Path | None) -> Any:
+    """fra31/auto-attack's ``AutoAttack`` class, from ``folder`` or the installed package.
+
+    This file is also called autoattack.py: its folder is taken off the import path while
+    the reference is imported, so ``import autoattack`` finds the reference.
+    """
+    here = Path(__file__).resolve().parent
+    loaded = sys.modules.get("autoattack")
+    if loaded is not None and not hasattr(loaded, "__path__"):
+        raise RuntimeError("another module named autoattack is loaded; run this benchmark "
+                           "as a script (python bench/autoattack.py)")
+    saved = sys.path[:]
+    sys.path[:] = [str(folder)] if folder is not None else []
+    sys.path += [p for p in saved if Path(p or ".").resolve() != here]
+    try:
+        module = importlib.import_module("autoattack")
+    except ModuleNotFoundError as exc:
+        raise RuntimeError("the reference AutoAttack is not installed: pip install --no-deps "
+                           "git+https://github.com/fra31/auto-attack, or pass --reference "
+                           "DIR") from exc
+    finally:
+        sys.path[:] = saved
+    return module.AutoAttack
+
+
+def run_reference(model: Counted, x: torch.Tensor, y: torch.Tensor,
+                  args: argparse.Namespace) -> dict[str, Any]:
+    reference = reference_autoattack(args.reference)
+    attack = reference(model, norm="Linf", eps=EPS, version="standard", seed=SEED,
+                       verbose=False, device=x.device)
+    attack.apgd.n_iter = attack.apgd_targeted.n_iter = attack.fab.n_iter = args.n_iter
+    attack.square.n_queries = args.n_queries
+    began, cpu_began = time.perf_counter(), time.process_time()
+    x_adv = attack.run_standard_evaluation(x, y, bs=args.batch_size)
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
+    return {"robust_accuracy": robust_accuracy(model.model, x, y, x_adv), "seconds": seconds,
+            "cpu_seconds": cpu}
+
+
+RUNNERS = {"torchattacks": run_torchattacks, "art": run_art, "reference": run_reference}
+
+
+def load_model(spec: str, checkpoint: Path | None) -> nn.Module:
+    """A zoo model, or a user model file with its ``--checkpoint``, in eval mode."""
+    if is_path_spec(spec):
+        return load_any(spec, checkpoint).eval()
+    return zoo.load(spec).eval()
 
 
 def bench_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    base = zoo.load(name).eval()
+    base = load_model(name, args.checkpoint)
     ds = data.load("mnist", "test", args.n)
     rows: list[dict[str, Any]] = []
     plan: list[tuple[str, int]] = []

@@ -41,3 +41,29 @@ def test_autoattack_bench_reports_every_tool(tmp_path: Path) -> None:
         assert row["forward_passes"] >= row["n"]
         assert row["backward_passes"] >= 0
     assert report["settings"]["n_iter"] == 2
+
+
+@pytest.mark.slow
+def test_autoattack_bench_runs_the_reference_on_a_user_model_file(tmp_path: Path) -> None:
+    bench = load_bench("autoattack.py", "autoattack_bench")
+    try:
+        bench.reference_autoattack(None)
+    except RuntimeError:
+        pytest.skip("the reference AutoAttack (fra31/auto-attack) is not installed")
+    model_file = Path(bench.__file__).parent / "wong_mnist.py"
+    weights = tmp_path / "wong.pt"
+    torch.manual_seed(0)
+    torch.save(bench.load_model(str(model_file), None).state_dict(), weights)
+    out = tmp_path / "aa.json"
+    torch_state = torch.get_rng_state()
+    try:
+        bench.main(["--n", "3", "--peer-n", "3", "--n-iter", "2", "--n-queries", "4",
+                    "--batch-size", "3", "--models", str(model_file), "--checkpoint",
+                    str(weights), "--tools", "bastion", "reference", "--out", str(out)])
+    finally:
+        torch.set_rng_state(torch_state)
+    rows = json.loads(out.read_text())["models"][0]["rows"]
+    assert [r["tool"] for r in rows] == ["bastion", "reference"]
+    for row in rows:
+        assert 0.0 <= row["robust_accuracy"] <= 1.0
+        assert row["forward_passes"] >= row["n"]

@@ -82,11 +82,12 @@ def write_window(t: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, side: 
 def window_mask(like: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                 side: int) -> torch.Tensor:
     """(N, 1, H, W) bool, True inside each sample's window."""
-    n, _, height, width = like.shape
-    mask = torch.zeros((n, 1, height, width), dtype=torch.bool, device=like.device)
-    sample, r, c = _window_index(rows, cols, side)
-    mask[sample, 0, r, c] = True
-    return mask
+    _, _, height, width = like.shape
+    # Two broadcast comparisons instead of a scatter: rows (N, 1, H, 1) & cols (N, 1, 1, W).
+    r = torch.arange(height, device=like.device).view(1, 1, height, 1)
+    c = torch.arange(width, device=like.device).view(1, 1, 1, width)
+    top, left = rows.view(-1, 1, 1, 1), cols.view(-1, 1, 1, 1)
+    return (r >= top) & (r < top + side) & (c >= left) & (c < left + side)
 
 
 def _rings(height: int, width: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

@@ -125,7 +125,6 @@ class Square(Attack):
     ) -> None:
         """One restart on samples ``idx``; updates ``x_adv``, ``success``, ``best_loss``."""
         image = _as_image(x)  # (N, C, H, W) view
-        height, width = image.shape[2:]
         total = x.shape[0]
         eps = threat.eps
         # Random numbers are drawn for the whole batch (then indexed), so a sample's
@@ -139,33 +138,49 @@ class Square(Attack):
         y0 = y[idx]
         t0 = target[idx] if target is not None else None
         loss, fooled = self._score(model, current, x.shape, y0, t0, passes)
-        live = torch.arange(idx.numel(), device=x.device)
+        # The samples still searched, gathered once and shrunk only when one is broken
+        # (rare): each query then reads and updates them in place of the whole batch.
+        live = (~fooled).nonzero().squeeze(1)
+        cur, near, y_l, loss_l = current[live], origin[live], y0[live], loss[live]
+        t_l = t0[live] if t0 is not None else None
         for i in range(self.n_queries - 1):
-            live = live[~fooled[live]]
             if live.numel() == 0:
                 break
             p = prop.fraction_at(i, self.p_init, self.n_queries, self.rescale_schedule)
-            if threat.norm == "Linf":
-                side = prop.side_length(p, height, width, smallest=1, odd=False)
-                proposal = prop.linf_update(current[live], origin[live], eps, side,
-                                            threat.bounds, generator, idx[live], total)
-            else:
-                side = prop.side_length(p, height, width, smallest=3, odd=True)
-                proposal = prop.l2_update(current[live], origin[live], eps, side,
-                                          generator, idx[live], total)
-            proposal = _as_image(threat.project(proposal.view((-1, *x.shape[1:])),
-                                                x[idx[live]]))
-            new_loss, new_fooled = self._score(model, proposal, x.shape, y0[live],
-                                               t0[live] if t0 is not None else None, passes)
-            keep = new_fooled | (new_loss > loss[live])
-            current[live[keep]] = proposal[keep]
-            loss[live[keep]] = new_loss[keep]
-            fooled[live[keep]] = new_fooled[keep]
+            proposal = self._propose(cur, near, p, threat, generator, idx[live], total)
+            new_loss, new_fooled = self._score(model, proposal, x.shape, y_l, t_l, passes)
+            keep = new_fooled | (new_loss > loss_l)
+            cur = torch.where(keep.view(-1, 1, 1, 1), proposal, cur)
+            loss_l = torch.where(keep, new_loss, loss_l)
+            if bool(new_fooled.any()):
+                current[live], loss[live] = cur, loss_l
+                fooled[live[new_fooled]] = True
+                stay = ~new_fooled
+                live, cur, near, y_l, loss_l = (live[stay], cur[stay], near[stay], y_l[stay],
+                                                loss_l[stay])
+                t_l = t_l[stay] if t_l is not None else None
+        current[live], loss[live] = cur, loss_l
         # Broken now: keep this point. Still robust: keep the highest-loss point seen.
         better = ~success[idx] & (fooled | (loss > best_loss[idx]))
         x_adv[idx[better]] = current[better].view((-1, *x.shape[1:]))
         best_loss[idx[better]] = loss[better]
         success[idx[fooled]] = True
+
+    @staticmethod
+    def _propose(current: torch.Tensor, origin: torch.Tensor, p: float, threat: ThreatModel,
+                 generator: draws.Source, who: torch.Tensor, total: int) -> torch.Tensor:
+        """One proposal (K, C, H, W) per searched sample ``who`` (K,) of ``total``."""
+        height, width = origin.shape[2:]
+        if threat.norm == "Linf":
+            # Built inside ball and box (the window at x +- eps, clipped; the rest the
+            # current point), so it needs no projection.
+            side = prop.side_length(p, height, width, smallest=1, odd=False)
+            return prop.linf_update(current, origin, threat.eps, side, threat.bounds,
+                                    generator, who, total)
+        side = prop.side_length(p, height, width, smallest=3, odd=True)
+        proposal = prop.l2_update(current, origin, threat.eps, side, generator, who, total)
+        flat = (-1, *origin.shape[1:])
+        return threat.project(proposal.reshape(flat), origin.reshape(flat)).view_as(origin)
 
     def _score(self, model: nn.Module, images: torch.Tensor, shape: torch.Size,
                y: torch.Tensor, target: torch.Tensor | None, passes: Passes
