@@ -48,8 +48,9 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     "${pip[@]}" install -q --no-deps "torchattacks==3.5.1" \
       "adversarial-robustness-toolbox==1.20.1" >&2
     # The reference AutoAttack (fra31/auto-attack) for bench/autoattack.py: not on PyPI, so
-    # from its source at a fixed commit; where GitHub is out of reach the benchmark says so.
-    "${pip[@]}" install -q --no-deps --retries 1 --timeout 15 \
+    # from its source at a fixed commit; where GitHub is out of reach the benchmark says so
+    # (bounded in time: a blocked network must not stall the install).
+    GIT_TERMINAL_PROMPT=0 timeout 120 "${pip[@]}" install -q --no-deps --retries 1 --timeout 15 \
       "autoattack @ git+https://github.com/fra31/auto-attack@a39220048b3c9f2cca9a4d3a54604793c68eca7e" \
       >&2 || echo "warning: could not install the reference AutoAttack from GitHub" >&2
     # pytorch-ood for bench/ood.py; --no-deps: it would pull torchvision (and another torch).
