@@ -101,6 +101,26 @@ def test_extraction_resumes_without_retraining(tmp_path: Path,
     assert again.rows == first.rows
 
 
+def test_extraction_reports_what_a_defence_costs_in_calibration() -> None:
+    """Label-only answers are one-hot: their calibration error is the error rate itself,
+    while the plain probabilities' error is their own gap (computed here by hand)."""
+    victim = _victim()
+    gen = torch.Generator().manual_seed(2)
+    pool, test_x = torch.rand(20, 1, 28, 28, generator=gen), torch.rand(60, 1, 28, 28,
+                                                                         generator=gen)
+    test_y = torch.randint(0, 10, (60,), generator=gen)
+    runs = {name: extract(build_defense(name, victim), pool, test_x, test_y, budgets=[20],
+                          arch="mlp", steps=2, transfer=0)
+            for name in ("none", "label-only")}
+    error = 1.0 - runs["none"].victim_accuracy
+    assert runs["label-only"].victim_accuracy == runs["none"].victim_accuracy
+    assert runs["label-only"].victim_ece == pytest.approx(error, abs=1e-6)
+    conf = torch.softmax(victim(test_x), 1).max(1).values
+    assert runs["none"].victim_ece < runs["label-only"].victim_ece
+    assert runs["none"].victim_ece >= abs(float(conf.mean()) - (1.0 - error)) - 1e-6
+    assert runs["none"].to_dict()["victim_ece"] == runs["none"].victim_ece
+
+
 def test_extraction_refuses_bad_budgets() -> None:
     pool, test_x, test_y = torch.rand(10, 1, 28, 28), torch.rand(5, 1, 28, 28), torch.zeros(5)
     for budgets in ([0], [11], []):

@@ -165,7 +165,7 @@ def extract_command(
                     state=state, log=log)
         return {"model": url or model, "defense": defense, "pool": pool, "arch": arch,
                 "attack": attack, "attack_params": thief.get_params(), "label_only": only,
-                "defended_accuracy": res.victim_accuracy,
+                "defended_accuracy": res.victim_accuracy, "defended_ece": res.victim_ece,
                 **res.to_dict()}
 
     _guarded(job, json_path, state, progress)

@@ -26,6 +26,7 @@ from bastion.common.intervals import interval_list, wilson_interval
 from bastion.common.state import StateFile, fingerprint, tensor_digest
 from bastion.errors import InputError
 from bastion.privacy._fit import fit, predict
+from bastion.privacy.membership import expected_calibration_error
 from bastion.privacy.stealing import ExtractionAttack, Knockoff, Oracle
 from bastion.threat import ThreatModel
 
@@ -34,15 +35,18 @@ from bastion.threat import ThreatModel
 class ExtractionResult:
     """One row per budget: ``queries``, ``fidelity`` and ``accuracy`` (fractions) with
     95% Wilson intervals ``fidelity_ci`` / ``accuracy_ci`` (percentage points), and
-    ``victim_accuracy`` of the victim's own answers on the same test images."""
+    ``victim_accuracy`` and ``victim_ece`` (expected calibration error, a fraction) of the
+    answers the victim gives on the same test images: behind an output defence, what the
+    defence costs its honest users."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     victim_accuracy: float = 0.0
+    victim_ece: float = 0.0
     test_size: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"victim_accuracy": self.victim_accuracy, "test_size": self.test_size,
-                "rows": self.rows}
+        return {"victim_accuracy": self.victim_accuracy, "victim_ece": self.victim_ece,
+                "test_size": self.test_size, "rows": self.rows}
 
 
 def answers_to_targets(answers: torch.Tensor, label_only: bool) -> torch.Tensor:
@@ -97,7 +101,8 @@ def steal(attack: ExtractionAttack, oracle: Oracle, images: torch.Tensor,
                          f"{tuple(test_x.shape)} must both be (N, C, H, W) of one size")
     if isinstance(oracle, nn.Module):
         oracle.eval()
-    victim_pred = predict(oracle, test_x).argmax(1)
+    victim_answers = predict(oracle, test_x)
+    victim_pred = victim_answers.argmax(1)
     fp = fingerprint({"attack": attack.name, "params": attack.get_params(),
                       "images": tensor_digest(images), "test": tensor_digest(test_x, test_y),
                       "victim": tensor_digest(victim_pred), "label_only": label_only,
@@ -109,8 +114,12 @@ def steal(attack: ExtractionAttack, oracle: Oracle, images: torch.Tensor,
         return fit(x, answers_to_targets(answers, label_only), arch=arch, steps=steps,
                    seed=seed, augment=augment)
 
+    # Calibration of what a client sees: label-only answers are one-hot (full confidence)
+    probs = answers_to_targets(victim_answers, label_only=False)
     result = ExtractionResult(
-        victim_accuracy=float((victim_pred == test_y).float().mean()), test_size=len(test_x))
+        victim_accuracy=float((victim_pred == test_y).float().mean()),
+        victim_ece=expected_calibration_error(probs.clamp_min(0).log(), test_y),
+        test_size=len(test_x))
     sizes = sorted(set(budgets))
     todo = [b for b in sizes if saved.done(str(b)) is None]
     script = None
