@@ -134,39 +134,40 @@ def _gauss_fit(phi: torch.Tensor, use: torch.Tensor, per_example: bool
     return mean, std.clamp_min(1e-3)
 
 
-class LiraOffline(MembershipAttack):
+class _Lira(MembershipAttack):
+    """Shared by both LiRA variants: the shadows' and the target's logit-scaled confidence."""
+
+    paper = "Carlini et al. 2022"
+    needs_shadows = True
+
+    def __init__(self, *, per_example_variance: bool = False) -> None:
+        self.per_example_variance = per_example_variance
+
+    def _phis(self, obs: Observations) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(S, N) shadow and (N,) target confidences, and the (S, N) IN mask."""
+        self.check(obs)
+        assert obs.shadows is not None and obs.shadow_in is not None
+        return (confidence_logit(obs.shadows, obs.labels),
+                confidence_logit(obs.target, obs.labels), obs.shadow_in)
+
+
+class LiraOffline(_Lira):
     name = "lira-offline"
-    paper = "Carlini et al. 2022"
-    needs_shadows = True
-
-    def __init__(self, *, per_example_variance: bool = False) -> None:
-        self.per_example_variance = per_example_variance
 
     def score(self, obs: Observations) -> torch.Tensor:
-        self.check(obs)
-        assert obs.shadows is not None and obs.shadow_in is not None
-        phi = confidence_logit(obs.shadows, obs.labels)
-        mean, std = _gauss_fit(phi, ~obs.shadow_in, self.per_example_variance)
+        phi, t, shadow_in = self._phis(obs)
+        mean, std = _gauss_fit(phi, ~shadow_in, self.per_example_variance)
         # log P[OUT Gaussian <= phi_target]: how far above the OUT models it lies
-        z = (confidence_logit(obs.target, obs.labels) - mean) / std
-        return torch.special.log_ndtr(z)
+        return torch.special.log_ndtr((t - mean) / std)
 
 
-class LiraOnline(MembershipAttack):
+class LiraOnline(_Lira):
     name = "lira-online"
-    paper = "Carlini et al. 2022"
-    needs_shadows = True
-
-    def __init__(self, *, per_example_variance: bool = False) -> None:
-        self.per_example_variance = per_example_variance
 
     def score(self, obs: Observations) -> torch.Tensor:
-        self.check(obs)
-        assert obs.shadows is not None and obs.shadow_in is not None
-        phi = confidence_logit(obs.shadows, obs.labels)
-        t = confidence_logit(obs.target, obs.labels)
-        m_in, s_in = _gauss_fit(phi, obs.shadow_in, self.per_example_variance)
-        m_out, s_out = _gauss_fit(phi, ~obs.shadow_in, self.per_example_variance)
+        phi, t, shadow_in = self._phis(obs)
+        m_in, s_in = _gauss_fit(phi, shadow_in, self.per_example_variance)
+        m_out, s_out = _gauss_fit(phi, ~shadow_in, self.per_example_variance)
         return _log_normal(t, m_in, s_in) - _log_normal(t, m_out, s_out)
 
 
