@@ -41,13 +41,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bastion.common.intervals import interval_list, wilson_interval
 from bastion.common.records import RecordWriter, new_run_id, versions
 from bastion.guard import Guard, policy_from_dict
 from bastion.guard.corpora import load_corpus
 from bastion.redteam import CONVERTERS, Attempt
 from bastion.redteam.oracle import GuardOracle, ServiceOracle
 from bastion.redteam.search import SearchResult, search_many
+from bastion.redteam.search_io import campaign, success_by_budget
 
 #: converters whose output a reader (or model) sees without decoding anything
 READABLE = sorted(n for n, c in CONVERTERS.items() if not c.needs_decoding)
@@ -103,12 +103,9 @@ def readability(results: list[SearchResult], originals: dict[str, str],
 
 
 def summarise(results: list[SearchResult], budgets: list[int]) -> dict[str, Any]:
-    n = len(results)
-    rows = []
-    for b in budgets:
-        k = sum(r.found_within(b) for r in results)
-        rows.append({"budget": b, "found": k, "n": n, "asr": round(k / n, 4) if n else None,
-                     "asr_ci": interval_list(wilson_interval(k, n), 1, 4)})
+    """Success by budget (:func:`bastion.redteam.search_io.success_by_budget`; every
+    prompt here was caught unchanged) and what the found variants are made of."""
+    rows = success_by_budget(results, budgets)
     found = [r for r in results if r.found is not None]
     return {"by_budget": rows,
             "queries_total": sum(r.queries for r in results),
@@ -195,22 +192,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     writer.write("summary", **report)
     (out / "summary.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
-
-
-def campaign(results: list[SearchResult]) -> dict[str, Any]:
-    """The whole run as the service saw it: queries answered with a verdict, the query
-    (counted over all prompts, in order) of the first escalation and the first 429."""
-    steps = [s for r in results for s in r.trace]
-    first: dict[str, int | None] = {"escalated": None, "429": None}
-    for i, s in enumerate(steps, 1):
-        for what in first:
-            if first[what] is None and s.reason.startswith(what):
-                first[what] = i
-    return {"queries": len(steps), "answered": sum(s.label is not None for s in steps),
-            "refused_429": sum(s.reason.startswith("429") for s in steps),
-            "escalations": sum(s.reason.startswith("escalated") for s in steps),
-            "first_escalation_at": first["escalated"], "first_429_at": first["429"],
-            "queries_per_prompt": [r.queries for r in results]}
 
 
 def fixed_family(guard: Guard, attempts: list[Attempt], budgets: list[int],

@@ -95,27 +95,20 @@ def _oracle(target: str, policy: Path | None, session: str, wait: float,
 def summarise(results: list[Any], budget: int) -> dict[str, Any]:
     """Success vs budget over the prompts blocked unchanged, and the campaign as the
     target saw it (queries in order over all prompts: the first escalation, first 429)."""
-    from bastion.common.intervals import interval_list, wilson_interval
+    from bastion.redteam.search_io import campaign, success_by_budget
 
     blocked = [r for r in results if r.blocked_at_start]
-    rows = []
-    for b in sorted({b for b in REPORTED if b < budget} | {budget}):
-        k = sum(r.found_within(b) for r in blocked)
-        rows.append({"budget": b, "found": k, "n": len(blocked),
-                     "asr": round(k / len(blocked), 4) if blocked else None,
-                     "asr_ci": interval_list(wilson_interval(k, len(blocked)), 1, 4)})
-    steps = [s for r in results for s in r.trace]
-    first: dict[str, int | None] = {"escalated": None, "429": None}
-    for i, s in enumerate(steps, 1):
-        for what in first:
-            if first[what] is None and s.reason.startswith(what):
-                first[what] = i
+    budgets = sorted({b for b in REPORTED if b < budget} | {budget})
+    seen = campaign(results)
+    stopped = {k: sum(r.stopped == k for r in results)
+               for k in sorted({r.stopped for r in results})}
     return {"prompts": len(results), "blocked_unchanged": len(blocked),
-            "passed_unchanged": len(results) - len(blocked), "by_budget": rows,
-            "queries": len(steps), "stopped": {k: sum(r.stopped == k for r in results)
-                                               for k in sorted({r.stopped for r in results})},
+            "passed_unchanged": len(results) - len(blocked),
+            "by_budget": success_by_budget(blocked, budgets),
+            "queries": seen["queries"], "stopped": stopped,
             "throttled_prompts": sum(r.throttled for r in results),
-            "first_escalation_at": first["escalated"], "first_429_at": first["429"]}
+            "first_escalation_at": seen["first_escalation_at"],
+            "first_429_at": seen["first_429_at"]}
 
 
 def _print(summary: dict[str, Any], out: Path) -> None:

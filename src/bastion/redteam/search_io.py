@@ -1,14 +1,19 @@
-"""What a search returns (:class:`SearchResult`, :class:`Step`) and its JSON form.
+"""What a search returns (:class:`SearchResult`, :class:`Step`), its JSON form, and the
+numbers a set of searches comes to.
 
 ``to_dict`` gives JSON-ready dicts (one line of a results file, one unit of a resume
-file); ``from_dict`` reads them back into equal objects.
+file); ``from_dict`` reads them back into equal objects. :func:`success_by_budget` and
+:func:`campaign` summarise many searches (``bastion redteam search`` and
+``bench/redteam_search.py`` both report them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bastion.common.intervals import interval_list, wilson_interval
 from bastion.errors import StateError
 from bastion.redteam.base import Attempt
 
@@ -116,3 +121,37 @@ def attempt_from_dict(data: dict[str, Any]) -> Attempt:
     return Attempt(**{**data, "turns": tuple(data["turns"]),
                       "documents": tuple(data["documents"]),
                       "converters": tuple(data["converters"])})
+
+
+def success_by_budget(results: Sequence[SearchResult], budgets: Iterable[int]
+                      ) -> list[dict[str, Any]]:
+    """Attack success at each of ``budgets`` (queries per prompt) over ``results``: one
+    row ``{"budget", "found", "n", "asr", "asr_ci"}`` per budget, ``asr`` a share in
+    [0, 1] (``None`` for no results) with its two-sided 95% Wilson interval. Pass only
+    the searches that count (those whose prompt the guard blocked unchanged)."""
+    n = len(results)
+    rows = []
+    for budget in budgets:
+        k = sum(r.found_within(budget) for r in results)
+        rows.append({"budget": budget, "found": k, "n": n,
+                     "asr": round(k / n, 4) if n else None,
+                     "asr_ci": interval_list(wilson_interval(k, n), 1, 4)})
+    return rows
+
+
+def campaign(results: Sequence[SearchResult]) -> dict[str, Any]:
+    """The searches as the target saw them, their queries in order over all prompts:
+    how many were sent, answered with a verdict, refused (429) and escalated, the query
+    (1-based) of the first escalation and of the first 429 (``None``: none came), and
+    the queries each prompt took."""
+    steps = [s for r in results for s in r.trace]
+    first: dict[str, int | None] = {"escalated": None, "429": None}
+    for i, step in enumerate(steps, 1):
+        for what in first:
+            if first[what] is None and step.reason.startswith(what):
+                first[what] = i
+    return {"queries": len(steps), "answered": sum(s.label is not None for s in steps),
+            "refused_429": sum(s.reason.startswith("429") for s in steps),
+            "escalations": sum(s.reason.startswith("escalated") for s in steps),
+            "first_escalation_at": first["escalated"], "first_429_at": first["429"],
+            "queries_per_prompt": [r.queries for r in results]}
