@@ -2,7 +2,7 @@
 
 ``bastion/guard/data/grounding.jsonl`` holds one answer per line, written for bastion:
 ``{"id", "topic", "documents": [str, ...], "split", "sentences": [{"text", "label", "kind"},
-...]}``.
+...]}``, and ``"was_test": true`` on the dev answers that were once a test split.
 ``label`` is ``supported`` or ``unsupported``; ``kind`` says how the sentence was made:
 
 * supported: ``verbatim`` (close to a context sentence), ``paraphrase`` (same facts in
@@ -12,8 +12,11 @@
   the topic that the context does not state), ``unrelated`` (a true fact off the topic).
 
 Each line names its ``split``, ``dev`` or ``test``: thresholds and checks are chosen on
-``dev`` only and numbers reported on ``test``. The test answers were written after the
-scanner's checks and never read while changing them.
+``dev`` only and numbers reported on ``test``, whose answers are written apart from the
+scanner's checks and never read while changing them. Once a test split has been
+evaluated and its misses published, its answers join ``dev`` marked ``was_test``: the
+bench reports them apart from the other dev answers (:func:`dev_parts`), a check of how
+far choices made on the others carry to answers written on other ground.
 
     items = load_grounding_set("test")
     answer = items[0].answer                  # the sentences joined by single spaces
@@ -62,6 +65,7 @@ class Item:
     documents: tuple[str, ...]
     sentences: tuple[Sentence, ...]
     split: str = "dev"
+    was_test: bool = False
 
     @cached_property
     def answer(self) -> str:
@@ -99,6 +103,14 @@ def load_grounding_set(split: str = "test") -> list[Item]:
     return items
 
 
+def dev_parts(items: Iterable[Item]) -> dict[str, list[Item]]:
+    """``items`` (from :func:`load_grounding_set`) of split dev in two parts: ``"original"``
+    (the answers the checks were first built on) and ``"former_test"`` (``was_test``)."""
+    dev = [i for i in items if i.split == "dev"]
+    return {"original": [i for i in dev if not i.was_test],
+            "former_test": [i for i in dev if i.was_test]}
+
+
 def _item(line: str, where: str) -> Item:
     """Parse and check one line of the set."""
     try:
@@ -106,12 +118,16 @@ def _item(line: str, where: str) -> Item:
         sentences = tuple(Sentence(str(s["text"]), str(s["label"]), str(s["kind"]))
                           for s in data["sentences"])
         item = Item(str(data["id"]), str(data.get("topic", "")),
-                    tuple(str(d) for d in data["documents"]), sentences, str(data["split"]))
+                    tuple(str(d) for d in data["documents"]), sentences, str(data["split"]),
+                    data.get("was_test", False) is True)
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{where}: not a grounding set line ({exc}); each line needs id, "
                          "documents, split and sentences with text, label and kind") from None
     if item.split not in ("dev", "test"):
         raise InputError(f"{where}: split must be dev or test, got {item.split!r}")
+    if item.was_test and item.split != "dev":
+        raise InputError(f"{where}: was_test marks a former test answer now in dev; set "
+                         f"split to dev or drop was_test")
     for s in sentences:
         if s.kind not in KINDS.get(s.label, ()):
             raise InputError(f"{where}: sentence {s.text!r} has label {s.label!r} and kind "

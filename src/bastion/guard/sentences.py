@@ -57,10 +57,10 @@ _RUN_ON = re.compile(r"(?<=[a-z0-9,;:)])\s+(?=([A-Z][a-z]*)\b)")
 _LAST_WORD = re.compile(r"([A-Za-z']+)\W*$")
 
 
-def _cuts(text: str) -> list[tuple[int, int]]:
+def _cuts(text: str, run_on: bool = True) -> list[tuple[int, int]]:
     """``(start, end)`` of the whitespace runs where a sentence ends, outside quotes."""
     found = [(m.start(), m.end()) for m in _FULL_STOP.finditer(text) if m.end() > m.start()]
-    for m in _RUN_ON.finditer(text):
+    for m in _RUN_ON.finditer(text) if run_on else ():
         word = m.group(1)
         if word == "I":
             before = _LAST_WORD.search(text, max(0, m.start() - 64), m.start())
@@ -73,13 +73,15 @@ def _cuts(text: str) -> list[tuple[int, int]]:
     return sorted({c for c in found if not any(a < c[0] < b for a, b in quotes)})
 
 
-def sentences(text: str, min_words: int = MIN_WORDS,
-              max_pieces: int = MAX_PIECES) -> list[tuple[int, int]]:
+def sentences(text: str, min_words: int = MIN_WORDS, max_pieces: int = MAX_PIECES, *,
+              run_on: bool = True) -> list[tuple[int, int]]:
     """Character spans of the sentences of ``text`` (see the module docstring), in order;
-    ``[]`` when the text is one sentence (nothing to read apart from the whole)."""
+    ``[]`` when the text is one sentence (nothing to read apart from the whole).
+    ``run_on=False`` cuts at full stops and line breaks only, for punctuated prose where
+    a capitalised function word mid-sentence is a word ("until 31 May"), not a start."""
     bounds: list[tuple[int, int]] = []
     at = 0
-    for start, end in _cuts(text):
+    for start, end in _cuts(text, run_on):
         bounds.append((at, start))
         at = end
     bounds.append((at, len(text)))

@@ -9,7 +9,7 @@ the scanner checks these by hand:
 * :func:`names`: capitalised words inside a sentence (its first word only when the next
   one is capitalised too, since every sentence starts with a capital), compared without
   case, so a name the context spells in lower case still counts as present;
-* :func:`negated`: whether a sentence holds an odd number of negation words;
+* negations, in :mod:`._grounding_negation`;
 * :func:`content_words` and :func:`has_claim`: the words that carry meaning, and whether
   a sentence claims anything at all ("Let me know if you have questions" does not).
 
@@ -24,9 +24,8 @@ from functools import lru_cache
 
 from bastion.guard.scanners.output._grounding_numbers import NUMBER_WORDS, numbers
 
-__all__ = ["NEGATIONS", "STOP_WORDS", "closest_clause", "content_words", "has_claim",
-           "missing_names", "names", "negated", "negation_flip", "numbers", "vocabulary",
-           "words"]
+__all__ = ["STOP_WORDS", "content_words", "has_claim", "missing_names", "names", "numbers",
+           "swapped_names", "vocabulary", "words"]
 
 #: function words and very common verbs; what is left of a sentence carries its meaning.
 _STOP_WORDS = (
@@ -40,28 +39,8 @@ _STOP_WORDS = (
     "can't cannot don't doesn't didn't won't isn't aren't wasn't weren't not no never")
 STOP_WORDS: frozenset[str] = frozenset(_STOP_WORDS.split())
 
-#: words that negate a clause; a sentence and its support should agree on whether one is
-#: there.
-NEGATIONS: frozenset[str] = frozenset(
-    ["not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot"])
-#: words that say "no ..." without a negation word: "free" (no charge), "lacks". They
-#: settle a disagreement on negation words only (see :func:`negation_flip`): "is free"
-#: agrees with "do not pay", "is not free" still disagrees with "is free". ("without" and
-#: "unless" are left out: "not covered unless declared" negates its main clause.)
-LEXICAL_NEGATIONS: frozenset[str] = frozenset(["free", "lack", "lacks", "absent"])
-#: words that start with "un" without being negated ("under", "unit", "universe", ...).
-_NOT_UN = ("under", "unit", "uni", "unti", "unless", "uncle", "unanim", "unload",
-           "unlock", "unpack", "unveil", "unleash")
-
 _WORDS = re.compile(r"[A-Za-z][A-Za-z'\u2019-]*|\d+")
 _CAPITALISED = re.compile(r"(?<![A-Za-z])[A-Z][A-Za-z'\u2019-]*")
-#: where a sentence divides into clauses that may differ in negation ("... has two ports,
-#: but no HDMI port"; "... has no atmosphere and its gravity is ..."; "... 29 pounds with
-#: a contract, or 39 pounds with no contract").
-_CLAUSE = re.compile(r";|,?\s+(?:but|while|whereas|although|though)\s+|,\s+or\s+|"
-                     r",?\s+and\s+(?=(?:its|it|the|their|they|he|she|we|you|this|that|"
-                     r"there)\b)", re.IGNORECASE)
-
 #: openings of sentences that make no claim: thanks, greetings, offers of more help.
 _NO_CLAIM = re.compile(
     r"^(?:thanks?(?: you)?(?: so much| very much)?(?: for\b|[!.,]|$)|thank you\b|"
@@ -88,8 +67,9 @@ def _stem(word: str) -> str:
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased word and digit tokens of ``text``."""
-    return [w.lower().replace("\u2019", "'") for w in _WORDS.findall(text)]
+    """Lower-cased word and digit tokens of ``text`` (a plural's possessive apostrophe
+    dropped: "barons'" is "barons")."""
+    return [w.lower().replace("\u2019", "'").rstrip("'-") for w in _WORDS.findall(text)]
 
 
 def vocabulary(text: str) -> set[str]:
@@ -136,8 +116,9 @@ def names(sentence: str) -> set[str]:
     if not found:
         return set()
     first_at = len(sentence) - len(sentence.lstrip(" \"'([*-"))
-    # the opening word is capitalised anyway; keep it only inside a run of names
-    if found[0][0] == first_at and (len(found) < 2
+    # the opening word is capitalised anyway; keep it only inside a run of names, and
+    # never a function word ("With Economy Light ...", "The Danube ...")
+    if found[0][0] == first_at and (len(found) < 2 or found[0][1].lower() in STOP_WORDS
                                     or not _adjacent(sentence, found[0], found[1])):
         found = found[1:]
     return {w for _, w in found}
@@ -149,64 +130,29 @@ def _adjacent(sentence: str, first: tuple[int, str], second: tuple[int, str]) ->
     return gap.strip(" '\u2019s") == ""
 
 
+def swapped_names(sentence: str, support: str) -> list[str]:
+    """Names of ``sentence`` absent from ``support`` (its closest context sentences) when
+    ``support`` names something the sentence does not: a name of the context put in
+    another's place ("on Sunday" where the support says "on Saturday" and another
+    sentence mentions Sunday)."""
+    mine = vocabulary(sentence)
+    if all(_known(n.lower(), mine) for n in names(support)):
+        return []
+    return missing_names(sentence, vocabulary(support))
+
+
+def _known(low: str, vocab: AbstractSet[str]) -> bool:
+    """Whether the lower-cased name ``low`` is in ``vocab``, as itself, its stem, a form
+    it is the adjective of ("parisian" for "paris") or all its hyphen parts."""
+    if low in vocab or _stem(low) in vocab:
+        return True
+    if any(low[:n] in vocab for n in range(max(4, len(low) - 3), len(low))):
+        return True  # "Parisian" for "Paris": a name's adjective, not a new name
+    return "-" in low and all(p in vocab for p in low.split("-") if p)
+
+
 def missing_names(sentence: str, context_vocabulary: AbstractSet[str]) -> list[str]:
     """Names of ``sentence`` (:func:`names`) whose lower-cased form, and every hyphen part
     of it, is absent from ``context_vocabulary`` (:func:`vocabulary` of the context)."""
-    out = []
-    for name in sorted(names(sentence)):
-        low = name.lower()
-        if low in context_vocabulary or _stem(low) in context_vocabulary:
-            continue
-        if any(low[:n] in context_vocabulary for n in range(max(4, len(low) - 3), len(low))):
-            continue  # "Parisian" for "Paris": a name's adjective, not a new name
-        if "-" in low and all(p in context_vocabulary for p in low.split("-") if p):
-            continue
-        out.append(name)
-    return out
-
-
-@lru_cache(maxsize=8192)
-def negated(text: str) -> bool:
-    """Whether ``text`` holds a negation word (``not``, ``n't``, ``never``, ``no``, ...).
-    Presence, not parity: "nothing, not even light, can escape" is one negation."""
-    return any(w in NEGATIONS or w.endswith("n't") for w in words(text))
-
-
-def _lexical(text: str) -> int:
-    """How many negated words ``text`` holds: :data:`LEXICAL_NEGATIONS`, ``-free`` words
-    ("glare-free") and ``un-`` words ("unworn", "unused")."""
-    return sum(w in LEXICAL_NEGATIONS or w.endswith("-free")
-               or (w.startswith("un") and len(w) >= 6 and not w.startswith(_NOT_UN))
-               for w in words(text))
-
-
-#: a claim that opens with a condition holding its negation ("If it does not arrive within
-#: a week, ..."), which a context states as "... must arrive within 7 days, or ...".
-_IF_NOT = re.compile(r"^\W*if\b[^,]*\b(?:not|never|no)\b[^,]*,", re.IGNORECASE)
-_OR_ELSE = re.compile(r",\s+or\b|\botherwise\b", re.IGNORECASE)
-
-
-def negation_flip(claim: str, context_sentence: str) -> bool:
-    """Whether ``claim`` and ``context_sentence`` disagree on negation: one holds a
-    negation word that the closest clause (:func:`closest_clause`) of the other lacks,
-    unless a negated word says the same ("do not pay" / "is free", "has not been worn" /
-    "unworn": the polarities, counted with those words, agree) or the claim's negation is
-    a condition the context states with "or" ("if it does not arrive, ..." / "must arrive,
-    or ...")."""
-    clause = closest_clause(claim, context_sentence)
-    if negated(claim) == negated(clause):
-        return False
-    if (int(negated(claim)) + _lexical(claim)) % 2 == (int(negated(clause))
-                                                        + _lexical(clause)) % 2:
-        return False
-    return not (_IF_NOT.search(claim) and _OR_ELSE.search(context_sentence))
-
-
-def closest_clause(sentence: str, context_sentence: str) -> str:
-    """The clause of ``context_sentence`` (split at :data:`_CLAUSE`) sharing the most
-    content words with ``sentence``; the first on ties."""
-    clauses = [c for c in _CLAUSE.split(context_sentence) if c and c.strip()]
-    if len(clauses) < 2:
-        return context_sentence
-    mine = content_words(sentence)
-    return max(clauses, key=lambda c: len(mine & content_words(c)))
+    return [name for name in sorted(names(sentence))
+            if not _known(name.lower(), context_vocabulary)]

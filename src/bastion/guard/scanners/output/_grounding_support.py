@@ -17,6 +17,7 @@ import numpy as np
 
 from bastion.extras import missing
 from bastion.guard.scanners.output import _grounding_checks as checks
+from bastion.guard.scanners.output._grounding_negation import negation_flip
 from bastion.guard.scanners.output._grounding_numbers import converted, unit_changed
 from bastion.guard.sentences import sentences, trimmed
 
@@ -43,6 +44,8 @@ class SentenceSupport:
         off_support_numbers: numbers of the sentence absent from its closest context
             sentence and pair (present elsewhere, perhaps, but not where the claim is).
         missing_names: capitalised names of the sentence absent from the context.
+        swapped_names: names of the sentence found in the context but not in its closest
+            context sentence and pair, which name something else instead.
         negation_flip: the sentence and its closest context sentence disagree on negation.
         overlap: share of the sentence's content words in that closest context sentence.
         support: the closest context sentence or pair (the evidence for a reviewer).
@@ -56,6 +59,7 @@ class SentenceSupport:
     missing_numbers: tuple[str, ...] = ()
     off_support_numbers: tuple[str, ...] = ()
     missing_names: tuple[str, ...] = ()
+    swapped_names: tuple[str, ...] = ()
     negation_flip: bool = False
     overlap: float = 0.0
     support: str = ""
@@ -141,22 +145,27 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
     mentioned = checks.numbers(sentence)
     nearby = f"{context.units[best]} {evidence}"
     coverage = len(words & context.vocabulary) / len(words) if words else 0.0
+    missing = checks.missing_names(sentence, context.vocabulary)
     return SentenceSupport(
         start, end, claim=True, similarity=similarity, coverage=coverage,
         missing_numbers=tuple(sorted(mentioned - context.numbers)),
         off_support_numbers=tuple(sorted(
             (mentioned - checks.numbers(nearby) - converted(sentence, nearby))
             | unit_changed(sentence, nearby))),
-        missing_names=tuple(checks.missing_names(sentence, context.vocabulary)),
-        negation_flip=checks.negation_flip(sentence, context.units[best]),
+        missing_names=tuple(missing),
+        swapped_names=() if missing else tuple(checks.swapped_names(sentence, nearby)),
+        negation_flip=negation_flip(sentence, context.units[best]),
         overlap=float(shares[best]), support=evidence)
 
 
 def sentence_spans(text: str, limit: int, min_words: int = 1) -> list[tuple[int, int]]:
     """Sentence spans of ``text`` (whitespace trimmed); the whole text when it is one.
     Short sentences stand alone (``min_words`` 1): "Safe travels!" joined to the claim
-    before it would hide a pleasantry inside a claim."""
-    spans = sentences(text, min_words=min_words, max_pieces=limit) or [(0, len(text))]
+    before it would hide a pleasantry inside a claim. Cut at full stops only: answers and
+    passages are punctuated, and a capitalised function word inside one is a word ("fixed
+    until 31 May"), not a sentence start."""
+    spans = (sentences(text, min_words=min_words, max_pieces=limit, run_on=False)
+             or [(0, len(text))])
     return [span for a, b in spans if (span := trimmed(text, a, b))]
 
 

@@ -195,6 +195,10 @@ class Grounding(Scanner):
         if self.check_names and judged.missing_names:
             out.append(("unsupported-name", NAME_SCORE,
                         f"name(s) {', '.join(judged.missing_names)} not in context"))
+        elif self.check_names and judged.swapped_names:
+            out.append(("unsupported-name", NAME_SCORE,
+                        f"name(s) {', '.join(judged.swapped_names)} not in the supporting "
+                        "sentence, which names another"))
         if (self.check_negation and judged.negation_flip
                 and judged.overlap >= self.negation_overlap):
             out.append(("negation-flip", NEGATION_SCORE,

@@ -1,0 +1,122 @@
+"""Negation for the grounding scanner: whether an answer sentence and its closest context
+sentence disagree on whether something is so.
+
+A flipped claim ("The filter cannot be removed" for "A removable filter") sits close to
+its source in MiniLM's space, so the scanner compares polarity by hand, clause by clause
+(:func:`negation_flip`):
+
+* negation words (:data:`NEGATIONS`, ``n't``) decide whether a clause is negated at all,
+  except in a bound ("no larger than 40 cm", "not more than six": a limit, not a denial);
+* negated words that carry no negation word settle a disagreement: "free" (no charge),
+  "lacks", ``un-`` and ``-free`` words, a contrast ("X rather than Y", "instead of Y"
+  says "not Y") and "without" before a thing the other side names too ("without an exit
+  fee" is "no fee"; "added without problems" denies no problem the other side states):
+  "do not pay" agrees with "is free", "not the snake" with "rather than the snake", "is
+  not free" still disagrees with "is free".
+
+Plain Python on short strings: microseconds per sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from bastion.guard.scanners.output._grounding_checks import content_words, words
+
+__all__ = ["LEXICAL_NEGATIONS", "NEGATIONS", "clauses", "closest_clause", "negated",
+           "negation_flip", "polarity"]
+
+#: words that negate a clause; a sentence and its support should agree on whether one is
+#: there.
+NEGATIONS: frozenset[str] = frozenset(
+    ["not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot"])
+#: words that say "no ..." without a negation word. They settle a disagreement on
+#: negation words only (see :func:`negation_flip`). ("unless" is left out: "not covered
+#: unless declared" negates its main clause.)
+LEXICAL_NEGATIONS: frozenset[str] = frozenset(
+    ["free", "lack", "lacks", "lacking", "absent"])
+#: words that start with "un" without being negated ("under", "unit", "universe", ...).
+_NOT_UN = ("under", "unit", "uni", "unti", "unless", "uncle", "unanim", "unload",
+           "unlock", "unpack", "unveil", "unleash")
+#: an ``un-`` word as written in running text: "unworn", "Unused"; not "UNESCO".
+_UN_WORD = re.compile(r"(?<![A-Za-z])[Uu]n[a-z]{4,}\b")
+#: "without" and the word it denies, past an article ("without an exit fee": "exit").
+_WITHOUT = re.compile(r"\bwithout\s+(?:(?:a|an|the|any)\s+)?([A-Za-z]+)(?:\s+([A-Za-z]+))?",
+                      re.IGNORECASE)
+#: "X rather than Y", "X instead of Y": Y is denied.
+_CONTRAST = re.compile(r"\b(?:rather\s+than|instead\s+of)\b", re.IGNORECASE)
+#: a negation word before a comparative states a bound, not a denial ("no larger than",
+#: "not more than", "no later than").
+_BOUND = re.compile(r"\b(?:no|not)\s+(?:more|less|fewer|[a-z]{2,}er)\s+than\b",
+                    re.IGNORECASE)
+#: where a sentence divides into clauses that may differ in negation ("... has two ports,
+#: but no HDMI port"; "... has no atmosphere and its gravity is ..."; "... 29 pounds with
+#: a contract, or 39 pounds with no contract").
+_CLAUSE = re.compile(r";|,?\s+(?:but|while|whereas|although|though)\s+|,\s+or\s+|"
+                     r",?\s+and\s+(?=(?:its|it|the|their|they|he|she|we|you|this|that|"
+                     r"there)\b)", re.IGNORECASE)
+#: a claim that opens with a condition holding its negation ("If it does not arrive within
+#: a week, ..."), which a context states as "... must arrive within 7 days, or ...".
+_IF_NOT = re.compile(r"^\W*if\b[^,]*\b(?:not|never|no)\b[^,]*,", re.IGNORECASE)
+_OR_ELSE = re.compile(r",\s+or\b|\botherwise\b", re.IGNORECASE)
+
+
+@lru_cache(maxsize=8192)
+def negated(text: str) -> bool:
+    """Whether ``text`` holds a negation word (``not``, ``n't``, ``never``, ``no``, ...)
+    outside a bound ("no more than"). Presence, not parity: "nothing, not even light, can
+    escape" is one negation."""
+    return any(w in NEGATIONS or w.endswith("n't") for w in words(_BOUND.sub(" ", text)))
+
+
+def _lexical(text: str, other: str) -> int:
+    """How many negated words ``text`` holds: :data:`LEXICAL_NEGATIONS`, ``-free`` words
+    ("glare-free"), ``un-`` words ("unworn", "unused"), contrasts ("rather than") and
+    "without" before a word that ``other`` (the side compared with) holds as well."""
+    plain = sum(w in LEXICAL_NEGATIONS or w.endswith("-free") for w in words(text))
+    prefixed = sum(not m.group(0).lower().startswith(_NOT_UN)
+                   for m in _UN_WORD.finditer(text))
+    theirs = content_words(other)
+    denied = sum(bool(content_words(" ".join(w for w in m.groups() if w)) & theirs)
+                 for m in _WITHOUT.finditer(text))
+    return plain + prefixed + denied + len(_CONTRAST.findall(text))
+
+
+def polarity(text: str, other: str = "") -> int:
+    """0 for an affirmative clause, 1 for a denial: negation words (one at most) and
+    negated words (:func:`_lexical`, compared with ``other``) counted together, modulo 2."""
+    return (int(negated(text)) + _lexical(text, other)) % 2
+
+
+def negation_flip(claim: str, context_sentence: str) -> bool:
+    """Whether ``claim`` and ``context_sentence`` disagree on negation: a clause of the
+    claim (:func:`clauses`) holds a negation word that the closest clause
+    (:func:`closest_clause`) of the context sentence lacks, or the reverse, and their
+    polarities (:func:`polarity`) differ; unless the claim's negation is a condition the
+    context states with "or" ("if it does not arrive, ..." / "must arrive, or ...")."""
+    if _IF_NOT.search(claim) and _OR_ELSE.search(context_sentence):
+        return False
+    parts = [p for p in clauses(claim) if content_words(p)] or [claim]
+    for part in parts:
+        clause = closest_clause(part, context_sentence)
+        if (negated(part) != negated(clause)
+                and polarity(part, clause) != polarity(clause, part)):
+            return True
+    return False
+
+
+def clauses(sentence: str) -> list[str]:
+    """The clauses of ``sentence``, split at ``;``, ``but``, ``while``, ``, or`` and
+    ``and`` before a new subject."""
+    return [c for c in _CLAUSE.split(sentence) if c and c.strip()]
+
+
+def closest_clause(sentence: str, context_sentence: str) -> str:
+    """The clause of ``context_sentence`` (:func:`clauses`) sharing the most content
+    words with ``sentence``; the first on ties."""
+    found = clauses(context_sentence)
+    if len(found) < 2:
+        return context_sentence
+    mine = content_words(sentence)
+    return max(found, key=lambda c: len(mine & content_words(c)))
