@@ -10,8 +10,10 @@ the scanner checks these by hand:
   one is capitalised too, since every sentence starts with a capital), compared without
   case, so a name the context spells in lower case still counts as present;
 * negations, in :mod:`._grounding_negation`;
-* :func:`content_words` and :func:`has_claim`: the words that carry meaning, and whether
-  a sentence claims anything at all ("Let me know if you have questions" does not).
+* :func:`content_words`, :func:`has_claim` and :func:`reader_aside`: the words that
+  carry meaning, and whether a sentence claims anything at all ("Let me know if you have
+  questions" does not, nor does "Wrap up warm!" against a context that never mentions
+  the weather).
 
 Everything here is plain Python on short strings: microseconds per sentence.
 """
@@ -25,7 +27,7 @@ from functools import lru_cache
 from bastion.guard.scanners.output._grounding_numbers import NUMBER_WORDS, numbers
 
 __all__ = ["STOP_WORDS", "content_words", "has_claim", "missing_names", "names", "numbers",
-           "swapped_names", "vocabulary", "words"]
+           "reader_aside", "swapped_names", "vocabulary", "words"]
 
 #: function words and very common verbs; what is left of a sentence carries its meaning.
 _STOP_WORDS = (
@@ -100,6 +102,22 @@ def has_claim(sentence: str) -> bool:
     if _NO_CLAIM.search(stripped):
         return False
     return bool(content_words(stripped))
+
+
+def reader_aside(sentence: str, context_vocabulary: AbstractSet[str]) -> bool:
+    """Whether ``sentence`` is a wish or a word of advice to the reader that the context
+    does not speak of, so makes no claim about it: an exclamation or a request ("Wrap
+    up warm!", "Have fun playing!", "Please read the full leaflet before use.") that
+    states no number and no name, with fewer than half its content words in
+    ``context_vocabulary``. ("Please note that refunds take 5 days." names a number;
+    "Dogs must be kept on a lead!" speaks of the context's dogs and lead.)"""
+    stripped = sentence.strip().strip("\"'")
+    if not (stripped.endswith("!") or stripped.lower().startswith("please ")):
+        return False
+    if numbers(stripped) or names(stripped):
+        return False
+    mine = content_words(stripped)
+    return 2 * len(mine & context_vocabulary) < len(mine)
 
 
 def names(sentence: str) -> set[str]:

@@ -209,13 +209,16 @@ class Grounding(Scanner):
 
     def judge(self, text: str, documents: Sequence[str]) -> list[SentenceSupport]:
         """Every sentence of ``text`` with its support in ``documents`` (see
-        :class:`SentenceSupport`), in order. Questions and pleasantries come back with
-        ``claim=False`` and are not embedded."""
+        :class:`SentenceSupport`), in order. Questions, pleasantries and asides to the
+        reader come back with ``claim=False`` and are not embedded."""
         pieces = sentence_spans(text, MAX_SENTENCES)
         claims = [(a, b) for a, b in pieces if checks.has_claim(text[a:b])]
-        if not claims:
+        context = Context(documents, cached=self.cache_size > 0) if claims else None
+        if context is not None:  # asides to the reader on what the context never mentions
+            claims = [(a, b) for a, b in claims
+                      if not checks.reader_aside(text[a:b], context.vocabulary)]
+        if not claims or context is None:
             return [SentenceSupport(a, b, claim=False) for a, b in pieces]
-        context = Context(documents, cached=self.cache_size > 0)
         vectors, answer = self._vectors(context.units, [text[a:b] for a, b in claims])
         sims = answer @ vectors.T  # (claims, units)
         pair_sims = pair_similarities(answer, vectors, context.doc_of)
