@@ -32,8 +32,8 @@ __all__ = ["LEXICAL_NEGATIONS", "NEGATIONS", "clauses", "closest_clause", "negat
 NEGATIONS: frozenset[str] = frozenset(
     ["not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot"])
 #: words that say "no ..." without a negation word. They settle a disagreement on
-#: negation words only (see :func:`negation_flip`). ("unless" is left out: "not covered
-#: unless declared" negates its main clause.)
+#: negation words only (see :func:`negation_flip`). ("unless" is not one: "not covered
+#: unless declared" denies its main clause; see :data:`_IF_NOT`.)
 LEXICAL_NEGATIONS: frozenset[str] = frozenset(
     ["free", "lack", "lacks", "lacking", "absent"])
 #: words that start with "un" without being negated ("under", "unit", "universe", ...).
@@ -55,11 +55,17 @@ _BOUND = re.compile(r"\b(?:no|not)\s+(?:more|less|fewer|[a-z]{2,}er)\s+than\b",
 #: a contract, or 39 pounds with no contract").
 _CLAUSE = re.compile(r";|,?\s+(?:but|while|whereas|although|though)\s+|,\s+or\s+|"
                      r",?\s+and\s+(?=(?:its|it|the|their|they|he|she|we|you|this|that|"
-                     r"there)\b)", re.IGNORECASE)
+                     r"there|may|might|must|can|cannot|could|will|would|should|is|are|was|"
+                     r"were|has|have|had|does|do|did)\b)", re.IGNORECASE)
 #: a claim that opens with a condition holding its negation ("If it does not arrive within
 #: a week, ..."), which a context states as "... must arrive within 7 days, or ...".
 _IF_NOT = re.compile(r"^\W*if\b[^,]*\b(?:not|never|no)\b[^,]*,", re.IGNORECASE)
 _OR_ELSE = re.compile(r",\s+or\b|\botherwise\b", re.IGNORECASE)
+#: "A unless B" is "not A if B": a negated claim with an "if" against a context with
+#: "unless" (or the reverse) says the same ("cannot renew if reserved" / "can renew
+#: unless reserved").
+_IF = re.compile(r"\bif\b", re.IGNORECASE)
+_UNLESS = re.compile(r"\bunless\b", re.IGNORECASE)
 
 
 @lru_cache(maxsize=8192)
@@ -94,14 +100,26 @@ def negation_flip(claim: str, context_sentence: str) -> bool:
     claim (:func:`clauses`) holds a negation word that the closest clause
     (:func:`closest_clause`) of the context sentence lacks, or the reverse, and their
     polarities (:func:`polarity`) differ; unless the claim's negation is a condition the
-    context states with "or" ("if it does not arrive, ..." / "must arrive, or ...")."""
+    context states with "or" ("if it does not arrive, ..." / "must arrive, or ...") or
+    with "unless" ("cannot renew if reserved" / "can renew unless reserved")."""
     if _IF_NOT.search(claim) and _OR_ELSE.search(context_sentence):
+        return False
+    if _conditions_agree(claim, context_sentence):
         return False
     parts = [p for p in clauses(claim) if content_words(p)] or [claim]
     for part in parts:
         clause = closest_clause(part, context_sentence)
         if (negated(part) != negated(clause)
                 and polarity(part, clause) != polarity(clause, part)):
+            return True
+    return False
+
+
+def _conditions_agree(claim: str, context_sentence: str) -> bool:
+    """"not A if B" against "A unless B", or the reverse."""
+    for one, other in ((claim, context_sentence), (context_sentence, claim)):
+        if (negated(one) and not negated(other) and _IF.search(one)
+                and _UNLESS.search(other)):
             return True
     return False
 
@@ -114,9 +132,16 @@ def clauses(sentence: str) -> list[str]:
 
 def closest_clause(sentence: str, context_sentence: str) -> str:
     """The clause of ``context_sentence`` (:func:`clauses`) sharing the most content
-    words with ``sentence``; the first on ties."""
+    words with ``sentence``; on ties, the one with the largest share of its own words
+    shared ("but no HDMI port" over "has two ports and a jack" for "has an HDMI port"),
+    then the first."""
     found = clauses(context_sentence)
     if len(found) < 2:
         return context_sentence
     mine = content_words(sentence)
-    return max(found, key=lambda c: len(mine & content_words(c)))
+
+    def shared(clause: str) -> tuple[int, float]:
+        # most words in common; on a tie, the clause that is most about them
+        theirs = content_words(clause)
+        return len(mine & theirs), len(mine & theirs) / max(1, len(theirs))
+    return max(found, key=shared)
