@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from bastion.guard.scanners.output._grounding_checks import content_words, words
+from bastion.guard.scanners.output._grounding_checks import _stem, content_words, words
 
 __all__ = ["LEXICAL_NEGATIONS", "NEGATIONS", "clauses", "closest_clause", "negated",
            "negation_flip", "polarity"]
@@ -41,6 +41,28 @@ _NOT_UN = ("under", "unit", "uni", "unti", "unless", "uncle", "unanim", "unload"
            "unlock", "unpack", "unveil", "unleash")
 #: an ``un-`` word as written in running text: "unworn", "Unused"; not "UNESCO".
 _UN_WORD = re.compile(r"(?<![A-Za-z])[Uu]n[a-z]{4,}\b")
+#: common English opposites, one group per line: a word of a group said where the other
+#: side says another ("stays open" / "closes", "keeps its cargo" / "loses its cargo")
+#: reverses what is claimed, as a "not" would. General words only, none of one topic.
+_OPPOSITES = """
+open close closed shut | keep lose | win lose | more less fewer | many few | male female
+accept reject refuse decline | allow forbid ban prohibit | permitted forbidden banned
+include exclude | increase decrease reduce | rise fall | survive die | pass fail
+succeed fail | success failure | safe dangerous | public private | required optional
+mandatory optional | compulsory optional | early late | earlier later | fast slow
+quickly slowly | large small | big small | high low | higher lower | cheap expensive
+hot cold | wet dry | strong weak | easy difficult | true false | correct wrong
+above below | inside outside | north south | east west | add remove | buy sell
+lend borrow | import export | minimum maximum | enable disable | permanent temporary
+full empty | wide narrow | legal illegal | possible impossible | agree disagree
+best worst | better worse | good bad | positive negative | gain lose | majority minority
+internal external | same different | similar different | before after | start stop
+"""
+_GROUPS = [frozenset(_stem(w) for w in group.split()) for group in _OPPOSITES.split("|")]
+OPPOSITES: dict[str, frozenset[str]] = {}
+for _group in _GROUPS:
+    for _word in _group:
+        OPPOSITES[_word] = OPPOSITES.get(_word, frozenset()) | (_group - {_word})
 #: "without" and the word it denies, past an article ("without an exit fee": "exit").
 _WITHOUT = re.compile(r"\bwithout\s+(?:(?:a|an|the|any)\s+)?([A-Za-z]+)(?:\s+([A-Za-z]+))?",
                       re.IGNORECASE)
@@ -95,6 +117,15 @@ def polarity(text: str, other: str = "") -> int:
     return (int(negated(text)) + _lexical(text, other)) % 2
 
 
+def opposites(claim: str, other: str) -> int:
+    """How many words of ``claim`` meet an opposite (:data:`OPPOSITES`) in ``other``, each
+    where neither side also holds the other's word ("closes" / "stays open": 1; "from the
+    start to the finish" / "six hours after the start": 0)."""
+    mine, theirs = content_words(claim), content_words(other)
+    return sum(1 for w in mine - theirs
+               if any(o in theirs and o not in mine for o in OPPOSITES.get(w, ())))
+
+
 def negation_flip(claim: str, context_sentence: str) -> bool:
     """Whether ``claim`` and ``context_sentence`` disagree on negation: a clause of the
     claim (:func:`clauses`) holds a negation word that the closest clause
@@ -109,8 +140,9 @@ def negation_flip(claim: str, context_sentence: str) -> bool:
     parts = [p for p in clauses(claim) if content_words(p)] or [claim]
     for part in parts:
         clause = closest_clause(part, context_sentence)
-        if (negated(part) != negated(clause)
-                and polarity(part, clause) != polarity(clause, part)):
+        swapped = opposites(part, clause)
+        if ((negated(part) != negated(clause) or swapped)
+                and (polarity(part, clause) + swapped) % 2 != polarity(clause, part)):
             return True
     return False
 
