@@ -23,11 +23,27 @@ NUMBER_WORDS: dict[str, str] = {
     "ninety": "90", "hundred": "100", "thousand": "1000", "dozen": "12", "twice": "2",
     "double": "2", "triple": "3", "second": "2", "third": "3",
     "fourth": "4", "fifth": "5", "sixth": "6", "seventh": "7", "eighth": "8",
-    "ninth": "9", "tenth": "10", "half": "0.5", "quarter": "0.25"}
+    "ninth": "9", "tenth": "10", "eleventh": "11", "twelfth": "12", "thirteenth": "13",
+    "fourteenth": "14", "fifteenth": "15", "sixteenth": "16", "seventeenth": "17",
+    "eighteenth": "18", "nineteenth": "19", "twentieth": "20", "thirtieth": "30",
+    "half": "0.5", "quarter": "0.25"}
 # "one" and "first" are left out on purpose: "one" is a pronoun as often as a number
 # ("one of them"), "first" an order as often as a count ("its first voyage").
 # Ordinals count as their number: "the fourth floor" against "the second floor" is a
 # changed number; "one sixth" and "a sixth" agree.
+
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+         "eighty": 80, "ninety": 90}
+_UNITS = {"one": 1, "first": 1, "two": 2, "second": 2, "three": 3, "third": 3, "four": 4,
+          "fourth": 4, "five": 5, "fifth": 5, "six": 6, "sixth": 6, "seven": 7,
+          "seventh": 7, "eight": 8, "eighth": 8, "nine": 9, "ninth": 9}
+#: "twenty-four", "thirty first": one number, not two.
+_COMPOUND = re.compile(rf"\b({'|'.join(_TENS)})[- ]({'|'.join(_UNITS)})\b", re.IGNORECASE)
+#: "three quarters", "two-thirds": a fraction (plural, or hyphenated; "a third" stays the
+#: ordinal it is as often as a fraction).
+_FRACTION = re.compile(r"\b(one|two|three|four|five|\d+)[- ](quarters?|thirds?)\b",
+                       re.IGNORECASE)
+_PARTS = {"quarter": 4, "third": 3}
 
 #: multipliers that join the number before them: "two hundred" is 200, not 2 and 100.
 _SCALES: dict[str, float] = {"hundred": 100, "thousand": 1000, "million": 1e6,
@@ -63,10 +79,27 @@ def _value(token: str) -> float | None:
     return float(digits.group(0).replace(",", "")) if digits else None
 
 
+def _spelled_out(text: str) -> str:
+    """``text`` with compound number words and fractions as digits: ``"twenty-four"`` ->
+    ``"24"``, ``"three quarters"`` -> ``"0.75"``, ``"two thirds"`` -> ``"0.6667"``."""
+    def compound(m: re.Match[str]) -> str:
+        return str(_TENS[m.group(1).lower()] + _UNITS[m.group(2).lower()])
+
+    def fraction(m: re.Match[str]) -> str:
+        count = float(_value(m.group(1)) or 0.0)
+        part = _PARTS[m.group(2).lower().rstrip("s")]
+        if not m.group(2).lower().endswith("s") and "-" not in m.group(0) and count != 1:
+            return m.group(0)  # "two quarter pounders": not a fraction
+        return _norm(count / part)
+    return _FRACTION.sub(fraction, _COMPOUND.sub(compound, text))
+
+
 @lru_cache(maxsize=8192)
 def numbers(text: str) -> frozenset[str]:
     """Numbers in ``text``, normalised: ``"1,200"`` -> ``"1200"``, ``"4.50"`` -> ``"4.5"``,
-    ``"four"`` -> ``"4"``, ``"two hundred"`` -> ``"200"``."""
+    ``"four"`` -> ``"4"``, ``"two hundred"`` -> ``"200"``, ``"twenty-four"`` -> ``"24"``,
+    ``"three quarters"`` -> ``"0.75"``."""
+    text = _spelled_out(text)
     found = {_norm(raw) for raw in _DIGITS.findall(text)}
     tokens = [t.lower() for t in re.findall(r"[A-Za-z]+|\d[\d,]*(?:\.\d+)?", text)]
     for i, tok in enumerate(tokens):
@@ -99,8 +132,9 @@ def quantities(text: str) -> frozenset[tuple[str, str, float]]:
     months to centuries), and years for periods (``"year"``): ``"half an hour"`` ->
     ``("0.5", "minute", 30)``, ``"four weeks"`` -> ``("4", "minute", 40320)``, ``"the
     14th century"`` and ``"the 1300s"`` -> ``(.., "year", 1300)``. Two sentences that
-    state the same amount in different units agree on it."""
-    tokens = _TOKENS.findall(text)
+    state the same amount in different units agree on it; ``"three quarters of an hour"``
+    is ``("0.75", "minute", 45)``."""
+    tokens = _TOKENS.findall(_spelled_out(text))
     out: set[tuple[str, str, float]] = set()
     for i, token in enumerate(tokens):
         value = _value(token)
@@ -115,6 +149,9 @@ def quantities(text: str) -> frozenset[tuple[str, str, float]]:
         if after < len(tokens) and tokens[after].lower() in _SCALES:  # "two hundred years"
             value *= _SCALES[tokens[after].lower()]
             written, after = _norm(value), after + 1
+        if (value < 1 and after + 2 < len(tokens) and tokens[after].lower() == "of"
+                and tokens[after + 1].lower() in ("a", "an")):
+            after += 2  # "0.75 of an hour"
         unit = _unit(tokens[after]) if after < len(tokens) else ""
         if unit == "century" and low.endswith(("st", "nd", "rd", "th")):
             out.add((written, "year", (value - 1) * 100))  # the 14th century: the 1300s
