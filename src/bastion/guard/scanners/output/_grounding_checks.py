@@ -88,9 +88,11 @@ def vocabulary(text: str) -> set[str]:
 def content_words(text: str) -> frozenset[str]:
     """Stems of the words of ``text`` that carry meaning (no function words, no digits or
     number words, which the number check reads, at least three letters)."""
-    return frozenset(_stem(w) for w in words(text)
-                     if w not in STOP_WORDS and w not in NUMBER_WORDS and len(w) >= 3
-                     and not w[0].isdigit())
+    stems = ((w, _stem(w)) for w in words(text)
+             if w not in STOP_WORDS and len(w) >= 3 and not w[0].isdigit())
+    # "quarters" is a number word too, as "quarter" is
+    return frozenset(stem for w, stem in stems
+                     if w not in NUMBER_WORDS and stem not in NUMBER_WORDS)
 
 
 def has_claim(sentence: str) -> bool:
