@@ -1,6 +1,6 @@
 """The grounding output scanner: supported paraphrases pass, changed numbers, swapped names
 and flipped negations are flagged, no context means no judgement, policy files build it,
-and its accuracy on the shipped test split holds the documented numbers."""
+and its accuracy on the shipped grounding set holds the documented numbers."""
 
 from __future__ import annotations
 
@@ -15,14 +15,18 @@ from bastion.errors import ConfigError, InputError
 from bastion.guard import Guard
 from bastion.guard.base import ScanContext
 from bastion.guard.grounding_set import (
+    Item,
+    dev_parts,
     flag_counts,
     load_grounding_set,
     sentence_scores,
 )
 from bastion.guard.policy import load_policy
 from bastion.guard.scanners.output import _grounding_checks as checks
+from bastion.guard.scanners.output import _grounding_negation as negation
 from bastion.guard.scanners.output import _grounding_numbers as numbers
 from bastion.guard.scanners.output.grounding import Grounding
+from bastion.guard.sentences import sentences
 
 CONTEXT = ("The Aster K2 electric kettle holds 1.7 litres and boils a full load in about "
            "four minutes. The kettle switches itself off when the water boils. A removable "
@@ -30,10 +34,12 @@ CONTEXT = ("The Aster K2 electric kettle holds 1.7 litres and boils a full load 
            "is based in Lyon. The Aster K2 comes with a two-year warranty.")
 DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 
-#: documented in docs/guard/grounding.md (test split, default settings); the test allows
-#: a small tolerance for float rounding across CPUs and library versions.
-DOCUMENTED_RECALL = 0.814
-DOCUMENTED_FPR = 0.149
+#: (recall, false flag rate) documented in docs/guard/grounding.md, default settings, per
+#: part of the dev split; the test allows a small tolerance for float rounding across
+#: CPUs and library versions.
+DOCUMENTED_DEV = {"original": (0.934, 0.026), "former_test": (0.873, 0.064)}
+#: the same for the test split, once it has been evaluated and documented (None: not yet).
+DOCUMENTED_TEST: tuple[float, float] | None = None
 TOLERANCE = 0.03
 
 
@@ -131,10 +137,10 @@ def test_symbolic_checks() -> None:
     assert checks.names("mRNA vaccines work.") == set()
     assert checks.missing_names("Parisian crowds gathered.", checks.vocabulary("in Paris"))\
         == []
-    assert checks.negated("Nothing, not even light, can escape.")
-    assert not checks.negated("It comes without a contract.")
-    assert checks.closest_clause("It has two Thunderbolt ports.",
-                                 "It has two Thunderbolt ports, but no HDMI port.") == \
+    assert negation.negated("Nothing, not even light, can escape.")
+    assert not negation.negated("It comes without a contract.")
+    assert negation.closest_clause("It has two Thunderbolt ports.",
+                                   "It has two Thunderbolt ports, but no HDMI port.") == \
         "It has two Thunderbolt ports"
     assert not checks.has_claim("Let me know if you have any questions!")
     assert not checks.has_claim("Is there anything else I can do?")
@@ -178,24 +184,131 @@ def test_the_same_count_of_another_unit_is_a_changed_number() -> None:
      False),
 ])
 def test_negation_flips(claim: str, context: str, flip: bool) -> None:
-    assert checks.negation_flip(claim, context) is flip
+    assert negation.negation_flip(claim, context) is flip
 
 
 def test_grounding_set_is_labelled_and_split_stably() -> None:
     everything = load_grounding_set("all")
     dev, test = load_grounding_set("dev"), load_grounding_set("test")
-    assert len(everything) >= 60 and sum(len(i.sentences) for i in everything) >= 400
+    assert len(everything) >= 89 and sum(len(i.sentences) for i in everything) >= 685
     assert {i.id for i in dev}.isdisjoint({i.id for i in test})
     assert len(dev) + len(test) == len(everything)
-    assert {i.split for i in dev} == {"dev"} and {i.split for i in test} == {"test"}
+    assert {i.split for i in dev} == {"dev"} and {i.split for i in test} <= {"test"}
+    parts = dev_parts(everything)
+    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 23
+    assert not any(i.was_test for i in test)
     with pytest.raises(InputError, match="split"):
         load_grounding_set("train")
 
 
-def test_test_split_holds_the_documented_numbers(scanner: Grounding) -> None:
-    counts = flag_counts(sentence_scores(scanner, load_grounding_set("test")),
-                         scanner.threshold)
+def test_a_former_test_answer_must_sit_in_dev(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import bastion.guard.grounding_set as grounding_set
+
+    line = ('{"id": "x", "documents": ["A."], "split": "test", "was_test": true, '
+            '"sentences": [{"text": "A.", "label": "supported", "kind": "verbatim"}]}')
+    (tmp_path / "grounding.jsonl").write_text(line + "\n", encoding="utf-8")
+    monkeypatch.setattr(grounding_set, "bundled", lambda name: tmp_path / name)
+    with pytest.raises(InputError, match="was_test"):
+        load_grounding_set("all")
+
+
+def _rates(scanner: Grounding, items: list[Item]) -> tuple[float, float]:
+    counts = flag_counts(sentence_scores(scanner, items), scanner.threshold)
     flagged, planted = counts["unsupported"]
     false, supported = counts["supported"]
-    assert flagged / planted >= DOCUMENTED_RECALL - TOLERANCE
-    assert false / supported <= DOCUMENTED_FPR + TOLERANCE
+    return flagged / planted, false / supported
+
+
+@pytest.mark.parametrize("part", sorted(DOCUMENTED_DEV))
+def test_dev_holds_the_documented_numbers(scanner: Grounding, part: str) -> None:
+    recall, fpr = _rates(scanner, dev_parts(load_grounding_set("dev"))[part])
+    documented_recall, documented_fpr = DOCUMENTED_DEV[part]
+    assert abs(recall - documented_recall) <= TOLERANCE
+    assert abs(fpr - documented_fpr) <= TOLERANCE
+
+
+def test_test_split_holds_the_documented_numbers(scanner: Grounding) -> None:
+    items = load_grounding_set("test")
+    if not items or DOCUMENTED_TEST is None:
+        pytest.skip("no evaluated test split in the grounding set yet")
+    recall, fpr = _rates(scanner, items)
+    assert recall >= DOCUMENTED_TEST[0] - TOLERANCE
+    assert fpr <= DOCUMENTED_TEST[1] + TOLERANCE
+
+
+def test_an_aside_to_the_reader_makes_no_claim(scanner: Grounding) -> None:
+    vocabulary = checks.vocabulary(CONTEXT)
+    assert checks.reader_aside("Wrap up warm!", vocabulary)
+    assert checks.reader_aside("Please read the full leaflet before use.", vocabulary)
+    assert not checks.reader_aside("The limescale filter can be rinsed!", vocabulary)
+    assert not checks.reader_aside("Please note it boils in 9 minutes.", vocabulary)
+    assert not checks.reader_aside("Each kettle comes with a free mug.", vocabulary)
+    answer = "The kettle switches itself off when the water boils. Have fun baking!"
+    result = scanner.scan(answer, DOCS)
+    assert result.verdict == "allow" and result.reason.startswith("all 1 claim(s)")
+
+
+def test_names_are_read_where_they_can_be_names() -> None:
+    assert checks.names("With Economy Light you get one bag.") == {"Economy", "Light"}
+    assert checks.names("Norway holds the largest colony.") == set()
+    assert checks.swapped_names("The parade is on Sunday.",
+                                "The boat parade on Saturday needs a ticket.") == ["Sunday"]
+    assert checks.swapped_names("The parade is on Sunday.",
+                                "The boat parade needs a ticket.") == []
+    assert checks.missing_names("The First Barons' War broke out.",
+                                checks.vocabulary("the First Barons' War followed")) == []
+
+
+def test_a_name_swapped_for_another_of_the_context_is_flagged(scanner: Grounding) -> None:
+    context = ("The boat parade on Saturday needs a ticket costing 8 pounds. Entry to the "
+               "waterfront is free. Extra buses run every ten minutes. The lights go off "
+               "on Sunday night.")
+    answer = "The boat parade takes place on Sunday."
+    result = scanner.scan(answer, ScanContext(direction="output", documents=(context,)))
+    assert [s.label for s in result.spans] == ["unsupported-name"]
+
+
+@pytest.mark.parametrize(("claim", "context", "flip"), [
+    ("The personal item must fit under the seat.",
+     "It must fit under the seat, no larger than 40 by 30 centimetres.", False),
+    ("It is named after the comedy group rather than the snake.",
+     "Its name comes from the comedy group, not the snake.", False),
+    ("There is no fee for leaving.", "You can leave at any time without an exit fee.",
+     False),
+    ("Meat can be added to the compost without problems.",
+     "Meat should not be added to the compost.", True),
+    ("You cannot renew a book if another member has reserved it.",
+     "Books can be renewed unless another member has reserved them.", False),
+    ("Pre-existing conditions are always covered.",
+     "Pre-existing conditions are not covered unless declared.", True),
+    ("The cafe stays open late.", "The cafe closes at five.", True),
+    ("A ship on a storm tile keeps its cargo.", "A ship on a storm tile loses its cargo.",
+     True),
+    ("You have six hours from the start to finish.",
+     "The course closes six hours after the start.", False),
+    ("The Danube Delta is not a World Heritage Site.",
+     "The Danube Delta is a UNESCO World Heritage Site.", True),
+    ("Passwords must be at least 14 characters long.",
+     "Passwords must be at least 14 characters long and may not reuse old ones.", False),
+    ("Entry costs nothing, although the parade is ticketed.",
+     "Entry is free, but the parade needs a ticket.", False),
+])
+def test_negation_reads_bounds_contrasts_conditions_and_opposites(
+        claim: str, context: str, flip: bool) -> None:
+    assert negation.negation_flip(claim, context) is flip
+
+
+def test_spelled_out_numbers_and_fractions() -> None:
+    assert numbers.numbers("twenty-four hours on the twelfth") == {"24", "12"}
+    assert numbers.numbers("three quarters of the seats, two-thirds full") == {
+        "0.75", "0.6667"}
+    assert numbers.converted("A game lasts three quarters of an hour.",
+                             "A round takes about 45 minutes.") == {"0.75"}
+    assert checks.content_words("three quarters of an hour") == {"hour"}
+
+
+def test_sentences_without_run_on_cuts_keep_a_date_whole() -> None:
+    text = "Prices stay fixed until 31 May. They are then reviewed."
+    assert len(sentences(text, min_words=1)) == 3  # the run-on cut before "May"
+    assert sentences(text, min_words=1, run_on=False) == [(0, 31), (32, len(text))]
