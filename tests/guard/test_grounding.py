@@ -37,7 +37,7 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: (recall, false flag rate) documented in docs/guard/grounding.md, default settings, per
 #: part of the dev split; the test allows a small tolerance for float rounding across
 #: CPUs and library versions.
-DOCUMENTED_DEV = {"original": (0.934, 0.026), "former_test": (0.873, 0.064)}
+DOCUMENTED_DEV = {"original": (0.934, 0.026), "former_test": (0.863, 0.064)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
 DOCUMENTED_TEST: tuple[float, float] | None = None
 TOLERANCE = 0.03
@@ -253,9 +253,9 @@ def test_names_are_read_where_they_can_be_names() -> None:
     assert checks.names("With Economy Light you get one bag.") == {"Economy", "Light"}
     assert checks.names("Norway holds the largest colony.") == set()
     assert checks.swapped_names("The parade is on Sunday.",
-                                "The boat parade on Saturday needs a ticket.") == ["Sunday"]
+                                ["The boat parade on Saturday needs a ticket."]) == ["Sunday"]
     assert checks.swapped_names("The parade is on Sunday.",
-                                "The boat parade needs a ticket.") == []
+                                ["The boat parade needs a ticket."]) == []
     assert checks.missing_names("The First Barons' War broke out.",
                                 checks.vocabulary("the First Barons' War followed")) == []
 

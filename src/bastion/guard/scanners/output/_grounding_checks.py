@@ -21,6 +21,7 @@ Everything here is plain Python on short strings: microseconds per sentence.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from functools import lru_cache
 
@@ -122,7 +123,8 @@ def reader_aside(sentence: str, context_vocabulary: AbstractSet[str]) -> bool:
     return 2 * len(mine & context_vocabulary) < len(mine)
 
 
-def names(sentence: str) -> set[str]:
+@lru_cache(maxsize=8192)
+def names(sentence: str) -> frozenset[str]:
     """Capitalised words of ``sentence`` as written (possessive ``'s`` dropped), except
     ``I`` and the first word when the second is not capitalised as well."""
     found = []
@@ -134,14 +136,14 @@ def names(sentence: str) -> set[str]:
         if word and word != "I":
             found.append((m.start(), word))
     if not found:
-        return set()
+        return frozenset()
     first_at = len(sentence) - len(sentence.lstrip(" \"'([*-"))
     # the opening word is capitalised anyway; keep it only inside a run of names, and
     # never a function word ("With Economy Light ...", "The Danube ...")
     if found[0][0] == first_at and (len(found) < 2 or found[0][1].lower() in STOP_WORDS
                                     or not _adjacent(sentence, found[0], found[1])):
         found = found[1:]
-    return {w for _, w in found}
+    return frozenset(w for _, w in found)
 
 
 def _adjacent(sentence: str, first: tuple[int, str], second: tuple[int, str]) -> bool:
@@ -150,15 +152,21 @@ def _adjacent(sentence: str, first: tuple[int, str], second: tuple[int, str]) ->
     return gap.strip(" '\u2019s") == ""
 
 
-def swapped_names(sentence: str, support: str) -> list[str]:
+def swapped_names(sentence: str, support: Sequence[str],
+                  support_vocabulary: AbstractSet[str] | None = None) -> list[str]:
     """Names of ``sentence`` absent from ``support`` (its closest context sentences) when
     ``support`` names something the sentence does not: a name of the context put in
     another's place ("on Sunday" where the support says "on Saturday" and another
-    sentence mentions Sunday)."""
-    mine = vocabulary(sentence)
-    if all(_known(n.lower(), mine) for n in names(support)):
+    sentence mentions Sunday). ``support_vocabulary``: :func:`vocabulary` of the
+    support, when the caller has it already."""
+    if not names(sentence):
         return []
-    return missing_names(sentence, vocabulary(support))
+    mine = vocabulary(sentence)
+    if all(_known(n.lower(), mine) for unit in support for n in names(unit)):
+        return []
+    if support_vocabulary is None:
+        support_vocabulary = vocabulary(" ".join(support))
+    return missing_names(sentence, support_vocabulary)
 
 
 def _known(low: str, vocab: AbstractSet[str]) -> bool:

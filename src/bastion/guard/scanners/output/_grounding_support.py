@@ -105,6 +105,7 @@ class Context:
             for word in unit_words:
                 where.setdefault(word, []).append(i)
         self._where = where
+        self.vocabularies = vocabularies[:MAX_CONTEXT_SENTENCES]
         self.vocabulary: frozenset[str] = frozenset().union(*(d.vocabulary for d in read))
         self.numbers: frozenset[str] = frozenset().union(*(d.numbers for d in read))
 
@@ -136,12 +137,14 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
     best = int(np.argmax(sims + RANK_LEXICAL * shares))
     similarity = float(sims.max())
     evidence = context.units[best]
+    near = [best]
     if pair_sims.size:
         pair = int(np.argmax(pair_sims + RANK_LEXICAL * pair_shares))
         similarity = max(similarity, float(pair_sims.max()))
         ranked_pair = pair_sims[pair] + RANK_LEXICAL * pair_shares[pair]
         if ranked_pair > sims[best] + RANK_LEXICAL * shares[best]:
             evidence = f"{context.units[pair]} {context.units[pair + 1]}"
+            near += [pair, pair + 1]
     mentioned = checks.numbers(sentence)
     nearby = f"{context.units[best]} {evidence}"
     coverage = len(words & context.vocabulary) / len(words) if words else 0.0
@@ -153,7 +156,9 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
             (mentioned - checks.numbers(nearby) - converted(sentence, nearby))
             | unit_changed(sentence, nearby))),
         missing_names=tuple(missing),
-        swapped_names=() if missing else tuple(checks.swapped_names(sentence, nearby)),
+        swapped_names=() if missing else tuple(checks.swapped_names(
+            sentence, [context.units[i] for i in near],
+            frozenset().union(*(context.vocabularies[i] for i in near)))),
         negation_flip=negation_flip(sentence, context.units[best]),
         overlap=float(shares[best]), support=evidence)
 
