@@ -43,9 +43,10 @@ _NOT_UN = ("under", "unit", "uni", "unti", "unless", "uncle", "unanim", "unload"
 _UN_WORD = re.compile(r"(?<![A-Za-z])[Uu]n[a-z]{4,}\b")
 #: common English opposites, one group per line: a word of a group said where the other
 #: side says another ("stays open" / "closes", "keeps its cargo" / "loses its cargo")
-#: reverses what is claimed, as a "not" would. General words only, none of one topic.
+#: reverses what is claimed, as a "not" would. General words only, none of one topic;
+#: function words ("more", "same", "before") are not content words, so not listed.
 _OPPOSITES = """
-open close closed shut | keep lose | win lose | more less fewer | many few | male female
+open close closed shut | keep lose | win lose | male female
 accept reject refuse decline | allow forbid ban prohibit | permitted forbidden banned
 include exclude | increase decrease reduce | rise fall | survive die | pass fail
 succeed fail | success failure | safe dangerous | public private | required optional
@@ -56,13 +57,22 @@ above below | inside outside | north south | east west | add remove | buy sell
 lend borrow | import export | minimum maximum | enable disable | permanent temporary
 full empty | wide narrow | legal illegal | possible impossible | agree disagree
 best worst | better worse | good bad | positive negative | gain lose | majority minority
-internal external | same different | similar different | before after | start stop
+internal external | similar different | start stop
 """
-_GROUPS = [frozenset(_stem(w) for w in group.split()) for group in _OPPOSITES.split("|")]
-OPPOSITES: dict[str, frozenset[str]] = {}
-for _group in _GROUPS:
-    for _word in _group:
-        OPPOSITES[_word] = OPPOSITES.get(_word, frozenset()) | (_group - {_word})
+
+
+def _opposite_stems(table: str) -> dict[str, frozenset[str]]:
+    """Stem -> the stems opposed to it, from groups of words split by ``|``."""
+    out: dict[str, frozenset[str]] = {}
+    for group in table.split("|"):
+        stems = frozenset(_stem(w) for w in group.split())
+        for stem in stems:
+            out[stem] = out.get(stem, frozenset()) | (stems - {stem})
+    return out
+
+
+#: stem -> the stems of its opposites.
+OPPOSITES: dict[str, frozenset[str]] = _opposite_stems(_OPPOSITES)
 #: "without" and the word it denies, past an article ("without an exit fee": "exit").
 _WITHOUT = re.compile(r"\bwithout\s+(?:(?:a|an|the|any)\s+)?([A-Za-z]+)(?:\s+([A-Za-z]+))?",
                       re.IGNORECASE)

@@ -14,10 +14,14 @@ claim (not a question or a pleasantry) is checked against the context two ways:
   more planted errors, at a slightly higher false flag rate, for far more time.
 * **symbols**, which embeddings read past: a number or date absent from the claim's
   closest context sentence and pair (``number_scope="support"``; ``"context"`` asks
-  only that it appear somewhere), a capitalised name absent from the context, and a
-  negation flip (the claim says "not" where the closest clause of its closest context
-  sentence does not, or the reverse, sharing at least ``negation_overlap`` of its
-  content words with that sentence).
+  only that it appear somewhere), a capitalised name absent from the context or swapped
+  for the one its closest context sentences name, and a negation flip (a clause of the
+  claim says "not", or a common opposite, where the closest clause of its closest
+  context sentence does not, or the reverse, sharing at least ``negation_overlap`` of
+  its content words with that sentence; :mod:`._grounding_negation`).
+
+Questions, pleasantries and asides to the reader on what the context never mentions
+("Wrap up warm!") make no claim and are not judged.
 
 Each sentence gets an unsupportedness in [0, 1] (0.5 at the ``min_support`` boundary,
 :data:`NUMBER_SCORE`, :data:`NAME_SCORE` or :data:`NEGATION_SCORE` for a symbolic miss,
