@@ -47,9 +47,13 @@ def test_each_judge_has_enough_positives_and_negatives() -> None:
         assert counts[(judge, False)] >= MIN_PER_CLASS, (judge, counts[(judge, False)])
 
 
-def test_no_answer_is_shared_with_the_judge_set() -> None:
-    old = {c.answer for c in load_judge_set(JUDGE_SET)}
-    assert not old & {c.answer for c in load_judge_set(JUDGE_FRESH)}
+def test_no_row_is_copied_from_the_judge_set() -> None:
+    # SmolLM2 repeats some degenerate answers ("I'm sorry." x16) across requests, so a
+    # copy is the same answer to the same request, not the same answer alone.
+    def pairs(path: Path) -> set[tuple[str, str]]:
+        return {(c.attempt.turns[0], c.answer) for c in load_judge_set(path)}
+
+    assert not pairs(JUDGE_SET) & pairs(JUDGE_FRESH)
 
 
 def test_grounding_rows_are_valid_and_on_new_topics() -> None:
