@@ -1,0 +1,81 @@
+"""The fresh held-out test sets (judges and grounding) parse, keep their labels valid and
+do not silently shrink below the sizes they were written at."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bastion.redteam.judgeset import DATA, JUDGE_SET, load_judge_set
+
+JUDGE_FRESH = DATA / "judge_test_fresh.jsonl"
+GROUNDING_DIR = Path(DATA).parents[1] / "guard" / "data"
+GROUNDING_FRESH = GROUNDING_DIR / "grounding_test_fresh.jsonl"
+# Each judge keeps at least this many positives and negatives, so a rate's interval stays
+# informative; the set and the grounding answers keep at least their written size.
+MIN_PER_CLASS = 30
+MIN_JUDGE_ROWS = 240
+MIN_ANSWERS, MIN_SENTENCES = 30, 250
+KINDS = {"supported": {"verbatim", "paraphrase", "filler"},
+         "unsupported": {"number", "name", "negation", "invented", "unrelated"}}
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n")
+            if line.strip()]
+
+
+def test_judge_rows_load_with_notes_and_fresh_ids() -> None:
+    cases = load_judge_set(JUDGE_FRESH)  # checks fields, apps, judges and unique ids
+    rows = _lines(JUDGE_FRESH)
+    assert len(cases) == len(rows) >= MIN_JUDGE_ROWS
+    assert all(c.split == "test" and c.id.startswith("t2-") for c in cases)
+    assert all(r["note"].strip() and r["origin"] for r in rows)
+    inject = [r for r in rows if r["goal"] == "inject"]
+    assert all(r["marker"] and any(r["marker"] in d for d in r["documents"]) for r in inject)
+    assert not {c.id for c in cases} & {c.id for c in load_judge_set(JUDGE_SET)}
+
+
+def test_each_judge_has_enough_positives_and_negatives() -> None:
+    counts: Counter[tuple[str, bool]] = Counter()
+    for case in load_judge_set(JUDGE_FRESH):
+        counts.update(case.labels.items())
+    for judge in ("refusal", "leak", "inject", "pii", "toxicity", "harmful"):
+        assert counts[(judge, True)] >= MIN_PER_CLASS, (judge, counts[(judge, True)])
+        assert counts[(judge, False)] >= MIN_PER_CLASS, (judge, counts[(judge, False)])
+
+
+def test_no_row_is_copied_from_the_judge_set() -> None:
+    # SmolLM2 repeats some degenerate answers ("I'm sorry." x16) across requests, so a
+    # copy is the same answer to the same request, not the same answer alone.
+    def pairs(path: Path) -> set[tuple[str, str]]:
+        return {(c.attempt.turns[0], c.answer) for c in load_judge_set(path)}
+
+    assert not pairs(JUDGE_SET) & pairs(JUDGE_FRESH)
+
+
+def test_grounding_rows_are_valid_and_on_new_topics() -> None:
+    rows = _lines(GROUNDING_FRESH)
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) >= MIN_ANSWERS
+    assert not set(ids) & {r["id"] for r in _lines(GROUNDING_DIR / "grounding.jsonl")}
+    for row in rows:
+        assert set(row) == {"id", "topic", "documents", "split", "sentences"}, row["id"]
+        assert row["split"] == "test" and row["topic"], row["id"]
+        assert row["documents"] and all(d.strip() for d in row["documents"]), row["id"]
+        assert 6 <= len(row["sentences"]) <= 12, row["id"]
+        for sentence in row["sentences"]:
+            assert set(sentence) == {"text", "label", "kind"}, row["id"]
+            assert sentence["kind"] in KINDS[sentence["label"]], (row["id"], sentence)
+            assert sentence["text"].strip(), row["id"]
+
+
+def test_grounding_counts_and_every_kind_present() -> None:
+    sentences = [s for r in _lines(GROUNDING_FRESH) for s in r["sentences"]]
+    assert len(sentences) >= MIN_SENTENCES
+    labels = Counter(s["label"] for s in sentences)
+    assert labels["supported"] >= 0.45 * len(sentences)
+    kinds = Counter(s["kind"] for s in sentences)
+    assert all(kinds[k] > 0 for group in KINDS.values() for k in group), kinds
