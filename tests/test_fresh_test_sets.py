@@ -12,7 +12,7 @@ from bastion.redteam.judgeset import DATA, JUDGE_SET, load_judge_set
 
 JUDGE_FRESH = DATA / "judge_test_fresh.jsonl"
 GROUNDING_DIR = Path(DATA).parents[1] / "guard" / "data"
-GROUNDING_FRESH = GROUNDING_DIR / "grounding_test_fresh.jsonl"
+GROUNDING_SET = GROUNDING_DIR / "grounding.jsonl"
 # Each judge keeps at least this many positives and negatives, so a rate's interval stays
 # informative; the set and the grounding answers keep at least their written size.
 MIN_PER_CLASS = 30
@@ -56,11 +56,15 @@ def test_no_row_is_copied_from_the_judge_set() -> None:
     assert not pairs(JUDGE_SET) & pairs(JUDGE_FRESH)
 
 
+def _grounding(split: str) -> list[dict[str, Any]]:
+    return [r for r in _lines(GROUNDING_SET) if r["split"] == split]
+
+
 def test_grounding_rows_are_valid_and_on_new_topics() -> None:
-    rows = _lines(GROUNDING_FRESH)
+    rows = _grounding("test")
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)) >= MIN_ANSWERS
-    assert not set(ids) & {r["id"] for r in _lines(GROUNDING_DIR / "grounding.jsonl")}
+    assert not set(ids) & {r["id"] for r in _grounding("dev")}
     for row in rows:
         assert set(row) == {"id", "topic", "documents", "split", "sentences"}, row["id"]
         assert row["split"] == "test" and row["topic"], row["id"]
@@ -73,7 +77,7 @@ def test_grounding_rows_are_valid_and_on_new_topics() -> None:
 
 
 def test_grounding_counts_and_every_kind_present() -> None:
-    sentences = [s for r in _lines(GROUNDING_FRESH) for s in r["sentences"]]
+    sentences = [s for r in _grounding("test") for s in r["sentences"]]
     assert len(sentences) >= MIN_SENTENCES
     labels = Counter(s["label"] for s in sentences)
     assert labels["supported"] >= 0.45 * len(sentences)
