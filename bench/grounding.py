@@ -206,8 +206,10 @@ def main() -> None:
                         help="highest dev false positive rate --tune accepts")
     parser.add_argument("--tune-on", choices=("dev_original", "dev"), default="dev_original",
                         help="the dev answers --tune chooses on")
-    parser.add_argument("--explain", action="store_true",
-                        help="print the dev sentences scored on the wrong side, and why")
+    parser.add_argument("--explain", nargs="?", const="dev", default=None,
+                        choices=("dev", "dev_original", "dev_former_test", "test"),
+                        help="print the sentences of a split (default dev) scored on the "
+                        "wrong side, and why; read test only once its numbers are published")
     parser.add_argument("--layers", type=int, default=None,
                         help="MiniLM layers for the evaluation (default: the scanner's)")
     parser.add_argument("--repeats", type=int, default=3, help="latency passes")
@@ -222,7 +224,7 @@ def main() -> None:
     scanner = Grounding() if args.layers is None else Grounding(layers=args.layers)
     split = parts()
     if args.explain:
-        explain(scanner, split["dev"])
+        explain(scanner, split[args.explain])
         return
     result: dict[str, Any] = {
         "params": {k: v for k, v in scanner.get_params().items() if k != "name"},

@@ -39,7 +39,7 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: CPUs and library versions.
 DOCUMENTED_DEV = {"original": (0.934, 0.026), "former_test": (0.863, 0.064)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
-DOCUMENTED_TEST: tuple[float, float] | None = None
+DOCUMENTED_TEST: tuple[float, float] | None = (0.936, 0.179)
 TOLERANCE = 0.03
 
 
