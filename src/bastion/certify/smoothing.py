@@ -76,7 +76,8 @@ def noise_rows(seed: int, start: int, stop: int, shape: torch.Size, *, device: t
     Block ``k`` (rows ``k * CHUNK`` to ``(k + 1) * CHUNK``) comes from a generator seeded
     with ``(seed + k) mod 2**32`` (torch's CPU generator keeps 32 bits of a seed), so a
     row's value does not depend on the rows asked for with it, and a stream's blocks do
-    not repeat within 2**32 blocks.
+    not repeat within 2**32 blocks. Two inputs' streams may share blocks (seeds a few
+    apart); harmless, since each input's certificate holds on its own.
     """
     gen = torch.Generator(device=device)
     parts = []
