@@ -18,7 +18,7 @@ from torch import nn
 from bastion.diagnostics import CHECKS, compare, curves, diagnose, gradients, result
 from bastion.diagnostics.binarize import Binarized, binarization_test, fit_readouts
 from bastion.diagnostics.trace import traced_pgd
-from bastion.errors import ConfigError, InputError
+from bastion.errors import ConfigError, InputError, ModelError
 from bastion.threat import ThreatModel
 
 EPS = 0.1
@@ -331,3 +331,31 @@ def test_bad_arguments_are_refused_with_what_to_do(trained_mlp, sixty):
     with pytest.raises(InputError, match="none of the"):
         diagnose(trained_mlp, (x[:5], (trained_mlp(x[:5]).argmax(1) + 1) % 10),
                  ThreatModel("Linf", EPS))
+
+
+class OutOfMemory(nn.Module):
+    """``model``, but any batch of more than ``limit`` samples runs out of device memory."""
+
+    def __init__(self, model: nn.Module, limit: int) -> None:
+        super().__init__()
+        self.model, self.limit = model, limit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4 GiB")
+        return self.model(x)
+
+
+def test_out_of_memory_stops_with_the_smaller_n_to_pass(trained_mlp, sixty):
+    # diagnose has no batch back-off (its checks draw for all samples at once): it says
+    # what to rerun with instead of showing torch's error
+    with pytest.raises(ModelError, match=r"diagnosing 60 samples .*--n 30") as caught:
+        diagnose(OutOfMemory(trained_mlp, 40).eval(), sixty, ThreatModel("Linf", EPS), **FAST)
+    assert isinstance(caught.value.__cause__, torch.cuda.OutOfMemoryError)
+    with pytest.raises(ValueError, match="not memory"):  # other errors pass unchanged
+        diagnose(Broken().eval(), sixty, ThreatModel("Linf", EPS), **FAST)
+
+
+class Broken(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError("a bug, not memory")

@@ -149,9 +149,9 @@ def test_epsilon_lower_bound_by_hand() -> None:
 def test_audit_refuses_a_bound_above_the_accounted_epsilon(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A model trained without noise but reported as eps = 0.01 must be caught."""
-    def leaky(x: torch.Tensor, y: torch.Tensor, recipe: Recipe, *, seed: int
-              ) -> tuple[nn.Module, dict[str, float]]:
-        model, _ = train(x, y, Recipe(epochs=60, batch=32), seed=seed)
+    def leaky(x: torch.Tensor, y: torch.Tensor, recipe: Recipe, *, seed: int,
+              device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, float]]:
+        model, _ = train(x, y, Recipe(epochs=60, batch=32), seed=seed, device=device)
         return model, {"epsilon": 0.01}
 
     monkeypatch.setattr(dp_audit, "train", leaky)

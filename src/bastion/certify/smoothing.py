@@ -7,8 +7,15 @@ certifiably robust in L2: if the top class has probability at least p_A > 1/2, t
 estimated by Monte Carlo, so every answer holds with probability at least 1 - alpha over
 the noise; otherwise the procedures abstain (class -1, radius 0).
 
-Noise is drawn ``batch`` samples at a time, so memory is O(batch) whatever ``n`` is, and
-from the given ``torch.Generator``: the same generator state gives the same answers.
+The base classifier sees ``batch`` noisy copies at a time, so memory is O(batch) whatever
+``n`` is. The noise does not depend on the batch: each input takes one draw of the given
+``torch.Generator`` as the seed of its noise stream (CERTIFY's selection uses the
+stream's first ``n0`` rows, the estimate the next ``n``), and the stream comes in blocks
+of :data:`CHUNK` rows, block ``k`` from a generator seeded with (stream seed + k) on the
+model's device. The same generator state therefore gives the same answers at any batch
+size and however the inputs are split between calls, and a batch that runs out of
+device memory is halved and retried (:mod:`bastion.evaluation.backoff`) with unchanged
+counts and radii.
 Noisy inputs are not clipped to the data bounds, as in the paper; the certificate holds
 for any input within the radius.
 """
@@ -24,8 +31,13 @@ from torch import nn
 
 from bastion.attacks.base import model_device
 from bastion.errors import ConfigError
+from bastion.evaluation.backoff import run_in_batches
 
 ABSTAIN = -1
+#: noisy copies per block of a noise stream. Small, so a batch that is not a multiple of
+#: it regenerates little; a power of two, so halved batches of 2**k stay aligned.
+CHUNK = 16
+_MASK32 = 0xFFFFFFFF
 
 
 @dataclass
@@ -52,29 +64,57 @@ def _check(sigma: float, n: int, alpha: float, batch: int) -> None:
         raise ConfigError(f"batch must be an integer >= 1, got {batch!r}")
 
 
+def stream_seed(generator: torch.Generator) -> int:
+    """One input's noise stream: a 32-bit seed, one draw of ``generator``."""
+    return int(torch.randint(0, 2**32, (1,), generator=generator, device=generator.device))
+
+
+def noise_rows(seed: int, start: int, stop: int, shape: torch.Size, *, device: torch.device,
+               dtype: torch.dtype) -> torch.Tensor:
+    """Rows [start, stop) of the N(0, I) noise stream ``seed``: (stop - start, *shape).
+
+    Block ``k`` (rows ``k * CHUNK`` to ``(k + 1) * CHUNK``) comes from a generator seeded
+    with ``(seed + k) mod 2**32`` (torch's CPU generator keeps 32 bits of a seed), so a
+    row's value does not depend on the rows asked for with it, and a stream's blocks do
+    not repeat within 2**32 blocks. Two inputs' streams may share blocks (seeds a few
+    apart); harmless, since each input's certificate holds on its own.
+    """
+    gen = torch.Generator(device=device)
+    parts = []
+    for k in range(start // CHUNK, (stop - 1) // CHUNK + 1):
+        gen.manual_seed((seed + k) & _MASK32)
+        block = torch.randn((CHUNK, *shape), generator=gen, device=device, dtype=dtype)
+        parts.append(block[max(start - k * CHUNK, 0):min(stop - k * CHUNK, CHUNK)])
+    return torch.cat(parts)
+
+
 def sample_counts(model: nn.Module, x: torch.Tensor, sigma: float, n: int, batch: int,
-                  generator: torch.Generator) -> torch.Tensor:
+                  seed: int, first: int = 0) -> tuple[torch.Tensor, int]:
     """How often the base classifier picks each class on ``n`` noisy copies of one input.
 
     Args:
         x: one input (*in), without batch axis.
+        batch: noisy copies per forward pass; halved after an out-of-memory error.
+        seed, first: the noise is rows [first, first + n) of stream ``seed``
+            (:func:`stream_seed`, :func:`noise_rows`).
     Returns:
-        counts (K,) int64 summing to n.
+        counts (K,) int64 summing to n, on the CPU, and the batch size in use at the end
+        (pass it on, so the next input does not run out of memory again).
     """
-    counts: torch.Tensor | None = None
     device = model_device(model)
     x = x.to(device)
+    tally: list[torch.Tensor] = []
+
+    def step(start: int, stop: int) -> None:
+        noise = noise_rows(seed, first + start, first + stop, x.shape, device=device,
+                           dtype=x.dtype)
+        logits = model(x.unsqueeze(0) + sigma * noise)
+        # kept only once the whole batch is through: a retried batch is not counted twice
+        tally.append(torch.bincount(logits.argmax(1), minlength=logits.shape[1]))
+
     with torch.inference_mode():
-        for start in range(0, n, batch):
-            size = min(batch, n - start)
-            noise = torch.randn((size, *x.shape), generator=generator, device=device,
-                                dtype=x.dtype)
-            logits = model(x.unsqueeze(0) + sigma * noise)
-            if counts is None:
-                counts = torch.zeros(logits.shape[1], dtype=torch.long, device=device)
-            counts += torch.bincount(logits.argmax(1), minlength=counts.shape[0])
-    assert counts is not None  # n >= 1 is checked by the callers
-    return counts.cpu()
+        size = run_in_batches(step, n, batch)
+    return torch.stack(tally).sum(0).cpu(), size
 
 
 def lower_confidence_bound(k: int, n: int, alpha: float) -> float:
@@ -100,12 +140,14 @@ def predict(model: nn.Module, x: torch.Tensor, sigma: float, n: int, alpha: floa
     Args:
         x: (N, *in) inputs. sigma: noise standard deviation in input units.
         n: noise samples per input.
+        batch: noisy copies per forward pass; halved after an out-of-memory error
+            (same answers: the noise does not depend on it).
     """
     _check(sigma, n, alpha, batch)
     gen = _generator(generator, model)
     labels, passes = [], 0
     for xi in x:
-        counts = sample_counts(model, xi, sigma, n, batch, gen)
+        counts, batch = sample_counts(model, xi, sigma, n, batch, stream_seed(gen))
         passes += n
         top2 = counts.topk(2)
         n_a, n_b = int(top2.values[0]), int(top2.values[1])
@@ -128,14 +170,20 @@ def certify(model: nn.Module, x: torch.Tensor, sigma: float, n0: int, n: int, al
 
     Args:
         x: (N, *in) inputs. sigma: noise standard deviation in input units.
+        batch: noisy copies per forward pass; halved after an out-of-memory error
+            (same answers: the noise does not depend on it).
     """
     _check(sigma, n, alpha, batch)
     _check(sigma, n0, alpha, batch)
     gen = _generator(generator, model)
     labels, radii, lows = [], [], []
     for xi in x:
-        guess = int(sample_counts(model, xi, sigma, n0, batch, gen).argmax())
-        k = int(sample_counts(model, xi, sigma, n, batch, gen)[guess])
+        seed = stream_seed(gen)
+        counts, batch = sample_counts(model, xi, sigma, n0, batch, seed)
+        guess = int(counts.argmax())
+        # fresh noise for the estimate: the stream's next n rows, not the selection's
+        counts, batch = sample_counts(model, xi, sigma, n, batch, seed, first=n0)
+        k = int(counts[guess])
         p_a = lower_confidence_bound(k, n, alpha)
         lows.append(p_a)
         if p_a > 0.5:

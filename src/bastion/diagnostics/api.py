@@ -23,7 +23,8 @@ from bastion.data.base import Dataset
 from bastion.diagnostics.curves import unbounded_eps
 from bastion.diagnostics.result import masking_suspected
 from bastion.diagnostics.run import DiagnosisRun
-from bastion.errors import CapabilityError, ConfigError
+from bastion.errors import CapabilityError, ConfigError, ModelError
+from bastion.evaluation.backoff import is_out_of_memory
 from bastion.evaluation.checks import check_inputs, check_model, warn_if_training
 from bastion.evaluation.runner import unit_seed
 from bastion.threat import ThreatModel
@@ -108,12 +109,26 @@ def diagnose(model: nn.Module, data: Dataset | tuple[torch.Tensor, torch.Tensor]
             run = DiagnosisRun(model, x.to(device), y.to(device=device, dtype=torch.long),
                                threat, params, seed, log or (lambda _line: None), on_check)
             run.all(surrogate, surrogate_name)
+    except Exception as exc:  # only out-of-memory errors are reworded; others re-raised
+        if not is_out_of_memory(exc):
+            raise
+        raise _out_of_memory(exc, int(x.shape[0])) from exc
     finally:
         if was_training:
             model.train()
     return Diagnosis(n=run.n, clean_accuracy=run.clean, threat=threat, checks=run.checks,
                      curves=run.curves, params=params, passes=run.passes,
                      seconds=time.perf_counter() - run.began)
+
+
+def _out_of_memory(exc: BaseException, n: int) -> ModelError:
+    # No batch back-off here: each check draws its random points and directions for all
+    # its samples at once, so splitting them would change the numbers; a smaller n does.
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return ModelError(f"out of device memory while diagnosing {n} samples ({first}); "
+                      "diagnose runs each check on all its samples in one batch: rerun "
+                      f"with fewer samples (--n {max(1, n // 2)}) or on a device with "
+                      "more memory (--device cpu)")
 
 
 def _validate(threat: ThreatModel, x: torch.Tensor, steps: int, restarts: int,

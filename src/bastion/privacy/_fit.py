@@ -1,5 +1,11 @@
 """Small training loop shared by extraction (a copy on soft or hard answers) and
-membership inference (target and shadow models)."""
+membership inference (target and shadow models).
+
+Device rule of the privacy commands: data sets and every random draw stay on the CPU
+(so a seed gives the same batches and starting weights on every device); a model lives
+on its device, each batch moves to it, and what comes back for statistics or JSON is a
+CPU tensor (:func:`predict`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bastion.attacks.base import model_device
 from bastion.zoo.registry import build_for
 
 
@@ -20,14 +27,14 @@ def jitter(x: torch.Tensor, shift: float, gen: torch.Generator) -> torch.Tensor:
     angle = (torch.rand(n, generator=gen) * 2 - 1) * (torch.pi / 18)
     cos, sin = torch.cos(angle), torch.sin(angle)
     theta = torch.stack([torch.stack([cos, -sin, move[:, 0]], 1),
-                         torch.stack([sin, cos, move[:, 1]], 1)], 1)
+                         torch.stack([sin, cos, move[:, 1]], 1)], 1).to(x.device)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, align_corners=False)
 
 
 def fit(x: torch.Tensor, target: torch.Tensor, *, arch: str = "wong-small", steps: int,
         batch: int = 64, lr: float = 1e-3, seed: int = 0, num_classes: int = 10,
-        augment: float = 0.0) -> nn.Module:
+        augment: float = 0.0, device: torch.device | str = "cpu") -> nn.Module:
     """Train a fresh ``arch`` for ``steps`` Adam steps on batches drawn with replacement.
 
     Args:
@@ -37,20 +44,23 @@ def fit(x: torch.Tensor, target: torch.Tensor, *, arch: str = "wong-small", step
         num_classes: outputs of the model for int64 labels (soft labels give K).
         augment: when > 0, each batch is :func:`jitter`-ed by up to this many pixels
             (the targets stay: the answer to an image holds for its small moves).
+        device: where the model trains; ``x`` and ``target`` may stay on the CPU (each
+            batch moves), and the draws stay there, so the batches do not depend on it.
     Returns:
-        the model in eval mode.
+        the model in eval mode, on ``device``.
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     # sized to x's channels and side; a clear error when arch cannot take that shape
     model = build_for(arch, x, target.shape[1] if target.dim() == 2 else num_classes)
+    model = model.to(device)  # built on the CPU first: the same initial weights anywhere
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(steps):
-        idx = torch.randint(len(x), (min(batch, len(x)),), generator=gen)
+        idx = torch.randint(len(x), (min(batch, len(x)),), generator=gen).to(x.device)
         xb = jitter(x[idx], augment, gen) if augment > 0 else x[idx]
-        logits = model(xb)
-        t = target[idx]
+        logits = model(xb.to(device))
+        t = target[idx].to(device)
         if t.dim() == 1:
             loss = F.cross_entropy(logits, t)
         else:
@@ -64,5 +74,11 @@ def fit(x: torch.Tensor, target: torch.Tensor, *, arch: str = "wong-small", step
 @torch.no_grad()
 def predict(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
             batch: int = 1000) -> torch.Tensor:
-    """``model``'s outputs on (N, C, H, W) ``x``, batched: (N, K)."""
-    return torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
+    """``model``'s outputs on (N, C, H, W) ``x``, batched: (N, K) on the CPU.
+
+    Each batch moves to the model's device (a module's parameters say where; any other
+    callable gets CPU batches) and its outputs come back to the CPU.
+    """
+    device = model_device(model) if isinstance(model, nn.Module) else torch.device("cpu")
+    return torch.cat([model(x[i:i + batch].to(device)).cpu()
+                      for i in range(0, len(x), batch)])

@@ -72,24 +72,31 @@ class Recipe:
 
 
 def train(x: torch.Tensor, y: torch.Tensor, recipe: Recipe, *, seed: int,
-          num_classes: int = 10) -> tuple[nn.Module, dict[str, Any]]:
+          num_classes: int = 10, device: torch.device | str = "cpu"
+          ) -> tuple[nn.Module, dict[str, Any]]:
     """Train a fresh model on (N, C, H, W) ``x`` in [0, 1] and (N,) int64 ``y``.
 
+    The model is built (seeded) on the CPU and moved to ``device``; ``x`` and ``y`` stay
+    where they are and each batch moves. Batches, PGD starts and DP-SGD's Poisson
+    sampling are drawn on the CPU, so they do not depend on the device (DP-SGD's noise
+    is drawn on ``device``, as Opacus needs, so on a GPU it differs from the CPU's).
+
     Returns:
-        the model in eval mode and ``{"epsilon": float | None}`` (None unless DP).
+        the model in eval mode on ``device`` and ``{"epsilon": float | None}`` (None
+        unless DP).
     """
     torch.manual_seed(seed)
-    model = build_for(recipe.arch, x, num_classes)
+    model = build_for(recipe.arch, x, num_classes).to(device)
     gen = torch.Generator().manual_seed(seed)
     if recipe.method == "dp":
-        return _train_dp(model, x, y, recipe, gen)
+        return _train_dp(model, x, y, recipe, gen, torch.device(device))
     opt = torch.optim.Adam(model.parameters(), lr=recipe.step_size)
     threat = ThreatModel("Linf", recipe.eps)
     for _ in range(recipe.epochs):
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), recipe.batch):
-            idx = order[start:start + recipe.batch]
-            xb, yb = x[idx], y[idx]
+            idx = order[start:start + recipe.batch].to(x.device)
+            xb, yb = x[idx].to(device), y[idx].to(device)
             if recipe.method == "pgd-at":
                 xb = _pgd(model, xb, yb, threat, recipe.pgd_steps, gen)
             loss = F.cross_entropy(model(xb), yb)
@@ -103,7 +110,7 @@ def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel
          steps: int, gen: torch.Generator) -> torch.Tensor:
     """L-inf PGD with a random start, step 2.5 * eps / steps (Madry et al.)."""
     step = 2.5 * threat.eps / steps
-    delta = (torch.rand(x.shape, generator=gen) * 2 - 1) * threat.eps
+    delta = ((torch.rand(x.shape, generator=gen) * 2 - 1) * threat.eps).to(x.device)
     adv = (x + delta).clamp(0, 1)
     for _ in range(steps):
         adv.requires_grad_(True)
@@ -113,23 +120,25 @@ def _pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel
 
 
 def _train_dp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe,
-              gen: torch.Generator) -> tuple[nn.Module, dict[str, Any]]:
+              gen: torch.Generator, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """DP-SGD: each step every sample joins the batch with probability batch / N."""
     from bastion.train.dp import Private
 
     batches = max(1, len(x) // recipe.batch)
     opt = torch.optim.SGD(model.parameters(), lr=recipe.step_size, momentum=0.9)
+    # Opacus draws the noise beside the gradients, so its generator lives on the device
+    noise = torch.Generator(device=device).manual_seed(int(gen.initial_seed()) + 1)
     private = Private(model, opt, n_train=len(x), batches=batches,
                       noise_multiplier=recipe.noise_multiplier,
-                      max_grad_norm=recipe.max_grad_norm,
-                      noise_generator=torch.Generator().manual_seed(int(gen.initial_seed()) + 1))
+                      max_grad_norm=recipe.max_grad_norm, noise_generator=noise)
     for _ in range(recipe.epochs * batches):
         idx = (torch.rand(len(x), generator=gen) < private.sample_rate).nonzero()[:, 0]
         if len(idx) == 0:
             private.account_empty_step()
             continue
+        idx = idx.to(x.device)
         # a mean, as Opacus' default loss_reduction expects (it rescales per-sample grads)
-        loss = F.cross_entropy(private.model(x[idx]), y[idx])
+        loss = F.cross_entropy(private.model(x[idx].to(device)), y[idx].to(device))
         private.optimizer.zero_grad()
         loss.backward()
         private.optimizer.step()

@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 
 from bastion.errors import BastionError, ConfigError
+from bastion.inputs import DeviceOpt
 
 ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130
@@ -96,12 +97,13 @@ def _images(spec: str, n: int) -> Any:
 
 
 def _oracle(model: str, checkpoint: Path | None, defense: str, url: str | None,
-            api_key: str | None) -> Any:
+            api_key: str | None, device: Any) -> Any:
+    """The victim: ``model`` on ``device`` behind ``defense``, or the server at ``url``."""
     from bastion.privacy.defenses import build_defense
     from bastion.zoo.user import load_any
 
     if url is None:
-        return build_defense(defense, load_any(model, checkpoint))
+        return build_defense(defense, load_any(model, checkpoint).to(device))
     if not api_key:
         raise ConfigError("--url needs --api-key (a key of the server: bastion keys create)")
     from bastion.privacy.remote import RemoteClassifier
@@ -142,27 +144,30 @@ def extract_command(
     state: Annotated[Path | None, typer.Option(help="resume file")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="write JSON here")] = None,
     progress: Annotated[bool, typer.Option(help="progress lines on stderr")] = True,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Copy a victim from its answers to an attacker's queries; fidelity, accuracy and
     transfer of adversarial examples per query budget."""
     def job(log: Callable[[str], None]) -> dict[str, Any]:
         from bastion import data
+        from bastion.jobs import parse_device
         from bastion.privacy.defenses import is_label_only
         from bastion.privacy.extraction import steal
         from bastion.privacy.stealing import make_extraction
 
+        where = parse_device(device)  # the victim (unless remote) and the copies
         sizes = _budgets(budgets)
         params: dict[str, Any] = ({"seed_size": seed_size} if attack == "jacobian"
                                   else {"strategy": strategy})
         thief = make_extraction(attack, **params)
-        oracle = _oracle(model, checkpoint, defense, url, api_key)
+        oracle = _oracle(model, checkpoint, defense, url, api_key, where)
         n_images = seed_size if attack == "jacobian" else max(sizes)
         images = _images(pool, n_images)
         held = data.load(*_split(test), n_test)
         only = label_only or is_label_only(defense)
         res = steal(thief, oracle, images, held.x, held.y, budgets=sizes, label_only=only,
                     arch=arch, steps=steps, augment=augment, transfer=transfer, seed=seed,
-                    state=state, log=log)
+                    state=state, device=where, log=log)
         return {"model": url or model, "defense": defense, "pool": pool, "arch": arch,
                 "attack": attack, "attack_params": thief.get_params(), "label_only": only,
                 "defended_accuracy": res.victim_accuracy, "defended_ece": res.victim_ece,

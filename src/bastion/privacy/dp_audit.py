@@ -79,9 +79,11 @@ def guesses(scores: torch.Tensor, included: torch.Tensor, k: int) -> tuple[int, 
 
 def one_run_audit(x: torch.Tensor, y: torch.Tensor, *, canaries: int, recipe: Recipe,
                   guess_fraction: float = 0.1, seed: int = 0, num_classes: int = 10,
+                  device: torch.device | str = "cpu",
                   log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Audit one training of ``recipe`` on (N, C, H, W) ``x`` and (N,) ``y``: the last
-    ``canaries`` samples become canaries, the others are always trained on.
+    ``canaries`` samples become canaries, the others are always trained on. The model
+    trains on ``device``; canaries are drawn and scored on the CPU.
 
     Returns:
         ``{"accounted_epsilon", "audited_epsilon", "delta", "canaries", "guesses",
@@ -102,7 +104,7 @@ def one_run_audit(x: torch.Tensor, y: torch.Tensor, *, canaries: int, recipe: Re
     included = torch.rand(canaries, generator=gen) < 0.5
     train_x = torch.cat([x[:base], can_x[included]])
     train_y = torch.cat([y[:base], can_y[included]])
-    model, info = train(train_x, train_y, recipe, seed=seed)
+    model, info = train(train_x, train_y, recipe, seed=seed, device=device)
     scores = true_logprob(predict(model, can_x), can_y)
     k = max(1, int(guess_fraction * canaries))
     r, v = guesses(scores, included, k)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from bastion.attacks import PGD
+from bastion.attacks.base import model_device
 from bastion.common.intervals import interval_list, wilson_interval
 from bastion.common.state import StateFile, fingerprint, tensor_digest
 from bastion.errors import InputError
@@ -75,7 +76,7 @@ def steal(attack: ExtractionAttack, oracle: Oracle, images: torch.Tensor,
           test_x: torch.Tensor, test_y: torch.Tensor, *, budgets: Sequence[int],
           label_only: bool = False, arch: str = "wong-small", steps: int = 600,
           augment: float = 0.0, transfer: int = 500, eps: float = 0.3, seed: int = 0,
-          state: Path | None = None,
+          state: Path | None = None, device: torch.device | str | None = None,
           log: Callable[[str], None] = lambda _: None) -> ExtractionResult:
     """Run ``attack`` against ``oracle`` up to the largest budget, then copy and measure
     at every budget from the first ``b`` queries of its transcript.
@@ -91,6 +92,8 @@ def steal(attack: ExtractionAttack, oracle: Oracle, images: torch.Tensor,
         transfer: test images (the first ones) for the transfer of PGD-20 examples made
             on the copy at Linf ``eps``; 0 skips it.
         state: resume file; finished budgets are skipped on a rerun.
+        device: where the copies train and are attacked (default: the oracle's device,
+            the CPU for a remote one); the oracle answers on its own device.
     Rows carry ``fidelity``, ``accuracy`` and ``transfer`` (fractions) with 95% Wilson
     intervals in percentage points.
     """
@@ -101,6 +104,8 @@ def steal(attack: ExtractionAttack, oracle: Oracle, images: torch.Tensor,
                          f"{tuple(test_x.shape)} must both be (N, C, H, W) of one size")
     if isinstance(oracle, nn.Module):
         oracle.eval()
+    if device is None:
+        device = model_device(oracle) if isinstance(oracle, nn.Module) else "cpu"
     victim_answers = predict(oracle, test_x)
     victim_pred = victim_answers.argmax(1)
     fp = fingerprint({"attack": attack.name, "params": attack.get_params(),
@@ -112,7 +117,7 @@ def steal(attack: ExtractionAttack, oracle: Oracle, images: torch.Tensor,
 
     def train(x: torch.Tensor, answers: torch.Tensor) -> nn.Module:
         return fit(x, answers_to_targets(answers, label_only), arch=arch, steps=steps,
-                   seed=seed, augment=augment)
+                   seed=seed, augment=augment, device=device)
 
     # Calibration of what a client sees: label-only answers are one-hot (full confidence)
     probs = answers_to_targets(victim_answers, label_only=False)
@@ -147,7 +152,8 @@ def measure_copy(copy: nn.Module, oracle: Oracle, victim_pred: torch.Tensor,
     (T,) ``victim_pred`` and ``test_y``; with ``transfer`` > 0, the share of the first
     ``transfer`` test images (those the victim gets right) on which PGD-20 (no early stop:
     full-strength examples transfer better) at Linf ``eps`` made on the copy fools the
-    oracle. Fractions, with 95% Wilson intervals in percentage points."""
+    oracle. Fractions, with 95% Wilson intervals in percentage points. The attack runs
+    on the copy's device; the counts are taken on the CPU."""
     n = len(test_x)
     pred = predict(copy, test_x).argmax(1)
     agree, hits = int((pred == victim_pred).sum()), int((pred == test_y).sum())
@@ -158,9 +164,11 @@ def measure_copy(copy: nn.Module, oracle: Oracle, victim_pred: torch.Tensor,
         right = (victim_pred[:transfer] == test_y[:transfer]).nonzero().squeeze(1)
         fooled = 0
         if len(right):
-            x_adv = PGD(steps=20, early_stop=False).run(copy, test_x[right], test_y[right],
-                                      ThreatModel(norm="Linf", eps=eps),
-                                      generator=torch.Generator().manual_seed(0)).x_adv
+            where = model_device(copy)
+            x_adv = PGD(steps=20, early_stop=False).run(
+                copy, test_x[right].to(where), test_y[right].to(where),
+                ThreatModel(norm="Linf", eps=eps),
+                generator=torch.Generator().manual_seed(0)).x_adv
             fooled = int((predict(oracle, x_adv).argmax(1) != test_y[right]).sum())
         m = max(len(right), 1)
         row |= {"transfer": fooled / m, "transfer_n": len(right),
@@ -172,6 +180,7 @@ def extract(victim: nn.Module, pool_x: torch.Tensor, test_x: torch.Tensor,
             test_y: torch.Tensor, *, budgets: Sequence[int], label_only: bool = False,
             arch: str = "wong-small", steps: int = 600, augment: float = 0.0,
             transfer: int = 0, seed: int = 0, state: Path | None = None,
+            device: torch.device | str | None = None,
             log: Callable[[str], None] = lambda _: None) -> ExtractionResult:
     """Knockoff with the pool in its order: the first ``b`` pool images are queried at
     budget ``b`` (:func:`steal` with :class:`~bastion.privacy.stealing.Knockoff`).
@@ -183,8 +192,9 @@ def extract(victim: nn.Module, pool_x: torch.Tensor, test_x: torch.Tensor,
         budgets: query counts, each <= P.
         steps: Adam steps (batch 64) per copy, whatever the budget.
         state: resume file; finished budgets are skipped on a rerun.
+        device: where the copy trains (default: the victim's device).
     """
     _check(pool_x, test_x, budgets)
     return steal(Knockoff(), victim, pool_x, test_x, test_y, budgets=budgets,
                  label_only=label_only, arch=arch, steps=steps, augment=augment,
-                 transfer=transfer, seed=seed, state=state, log=log)
+                 transfer=transfer, seed=seed, state=state, device=device, log=log)

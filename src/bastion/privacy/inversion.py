@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bastion.attacks.base import model_device
 from bastion.common.intervals import interval_list, wilson_interval
 from bastion.errors import ConfigError
 
@@ -73,6 +74,8 @@ def similarity(recon: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
 def invert_classes(model: nn.Module, means: torch.Tensor, **options: Any) -> dict[str, Any]:
     """Invert every class of ``model`` given the training class means (K, C, H, W).
 
+    The reconstruction runs on the model's device; the results are CPU tensors.
+
     Returns:
         ``{"similarity": [K floats], "mean_similarity", "nearest_mean": hits,
         "nearest_mean_rate", "nearest_mean_ci" (percentage points), "confidence": [K]}``
@@ -81,14 +84,15 @@ def invert_classes(model: nn.Module, means: torch.Tensor, **options: Any) -> dic
     model = model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    k = len(means)
+    k, device = len(means), model_device(model)
     classes = torch.arange(k)
-    recon = invert(model, classes, means.mean(0), **options)
-    sims = similarity(recon, means)
+    recon = invert(model, classes.to(device), means.mean(0).to(device), **options)
+    with torch.no_grad():
+        conf = F.softmax(model(recon), 1).cpu()[classes, classes]
+    recon = recon.cpu()
+    sims = similarity(recon, means.cpu())
     own = sims[classes, classes]
     hits = int((sims.argmax(1) == classes).sum())
-    with torch.no_grad():
-        conf = F.softmax(model(recon), 1)[classes, classes]
     return {"similarity": [round(float(s), 4) for s in own],
             "mean_similarity": float(own.mean()), "nearest_mean": hits,
             "nearest_mean_rate": hits / k,

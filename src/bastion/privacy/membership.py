@@ -99,12 +99,14 @@ def membership_audit(x: torch.Tensor, y: torch.Tensor, *, shadows: int = 16,
                      population: tuple[torch.Tensor, torch.Tensor] | None = None,
                      attacks: Sequence[str] | None = None, targets: int = 1,
                      workers: int = 2, state: Path | None = None, keep_target: bool = False,
+                     device: torch.device | str = "cpu",
                      log: Callable[[str], None] = lambda _: None) -> MembershipResult:
     """Train ``shadows + 1`` models on random halves of the pool ``x`` (N, C, H, W) in
     [0, 1] with labels ``y`` (N,), and run every attack in ``attacks`` (default: all
     registered; RMIA only with a ``population``). ``state`` is a folder of finished
     models (see :mod:`bastion.privacy.shadows`); ``keep_target`` keeps the target's
-    weights in ``target_state``."""
+    weights in ``target_state``. The models train on ``device``; their logits and the
+    attacks' statistics are CPU tensors."""
     _check(x, y, shadows, targets, population)
     recipe = recipe or Recipe()
     names = list(attacks) if attacks is not None else [
@@ -117,7 +119,7 @@ def membership_audit(x: torch.Tensor, y: torch.Tensor, *, shadows: int = 16,
     masks = torch.cat([random_halves(n, count, seed),
                        torch.zeros(count, len(pop_x), dtype=torch.bool)], 1)
     trained = train_models(torch.cat([x, pop_x]), torch.cat([y, pop_y]), masks, recipe,
-                           seed=seed, folder=state, workers=workers, log=log)
+                           seed=seed, folder=state, workers=workers, device=device, log=log)
     logits, pop_logits, masks = trained.logits[:, :n], trained.logits[:, n:], masks[:, :n]
     result = MembershipResult(pool_size=n, shadows=shadows, targets=targets,
                               recipe=recipe.to_dict(), epsilon=trained.epsilons[0],

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 
 from bastion.errors import ConfigError, InputError
+from bastion.inputs import DeviceOpt
 from bastion.privacy.cli import _guarded, privacy_app
 
 Log = Callable[[str], None]
@@ -72,21 +73,25 @@ def audit_command(
     card: Annotated[Path | None, typer.Option(help="write a theft and privacy card here")]
         = None,
     progress: Annotated[bool, typer.Option(help="progress lines on stderr")] = True,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Membership inference: every registered attack against a target trained like its
     shadows; AUROC and TPR at 0.1% and 1% FPR with 95% intervals."""
     def job(log: Log) -> dict[str, Any]:
         from bastion import data
+        from bastion.jobs import parse_device
         from bastion.privacy._train import Recipe
         from bastion.privacy.membership import check_counts, membership_audit
 
         check_counts(shadows, targets)  # before minutes of data loading and training
+        where = parse_device(device)
         how = Recipe(method=recipe, arch=arch, epochs=epochs, noise_multiplier=noise, eps=eps)
         train = data.load(data_name, "train", pool)
         pop = data.load(data_name, "test", population)
         res = membership_audit(train.x, train.y, shadows=shadows, recipe=how, seed=seed,
                                population=(pop.x, pop.y), targets=targets, workers=workers,
-                               state=state, log=log, keep_target=save_target is not None)
+                               device=where, state=state, log=log,
+                               keep_target=save_target is not None)
         out = {"data": data_name, **res.to_dict()}
         _print_summary(out)
         if save_target is not None and res.target_state is not None:
@@ -126,22 +131,25 @@ def dp_audit_command(
     card: Annotated[Path | None, typer.Option(help="write a theft and privacy card here")]
         = None,
     progress: Annotated[bool, typer.Option(help="progress lines on stderr")] = True,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """DP-SGD at each noise level, audited in one run with canaries: the audited epsilon
     lower bound printed beside the accounted epsilon."""
     def job(log: Log) -> dict[str, Any]:
         from bastion import data
+        from bastion.jobs import parse_device
         from bastion.privacy._train import Recipe
         from bastion.privacy.dp_audit import one_run_audit
 
         levels = _floats(noise, "--noise")
+        where = parse_device(device)
         train = data.load(data_name, "train", n)
         rows = []
         for sigma in levels:
             recipe = Recipe(method="dp", epochs=epochs, batch=128,
                             noise_multiplier=sigma, delta=delta)
             row = one_run_audit(train.x, train.y, canaries=canaries, recipe=recipe,
-                                seed=seed, log=log)
+                                seed=seed, device=where, log=log)
             sys.stderr.write(f"noise {sigma}: accounted epsilon {row['accounted_epsilon']:.3f}"
                              f", audited lower bound {row['audited_epsilon']:.3f} (95%)\n")
             rows.append(row)
@@ -191,18 +199,21 @@ def invert_command(
     card: Annotated[Path | None, typer.Option(help="write a theft and privacy card here")]
         = None,
     progress: Annotated[bool, typer.Option(help="progress lines on stderr")] = True,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Reconstruct each class from the model alone; cosine similarity to the class's
     training mean."""
     def job(log: Log) -> dict[str, Any]:
         from bastion import data
+        from bastion.jobs import parse_device
         from bastion.privacy.inversion import class_means, invert_classes
 
+        where = parse_device(device)
         train = data.load(data_name, "train", n)
         means = class_means(train.x, train.y)
         results, grids = [], []
         for spec in model:
-            res = invert_classes(_load_model(spec), means, steps=steps)
+            res = invert_classes(_load_model(spec).to(where), means, steps=steps)
             grids.append(res.pop("images"))
             results.append({"model": spec, **res})
             log(f"{spec}: mean similarity {res['mean_similarity']:.3f}, nearest own mean "

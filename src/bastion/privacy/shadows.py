@@ -10,6 +10,12 @@ file, ``folder/model-<i>.pt`` (its logits, weights and accounted epsilon), writt
 (aside, then renamed): an interrupted run loses at most the models in flight, and a
 rerun with the same folder trains only the missing ones. ``folder/run.json`` holds the
 fingerprint of the run (pool, masks, recipe, seed); another run's folder is refused.
+
+On a GPU (``device="cuda"``) the worker processes share it: they are started with the
+``spawn`` method (a forked child cannot use CUDA once the parent has touched it), each
+opens its own CUDA context (a few hundred MiB of GPU memory) and trains its models on
+the device, and only CPU tensors (logits, weights) come back. The device is not part of
+the fingerprint: a run begun on the CPU may be finished on a GPU.
 """
 
 from __future__ import annotations
@@ -43,13 +49,14 @@ class TrainedModels:
 
 
 def _train_one(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, recipe: Recipe,
-               seed: int, path: Path | None, fp: str) -> dict[str, Any]:
-    """One model (run in a worker): train, predict on the pool, save, return the unit."""
+               seed: int, path: Path | None, fp: str, device: str) -> dict[str, Any]:
+    """One model (run in a worker): train on ``device``, predict on the pool, save, and
+    return the unit (CPU tensors)."""
     # one thread per worker: the pool, not intra-op threads, uses the cores
     torch.set_num_threads(1)
-    model, info = train(x[mask], y[mask], recipe, seed=seed)
+    model, info = train(x[mask], y[mask], recipe, seed=seed, device=device)
     unit = {"fingerprint": fp, "logits": predict(model, x).float(),
-            "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
             "epsilon": info["epsilon"]}
     if path is not None:
         _atomic_save(unit, path)
@@ -90,9 +97,11 @@ def _load_done(path: Path, fp: str) -> dict[str, Any] | None:
 
 def train_models(x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, recipe: Recipe, *,
                  seed: int = 0, folder: Path | None = None, workers: int = 2,
+                 device: torch.device | str = "cpu",
                  log: Callable[[str], None] = lambda _: None) -> TrainedModels:
     """Train one model per row of ``masks`` (M, N) bool on the (N, C, H, W) pool ``x``
-    with (N,) labels ``y``; ``workers`` processes (1 runs in this process)."""
+    with (N,) labels ``y`` (CPU tensors); ``workers`` processes (1 runs in this
+    process), each training on ``device``."""
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
     fp = fingerprint({"pool": tensor_digest(x, y), "masks": tensor_digest(masks.to(torch.uint8)),
@@ -107,17 +116,18 @@ def train_models(x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, recipe: 
         if done is not None:
             units[i] = done
     todo = [i for i in range(len(masks)) if i not in units]
+    where = str(torch.device(device))  # a string crosses to a spawned worker as is
     if units:
         log(f"{len(units)}/{len(masks)} models found in {folder}; training {len(todo)}")
     if workers == 1 or len(todo) <= 1:
         for i in todo:
-            units[i] = _train_one(x, y, masks[i], recipe, seed + i, path(i), fp)
+            units[i] = _train_one(x, y, masks[i], recipe, seed + i, path(i), fp, where)
             log(f"model {len(units)}/{len(masks)} done")
     else:
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = {pool.submit(_train_one, x, y, masks[i], recipe, seed + i, path(i), fp): i
-                       for i in todo}
+            futures = {pool.submit(_train_one, x, y, masks[i], recipe, seed + i, path(i), fp,
+                                   where): i for i in todo}
             for future in as_completed(futures):
                 units[futures[future]] = future.result()
                 log(f"model {len(units)}/{len(masks)} done")

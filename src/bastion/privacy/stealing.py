@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from bastion.attacks.base import model_device
 from bastion.errors import ConfigError, InputError
 from bastion.privacy._fit import predict
 
@@ -187,13 +188,14 @@ class Jacobian(ExtractionAttack):
     @staticmethod
     def _augment(copy: nn.Module, x: torch.Tensor, labels: torch.Tensor,
                  step: float, batch: int = 500) -> torch.Tensor:
-        """(N, C, H, W) new points ``clip(x + step * sign(d copy(x)[label] / dx))``."""
-        out = []
+        """(N, C, H, W) new points ``clip(x + step * sign(d copy(x)[label] / dx))``, found
+        on the copy's device and returned where ``x`` is."""
+        out, device = [], model_device(copy)
         for i in range(0, len(x), batch):
-            xb = x[i:i + batch].clone().requires_grad_(True)
-            score = copy(xb).gather(1, labels[i:i + batch, None]).sum()
+            xb = x[i:i + batch].to(device, copy=True).requires_grad_(True)
+            score = copy(xb).gather(1, labels[i:i + batch, None].to(device)).sum()
             (grad,) = torch.autograd.grad(score, xb)
-            out.append((xb.detach() + step * grad.sign()).clamp(0, 1))
+            out.append((xb.detach() + step * grad.sign()).clamp(0, 1).to(x.device))
         return torch.cat(out)
 
 
