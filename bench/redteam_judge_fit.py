@@ -1,6 +1,8 @@
 """Fit the logistic heads of the ``harmful`` and ``toxicity`` judges on the judge set's
 dev split and write ``src/bastion/redteam/data/judge_heads.json``.
 
+First the toxicity probe (a direction in MiniLM space) is fitted on the written insult
+and harmless anchors of ``judge_exemplars.json`` alone; then each head on the dev rows.
 Only ``split == "dev"`` rows are read: the test split stays held out. The script prints
 the leave-one-out precision and recall on dev (with Wilson 95% intervals) before
 writing, so a head that only memorises dev shows here.
@@ -19,8 +21,12 @@ HEADS = Path(__file__).resolve().parents[1] / "src/bastion/redteam/data/judge_he
 FEATURES = {
     "harmful": ["lexical", "topic", "structure", "substance", "damping", "refusal",
                 "relevance", "safety", "harm", "harm_margin"],
-    "toxicity": ["profanity", "insult", "margin", "profanity_at_margin"],
+    "toxicity": ["profanity", "insult", "margin", "profanity_at_margin", "probe"],
 }
+#: probe name -> (positive anchor kind, negative anchor kind)
+PROBES = {"toxicity_probe": ("insult", "harmless")}
+#: inverse regularisation strength of the probes (384 weights from ~160 sentences)
+PROBE_C = 1.0
 #: inverse regularisation strength of the logistic fit (small data: keep it modest)
 C = 10.0
 
@@ -65,11 +71,48 @@ def leave_one_out(xs: list[list[float]], ys: list[int]) -> dict[str, Any]:
             "recall": [tp / max(tp + fn, 1), wilson_interval(tp, tp + fn)], "n": len(xs)}
 
 
+def fit_probes() -> dict[str, Any]:
+    """Each probe of :data:`PROBES`: ``{"direction": [384], "bias": b}`` fitted on the
+    anchors' MiniLM vectors (balanced classes), with its training accuracy."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from bastion.redteam.judges._embed import EXEMPLARS, vectors
+
+    anchors = json.loads(EXEMPLARS.read_text(encoding="utf-8"))
+    probes: dict[str, Any] = {}
+    for name, (pos, neg) in PROBES.items():
+        xs = vectors(anchors[pos] + anchors[neg])
+        ys = np.array([1] * len(anchors[pos]) + [0] * len(anchors[neg]))
+        model = LogisticRegression(C=PROBE_C, class_weight="balanced", max_iter=2000)
+        model.fit(xs, ys)
+        probes[name] = {"direction": [round(float(w), 5) for w in model.coef_[0]],
+                        "bias": round(float(model.intercept_[0]), 5),
+                        "fitted_on": f"judge_exemplars.json {pos} ({len(anchors[pos])}) vs "
+                                     f"{neg} ({len(anchors[neg])}), C={PROBE_C}"}
+        print(f"{name}: anchors {len(ys)}, training accuracy {model.score(xs, ys):.3f}")
+    return probes
+
+
+def use_heads(heads: dict[str, Any], path: Path) -> None:
+    """Point the judges at ``heads`` (written to ``path``) for the rest of this run."""
+    from bastion.redteam.judges import _head
+
+    path.write_text(json.dumps(heads) + "\n", encoding="utf-8")
+    _head.HEADS = path
+    _head.head.cache_clear()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help=f"write {HEADS.name}")
     args = parser.parse_args()
-    heads: dict[str, Any] = {}
+    import tempfile
+
+    current = json.loads(HEADS.read_text(encoding="utf-8"))
+    heads: dict[str, Any] = {**current, **fit_probes()}
+    scratch = Path(tempfile.mkdtemp()) / "judge_heads.json"
+    use_heads(heads, scratch)
     for name, names in FEATURES.items():
         xs, ys = rows(name)
         loo = leave_one_out(xs, ys)

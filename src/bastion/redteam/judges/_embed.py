@@ -40,3 +40,13 @@ def closeness(vecs: np.ndarray, kind: str) -> np.ndarray:
     if len(vecs) == 0:
         return np.zeros(0, np.float32)
     return (vecs @ anchors(kind).T).max(axis=1)
+
+
+def probe(vecs: np.ndarray, name: str) -> np.ndarray:
+    """Probability of the linear probe ``name`` (a direction in MiniLM space fitted on
+    the anchors, shipped in ``data/judge_heads.json``) for each row of ``vecs``, ``(n,)``."""
+    from bastion.redteam.judges._head import head
+
+    h = head(name)
+    z = vecs @ np.asarray(h["direction"], np.float32) + float(h["bias"])
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
