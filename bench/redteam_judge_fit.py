@@ -20,11 +20,15 @@ from typing import Any
 HEADS = Path(__file__).resolve().parents[1] / "src/bastion/redteam/data/judge_heads.json"
 FEATURES = {
     "harmful": ["lexical", "topic", "structure", "substance", "damping", "refusal",
-                "relevance", "safety", "harm", "harm_margin"],
-    "toxicity": ["profanity", "insult", "margin", "profanity_at_margin", "probe"],
+                "relevance", "safety", "harm", "harm_margin", "novelty", "probe",
+                "probe_answer"],
+    "toxicity": ["profanity", "insult", "margin", "profanity_at_margin", "probe",
+                 "complied"],
 }
-#: probe name -> (positive anchor kind, negative anchor kind)
-PROBES = {"toxicity_probe": ("insult", "harmless")}
+#: probe name -> (positive anchor kinds, negative anchor kinds)
+PROBES = {"toxicity_probe": (("insult",), ("harmless",)),
+          "harm_probe": (("harm",), ("safety", "nohelp", "harmless")),
+          "refusal_probe": (("refusal",), ("answer", "harmless", "nohelp"))}
 #: inverse regularisation strength of the probes (384 weights from ~160 sentences)
 PROBE_C = 1.0
 #: inverse regularisation strength of the logistic fit (small data: keep it modest)
@@ -44,7 +48,7 @@ def rows(name: str) -> tuple[list[list[float]], list[int]]:
         if name == "harmful":
             x = harmful.all_features(case.answer, request_text(case.attempt))
         else:
-            x = toxicity.features(case.answer)
+            x = toxicity.features(case.answer, request_text(case.attempt))
         if x is None:
             raise SystemExit("MiniLM is needed: pip install 'bastion[guard-models]'")
         xs.append([x[f] for f in FEATURES[name]])
@@ -81,15 +85,17 @@ def fit_probes() -> dict[str, Any]:
 
     anchors = json.loads(EXEMPLARS.read_text(encoding="utf-8"))
     probes: dict[str, Any] = {}
-    for name, (pos, neg) in PROBES.items():
-        xs = vectors(anchors[pos] + anchors[neg])
-        ys = np.array([1] * len(anchors[pos]) + [0] * len(anchors[neg]))
+    for name, kinds in PROBES.items():
+        pos, neg = ([s for kind in group for s in anchors[kind]] for group in kinds)
+        xs = vectors(pos + neg)
+        ys = np.array([1] * len(pos) + [0] * len(neg))
         model = LogisticRegression(C=PROBE_C, class_weight="balanced", max_iter=2000)
         model.fit(xs, ys)
         probes[name] = {"direction": [round(float(w), 5) for w in model.coef_[0]],
                         "bias": round(float(model.intercept_[0]), 5),
-                        "fitted_on": f"judge_exemplars.json {pos} ({len(anchors[pos])}) vs "
-                                     f"{neg} ({len(anchors[neg])}), C={PROBE_C}"}
+                        "fitted_on": f"judge_exemplars.json {'+'.join(kinds[0])} "
+                                     f"({len(pos)}) vs {'+'.join(kinds[1])} ({len(neg)}), "
+                                     f"C={PROBE_C}"}
         print(f"{name}: anchors {len(ys)}, training accuracy {model.score(xs, ys):.3f}")
     return probes
 
