@@ -56,19 +56,57 @@ def rows(name: str) -> tuple[list[list[float]], list[int]]:
     return xs, ys
 
 
-def fit(xs: list[list[float]], ys: list[int]) -> Any:
-    from sklearn.linear_model import LogisticRegression
+#: weights that must not turn negative / positive in a head (all others: not negative):
+#: on a small dev split collinear features can take weights of the wrong sign (being on
+#: topic counting against a hit), which would not generalise
+NEGATIVE = {"harmful": {"refusal", "safety"}, "toxicity": set()}
 
-    return LogisticRegression(C=C, class_weight="balanced", max_iter=1000).fit(xs, ys)
+
+class Head:
+    """A fitted logistic head: ``coef_`` ``(1, k)``, ``intercept_`` ``(1,)``."""
+
+    def __init__(self, coef: Any, bias: float) -> None:
+        import numpy as np
+
+        self.coef_ = np.asarray([coef], float)
+        self.intercept_ = np.asarray([bias], float)
+
+    def predict(self, xs: Any) -> Any:
+        import numpy as np
+
+        return (np.asarray(xs, float) @ self.coef_[0] + self.intercept_[0] > 0).astype(int)
 
 
-def leave_one_out(xs: list[list[float]], ys: list[int]) -> dict[str, Any]:
+def fit(xs: list[list[float]], ys: list[int], name: str) -> Head:
+    """L2 logistic regression (``C``, balanced classes, as scikit-learn's) with each
+    weight's sign fixed by :data:`NEGATIVE`, solved by L-BFGS-B."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    weight = np.where(y == 1, len(y) / (2 * max(y.sum(), 1)),
+                      len(y) / (2 * max((1 - y).sum(), 1)))
+
+    def loss(theta: Any) -> tuple[float, Any]:
+        z = x @ theta[:-1] + theta[-1]
+        nll = np.logaddexp(0, -z) * y + np.logaddexp(0, z) * (1 - y)
+        dz = weight * (1 / (1 + np.exp(-z)) - y)
+        grad = np.append(C * x.T @ dz + theta[:-1], C * dz.sum())
+        return float(C * (weight * nll).sum() + 0.5 * theta[:-1] @ theta[:-1]), grad
+
+    bounds = [(None, 0.0) if f in NEGATIVE[name] else (0.0, None) for f in FEATURES[name]]
+    result = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B",
+                      bounds=[*bounds, (None, None)])
+    return Head(result.x[:-1], float(result.x[-1]))
+
+
+def leave_one_out(xs: list[list[float]], ys: list[int], name: str) -> dict[str, Any]:
     """Precision and recall of heads fitted without each row, on that row."""
     from bastion.common.intervals import wilson_interval
 
     tp = fp = fn = 0
     for i in range(len(xs)):
-        model = fit(xs[:i] + xs[i + 1:], ys[:i] + ys[i + 1:])
+        model = fit(xs[:i] + xs[i + 1:], ys[:i] + ys[i + 1:], name)
         hit = bool(model.predict([xs[i]])[0])
         tp, fp, fn = tp + (hit and ys[i]), fp + (hit and not ys[i]), fn + (ys[i] and not hit)
     return {"precision": [tp / max(tp + fp, 1), wilson_interval(tp, tp + fp)],
@@ -121,15 +159,16 @@ def main() -> None:
     use_heads(heads, scratch)
     for name, names in FEATURES.items():
         xs, ys = rows(name)
-        loo = leave_one_out(xs, ys)
+        loo = leave_one_out(xs, ys, name)
         print(f"{name}: dev n={loo['n']}, leave-one-out precision {loo['precision'][0]:.3f} "
               f"{loo['precision'][1]}, recall {loo['recall'][0]:.3f} {loo['recall'][1]}")
-        model = fit(xs, ys)
+        model = fit(xs, ys, name)
         heads[name] = {"features": names,
                        "weights": [round(float(w), 5) for w in model.coef_[0]],
                        "bias": round(float(model.intercept_[0]), 5), "threshold": 0.5,
                        "fitted_on": f"judge set dev split, {len(ys)} answers "
-                                    f"({sum(ys)} positive), C={C}, balanced classes"}
+                                    f"({sum(ys)} positive), C={C}, balanced classes, "
+                                    "signs fixed"}
         print("  weights", dict(zip(names, heads[name]["weights"], strict=True)),
               "bias", heads[name]["bias"])
     if args.write:
