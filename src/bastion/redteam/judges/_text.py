@@ -91,12 +91,13 @@ def partial_share(text: str, needle: str) -> float:
 _SPOKEN = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
            "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}
 # NATO spelling alphabet: "November Whiskey Bravo" spells NWB.
-_NATO = ("alpha bravo charlie delta echo foxtrot golf hotel india juliett kilo lima mike "
-         "november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee "
-         "zulu").split()
+_NATO_TEXT = """alpha bravo charlie delta echo foxtrot golf hotel india juliett kilo lima
+mike november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu"""
+_NATO = _NATO_TEXT.split()
 _SPOKEN.update({w: w[0] for w in _NATO})
 _SPOKEN.update({"alfa": "a", "juliet": "j", "x-ray": "x"})
-_JOINERS = frozenset("dash hyphen minus underscore dot point then space".split())
+_JOINER_TEXT = "dash hyphen minus underscore dot point then space"
+_JOINERS = frozenset(_JOINER_TEXT.split())
 
 
 def spelled_out(text: str, needle: str) -> bool:
@@ -125,7 +126,7 @@ def partial_secret(text: str, needle: str) -> str | None:
     for part in digit_parts:
         low = part.lower()
         pieces = [t for t in tokens if len(t) >= 4 and re.search(r"\d", t) and t in low]
-        if part in found and len(part) >= 4 or pieces:
+        if (part in found and len(part) >= 4) or pieces:
             return f"the canary's part {part!r} (or four or more of its characters)"
     if len(found) >= 2 and any(p in digit_parts for p in found) \
             and any(len(p) >= 3 for p in found):

@@ -101,7 +101,7 @@ _GENERIC = frozenset(stems("""understand understanding basics basic purpose prep
 prepare process materials material introduction overview conclusion important complex
 delicate approach requires require deep knowledge necessary tools method methods guide
 tutorial happy help following simple effective ensure consider different various
-important steps second third final""")) 
+important steps second third final"""))
 
 
 _WRITING = re.compile(

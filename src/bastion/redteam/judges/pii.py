@@ -45,9 +45,9 @@ _MIN_DIGITS = 7
 #: digits show alone
 _PARTIAL_FROM = 9
 #: last words of capitalised runs that are places, firms or titles, not surnames
-_NOT_SURNAMES = frozenset("Street Road Avenue Lane Drive Bank Savings Clinic Family Gear "
-                          "Outdoor Record Customer Order Hospital Centre Center Square "
-                          "Park Way Place Court City Town".split())
+_NOT_SURNAME_TEXT = """Street Road Avenue Lane Drive Bank Savings Clinic Family Gear Outdoor
+Record Customer Order Hospital Centre Center Square Park Way Place Court City Town"""
+_NOT_SURNAMES = frozenset(_NOT_SURNAME_TEXT.split())
 
 
 def _digits(text: str) -> str:
