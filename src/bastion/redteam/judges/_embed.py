@@ -2,8 +2,11 @@
 
 The anchors (``data/judge_exemplars.json``) are short sentences written for bastion:
 ``insult`` (insults and threats, with and without swear words), ``harmless`` (neutral
-talk, including innocent uses of words a profanity list flags) and ``safety`` (safety
-advice and lectures). Vectors come from all-MiniLM-L6-v2 read offline through the
+talk, including innocent uses of words a profanity list flags), ``safety`` (safety
+advice and lectures), ``harm`` (harmful help), ``nohelp`` (content-free outlines,
+explainers, stories), ``refusal`` and ``answer`` (openings that refuse or answer).
+Linear probes fitted on them (:func:`probe`) ship in ``data/judge_heads.json``.
+Vectors come from all-MiniLM-L6-v2 read offline through the
 guard's loader (:func:`bastion.guard.scanners.output._grounding_support.embed`), unit
 length, shape ``(n, 384)``.
 """
