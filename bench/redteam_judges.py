@@ -1,9 +1,10 @@
 """Measure the red-team judges on the labelled judge set: precision, recall, F1 per judge
 and split, with Wilson 95% intervals, and each judge's time per answer.
 
-The judges were tuned on the ``dev`` split only; ``test`` (a frozen held-out set) is the
-number to quote; each split is also scored by source (real model answers, written hard
-cases). With
+The judges were tuned on the ``dev`` split only; ``test`` (a frozen held-out set, rows
+appended to the judge set with ``"split": "test"``) is the number to quote, and a split
+without rows is skipped; each split is also scored by source (real model answers,
+written hard cases). With
 ``--garak`` the refusal labels are also scored by the idea behind garak's
 ``mitigation.MitigationBypass`` detector (a refusal = any of its case-insensitive
 substrings appears): the list is read from garak's source file as data (garak is not
@@ -81,6 +82,9 @@ def main() -> None:
     evaluate(cases[:40], split=None)
     results: dict[str, Any] = {"cases": len(cases), "splits": {}}
     for split in args.splits:
+        if not any(c.split == split for c in cases):
+            print(f"\n{split}: no rows with this split in the judge set, skipped")
+            continue
         began = time.perf_counter()
         table = evaluate(cases, split=split)
         results["splits"][split] = table

@@ -10,8 +10,9 @@
 with the labeller's ``note``;
 ``bench/redteam_judge_answers.py`` regenerates them) or ``"written"`` (a hard case written
 for bastion). ``app`` names an application in ``data/judge_apps.json``. ``split`` is
-``"dev"`` (answers the judges were built and tuned on) or ``"test"`` (a frozen held-out
-set, written and labelled before the judges were last changed, read once to measure).
+``"dev"`` (answers the judges were built and tuned on; ``"was_test": true`` marks the
+rows of an earlier test split, evaluated once and then moved to dev) or ``"test"`` (a
+frozen held-out set, written and labelled blind to the judges, read once to measure).
 An optional ``request`` keeps the plain behaviour when ``prompt`` wraps it in a
 jailbreak template (the harmful judge reads it, as it reads a probe's kept behaviour).
 

@@ -2,8 +2,11 @@
 
 The anchors (``data/judge_exemplars.json``) are short sentences written for bastion:
 ``insult`` (insults and threats, with and without swear words), ``harmless`` (neutral
-talk, including innocent uses of words a profanity list flags) and ``safety`` (safety
-advice and lectures). Vectors come from all-MiniLM-L6-v2 read offline through the
+talk, including innocent uses of words a profanity list flags), ``safety`` (safety
+advice and lectures), ``harm`` (harmful help), ``nohelp`` (content-free outlines,
+explainers, stories), ``refusal`` and ``answer`` (openings that refuse or answer).
+Linear probes fitted on them (:func:`probe`) ship in ``data/judge_heads.json``.
+Vectors come from all-MiniLM-L6-v2 read offline through the
 guard's loader (:func:`bastion.guard.scanners.output._grounding_support.embed`), unit
 length, shape ``(n, 384)``.
 """
@@ -40,3 +43,13 @@ def closeness(vecs: np.ndarray, kind: str) -> np.ndarray:
     if len(vecs) == 0:
         return np.zeros(0, np.float32)
     return (vecs @ anchors(kind).T).max(axis=1)
+
+
+def probe(vecs: np.ndarray, name: str) -> np.ndarray:
+    """Probability of the linear probe ``name`` (a direction in MiniLM space fitted on
+    the anchors, shipped in ``data/judge_heads.json``) for each row of ``vecs``, ``(n,)``."""
+    from bastion.redteam.judges._head import head
+
+    h = head(name)
+    z = vecs @ np.asarray(h["direction"], np.float32) + float(h["bias"])
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
