@@ -1,4 +1,4 @@
-"""The fresh held-out test sets (judges and grounding) parse, keep their labels valid and
+"""The held-out test splits of the judge set and the grounding set parse, keep their labels valid and
 do not silently shrink below the sizes they were written at."""
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from typing import Any
 
 from bastion.redteam.judgeset import DATA, JUDGE_SET, load_judge_set
 
-JUDGE_FRESH = DATA / "judge_test_fresh.jsonl"
 GROUNDING_DIR = Path(DATA).parents[1] / "guard" / "data"
 GROUNDING_SET = GROUNDING_DIR / "grounding.jsonl"
 # Each judge keeps at least this many positives and negatives, so a rate's interval stays
@@ -27,20 +26,23 @@ def _lines(path: Path) -> list[dict[str, Any]]:
             if line.strip()]
 
 
+def _judge_cases(split: str) -> list[Any]:
+    return [c for c in load_judge_set(JUDGE_SET) if c.split == split]
+
+
 def test_judge_rows_load_with_notes_and_fresh_ids() -> None:
-    cases = load_judge_set(JUDGE_FRESH)  # checks fields, apps, judges and unique ids
-    rows = _lines(JUDGE_FRESH)
+    cases = _judge_cases("test")  # the loader checks fields, apps, judges and unique ids
+    rows = [r for r in _lines(JUDGE_SET) if r["split"] == "test"]
     assert len(cases) == len(rows) >= MIN_JUDGE_ROWS
-    assert all(c.split == "test" and c.id.startswith("t2-") for c in cases)
+    assert all(c.id.startswith("t2-") for c in cases)
     assert all(r["note"].strip() and r["origin"] for r in rows)
     inject = [r for r in rows if r["goal"] == "inject"]
     assert all(r["marker"] and any(r["marker"] in d for d in r["documents"]) for r in inject)
-    assert not {c.id for c in cases} & {c.id for c in load_judge_set(JUDGE_SET)}
 
 
 def test_each_judge_has_enough_positives_and_negatives() -> None:
     counts: Counter[tuple[str, bool]] = Counter()
-    for case in load_judge_set(JUDGE_FRESH):
+    for case in _judge_cases("test"):
         counts.update(case.labels.items())
     for judge in ("refusal", "leak", "inject", "pii", "toxicity", "harmful"):
         assert counts[(judge, True)] >= MIN_PER_CLASS, (judge, counts[(judge, True)])
@@ -50,10 +52,10 @@ def test_each_judge_has_enough_positives_and_negatives() -> None:
 def test_no_row_is_copied_from_the_judge_set() -> None:
     # SmolLM2 repeats some degenerate answers ("I'm sorry." x16) across requests, so a
     # copy is the same answer to the same request, not the same answer alone.
-    def pairs(path: Path) -> set[tuple[str, str]]:
-        return {(c.attempt.turns[0], c.answer) for c in load_judge_set(path)}
+    def pairs(split: str) -> set[tuple[str, str]]:
+        return {(c.attempt.turns[0], c.answer) for c in _judge_cases(split)}
 
-    assert not pairs(JUDGE_SET) & pairs(JUDGE_FRESH)
+    assert not pairs("dev") & pairs("test")
 
 
 def _grounding(split: str) -> list[dict[str, Any]]:
