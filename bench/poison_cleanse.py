@@ -150,15 +150,16 @@ def scan_one(model: nn.Module, name: str, args: argparse.Namespace) -> dict[str,
     val = data.load("mnist", "val")
     began = time.perf_counter()
     nc = NeuralCleanse(steps=args.steps)
-    found = nc.scan(model, val.x[:args.n], num_classes=10,
-                    state=args.work / f"cleanse_{name}_{args.steps}.json")
+    state = args.work / f"cleanse_{name}_{args.steps}.json"
+    resumed = state.exists()  # then "seconds" is not the whole scan's time
+    found = nc.scan(model, val.x[:args.n], num_classes=10, state=state)
     held = val.x[-1000:]
     l1 = torch.tensor(found["l1"])
     return {"l1": [round(v, 2) for v in found["l1"]], "verdict": frozen(found),
             "holdout_success": [round(holdout_success(model, t, held), 3)
                                 for t in found["triggers"]],
             "rules": rules(l1, nc.threshold),
-            "seconds": round(time.perf_counter() - began, 1)}
+            "seconds": round(time.perf_counter() - began, 1), "resumed": resumed}
 
 
 def dev(args: argparse.Namespace) -> dict[str, Any]:
