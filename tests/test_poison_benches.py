@@ -34,3 +34,20 @@ def test_cleanse_bench_rules_keep_the_ratio_rule_from_flagging_a_robust_spread()
     backdoored = robust.clone()
     backdoored[2] = 6.0
     assert bench.rules(backdoored, 2.0)["linear, L1 <= median/4"]["flagged"] == [2]
+
+
+def test_cleanse_bench_heldout_plan_is_new_models_and_the_frozen_rule() -> None:
+    bench = load_bench("poison_cleanse.py", "bench_poison_cleanse")
+    names = [spec[0] for spec in bench.HELDOUT]
+    assert len(set(names)) == len(names)
+    assert not set(names) & ({spec[0] for spec in bench.DEV} | set(bench.BUNDLED))
+    assert sum(spec[3] is None for spec in bench.HELDOUT) >= 3  # clean models
+    assert sum(spec[3] is not None for spec in bench.HELDOUT) >= 3  # poisoned models
+    l1 = [68.0, 125, 118, 132, 203, 150, 121, 140, 110, 185]
+    spread = bench.frozen(bench.anomaly(torch.tensor(l1), 2.0, max_ratio=0.25))
+    assert spread["smallest"] == 0 and not spread["backdoored"]  # index > 2, ratio 0.54
+    # torch's median of an even count is the lower middle value (125)
+    assert spread["ratio"] == round(68 / 125, 3) and spread["anomaly_index"][0] > 2
+    l1[2] = 6.0
+    patch = bench.frozen(bench.anomaly(torch.tensor(l1), 2.0, max_ratio=0.25))
+    assert patch["flagged"] == [2] and patch["ratio"] < 0.25
