@@ -1,5 +1,5 @@
-"""The held-out test splits of the judge set and the grounding set parse, keep their labels valid and
-do not silently shrink below the sizes they were written at."""
+"""The held-out test splits of the judge set and the grounding set parse, keep their
+labels valid and do not silently shrink below the sizes they were written at."""
 
 from __future__ import annotations
 
