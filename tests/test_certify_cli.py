@@ -74,6 +74,10 @@ def test_cli_smoothing_and_errors(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app(), ["certify", "--model", "mnist-smallcnn-std", "--method",
                                      "magic"])
     assert bad.exit_code == 2 and "method" in bad.output
+    no_room = CliRunner().invoke(app(), [
+        "certify", "--model", str(model), "--data", "digits", "--n", "3", "--method", "crown",
+        "--attack", "none", "--max-memory-mb", "0"])
+    assert no_room.exit_code == 2 and "max_memory_mb must be > 0" in no_room.output
 
 
 def test_cli_card_puts_certificates_beside_the_attack(tmp_path: Path) -> None:

@@ -17,8 +17,10 @@ CROWN's adaptive slopes on full CROWN's bounds; with full CROWN's second chain (
 :func:`crown.crown_margins`) it gives exactly full CROWN.
 
 Per-sample work only: every slope belongs to one sample and Adam is elementwise, so the
-result does not depend on the batch. Memory grows with the batch: one row per unstable
-neuron per sample, kept for the backward pass.
+result does not depend on the batch. Memory grows with the rows: one per unstable
+neuron per sample, kept with their autograd copies for the backward pass. The samples
+are therefore optimised in groups whose rows fit a budget
+(:mod:`bastion.certify.budget`), with the same result as all at once.
 
 Shapes: x (N, *in); y (N,); margin lower bounds (N, K-1).
 """
@@ -32,13 +34,19 @@ import torch
 from bastion.certify.bounds import (
     Bounds,
     Network,
-    backward_to_input,
     concretize,
     input_box,
     interval_bounds,
     margin_spec,
 )
-from bastion.certify.crown import CHUNK_FLOATS, crown_intermediate, exact_by_ibp
+from bastion.certify.budget import sample_groups
+from bastion.certify.crown import (
+    CHUNK_FLOATS,
+    crown_intermediate,
+    exact_by_ibp,
+    margin_lower,
+    row_floats,
+)
 from bastion.certify.ops import ReLU, relax_relu
 from bastion.certify.patches import Rows, _window, concretize_rows, step, unit_rows
 from bastion.errors import ConfigError
@@ -47,6 +55,10 @@ from bastion.threat import ThreatModel
 Tensor = torch.Tensor
 #: slopes of one backward pass: ReLU index -> (R, *coefficient shape at that ReLU).
 Slopes = dict[int, Tensor]
+#: tensors the size of a row's coefficients that one step keeps alive for the gradient
+#: (coefficients, their positive and negative parts, slopes, windows of the bounds,
+#: Adam's two moments of the slopes).
+SAVED_COPIES = 10
 
 
 def _relu_step(rows: Rows, bounds: Bounds, slopes: Slopes, i: int) -> Rows:
@@ -93,7 +105,7 @@ class _Problem:
         self.rows: dict[int, Rows] = {}
         self.picked: dict[int, tuple[Tensor, Tensor]] = {}
         for k in range(len(net.ops)):
-            if k in self.relus and k > 0 and not exact_by_ibp(net, k, threat):
+            if _refined(net, k, threat, self.relus):
                 low, up = ref[k][0].flatten(1), ref[k][1].flatten(1)
                 sample, neuron = ((low < 0) & (up > 0)).nonzero(as_tuple=True)
                 sign = torch.cat([torch.ones_like(sample), -torch.ones_like(sample)])
@@ -134,30 +146,31 @@ class _Problem:
         return [t for slopes in self.slopes.values() for t in slopes.values()]
 
 
-def alpha_crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
-                        iterations: int = 20, lr: float = 0.1,
-                        bounds: list[Bounds] | None = None,
-                        chunk_floats: int = CHUNK_FLOATS) -> Tensor:
-    """alpha-CROWN lower bounds (N, K-1) on the margins, the best of ``iterations`` + 1
-    slope settings (the first is full CROWN's).
+def _refined(net: Network, k: int, threat: ThreatModel, relus: set[int]) -> bool:
+    """Whether alpha-CROWN bounds the input of ops[k] with rows of its own."""
+    return k in relus and k > 0 and not exact_by_ibp(net, k, threat)
 
-    Args:
-        iterations: Adam steps (>= 0). lr: Adam's step size (> 0), in slope units.
-        bounds: precomputed :func:`interval_bounds` to reuse.
-        chunk_floats: memory budget of full CROWN's reference pass, in floats.
-    """
-    if iterations < 0 or lr <= 0:
-        raise ConfigError(f"alpha-CROWN needs iterations >= 0 and lr > 0, got "
-                          f"{iterations} and {lr}")
+
+def sample_cost(net: Network, threat: ThreatModel, ref: list[Bounds], margins: int,
+                dtype: torch.dtype) -> Tensor:
+    """Floats (N,) each sample's rows hold during one iterate with their autograd copies:
+    two rows per unstable neuron of a refined layer and one per margin, each the sum of
+    its coefficients over the steps of its backward pass."""
+    relus = _unstable_relus(net, ref)
+    cost = margins * row_floats(net, len(net.ops), ref, dtype)[1] * torch.ones(
+        ref[0][0].shape[0], dtype=torch.long, device=ref[0][0].device)
+    for k in range(len(net.ops)):
+        if _refined(net, k, threat, relus):
+            low, up = ref[k][0].flatten(1), ref[k][1].flatten(1)
+            cost = cost + 2 * ((low < 0) & (up > 0)).sum(1) * row_floats(net, k, ref, dtype)[1]
+    return cost * SAVED_COPIES
+
+
+def _optimise(problem: _Problem, best: Tensor, iterations: int, lr: float) -> Tensor:
+    """The best margin lower bounds (N, K-1) over ``best`` and the slope settings of
+    ``iterations`` Adam steps from CROWN's adaptive slopes."""
     with torch.no_grad():
-        ibp = list(bounds if bounds is not None else interval_bounds(net, x, threat))
-        ref = crown_intermediate(net, x, threat, ibp, chunk_floats)
-        problem = _Problem(net, x, y, threat, ref)
-        # The first iterate (it creates the slopes: CROWN's adaptive ones) and full
-        # CROWN's other chain, whose intermediate bounds are CROWN's alone.
-        raw = crown_intermediate(net, x, threat, ibp, chunk_floats, intersect=False)
-        a, bias = backward_to_input(net, len(net.ops), problem.spec, raw)
-        best = torch.maximum(problem.margins(), concretize(a, bias, x, threat))
+        best = torch.maximum(best, problem.margins())  # the first iterate makes the slopes
     params = problem.parameters()
     if not params or iterations == 0:
         return best
@@ -178,3 +191,38 @@ def alpha_crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel,
                 best = torch.maximum(best, lower.detach())
     with torch.no_grad():
         return torch.maximum(best, problem.margins())
+
+
+def alpha_crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
+                        iterations: int = 20, lr: float = 0.1,
+                        bounds: list[Bounds] | None = None,
+                        chunk_floats: int = CHUNK_FLOATS) -> Tensor:
+    """alpha-CROWN lower bounds (N, K-1) on the margins, the best of ``iterations`` + 1
+    slope settings (the first is full CROWN's).
+
+    Args:
+        iterations: Adam steps (>= 0). lr: Adam's step size (> 0), in slope units.
+        bounds: precomputed :func:`interval_bounds` to reuse.
+        chunk_floats: memory budget, in floats, of one chunk of full CROWN's rows and of
+            one group of samples optimised together (see :func:`sample_cost`).
+    """
+    if iterations < 0 or lr <= 0:
+        raise ConfigError(f"alpha-CROWN needs iterations >= 0 and lr > 0, got "
+                          f"{iterations} and {lr}")
+    if chunk_floats < 1:
+        raise ConfigError(f"chunk_floats must be >= 1, got {chunk_floats}")
+    with torch.no_grad():
+        ibp = list(bounds if bounds is not None else interval_bounds(net, x, threat))
+        ref = crown_intermediate(net, x, threat, ibp, chunk_floats)
+        # Full CROWN's other chain, whose intermediate bounds are CROWN's alone.
+        raw = crown_intermediate(net, x, threat, ibp, chunk_floats, intersect=False)
+        spec = margin_spec(y, ibp[-1][0].shape[1], x.dtype)
+        best = margin_lower(net, x, spec, raw, threat, chunk_floats)
+        cost = sample_cost(net, threat, ref, spec.shape[1], x.dtype)
+    parts = []
+    for group in sample_groups(cost, chunk_floats):
+        with torch.no_grad():
+            problem = _Problem(net, x[group], y[group], threat,
+                               [(low[group], up[group]) for low, up in ref])
+        parts.append(_optimise(problem, best[group], iterations, lr))
+    return torch.cat(parts)

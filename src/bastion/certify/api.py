@@ -23,6 +23,7 @@ from bastion.attacks.base import model_device
 from bastion.certify import smoothing as smoothing_mod
 from bastion.certify.alpha import alpha_crown_margins
 from bastion.certify.bounds import Network, compile_network, ibp_margins, interval_bounds
+from bastion.certify.budget import DEFAULT_MAX_MEMORY_MB, budget_floats
 from bastion.certify.crown import crown_margins
 from bastion.errors import CapabilityError, ConfigError
 from bastion.evaluation.backoff import run_in_batches
@@ -82,22 +83,27 @@ class Certificate:
 
 
 def margin_bounds(net: Network, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel,
-                  method: str, *, upper_by_crown: bool = True
+                  method: str, *, upper_by_crown: bool = True,
+                  max_memory_mb: float = DEFAULT_MAX_MEMORY_MB
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Lower and upper margin bounds (N, K-1) of a compiled network, by ``method``.
 
     ``upper_by_crown=False`` skips CROWN's upper bounds (half the last backward pass):
     the upper bounds are then IBP's, sound but looser; certification reads only lower.
+    ``max_memory_mb``: budget of one chunk of CROWN's specification rows (see
+    :mod:`bastion.certify.budget`); it changes how much is held at once, not the bounds.
     """
+    chunk = budget_floats(max_memory_mb, x.dtype)
     bounds = interval_bounds(net, x, threat)
     ibp = ibp_margins(net, x, y, threat, bounds)
     if method == "ibp":
         return ibp
     if method == "alpha-crown":
-        return torch.maximum(alpha_crown_margins(net, x, y, threat, bounds=bounds), ibp[0]), ibp[1]
+        lower = alpha_crown_margins(net, x, y, threat, bounds=bounds, chunk_floats=chunk)
+        return torch.maximum(lower, ibp[0]), ibp[1]
     lower, upper = crown_margins(net, x, y, threat, bounds=bounds,
                                  intermediate="ibp" if method == "crown-ibp" else "crown",
-                                 upper=upper_by_crown)
+                                 upper=upper_by_crown, chunk_floats=chunk)
     # Both are sound, so their elementwise best is: CROWN's adaptive slopes are not
     # tighter than IBP on every margin of every sample.
     return torch.maximum(lower, ibp[0]), torch.minimum(upper, ibp[1])
@@ -105,6 +111,7 @@ def margin_bounds(net: Network, x: torch.Tensor, y: torch.Tensor, threat: Threat
 
 def certify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatModel, *,
             method: str = "crown", batch_size: int = 64, upper_by_crown: bool = False,
+            max_memory_mb: float = DEFAULT_MAX_MEMORY_MB,
             smoothing: SmoothingConfig | None = None,
             generator: torch.Generator | None = None) -> Certificate:
     """Certify ``model`` on inputs x (N, *in) in ``threat.bounds`` with labels y (N,).
@@ -130,12 +137,13 @@ def certify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: ThreatMo
         return _certify_smoothing(model, x, y, threat, smoothing or SmoothingConfig(), generator)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    budget_floats(max_memory_mb)  # a bad budget fails here, before any work
     net = compile_network(model)
     lowers, uppers = [], []
 
     def step(start: int, stop: int) -> None:
         low, up = margin_bounds(net, x[start:stop], y[start:stop], threat, method,
-                                upper_by_crown=upper_by_crown)
+                                upper_by_crown=upper_by_crown, max_memory_mb=max_memory_mb)
         lowers.append(low)
         uppers.append(up)
 

@@ -63,6 +63,9 @@ def certify_command(
     alpha: Annotated[float, typer.Option(help="smoothing: failure probability")] = 0.001,
     batch_size: Annotated[int | None, typer.Option(
         help="samples per batch (default 64), or noisy copies for smoothing (1000)")] = None,
+    max_memory_mb: Annotated[float, typer.Option(
+        help="crown, alpha-crown: MB for one chunk of backward specifications (same "
+             "bounds at any budget; lower it if the machine runs out of memory)")] = 256.0,
     seed: Annotated[int, typer.Option()] = 0,
     checkpoint: CheckpointOpt = None,
     device: DeviceOpt = "cpu",
@@ -81,7 +84,8 @@ def certify_command(
                            eps=eps, sweep=tuple(sweep_values(sweep)),
                            attack=None if attack == "none" else attack, steps=steps,
                            sigma=sigma, n0=n0, samples=samples, alpha=alpha,
-                           batch_size=batch_size, seed=seed, checkpoint=checkpoint,
+                           batch_size=batch_size, max_memory_mb=max_memory_mb,
+                           seed=seed, checkpoint=checkpoint,
                            device=device,
                            inputs=UserInputs.parse(resize=resize, classes=classes,
                                                    data_root=data_root, mean=mean, std=std))

@@ -5,8 +5,10 @@ et al., ICLR 2020) takes them from IBP: one backward pass in all. Full CROWN com
 them with CROWN itself, layer by layer, one backward pass per unstable neuron: here per
 sample, only for the neurons that sample leaves unstable, as rows with patches on the
 convolutions (:mod:`bastion.certify.patches`), by chunks of at most ``chunk_floats``
-floats. The dense reference (``dense=True``: identity specifications over every neuron
-any sample leaves unstable) computes the same bounds more slowly; tests compare them.
+floats (:mod:`bastion.certify.budget`); the margins' backward pass takes the samples in
+chunks under the same budget. The dense reference (``dense=True``: identity
+specifications over every neuron any sample leaves unstable) computes the same bounds
+more slowly; tests compare them.
 
 Shapes: x (N, *in); y (N,); margin bounds (N, K-1) for K classes, in the order of the
 classes with the true one left out.
@@ -25,6 +27,7 @@ from bastion.certify.bounds import (
     interval_bounds,
     margin_spec,
 )
+from bastion.certify.budget import DEFAULT_MAX_MEMORY_MB, budget_floats
 from bastion.certify.ops import Conv, Linear
 from bastion.certify.patches import Rows, concretize_rows, step, unit_rows
 from bastion.errors import ConfigError
@@ -32,9 +35,14 @@ from bastion.threat import ThreatModel
 
 Tensor = torch.Tensor
 
-#: default memory budget of one chunk of backward specifications in full CROWN, in
-#: floats (about 64 MB in float32): the rows of a chunk and their working copies.
-CHUNK_FLOATS = 1 << 24
+#: default memory budget of one chunk of backward specifications, in float32 numbers:
+#: the rows of a chunk and their working copies.
+CHUNK_FLOATS = budget_floats(DEFAULT_MAX_MEMORY_MB)
+#: numbers held per coefficient of a chunk's widest step, for the chunk sizes: the
+#: coefficients, the bounds gathered under them, the relaxation's slopes and masks, the
+#: result and the allocator's slack. Measured: peak resident memory of full CROWN on a
+#: four-conv net stayed within the budget with this factor (docs/certify.md).
+COPIES = 24
 
 
 def exact_by_ibp(net: Network, k: int, threat: ThreatModel) -> bool:
@@ -47,14 +55,24 @@ def exact_by_ibp(net: Network, k: int, threat: ThreatModel) -> bool:
             and sum(isinstance(op, Linear | Conv) for op in ops) <= 1)
 
 
-def _walk(net: Network, k: int, rows: Rows, pre: list[Bounds]) -> tuple[Rows, int]:
+def _walk(net: Network, k: int, rows: Rows, pre: list[Bounds]) -> tuple[Rows, int, int]:
     """Rows at the input of ops[k] carried to the network input; also the most floats
-    one row held on the way."""
-    peak = rows.coef[0].numel()
+    one row held on the way and their sum over the steps."""
+    peak = total = rows.coef[0].numel()
     for i in range(k - 1, -1, -1):
         rows = step(net.ops[i], rows, pre[i], pre[i + 1][0].shape[1:])
-        peak = max(peak, rows.coef[0].numel())
-    return rows, peak
+        peak, total = max(peak, rows.coef[0].numel()), total + rows.coef[0].numel()
+    return rows, peak, total
+
+
+def row_floats(net: Network, k: int, pre: list[Bounds], dtype: torch.dtype) -> tuple[int, int]:
+    """The most floats one unit row from ops[k]'s input holds at a step of its backward
+    pass, and their sum over the steps: a dry run of one row (every row at a layer has
+    the same patch sizes)."""
+    shape = pre[k][0].shape[1:]
+    one = torch.zeros(1, dtype=torch.long, device=pre[0][0].device)
+    _, peak, total = _walk(net, k, unit_rows(one, one, one + 1, shape, dtype), pre)
+    return peak, total
 
 
 def layer_bounds(net: Network, k: int, x: Tensor, threat: ThreatModel, pre: list[Bounds],
@@ -74,15 +92,12 @@ def layer_bounds(net: Network, k: int, x: Tensor, threat: ThreatModel, pre: list
     sample, neuron = sample.repeat(2), neuron.repeat(2)
     sign = torch.ones(2 * count, device=x.device)
     sign[count:] = -1
-    # Chunk size from a dry run of one row: its widest step times the copies a step makes
-    # (coefficients, the bounds gathered under them, the result).
-    _, peak = _walk(net, k, unit_rows(sample[:1], neuron[:1], sign[:1], shape, x.dtype), pre)
-    size = max(1, chunk_floats // (4 * peak))
+    size = max(1, chunk_floats // (COPIES * row_floats(net, k, pre, x.dtype)[0]))
     box, found = input_box(x, threat), low.new_empty(2 * count)
     for start in range(0, 2 * count, size):
         part = slice(start, start + size)
-        rows, _ = _walk(net, k, unit_rows(sample[part], neuron[part], sign[part], shape,
-                                          x.dtype), pre)
+        rows, _, _ = _walk(net, k, unit_rows(sample[part], neuron[part], sign[part], shape,
+                                             x.dtype), pre)
         found[part] = concretize_rows(rows, x, box, threat.eps, threat.norm)
     low[sample[:count], neuron[:count]] = found[:count]
     up[sample[:count], neuron[:count]] = -found[count:]
@@ -110,6 +125,21 @@ def dense_layer_bounds(net: Network, k: int, x: Tensor, threat: ThreatModel,
         low[:, which] = lower[:, :which.numel()]
         up[:, which] = -lower[:, which.numel():]
     return low.view(-1, *shape), up.view(-1, *shape)
+
+
+def margin_lower(net: Network, x: Tensor, spec: Tensor, pre: list[Bounds],
+                 threat: ThreatModel, chunk_floats: int = CHUNK_FLOATS) -> Tensor:
+    """Lower bounds (N, S) of ``spec`` (N, S, K) applied to the output, by a dense backward
+    pass over chunks of samples whose coefficients fit ``chunk_floats``."""
+    widest = max(b[0][0].numel() for b in pre)
+    size = max(1, chunk_floats // (COPIES * spec.shape[1] * widest))
+    parts = []
+    for start in range(0, x.shape[0], size):
+        part = slice(start, start + size)
+        a, bias = backward_to_input(net, len(net.ops), spec[part],
+                                    [(low[part], up[part]) for low, up in pre])
+        parts.append(concretize(a, bias, x[part], threat))
+    return torch.cat(parts)
 
 
 def crown_intermediate(net: Network, x: Tensor, threat: ThreatModel, pre: list[Bounds],
@@ -165,7 +195,7 @@ def crown_margins(net: Network, x: Tensor, y: Tensor, threat: ThreatModel, *,
     half = spec.shape[1]
     if upper:
         spec = torch.cat([spec, -spec], 1)
-    lower = torch.stack([concretize(*backward_to_input(net, len(net.ops), spec, pre), x, threat)
+    lower = torch.stack([margin_lower(net, x, spec, pre, threat, chunk_floats)
                          for pre in chains]).amax(0)
     if not upper:
         return lower, torch.full_like(lower, float("inf"))

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from bastion.certify.api import METHODS, SmoothingConfig, certify
+from bastion.certify.budget import DEFAULT_MAX_MEMORY_MB
 from bastion.certify.crosscheck import cross_check
 from bastion.common.records import versions
 from bastion.common.state import model_digest
@@ -53,6 +54,7 @@ class CertifySpec:
     samples: int = 10_000
     alpha: float = 0.001
     batch_size: int | None = None  # None: 64 samples (bounds), 1000 noisy copies (smoothing)
+    max_memory_mb: float = DEFAULT_MAX_MEMORY_MB  # CROWN methods: one chunk of specifications
     seed: int = 0
     checkpoint: Path | None = None
     device: str = "cpu"
@@ -119,7 +121,7 @@ def _certify(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, threat: T
                           batch=spec.batch_size or 1000)
     gen = torch.Generator(device=x.device).manual_seed(spec.seed)
     return certify(model, x, y, threat, method=spec.method, batch_size=spec.batch_size or 64,
-                   smoothing=cfg, generator=gen)
+                   max_memory_mb=spec.max_memory_mb, smoothing=cfg, generator=gen)
 
 
 def _certified_at(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -129,7 +131,8 @@ def _certified_at(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     if spec.method == "smoothing":
         return cert.certified_at(eps)
     return certify(model, x, y, threat.with_eps(eps), method=spec.method,
-                   batch_size=spec.batch_size or 64).certified
+                   batch_size=spec.batch_size or 64,
+                   max_memory_mb=spec.max_memory_mb).certified
 
 
 def _cross_check(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
