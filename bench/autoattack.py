@@ -23,8 +23,8 @@ Robust accuracy counts a sample robust when the model is right on the clean imag
 the tool's adversarial image (every adversarial image is checked to lie in the ball).
 Passes are counted the same way for every tool, by a wrapper around the model: each
 sample sent forward counts 1, each sample whose input gradient is taken counts 1. The
-one exception: bastion's Square stage queries a frozen TorchScript copy of the model,
-which the wrapper never sees, so its forwards are taken from bastion's own count.
+one exception: bastion's Square queries and FAB checks go to a frozen TorchScript copy of
+the model, which the wrapper never sees, so those forwards are counted by that copy.
 
 ``--models`` takes zoo names or user model files (``FILE.py[:factory]``, with weights from
 ``--checkpoint``), as ``bastion evaluate --model`` does; bench/wong_mnist.py is Wong et
@@ -129,11 +129,10 @@ def run_bastion(model: Counted, x: torch.Tensor, y: torch.Tensor,
     result = evaluate(model, (x, y), ThreatModel("Linf", EPS), {"autoattack": attack},
                       batch_size=args.batch_size, seed=SEED)
     seconds, cpu = time.perf_counter() - began, time.process_time() - cpu_began
-    # Square queries a frozen TorchScript copy of the model (bastion.attacks._inference),
-    # which runs without calling Counted.forward: add the passes Square reports for itself.
-    unseen = 0
-    if _inference.uses_frozen_copy(model):
-        unseen = result.stages["autoattack"]["square"]["passes"]["forward"]
+    # Square's queries and FAB's checks go to a frozen TorchScript copy of the model
+    # (bastion.attacks._inference), which runs without calling Counted.forward: add the
+    # passes that copy counted.
+    unseen = _inference.frozen_forward_passes(model)
     return {"robust_accuracy": result.robust_accuracy, "clean_accuracy": result.clean_accuracy,
             "seconds": seconds, "cpu_seconds": cpu, "unseen_forward_passes": unseen}
 

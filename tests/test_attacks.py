@@ -211,6 +211,33 @@ def test_model_parameters_get_no_gradient(mlp: nn.Module, name: str) -> None:
     assert all(p.grad is None for p in mlp.parameters())
 
 
+class WeightsWatched(nn.Module):
+    """Notes whether any parameter required a gradient while the model was called."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.saw_trainable = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.saw_trainable |= any(p.requires_grad for p in self.parameters())
+        out: torch.Tensor = self.model(x)
+        return out
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_weights_are_frozen_during_the_run_and_restored_after(mlp: nn.Module,
+                                                             name: str) -> None:
+    model = WeightsWatched(mlp)
+    fixed = next(iter(mlp.parameters()))
+    fixed.requires_grad_(False)  # a frozen weight stays frozen afterwards
+    x, y, _ = inputs(6)
+    build(name).run(model, x, y, ThreatModel(norm="Linf", eps=0.1))
+    assert not model.saw_trainable
+    assert not fixed.requires_grad
+    assert all(p.requires_grad for p in mlp.parameters() if p is not fixed)
+
+
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("name", ATTACKS)
 def test_same_seed_gives_identical_results(cnn: nn.Module, name: str, norm: str) -> None:

@@ -95,3 +95,34 @@ def test_square_finds_the_same_points_with_and_without_it(
     assert torch.equal(runs[0].success, runs[1].success)
     assert torch.allclose(runs[0].x_adv, runs[1].x_adv, atol=1e-6)
     assert runs[0].passes.to_dict() == runs[1].passes.to_dict()
+
+
+class Counting(nn.Module):
+    """Counts the samples that reach its own forward."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.seen = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += int(x.shape[0])
+        out: torch.Tensor = self.model(x)
+        return out
+
+
+def test_fab_and_square_passes_are_the_models_plus_the_copys() -> None:
+    from bastion.attacks import FAB
+    from bastion.attacks._inference import frozen_forward_passes
+
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    for attack in (FAB(steps=5, n_target_classes=2), Square(n_queries=20)):
+        model = Counting(conv_net()).eval()
+        with torch.no_grad():
+            y = model.model(x).argmax(1)
+        result = attack.run(model, x, y, ThreatModel("Linf", 0.05))
+        copied = frozen_forward_passes(model)
+        assert copied > 0  # the copy answered some of the gradient-free passes
+        # every pass counted once: by the model's forward (probes excluded) or the copy
+        assert result.passes.forward <= model.seen + copied
+        assert result.passes.forward >= copied

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from bastion.attacks._input_grad import input_grad_kernels
 from bastion.attacks.base import Passes, attack_loss, is_success
 from bastion.attacks.steps import ascent_direction
 from bastion.threat import ThreatModel
@@ -79,7 +80,7 @@ def loss_and_grad(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     total_grad = torch.zeros_like(x)
     total_loss = torch.zeros(x.shape[0], device=x.device)
     logits = torch.empty(0)
-    with torch.enable_grad():
+    with torch.enable_grad(), input_grad_kernels(model):
         for _ in range(eot):
             xr = x.detach().requires_grad_(True)
             logits = model(xr)

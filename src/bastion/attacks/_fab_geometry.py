@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bastion.attacks._input_grad import input_grad_kernels
 from bastion.common import draws
 from bastion.threat import ThreatModel
 
@@ -132,7 +133,7 @@ def boundary_toward(
     Returns ``(logits (N, C), g (N,), w (N, D))`` with ``g = f_j(z) - f_y(z)`` and
     ``w`` its input gradient, flattened. Cost: 1 forward + 1 backward per sample.
     """
-    with torch.enable_grad():
+    with torch.enable_grad(), input_grad_kernels(model):
         z = z.detach().requires_grad_(True)
         logits = model(z)
         gap = logits.gather(1, j[:, None]).squeeze(1) - logits.gather(1, y[:, None]).squeeze(1)
@@ -157,7 +158,7 @@ def closest_boundary(
     n = z.shape[0]
     copies = z.detach().unsqueeze(1).expand(n, classes, *z.shape[1:]).reshape(
         n * classes, *z.shape[1:])
-    with torch.enable_grad():
+    with torch.enable_grad(), input_grad_kernels(model):
         copies = copies.clone().requires_grad_(True)
         out = model(copies).view(n, classes, classes)
         (jac,) = torch.autograd.grad(out.diagonal(dim1=1, dim2=2).sum(), copies)

