@@ -31,6 +31,18 @@ NUM_CLASSES = 10
 SHAPE = (1, 8, 8)
 
 
+class Halfspace(nn.Module):
+    """Class 1 where w·x + b > 0, else class 0: near the boundary the votes split."""
+
+    def __init__(self, w: torch.Tensor, b: float) -> None:
+        super().__init__()
+        self.w, self.b = w, b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        score = x.flatten(1) @ self.w + self.b
+        return torch.stack([-score, score], 1)
+
+
 def tiny_cnn(seed: int = 0) -> nn.Module:
     """An untrained conv net (N, 1, 8, 8) -> (N, 10), in eval mode, same weights per seed."""
     with torch.random.fork_rng(devices=[]):

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
+from tests.conftest import Halfspace
 from torch import nn
 
 from bastion.certify import SmoothingConfig, certify
@@ -45,18 +46,6 @@ class CoinFlip(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.flatten(1)[:, :1]
         return torch.cat([s, -s], 1)
-
-
-class Halfspace(nn.Module):
-    """Class 1 where w·x + b > 0, else class 0."""
-
-    def __init__(self, w: torch.Tensor, b: float) -> None:
-        super().__init__()
-        self.w, self.b = w, b
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        score = x.flatten(1) @ self.w + self.b
-        return torch.stack([-score, score], 1)
 
 
 @given(k=st.integers(1, 500), extra=st.integers(0, 500), alpha=st.sampled_from([1e-3, 0.05]))

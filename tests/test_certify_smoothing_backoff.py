@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import pytest
 import torch
+from tests.conftest import Halfspace
 from torch import nn
 
 from bastion.certify import SmoothingConfig, certify
@@ -17,18 +18,6 @@ from bastion.threat import ThreatModel
 
 OOM_ERRORS = [torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
               RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)")]
-
-
-class Halfspace(nn.Module):
-    """Class 1 where w·x + b > 0, else class 0: near the boundary the votes split."""
-
-    def __init__(self, w: torch.Tensor, b: float) -> None:
-        super().__init__()
-        self.w, self.b = w, b
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        score = x.flatten(1) @ self.w + self.b
-        return torch.stack([-score, score], 1)
 
 
 class RunsOutOfMemory(nn.Module):
