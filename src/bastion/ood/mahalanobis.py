@@ -33,12 +33,17 @@ def _precision(centered: torch.Tensor, ridge: float) -> torch.Tensor:
 
 def _squared_distances(z: torch.Tensor, means: torch.Tensor,
                        precision: torch.Tensor) -> torch.Tensor:
-    """(N, C) squared Mahalanobis distances of z (N, D) to means (C, D)."""
+    """(N, C) squared Mahalanobis distances of z (N, D) to means (C, D), float32.
+
+    The expansion |z|^2 - 2 z.m + |m|^2 cancels heavily when the features sit far from 0
+    relative to their spread, so it runs in float64: in float32 the rounding of the
+    matrix products (which depends on the batch) showed in the scores."""
+    z, means, precision = z.double(), means.double(), precision.double()
     zp = z @ precision
     quad_z = (zp * z).sum(dim=1, keepdim=True)
     cross = zp @ means.T
     quad_m = ((means @ precision) * means).sum(dim=1)
-    return (quad_z - 2 * cross + quad_m).clamp_min(0.0)
+    return (quad_z - 2 * cross + quad_m).clamp_min(0.0).float()
 
 
 class Mahalanobis(Detector):
