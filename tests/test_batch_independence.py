@@ -14,7 +14,7 @@ from tests.test_attacks import skip_unsupported, with_random_start
 from torch import nn
 
 from bastion.attacks import REGISTRY
-from bastion.common.draws import SampleRandom, mix32
+from bastion.common.draws import SampleRandom, mix32, randints
 from bastion.threat import NORMS, ThreatModel
 
 EPS = {"Linf": 0.06, "L2": 0.6, "L1": 4.0}  # some samples break, some not
@@ -68,6 +68,25 @@ def test_sample_streams_depend_on_the_sample_alone() -> None:
     other = SampleRandom.for_samples(4, torch.arange(10))
     assert not torch.equal(other.rand((10,)), SampleRandom.for_samples(3, torch.arange(10))
                            .rand((10,)))
+
+
+def test_fused_integer_draws_match_the_same_draws_in_turn() -> None:
+    """``randints`` is a faster way to make several (N,) draws, not other numbers."""
+    who = torch.tensor([9, 0, 4])
+    bounds = [(0, 25), (3, 5), (0, 2)]
+    one, fused = (SampleRandom.for_samples(2, torch.arange(10)) for _ in range(2))
+    in_turn = [one.randint(low, high, (10,))[who] for low, high in bounds]
+    got = randints(fused, bounds, who, 10)
+    assert all(torch.equal(a, b) for a, b in zip(in_turn, got, strict=True))
+    assert one.count == fused.count == 3  # the next draws agree as well
+    assert torch.equal(one.rand((10, 2)), fused.rand((10, 2)))
+    generator = torch.Generator().manual_seed(0)
+    expected = [torch.randint(low, high, (10,), generator=generator)[who]
+                for low, high in bounds]
+    got = randints(torch.Generator().manual_seed(0), bounds, who, 10)
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+    with pytest.raises(ValueError, match="high - low"):
+        fused.randints([(3, 3)], who)
 
 
 def test_sample_draws_have_the_right_distribution() -> None:

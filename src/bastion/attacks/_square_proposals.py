@@ -194,18 +194,27 @@ def linf_update(current: torch.Tensor, x: torch.Tensor, eps: float, side: int,
     resamples until the window changes; with one channel the two agree).
     """
     height, width = x.shape[2:]
-    rows, cols = (t[who] for t in random_corners(total, height, width, side, generator,
-                                                 x.device))
-    signs = random_signs((total, x.shape[1], 1, 1), generator, x.device, x.dtype)[who]
+    channels = x.shape[1]
+    # Corners and (one channel) the sign in one pass: the same numbers as separate draws.
+    spans = [(0, height - side + 1), (0, width - side + 1)] + ([(0, 2)] if channels == 1 else [])
+    drawn = draws.randints(generator, spans, who, total)
+    rows, cols = drawn[0], drawn[1]
+    coin = (drawn[2].view(-1, 1, 1, 1) if channels == 1 else
+            draws.randint(generator, 0, 2, (total, channels, 1, 1), device=x.device)[who])
+    signs = (2 * coin - 1).to(x.dtype).view(-1, channels, 1)
     low, high = bounds
     # Only the windows change, and after the first few hundred queries they are a few
-    # pixels wide: compute on them alone and copy the rest of the current point once.
-    origin = read_window(x, rows, cols, side)
-    now = read_window(current, rows, cols, side)
+    # pixels wide: compute on them alone (gathered as (K, C, side*side) from the
+    # flattened images) and copy the rest of the current point once.
+    span = torch.arange(side, device=x.device)
+    grid = (span[:, None] * width + span[None, :]).view(1, 1, -1)
+    at = ((rows * width + cols).view(-1, 1, 1) + grid).expand(-1, channels, -1)
+    origin = x.flatten(2).gather(2, at)
+    now = current.flatten(2).gather(2, at)
     target = (origin + eps * signs).clamp(low, high)
     same = (target - now).abs().flatten(1).amax(dim=1) < 1e-7
     flipped = (origin - eps * signs).clamp(low, high)
-    proposal = current.clone()
-    write_window(proposal, rows, cols, side,
-                 torch.where(same.view(-1, 1, 1, 1), flipped, target))
+    proposal = current.clone(memory_format=torch.contiguous_format)
+    proposal.view(proposal.shape[0], channels, -1).scatter_(
+        2, at, torch.where(same.view(-1, 1, 1), flipped, target))
     return proposal

@@ -124,6 +124,12 @@ class SampleRandom:
         words = self._bits((len(self),)).cpu().tolist()
         return int(hashlib.sha256(repr(words).encode()).hexdigest()[:15], 16)
 
+    def _step(self) -> int:
+        """The salt of the next draw; advances the count by one."""
+        step = _mix32_int(self.count * _GOLDEN + 0x2545F491)
+        self.count += 1
+        return step
+
     def _bits(self, shape: Sequence[int]) -> torch.Tensor:
         """Hash words (shape) in [0, 2**32), int64; advances the count by one."""
         shape = tuple(int(s) for s in shape)
@@ -131,9 +137,7 @@ class SampleRandom:
             raise ValueError(f"a per-sample draw needs the {len(self)} samples as its first "
                              f"dimension, got shape {shape}")
         per_row = math.prod(shape[1:])
-        step = _mix32_int(self.count * _GOLDEN + 0x2545F491)
-        self.count += 1
-        row = mix32(self.keys ^ step)  # (N,)
+        row = mix32(self.keys ^ self._step())  # (N,)
         if per_row == 1:
             return row.view(shape)
         return mix32((row[:, None] + _offsets(per_row, self.device)[None, :]) & _MASK
@@ -158,6 +162,21 @@ class SampleRandom:
         return low + ((self._bits(shape) * (high - low)) >> 32)
 
 
+    def randints(self, bounds: Sequence[tuple[int, int]], who: torch.Tensor
+                 ) -> list[torch.Tensor]:
+        """One integer in ``[low, high)`` per sample of ``who`` (K,) for each
+        ``(low, high)`` of ``bounds``: the same numbers as that many :meth:`randint`
+        calls of shape (N,) in turn, indexed by ``who``, from one hash over (K, len)."""
+        for low, high in bounds:
+            if not 0 < high - low < 2**31:
+                raise ValueError(f"randint needs 0 < high - low < 2**31, got [{low}, {high})")
+        steps = torch.tensor([self._step() for _ in bounds], dtype=torch.int64,
+                             device=self.device)
+        words = mix32(self.keys[who][:, None] ^ steps[None, :])  # (K, len(bounds))
+        return [low + ((words[:, k] * (high - low)) >> 32)
+                for k, (low, high) in enumerate(bounds)]
+
+
 Source = torch.Generator | SampleRandom
 
 
@@ -175,6 +194,20 @@ def randn(source: Source, shape: Sequence[int], *, device: torch.device | str,
     if isinstance(source, SampleRandom):
         return source.randn(shape, dtype).to(device)
     return torch.randn(tuple(shape), generator=source, device=device, dtype=dtype)
+
+
+def randints(source: Source, bounds: Sequence[tuple[int, int]], who: torch.Tensor,
+             total: int) -> list[torch.Tensor]:
+    """Integers (K,) in each ``[low, high)`` of ``bounds`` for samples ``who`` (K,) of
+    ``total``: the draws of ``total`` values each, in turn, indexed by ``who``.
+
+    From a SampleRandom the draws are made for ``who`` alone, in one pass (a sample's
+    numbers do not depend on the others); a generator draws all ``total`` each time.
+    """
+    if isinstance(source, SampleRandom):
+        return [t.to(who.device) for t in source.randints(bounds, who.to(source.device))]
+    return [torch.randint(low, high, (total,), generator=source, device=who.device)[who]
+            for low, high in bounds]
 
 
 def randint(source: Source, low: int, high: int, shape: Sequence[int], *,
