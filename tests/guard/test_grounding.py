@@ -37,9 +37,9 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: (recall, false flag rate) documented in docs/guard/grounding.md, default settings, per
 #: part of the dev split; the test allows a small tolerance for float rounding across
 #: CPUs and library versions.
-DOCUMENTED_DEV = {"original": (0.934, 0.026), "former_test": (0.863, 0.064)}
+DOCUMENTED_DEV = {"original": (0.934, 0.026), "former_test": (0.907, 0.076)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
-DOCUMENTED_TEST: tuple[float, float] | None = (0.936, 0.179)
+DOCUMENTED_TEST: tuple[float, float] | None = (0.816, 0.132)
 TOLERANCE = 0.03
 
 
@@ -195,7 +195,7 @@ def test_grounding_set_is_labelled_and_split_stably() -> None:
     assert len(dev) + len(test) == len(everything)
     assert {i.split for i in dev} == {"dev"} and {i.split for i in test} <= {"test"}
     parts = dev_parts(everything)
-    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 23
+    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 55
     assert not any(i.was_test for i in test)
     with pytest.raises(InputError, match="split"):
         load_grounding_set("train")
@@ -293,10 +293,48 @@ def test_a_name_swapped_for_another_of_the_context_is_flagged(scanner: Grounding
      "Passwords must be at least 14 characters long and may not reuse old ones.", False),
     ("Entry costs nothing, although the parade is ticketed.",
      "Entry is free, but the parade needs a ticket.", False),
+    ("It turns off when lifted while empty.",
+     "It switches off when it is lifted with no water inside.", False),
+    ("The glass doesn't get as hot as a ceramic hob.",
+     "The glass stays cooler than on a ceramic hob.", False),
+    ("Caterpillars eat nothing but milkweed.", "Caterpillars feed only on milkweed.", False),
+    ("Their metabolism almost stops.", "It cuts their metabolism to almost nothing.", False),
+    ("Its garrison was auxiliary troops.",
+     "It was garrisoned by auxiliary soldiers, not by legionaries.", False),
+    ("Its garrison was legionaries.",
+     "It was garrisoned by auxiliary soldiers, not by legionaries.", True),
+    ("The spring journey north takes three generations.",
+     "No single butterfly makes the trip: the spring journey north takes three "
+     "generations.", False),
+    ("Moving to a smaller plan is only possible once the contract has ended.",
+     "You cannot move to a smaller plan until the contract ends.", False),
+    ("Moving to a smaller plan is possible at any time.",
+     "You cannot move to a smaller plan until the contract ends.", True),
+    ("If you don't turn up, we charge the first night.",
+     "No-shows are charged the first night.", False),
+    ("Claims with no receipt are rejected.", "Claims without one are rejected.", False),
 ])
 def test_negation_reads_bounds_contrasts_conditions_and_opposites(
         claim: str, context: str, flip: bool) -> None:
     assert negation.negation_flip(claim, context) is flip
+
+
+def test_clock_times_read_the_same_in_both_formats() -> None:
+    assert numbers.numbers("Check in from 3 pm, out by 11 am.") == numbers.numbers(
+        "Check-in from 15:00, check-out by 11:00.") == {"15", "11"}
+    assert numbers.numbers("It closes at 5:30 p.m.") == numbers.numbers("Closes 17:30")
+    assert numbers.numbers("Open until 12 am") == {"0"}
+    assert numbers.numbers("a 3:2 ratio") == {"3", "2"}  # not a clock
+
+
+def test_units_and_openers_are_not_names() -> None:
+    assert checks.names("It runs at 26.5 C on a 9V battery with 15 GB.") == set()
+    assert checks.names("Outside London, it costs more.") == {"London"}
+    assert checks.names("Prices stay fixed until 31 May.") == {"May"}
+    for pleasantry in ("I'm sorry to hear about the burn.", "See you at the pool!",
+                       "Happy to explain the Volt 30 plan!",
+                       "Here's an overview of the Dustra R7."):
+        assert not checks.has_claim(pleasantry), pleasantry
 
 
 def test_spelled_out_numbers_and_fractions() -> None:

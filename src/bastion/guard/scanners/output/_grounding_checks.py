@@ -44,6 +44,17 @@ STOP_WORDS: frozenset[str] = frozenset(_STOP_WORDS.split())
 
 _WORDS = re.compile(r"[A-Za-z][A-Za-z'\u2019-]*|\d+")
 _CAPITALISED = re.compile(r"(?<![A-Za-z])[A-Z][A-Za-z'\u2019-]*")
+#: a number just before a position ("26.5 " of "26.5 C"): what follows is its unit.
+_AFTER_NUMBER = re.compile(r"\d ?$")
+#: words that open a sentence before a name without being part of it ("Outside London,
+#: ...", "During Ramadan ..."): function words, prepositions and sentence adverbs.
+_OPENING_WORDS = (
+    "outside inside during between within without across along around near under above "
+    "below behind beside besides beyond despite except unlike like since until including "
+    "following regarding throughout towards toward beneath upon among amid apart overall "
+    "meanwhile however otherwise instead additionally generally typically usually "
+    "normally currently today tomorrow yesterday tonight every")
+_NOT_NAMES: frozenset[str] = STOP_WORDS | frozenset(_OPENING_WORDS.split())
 #: openings of sentences that make no claim: thanks, greetings, offers of more help.
 _NO_CLAIM = re.compile(
     r"^(?:thanks?(?: you)?(?: so much| very much)?(?: for\b|[!.,]|$)|thank you\b|"
@@ -52,7 +63,10 @@ _NO_CLAIM = re.compile(
     r"(?:have a|enjoy your|enjoy the|good luck|best of luck|safe travels|happy \w+ing)\b|"
     r"(?:we |i )?look forward\b|you'?re welcome|great question|good question|"
     r"(?:hello|hi|hey|dear)\b|(?:sure|certainly|of course|absolutely)[!.,]|"
-    r"(?:i'?m|i am) (?:happy|glad) to\b|enjoy[!.]?$)", re.IGNORECASE)
+    r"(?:i'?m|i am) (?:happy|glad) to\b|enjoy[!.]?$|(?:happy|glad) to (?:help|explain)\b|"
+    r"(?:i'?m|i am|we'?re|we are) (?:so |very |really )?sorry (?:to hear|about)\b|"
+    r"see you\b|here(?:'s| is) (?:an? |the )?(?:overview|summary|rundown|breakdown|"
+    r"quick (?:guide|look))\b)", re.IGNORECASE)
 
 
 @lru_cache(maxsize=65536)
@@ -129,6 +143,9 @@ def names(sentence: str) -> frozenset[str]:
     ``I`` and the first word when the second is not capitalised as well."""
     found = []
     for m in _CAPITALISED.finditer(sentence):
+        if (len(m.group(0)) <= 3 and m.group(0).isupper()
+                and _AFTER_NUMBER.search(sentence, 0, m.start())):
+            continue  # a unit: "26.5 C", "9V", "15 GB" (not "31 May")
         word = m.group(0).replace("\u2019", "'")
         if word.endswith("'s"):
             word = word[:-2]
@@ -140,7 +157,7 @@ def names(sentence: str) -> frozenset[str]:
     first_at = len(sentence) - len(sentence.lstrip(" \"'([*-"))
     # the opening word is capitalised anyway; keep it only inside a run of names, and
     # never a function word ("With Economy Light ...", "The Danube ...")
-    if found[0][0] == first_at and (len(found) < 2 or found[0][1].lower() in STOP_WORDS
+    if found[0][0] == first_at and (len(found) < 2 or found[0][1].lower() in _NOT_NAMES
                                     or not _adjacent(sentence, found[0], found[1])):
         found = found[1:]
     return frozenset(w for _, w in found)

@@ -76,16 +76,26 @@ OPPOSITES: dict[str, frozenset[str]] = _opposite_stems(_OPPOSITES)
 #: "without" and the word it denies, past an article ("without an exit fee": "exit").
 _WITHOUT = re.compile(r"\bwithout\s+(?:(?:a|an|the|any)\s+)?([A-Za-z]+)(?:\s+([A-Za-z]+))?",
                       re.IGNORECASE)
+_PRONOUNS = frozenset(["one", "it", "them", "these", "those"])
+#: "with no water inside": a thing absent, said as "without" would ("when it is empty").
+_WITH_NO = re.compile(r"\bwith\s+no\b", re.IGNORECASE)
 #: "X rather than Y", "X instead of Y": Y is denied.
 _CONTRAST = re.compile(r"\b(?:rather\s+than|instead\s+of)\b", re.IGNORECASE)
 #: a negation word before a comparative states a bound, not a denial ("no larger than",
 #: "not more than", "no later than").
-_BOUND = re.compile(r"\b(?:no|not)\s+(?:more|less|fewer|[a-z]{2,}er)\s+than\b",
+_BOUND = re.compile(r"\b(?:no|not)\s+(?:more|less|fewer|[a-z]{2,}er)\s+than\b|"
+                    # "does not get as hot as": a comparison, not a denial
+                    r"\b(?:not|[a-z]+n't)\s+(?:[a-z]+\s+)?as\s+[a-z]+\s+as\b|"
+                    # "nothing but milkweed" is "only milkweed"; "to almost nothing"
+                    r"\b(?:nothing|none|no\s+one|nobody)\s+but\b|"
+                    r"\b(?:almost|nearly|virtually|next\s+to)\s+(?:nothing|none|no)\b",
                     re.IGNORECASE)
 #: where a sentence divides into clauses that may differ in negation ("... has two ports,
 #: but no HDMI port"; "... has no atmosphere and its gravity is ..."; "... 29 pounds with
 #: a contract, or 39 pounds with no contract").
-_CLAUSE = re.compile(r";|,?\s+(?:but|while|whereas|although|though)\s+|,\s+or\s+|"
+_CLAUSE = re.compile(r"[;:]|(?<!nothing)(?<!none)(?<!nobody)(?<!anything)"
+                     r",?\s+(?:but|while|whereas|although|though)\s+|,\s+or\s+|"
+                     r",\s+(?=not\b)|"
                      r",?\s+and\s+(?=(?:its|it|the|their|they|he|she|we|you|this|that|"
                      r"there|may|might|must|can|cannot|could|will|would|should|is|are|was|"
                      r"were|has|have|had|does|do|did)\b)", re.IGNORECASE)
@@ -98,6 +108,9 @@ _OR_ELSE = re.compile(r",\s+or\b|\botherwise\b", re.IGNORECASE)
 #: unless reserved").
 _IF = re.compile(r"\bif\b", re.IGNORECASE)
 _UNLESS = re.compile(r"\bunless\b", re.IGNORECASE)
+#: "cannot move until the contract ends" is "can move only once it has ended".
+_UNTIL = re.compile(r"\b(?:until|till|before)\b", re.IGNORECASE)
+_ONLY = re.compile(r"\bonly\b", re.IGNORECASE)
 
 
 @lru_cache(maxsize=8192)
@@ -105,19 +118,24 @@ def negated(text: str) -> bool:
     """Whether ``text`` holds a negation word (``not``, ``n't``, ``never``, ``no``, ...)
     outside a bound ("no more than"). Presence, not parity: "nothing, not even light, can
     escape" is one negation."""
-    return any(w in NEGATIONS or w.endswith("n't") for w in words(_BOUND.sub(" ", text)))
+    text = _WITH_NO.sub("without", _BOUND.sub(" ", text))
+    return any(w in NEGATIONS or w.endswith("n't") for w in words(text))
 
 
 def _lexical(text: str, other: str) -> int:
     """How many negated words ``text`` holds: :data:`LEXICAL_NEGATIONS`, ``-free`` words
     ("glare-free"), ``un-`` words ("unworn", "unused"), contrasts ("rather than") and
-    "without" before a word that ``other`` (the side compared with) holds as well."""
-    plain = sum(w in LEXICAL_NEGATIONS or w.endswith("-free") for w in words(text))
+    "without" (or "with no") before a word that ``other`` (the side compared with) holds
+    as well, or before a pronoun ("without one")."""
+    text = _WITH_NO.sub("without", text)
+    plain = sum(w in LEXICAL_NEGATIONS or w.endswith("-free") or w.startswith("no-")
+                for w in words(text))
     prefixed = sum(not m.group(0).lower().startswith(_NOT_UN)
                    for m in _UN_WORD.finditer(text))
     theirs = content_words(other)
+    # "without one" / "without it" deny a thing named before, whatever the other says
     denied = sum(bool(content_words(" ".join(w for w in m.groups() if w)) & theirs)
-                 for m in _WITHOUT.finditer(text))
+                 or m.group(1).lower() in _PRONOUNS for m in _WITHOUT.finditer(text))
     return plain + prefixed + denied + len(_CONTRAST.findall(text))
 
 
@@ -158,10 +176,13 @@ def negation_flip(claim: str, context_sentence: str) -> bool:
 
 
 def _conditions_agree(claim: str, context_sentence: str) -> bool:
-    """"not A if B" against "A unless B", or the reverse."""
+    """"not A if B" against "A unless B", or "not A until B" against "A only once B"; or
+    the reverse."""
     for one, other in ((claim, context_sentence), (context_sentence, claim)):
-        if (negated(one) and not negated(other) and _IF.search(one)
-                and _UNLESS.search(other)):
+        if not negated(one) or negated(other):
+            continue
+        if (_IF.search(one) and _UNLESS.search(other)) or (
+                _UNTIL.search(one) and _ONLY.search(other)):
             return True
     return False
 

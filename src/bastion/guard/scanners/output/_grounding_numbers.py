@@ -79,9 +79,27 @@ def _value(token: str) -> float | None:
     return float(digits.group(0).replace(",", "")) if digits else None
 
 
+#: a clock time: "3 pm", "5:30 p.m.", "15:00", "09:15".
+_CLOCK = re.compile(r"\b(\d{1,2})(?::([0-5]\d))?(?:\s*([ap])\.?m\.?(?![A-Za-z])|(?<=:\d\d))",
+                    re.IGNORECASE)
+
+
+def _clock(m: re.Match[str]) -> str:
+    """A clock time on the 24-hour clock, whole hours without minutes: "3 pm" and "15:00"
+    both read "15", "5:30 pm" reads "17:30", "12 am" reads "0"."""
+    hour, minutes, half = int(m.group(1)), m.group(2), (m.group(3) or "").lower()
+    if half == "p" and hour < 12:
+        hour += 12
+    elif half == "a" and hour == 12:
+        hour = 0
+    return f"{hour}:{minutes}" if minutes and minutes != "00" else str(hour)
+
+
 def _spelled_out(text: str) -> str:
     """``text`` with compound number words and fractions as digits: ``"twenty-four"`` ->
-    ``"24"``, ``"three quarters"`` -> ``"0.75"``, ``"two thirds"`` -> ``"0.6667"``."""
+    ``"24"``, ``"three quarters"`` -> ``"0.75"``, ``"two thirds"`` -> ``"0.6667"``; clock
+    times on the 24-hour clock (:func:`_clock`)."""
+    text = _CLOCK.sub(_clock, text)
     def compound(m: re.Match[str]) -> str:
         return str(_TENS[m.group(1).lower()] + _UNITS[m.group(2).lower()])
 
