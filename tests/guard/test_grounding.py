@@ -37,9 +37,9 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: (recall, false flag rate) documented in docs/guard/grounding.md, default settings, per
 #: part of the dev split; the test allows a small tolerance for float rounding across
 #: CPUs and library versions.
-DOCUMENTED_DEV = {"original": (0.934, 0.026), "former_test": (0.907, 0.076)}
+DOCUMENTED_DEV = {"original": (0.934, 0.026), "former_test": (0.877, 0.071)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
-DOCUMENTED_TEST: tuple[float, float] | None = (0.816, 0.132)
+DOCUMENTED_TEST: tuple[float, float] | None = (0.866, 0.175)
 TOLERANCE = 0.03
 
 
@@ -195,7 +195,7 @@ def test_grounding_set_is_labelled_and_split_stably() -> None:
     assert len(dev) + len(test) == len(everything)
     assert {i.split for i in dev} == {"dev"} and {i.split for i in test} <= {"test"}
     parts = dev_parts(everything)
-    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 55
+    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 89
     assert not any(i.was_test for i in test)
     with pytest.raises(InputError, match="split"):
         load_grounding_set("train")
@@ -313,17 +313,29 @@ def test_a_name_swapped_for_another_of_the_context_is_flagged(scanner: Grounding
     ("If you don't turn up, we charge the first night.",
      "No-shows are charged the first night.", False),
     ("Claims with no receipt are rejected.", "Claims without one are rejected.", False),
+    ("If you can't make an appointment, give at least 24 hours' notice.",
+     "Please give at least 24 hours' notice if you need to cancel.", False),
+    ("If you do not register, you cannot enter.", "If you register, you can enter.", True),
+    ("Online returns aren't due until 31 October.", "Online returns are due by 31 October.",
+     False),
+    ("It only takes effect at the end of the billing period.",
+     "Cancelling takes effect at the end of the billing period and no refunds are given.",
+     False),
 ])
 def test_negation_reads_bounds_contrasts_conditions_and_opposites(
         claim: str, context: str, flip: bool) -> None:
     assert negation.negation_flip(claim, context) is flip
 
 
-def test_clock_times_read_the_same_in_both_formats() -> None:
+def test_clock_times_read_the_same_in_every_format() -> None:
     assert numbers.numbers("Check in from 3 pm, out by 11 am.") == numbers.numbers(
-        "Check-in from 15:00, check-out by 11:00.") == {"15", "11"}
-    assert numbers.numbers("It closes at 5:30 p.m.") == numbers.numbers("Closes 17:30")
-    assert numbers.numbers("Open until 12 am") == {"0"}
+        "Check-in from 15:00, check-out by 11:00.") == {"3", "11"}
+    assert numbers.numbers("It closes at 5:30 p.m.") == numbers.numbers("Closes 17:30") == \
+        numbers.numbers("It closes at half past five.") == {"5.5"}
+    assert numbers.numbers("Judging at 1.30 pm") == {"1.5"}
+    assert numbers.numbers("The car park opens at 9 pm") != numbers.numbers("at 9.30 pm")
+    assert numbers.numbers("Doors at quarter to six, midnight close") == {"5.75", "12"}
+    assert numbers.numbers("It takes two and a half to three hours.") == {"2.5", "3"}
     assert numbers.numbers("a 3:2 ratio") == {"3", "2"}  # not a clock
 
 
@@ -331,6 +343,8 @@ def test_units_and_openers_are_not_names() -> None:
     assert checks.names("It runs at 26.5 C on a 9V battery with 15 GB.") == set()
     assert checks.names("Outside London, it costs more.") == {"London"}
     assert checks.names("Prices stay fixed until 31 May.") == {"May"}
+    assert checks.missing_names("It needs a B in A-level Maths.",
+                                checks.vocabulary("a B in Mathematics at A-level")) == []
     for pleasantry in ("I'm sorry to hear about the burn.", "See you at the pool!",
                        "Happy to explain the Volt 30 plan!",
                        "Here's an overview of the Dustra R7."):

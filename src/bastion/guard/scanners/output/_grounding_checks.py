@@ -64,9 +64,11 @@ _NO_CLAIM = re.compile(
     r"(?:we |i )?look forward\b|you'?re welcome|great question|good question|"
     r"(?:hello|hi|hey|dear)\b|(?:sure|certainly|of course|absolutely)[!.,]|"
     r"(?:i'?m|i am) (?:happy|glad) to\b|enjoy[!.]?$|(?:happy|glad) to (?:help|explain)\b|"
-    r"(?:i'?m|i am|we'?re|we are) (?:so |very |really )?sorry (?:to hear|about)\b|"
-    r"see you\b|here(?:'s| is) (?:an? |the )?(?:overview|summary|rundown|breakdown|"
-    r"quick (?:guide|look))\b)", re.IGNORECASE)
+    r"(?:(?:i'?m|i am|we'?re|we are) )?(?:so |very |really )?sorry (?:to hear|about|"
+    r"you)\b|see you\b|here(?:'s| is) (?:an? |the )?(?:overview|summary|rundown|breakdown|"
+    r"quick (?:guide|look))\b|(?:great|good|lovely) (?:idea|choice)\b|"
+    r"safe (?:journey|trip)\b|don'?t worry\b|happy to (?:break|walk|go|run)\b)",
+    re.IGNORECASE)
 
 
 @lru_cache(maxsize=65536)
@@ -188,11 +190,15 @@ def swapped_names(sentence: str, support: Sequence[str],
 
 def _known(low: str, vocab: AbstractSet[str]) -> bool:
     """Whether the lower-cased name ``low`` is in ``vocab``, as itself, its stem, a form
-    it is the adjective of ("parisian" for "paris") or all its hyphen parts."""
+    it is the adjective of ("parisian" for "paris"), the start of a longer word ("maths"
+    for "mathematics", four letters at least) or all its hyphen parts."""
     if low in vocab or _stem(low) in vocab:
         return True
     if any(low[:n] in vocab for n in range(max(4, len(low) - 3), len(low))):
         return True  # "Parisian" for "Paris": a name's adjective, not a new name
+    short = low[:-1] if low.endswith("s") else low
+    if len(short) >= 4 and any(w.startswith(short) for w in vocab):
+        return True  # "Maths" for "Mathematics", "America" for "American"
     return "-" in low and all(p in vocab for p in low.split("-") if p)
 
 

@@ -98,19 +98,20 @@ _CLAUSE = re.compile(r"[;:]|(?<!nothing)(?<!none)(?<!nobody)(?<!anything)"
                      r",\s+(?=not\b)|"
                      r",?\s+and\s+(?=(?:its|it|the|their|they|he|she|we|you|this|that|"
                      r"there|may|might|must|can|cannot|could|will|would|should|is|are|was|"
-                     r"were|has|have|had|does|do|did)\b)", re.IGNORECASE)
+                     r"were|has|have|had|does|do|did|no|not|never)\b)", re.IGNORECASE)
 #: a claim that opens with a condition holding its negation ("If it does not arrive within
 #: a week, ..."), which a context states as "... must arrive within 7 days, or ...".
-_IF_NOT = re.compile(r"^\W*if\b[^,]*\b(?:not|never|no)\b[^,]*,", re.IGNORECASE)
+_IF_NOT = re.compile(r"^\W*if\b[^,]*(?:\b(?:not|never|no)\b|n't\b)[^,]*,", re.IGNORECASE)
 _OR_ELSE = re.compile(r",\s+or\b|\botherwise\b", re.IGNORECASE)
 #: "A unless B" is "not A if B": a negated claim with an "if" against a context with
 #: "unless" (or the reverse) says the same ("cannot renew if reserved" / "can renew
 #: unless reserved").
 _IF = re.compile(r"\bif\b", re.IGNORECASE)
+_CONDITION = re.compile(r"\b(?:if|when|unless|whenever)\b", re.IGNORECASE)
 _UNLESS = re.compile(r"\bunless\b", re.IGNORECASE)
 #: "cannot move until the contract ends" is "can move only once it has ended".
 _UNTIL = re.compile(r"\b(?:until|till|before)\b", re.IGNORECASE)
-_ONLY = re.compile(r"\bonly\b", re.IGNORECASE)
+_ONLY = re.compile(r"\bonly\b|\bby\s+(?:\d|the\s+end)", re.IGNORECASE)
 
 
 @lru_cache(maxsize=8192)
@@ -161,8 +162,13 @@ def negation_flip(claim: str, context_sentence: str) -> bool:
     polarities (:func:`polarity`) differ; unless the claim's negation is a condition the
     context states with "or" ("if it does not arrive, ..." / "must arrive, or ...") or
     with "unless" ("cannot renew if reserved" / "can renew unless reserved")."""
-    if _IF_NOT.search(claim) and _OR_ELSE.search(context_sentence):
+    condition = _IF_NOT.search(claim)
+    if condition and _OR_ELSE.search(context_sentence):
         return False
+    if condition and _CONDITION.search(context_sentence):
+        # both state a condition: the claim's negation describes its case ("if you can't
+        # make it, ..." / "... if you need to cancel"); compare what follows it
+        claim = claim[condition.end():]
     if _conditions_agree(claim, context_sentence):
         return False
     parts = [p for p in clauses(claim) if content_words(p)] or [claim]

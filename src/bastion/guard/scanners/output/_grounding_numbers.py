@@ -79,27 +79,57 @@ def _value(token: str) -> float | None:
     return float(digits.group(0).replace(",", "")) if digits else None
 
 
-#: a clock time: "3 pm", "5:30 p.m.", "15:00", "09:15".
-_CLOCK = re.compile(r"\b(\d{1,2})(?::([0-5]\d))?(?:\s*([ap])\.?m\.?(?![A-Za-z])|(?<=:\d\d))",
-                    re.IGNORECASE)
+#: a clock time: "3 pm", "5:30 p.m.", "1.30 pm", "15:00", "09:15".
+_CLOCK = re.compile(r"(?<![\d.,])(\d{1,2})(?:[:.]([0-5]\d))?\s*[ap]\.?m\.?(?![A-Za-z])|"
+                    r"(?<![\d.,])(\d{1,2}):([0-5]\d)(?!\d)", re.IGNORECASE)
+_HOURS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+          "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
+_HOUR = rf"(\d{{1,2}}|{'|'.join(_HOURS)})"
+#: a clock time in words: "half past five", "quarter to six", "half six", "noon".
+_WORDED = re.compile(rf"\b(?<!and a )(?:(half|quarter)\s+(past|to)\s+{_HOUR}|"
+                     rf"half\s+{_HOUR}(?!\s+\w+s\b)|{_HOUR}\s+o'?clock|"
+                     r"(noon|midday|midnight))\b", re.IGNORECASE)
+
+
+def _hour(word: str) -> int:
+    return int(word) if word.isdigit() else _HOURS[word.lower()]
+
+
+def _twelve(hour: int, minutes: int) -> str:
+    """A clock time as hours on the 12-hour clock, one number: the form every way of
+    writing it shares ("15:00", "3 pm" and "three o'clock" read "3", "17:30", "5.30 pm"
+    and "half past five" read "5.5"; am and pm are not told apart)."""
+    return _norm((hour % 12 or 12) + minutes / 60)
 
 
 def _clock(m: re.Match[str]) -> str:
-    """A clock time on the 24-hour clock, whole hours without minutes: "3 pm" and "15:00"
-    both read "15", "5:30 pm" reads "17:30", "12 am" reads "0"."""
-    hour, minutes, half = int(m.group(1)), m.group(2), (m.group(3) or "").lower()
-    if half == "p" and hour < 12:
-        hour += 12
-    elif half == "a" and hour == 12:
-        hour = 0
-    return f"{hour}:{minutes}" if minutes and minutes != "00" else str(hour)
+    hour, minutes = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    return _twelve(int(hour), int(minutes or 0))
+
+
+#: "two and a half", "3 and a half": one number.
+_AND_A_HALF = re.compile(rf"\b(\d+|{'|'.join(_HOURS)})\s+and\s+a\s+half\b", re.IGNORECASE)
+
+
+def _worded(m: re.Match[str]) -> str:
+    part, way, after, half_of, oclock, named = m.groups()
+    if named:
+        return "12"
+    if oclock:
+        return _twelve(_hour(oclock), 0)
+    if half_of:  # "half six" is half past six
+        return _twelve(_hour(half_of), 30)
+    minutes = 30 if part.lower() == "half" else 15
+    hour = _hour(after)
+    return _twelve(hour, minutes) if way.lower() == "past" else _twelve(hour - 1, 60 - minutes)
 
 
 def _spelled_out(text: str) -> str:
     """``text`` with compound number words and fractions as digits: ``"twenty-four"`` ->
     ``"24"``, ``"three quarters"`` -> ``"0.75"``, ``"two thirds"`` -> ``"0.6667"``; clock
-    times on the 24-hour clock (:func:`_clock`)."""
-    text = _CLOCK.sub(_clock, text)
+    times, in digits or words, on the 12-hour clock (:func:`_twelve`)."""
+    text = _AND_A_HALF.sub(lambda m: f"{_hour(m.group(1))}.5", text)
+    text = _CLOCK.sub(_clock, _WORDED.sub(_worded, text))
     def compound(m: re.Match[str]) -> str:
         return str(_TENS[m.group(1).lower()] + _UNITS[m.group(2).lower()])
 
