@@ -44,8 +44,6 @@ STOP_WORDS: frozenset[str] = frozenset(_STOP_WORDS.split())
 
 _WORDS = re.compile(r"[A-Za-z][A-Za-z'\u2019-]*|\d+")
 _CAPITALISED = re.compile(r"(?<![A-Za-z])[A-Z][A-Za-z'\u2019-]*")
-#: a number just before a position ("26.5 " of "26.5 C"): what follows is its unit.
-_AFTER_NUMBER = re.compile(r"\d ?$")
 #: words that open a sentence before a name without being part of it ("Outside London,
 #: ...", "During Ramadan ..."): function words, prepositions and sentence adverbs.
 _OPENING_WORDS = (
@@ -146,7 +144,7 @@ def names(sentence: str) -> frozenset[str]:
     found = []
     for m in _CAPITALISED.finditer(sentence):
         if (len(m.group(0)) <= 3 and m.group(0).isupper()
-                and _AFTER_NUMBER.search(sentence, 0, m.start())):
+                and _after_number(sentence, m.start())):
             continue  # a unit: "26.5 C", "9V", "15 GB" (not "31 May")
         word = m.group(0).replace("\u2019", "'")
         if word.endswith("'s"):
@@ -163,6 +161,14 @@ def names(sentence: str) -> frozenset[str]:
                                     or not _adjacent(sentence, found[0], found[1])):
         found = found[1:]
     return frozenset(w for _, w in found)
+
+
+def _after_number(sentence: str, at: int) -> bool:
+    """Whether a digit stands just before position ``at``, a space apart at most ("26.5 "
+    of "26.5 C"): what follows is the number's unit."""
+    before = sentence[max(0, at - 2):at]
+    return bool(before) and (before[-1].isdigit() or (before[-1] == " " and len(before) == 2
+                                                       and before[0].isdigit()))
 
 
 def _adjacent(sentence: str, first: tuple[int, str], second: tuple[int, str]) -> bool:
