@@ -199,7 +199,7 @@ def linf_update(current: torch.Tensor, x: torch.Tensor, eps: float, side: int,
     spans = [(0, height - side + 1), (0, width - side + 1)] + ([(0, 2)] if channels == 1 else [])
     drawn = draws.randints(generator, spans, who, total)
     rows, cols = drawn[0], drawn[1]
-    coin = (drawn[2].view(-1, 1, 1, 1) if channels == 1 else
+    coin = (drawn[2] if channels == 1 else
             draws.randint(generator, 0, 2, (total, channels, 1, 1), device=x.device)[who])
     signs = (2 * coin - 1).to(x.dtype).view(-1, channels, 1)
     low, high = bounds

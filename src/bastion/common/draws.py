@@ -157,8 +157,7 @@ class SampleRandom:
 
     def randint(self, low: int, high: int, shape: Sequence[int]) -> torch.Tensor:
         """Integers in [low, high) (int64), the given shape (N, ...)."""
-        if not 0 < high - low < 2**31:
-            raise ValueError(f"randint needs 0 < high - low < 2**31, got [{low}, {high})")
+        _check_range(low, high)
         return low + ((self._bits(shape) * (high - low)) >> 32)
 
 
@@ -168,13 +167,17 @@ class SampleRandom:
         ``(low, high)`` of ``bounds``: the same numbers as that many :meth:`randint`
         calls of shape (N,) in turn, indexed by ``who``, from one hash over (K, len)."""
         for low, high in bounds:
-            if not 0 < high - low < 2**31:
-                raise ValueError(f"randint needs 0 < high - low < 2**31, got [{low}, {high})")
+            _check_range(low, high)
         steps = torch.tensor([self._step() for _ in bounds], dtype=torch.int64,
                              device=self.device)
         words = mix32(self.keys[who][:, None] ^ steps[None, :])  # (K, len(bounds))
         return [low + ((words[:, k] * (high - low)) >> 32)
                 for k, (low, high) in enumerate(bounds)]
+
+
+def _check_range(low: int, high: int) -> None:
+    if not 0 < high - low < 2**31:
+        raise ValueError(f"randint needs 0 < high - low < 2**31, got [{low}, {high})")
 
 
 Source = torch.Generator | SampleRandom

@@ -82,8 +82,9 @@ def _value(token: str) -> float | None:
 #: a clock time: "3 pm", "5:30 p.m.", "1.30 pm", "15:00", "09:15".
 _CLOCK = re.compile(r"(?<![\d.,])(\d{1,2})(?:[:.]([0-5]\d))?\s*[ap]\.?m\.?(?![A-Za-z])|"
                     r"(?<![\d.,])(\d{1,2}):([0-5]\d)(?!\d)", re.IGNORECASE)
-_HOURS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-          "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
+#: the hours as words (their values come from :func:`_value`).
+_HOURS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+          "eleven", "twelve")
 _HOUR = rf"(\d{{1,2}}|{'|'.join(_HOURS)})"
 #: a clock time in words: "half past five", "quarter to six", "half six", "noon".
 _WORDED = re.compile(rf"\b(?<!and a )(?:(half|quarter)\s+(past|to)\s+{_HOUR}|"
@@ -92,7 +93,7 @@ _WORDED = re.compile(rf"\b(?<!and a )(?:(half|quarter)\s+(past|to)\s+{_HOUR}|"
 
 
 def _hour(word: str) -> int:
-    return int(word) if word.isdigit() else _HOURS[word.lower()]
+    return int(_value(word) or 0)
 
 
 def _twelve(hour: int, minutes: int) -> str:
