@@ -13,7 +13,7 @@ beside, as the model's refusal rate.
 from __future__ import annotations
 
 from bastion.redteam.base import JUDGES, AppConfig, Attempt, Judgement
-from bastion.redteam.judges import harmful, leak, pii, refusal, toxicity  # noqa: F401
+from bastion.redteam.judges import harmful, inject, leak, pii, refusal, toxicity  # noqa: F401
 
 #: goal -> the judge whose hit means the attempt succeeded
 SUCCESS_JUDGES: dict[str, str] = {
