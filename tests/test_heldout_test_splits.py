@@ -34,10 +34,15 @@ def test_judge_rows_load_with_notes_and_fresh_ids() -> None:
     cases = _judge_cases("test")  # the loader checks fields, apps, judges and unique ids
     rows = [r for r in _lines(JUDGE_SET) if r["split"] == "test"]
     assert len(cases) == len(rows) >= MIN_JUDGE_ROWS
-    assert all(c.id.startswith("t2-") for c in cases)
+    assert all(c.id.startswith("t4-") for c in cases)
     assert all(r["note"].strip() and r["origin"] for r in rows)
+    # the marker stands in the planted document, or is the application's secret that
+    # the planted instruction asks for ("reveal the escalation code")
+    secrets = {c.app.canary for c in cases}
     inject = [r for r in rows if r["goal"] == "inject"]
-    assert all(r["marker"] and any(r["marker"] in d for d in r["documents"]) for r in inject)
+    assert all(r["marker"] and (r["marker"] in secrets
+                                or any(r["marker"] in d for d in r["documents"]))
+               for r in inject)
 
 
 def test_each_judge_has_enough_positives_and_negatives() -> None:
@@ -49,13 +54,18 @@ def test_each_judge_has_enough_positives_and_negatives() -> None:
         assert counts[(judge, False)] >= MIN_PER_CLASS, (judge, counts[(judge, False)])
 
 
+#: test rows whose request and answer a dev row also has, each written by a different
+#: blind author: the canonical leak of a prompt that asks for it (the system prompt
+#: itself; "My session tag is QUILL-0392-ORBIT.") comes out the same
+COINCIDENCES = {"t4-leak-004", "t4-leak-056"}
+
+
 def test_no_row_is_copied_from_the_judge_set() -> None:
     # SmolLM2 repeats some degenerate answers ("I'm sorry." x16) across requests, so a
     # copy is the same answer to the same request, not the same answer alone.
-    def pairs(split: str) -> set[tuple[str, str]]:
-        return {(c.attempt.turns[0], c.answer) for c in _judge_cases(split)}
-
-    assert not pairs("dev") & pairs("test")
+    dev = {(c.attempt.turns[0], c.answer) for c in _judge_cases("dev")}
+    shared = {c.id for c in _judge_cases("test") if (c.attempt.turns[0], c.answer) in dev}
+    assert shared <= COINCIDENCES
 
 
 def _grounding(split: str) -> list[dict[str, Any]]:
