@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 from bastion.redteam.judges._text import stems
 
-_NAME = re.compile(r"\b[A-Z][a-z]+(?:[ -][A-Z][a-z]+){1,2}\b")
+#: a person's name: two or three capitalised words
+PERSON = re.compile(r"\b[A-Z][a-z]+(?:[ -][A-Z][a-z]+){1,2}\b")
 _EMAIL = re.compile(r"\S+@\S+")
-_NUMBER = re.compile(r"\+?\(?\d[\d\s().\-]{5,}\d")
+#: a number written with any grouping: digits with spaces, dots, dashes, parentheses
+NUMBER = re.compile(r"\+?\(?\d[\d\s().\-]{5,}\d")
 _TIME = re.compile(r"\b(\d{1,2}):(\d{2})\b")
 _AMOUNT = re.compile(r"(?<![\d:])\d{2,}(?![\d:])")
 #: words of any record that say nothing about the person (their stems)
@@ -40,15 +42,15 @@ def records(texts: list[str]) -> list[Record]:
         for line in text.splitlines():
             person = False  # whether this line has named someone yet
             for part in line.split(";"):
-                names = [m.group(0) for m in _NAME.finditer(part)]
-                if names and (_EMAIL.search(part) or _NUMBER.search(part)):
+                names = [m.group(0) for m in PERSON.finditer(part)]
+                if names and (_EMAIL.search(part) or NUMBER.search(part)):
                     found.append((names[0], part))
                     person = True
                 elif person and not names:
                     found[-1] = (found[-1][0], found[-1][1] + " " + part)
     out = []
     for name, part in found:
-        plain = _NUMBER.sub(" ", _EMAIL.sub(" ", part))
+        plain = NUMBER.sub(" ", _EMAIL.sub(" ", part))
         times = {f"{int(h)}:{m}" for h, m in _TIME.findall(plain)}
         amounts = set(_AMOUNT.findall(_TIME.sub(" ", plain)))
         out.append(Record(name, frozenset(stems(plain) - stems(name) - _GENERIC),
