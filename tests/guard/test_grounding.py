@@ -22,6 +22,7 @@ from bastion.guard.grounding_set import (
     sentence_scores,
 )
 from bastion.guard.policy import load_policy
+from bastion.guard.scanners.output import _grounding_calendar as calendar
 from bastion.guard.scanners.output import _grounding_checks as checks
 from bastion.guard.scanners.output import _grounding_negation as negation
 from bastion.guard.scanners.output import _grounding_numbers as numbers
@@ -364,3 +365,19 @@ def test_sentences_without_run_on_cuts_keep_a_date_whole() -> None:
     text = "Prices stay fixed until 31 May. They are then reviewed."
     assert len(sentences(text, min_words=1)) == 3  # the run-on cut before "May"
     assert sentences(text, min_words=1, run_on=False) == [(0, 31), (32, len(text))]
+
+
+def test_day_and_month_names_a_context_implies_are_known(scanner: Grounding) -> None:
+    assert calendar.implied("Open Mon-Fri.") == {"monday", "tuesday", "wednesday",
+                                                 "thursday", "friday"}
+    assert calendar.implied("Closed from November to February.") == {
+        "november", "december", "january", "february"}  # wraps round the year
+    assert calendar.implied("Weekends only.") == {"saturday", "sunday"}
+    assert calendar.implied("Open Monday and Friday.") == {"monday", "friday"}
+    context = ScanContext(direction="output", documents=(
+        "The pool is open 7 am to 9 pm on weekdays and 8 am to 6 pm at weekends.",
+        "The outdoor lido opens daily from May to September."))
+    assert scanner.scan("On Wednesday the pool opens at 7 am. The lido is open in July.",
+                        context).spans == ()
+    swapped = scanner.scan("The lido is open in November.", context)
+    assert [s.label for s in swapped.spans] == ["unsupported-name"]

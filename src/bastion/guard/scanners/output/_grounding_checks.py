@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from functools import lru_cache
 
+from bastion.guard.scanners.output._grounding_calendar import implied
 from bastion.guard.scanners.output._grounding_numbers import NUMBER_WORDS, numbers
 
 __all__ = ["STOP_WORDS", "content_words", "has_claim", "missing_names", "names", "numbers",
@@ -90,8 +91,10 @@ def words(text: str) -> list[str]:
 
 
 def vocabulary(text: str) -> set[str]:
-    """Every word of ``text`` lower-cased, stemmed and hyphen parts apart (for lookups)."""
-    out: set[str] = set()
+    """Every word of ``text`` lower-cased, stemmed and hyphen parts apart (for lookups),
+    and the day and month names it implies ("Mon-Fri", "weekends", "May to September":
+    :func:`._grounding_calendar.implied`)."""
+    out: set[str] = set(implied(text))
     for w in words(text):
         out.add(w)
         out.add(_stem(w))
