@@ -381,3 +381,12 @@ def test_day_and_month_names_a_context_implies_are_known(scanner: Grounding) -> 
                         context).spans == ()
     swapped = scanner.scan("The lido is open in November.", context)
     assert [s.label for s in swapped.spans] == ["unsupported-name"]
+
+
+def test_minutes_to_and_past_the_hour_in_words() -> None:
+    assert numbers.numbers("Be there by twenty to ten.") == numbers.numbers(
+        "Registration closes at 09:40.") == {"9.6667"}
+    assert numbers.numbers("It opens at five past six.") == {"6.0833"}
+    assert numbers.numbers("Doors close at twenty-five to four.") == {"3.5833"}
+    # a count, not a time: no word that sets a time before it
+    assert numbers.numbers("Groups of five to ten people.") == {"5", "10"}

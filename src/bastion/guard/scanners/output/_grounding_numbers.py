@@ -86,10 +86,20 @@ _CLOCK = re.compile(r"(?<![\d.,])(\d{1,2})(?:[:.]([0-5]\d))?\s*[ap]\.?m\.?(?![A-
 _HOURS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
           "eleven", "twelve")
 _HOUR = rf"(\d{{1,2}}|{'|'.join(_HOURS)})"
+#: minutes before or after the hour in words: "quarter to six", "twenty to ten", "five
+#: past six". Five, ten, twenty or twenty-five "to" an hour only after a word that sets a
+#: time ("at", "by", "until", ...): "five to ten people" is a count.
+_MINUTE = r"half|quarter|five|ten|twenty(?:[- ]five)?"
+_SET_TIME = "|".join(rf"(?<=\b{w} )" for w in ("at", "by", "until", "till", "before",
+                                                  "after", "about", "around"))
 #: a clock time in words: "half past five", "quarter to six", "half six", "noon".
-_WORDED = re.compile(rf"\b(?<!and a )(?:(half|quarter)\s+(past|to)\s+{_HOUR}|"
-                     rf"half\s+{_HOUR}(?!\s+\w+s\b)|{_HOUR}\s+o'?clock|"
-                     r"(noon|midday|midnight))\b", re.IGNORECASE)
+_WORDED = re.compile(
+    rf"\b(?<!and a )(?:(?P<part>{_MINUTE})\s+(?P<way>past)\s+(?P<hour>{_HOUR[1:-1]})|"
+    rf"(?:(?P<near>half|quarter)|(?:{_SET_TIME})(?P<far>{_MINUTE}))\s+to\s+"
+    rf"(?P<next>{_HOUR[1:-1]})(?!\s+\w+s\b)|"
+    rf"half\s+(?P<half>{_HOUR[1:-1]})(?!\s+\w+s\b)|(?P<oclock>{_HOUR[1:-1]})\s+o'?clock|"
+    r"(?P<named>noon|midday|midnight))\b", re.IGNORECASE)
+_PAST_MINUTES = {"half": 30, "quarter": 15, "five": 5, "ten": 10, "twenty": 20}
 
 
 def _hour(word: str) -> int:
@@ -113,16 +123,18 @@ _AND_A_HALF = re.compile(rf"\b(\d+|{'|'.join(_HOURS)})\s+and\s+a\s+half\b", re.I
 
 
 def _worded(m: re.Match[str]) -> str:
-    part, way, after, half_of, oclock, named = m.groups()
-    if named:
+    if m["named"]:
         return "12"
-    if oclock:
-        return _twelve(_hour(oclock), 0)
-    if half_of:  # "half six" is half past six
-        return _twelve(_hour(half_of), 30)
-    minutes = 30 if part.lower() == "half" else 15
-    hour = _hour(after)
-    return _twelve(hour, minutes) if way.lower() == "past" else _twelve(hour - 1, 60 - minutes)
+    if m["oclock"]:
+        return _twelve(_hour(m["oclock"]), 0)
+    if m["half"]:  # "half six" is half past six
+        return _twelve(_hour(m["half"]), 30)
+    part = (m["part"] or m["near"] or m["far"]).lower()
+    words = re.split(r"[- ]", part)
+    minutes = _PAST_MINUTES[words[0]] + (5 if len(words) > 1 else 0)  # "twenty-five"
+    if m["way"]:
+        return _twelve(_hour(m["hour"]), minutes)
+    return _twelve(_hour(m["next"]) - 1, 60 - minutes)
 
 
 def _spelled_out(text: str) -> str:
