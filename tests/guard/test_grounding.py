@@ -245,6 +245,13 @@ def test_an_aside_to_the_reader_makes_no_claim(scanner: Grounding) -> None:
     assert not checks.reader_aside("The limescale filter can be rinsed!", vocabulary)
     assert not checks.reader_aside("Please note it boils in 9 minutes.", vocabulary)
     assert not checks.reader_aside("Each kettle comes with a free mug.", vocabulary)
+    # the speaker's own voice or a word of taste, without the context's words
+    assert checks.reader_aside("I hope your dad is feeling better soon.", vocabulary)
+    assert checks.reader_aside("That's annoying, let's get it sorted.", vocabulary)
+    assert checks.reader_aside("Sounds like a lovely outing.", vocabulary)
+    assert not checks.reader_aside("I think it was made in Geneva.", vocabulary)  # a name
+    assert not checks.reader_aside("It's worth knowing the kettle boils in 9 minutes.",
+                                   vocabulary)  # a number
     answer = "The kettle switches itself off when the water boils. Have fun baking!"
     result = scanner.scan(answer, DOCS)
     assert result.verdict == "allow" and result.reason.startswith("all 1 claim(s)")

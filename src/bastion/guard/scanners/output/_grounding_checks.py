@@ -69,6 +69,15 @@ _NO_CLAIM = re.compile(
     r"safe (?:journey|trip)\b|don'?t worry\b|happy to (?:break|walk|go|run)\b)",
     re.IGNORECASE)
 
+#: the form of an aside to the reader: an exclamation, a request, an interjection or
+#: "here's ..." opening, the speaker's own voice ("I", "me", "let's") or a word of taste
+#: ("lovely", "worth", "annoying"): how a reply talks to its reader, not about the world.
+_ASIDE = re.compile(
+    r"!$|^please\b|^(?:sounds|ooh|oh|ah|aw|wow|here's|here is)\b|"
+    r"\b(?:i|i'm|i'd|i'll|i've|me|my|let's)\b|\b(?:lovely|great|fun|annoying|worth|"
+    r"wonderful|fantastic|brilliant|nice|exciting|shame|pity|amazing|perfect|excellent|"
+    r"beautiful|frustrating|tricky|delicious|happy to|glad)\b", re.IGNORECASE)
+
 
 @lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
@@ -125,16 +134,19 @@ def has_claim(sentence: str) -> bool:
 
 
 def reader_aside(sentence: str, context_vocabulary: AbstractSet[str]) -> bool:
-    """Whether ``sentence`` is a wish or a word of advice to the reader that the context
-    does not speak of, so makes no claim about it: an exclamation or a request ("Wrap
-    up warm!", "Have fun playing!", "Please read the full leaflet before use.") that
-    states no number and no name, with fewer than half its content words in
-    ``context_vocabulary``. ("Please note that refunds take 5 days." names a number;
-    "Dogs must be kept on a lead!" speaks of the context's dogs and lead.)"""
+    """Whether ``sentence`` speaks to the reader rather than about the context, so makes
+    no claim: it has the form of an aside (:data:`_ASIDE`: an exclamation, a request, the
+    speaker's own voice or a judgement of taste: "Wrap up warm!", "Please read the
+    leaflet.", "I hope your dad feels better soon.", "That's annoying - let's get it
+    sorted.", "Sounds like a lovely outing."), states no number and no name the context
+    lacks, and fewer than half its content words are in ``context_vocabulary``.
+    ("Please note that refunds take 5 days." names a number; "Dogs must be kept on a
+    lead!" speaks of the context's dogs and lead.) An invented fact rarely takes this
+    form: it states a number, a name or the context's own words."""
     stripped = sentence.strip().strip("\"'")
-    if not (stripped.endswith("!") or stripped.lower().startswith("please ")):
+    if not _ASIDE.search(stripped):
         return False
-    if numbers(stripped) or names(stripped):
+    if numbers(stripped) or missing_names(stripped, context_vocabulary):
         return False
     mine = content_words(stripped)
     return 2 * len(mine & context_vocabulary) < len(mine)
