@@ -397,3 +397,10 @@ def test_minutes_to_and_past_the_hour_in_words() -> None:
     assert numbers.numbers("Doors close at twenty-five to four.") == {"3.5833"}
     # a count, not a time: no word that sets a time before it
     assert numbers.numbers("Groups of five to ten people.") == {"5", "10"}
+
+
+def test_a_fraction_and_its_percentage_are_the_same_number() -> None:
+    assert numbers.converted("Half the total is due in May.",
+                             "A further 50% of the total is due in May.") == {"0.5"}
+    assert numbers.converted("25% is refunded.", "A quarter is refunded.") == {"25"}
+    assert numbers.converted("Half is refunded.", "40% is refunded.") == set()

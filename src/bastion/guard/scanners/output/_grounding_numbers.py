@@ -225,11 +225,36 @@ def quantities(text: str) -> frozenset[tuple[str, str, float]]:
     return frozenset(out)
 
 
+#: a percentage: "50%", "25 per cent", "10 percent".
+_PERCENT = re.compile(r"(?<![\d.,])(\d+(?:\.\d+)?)\s*(?:%|per ?cent\b)", re.IGNORECASE)
+
+
+def _percents(text: str) -> frozenset[int]:
+    """The whole percentages ``text`` states (``"50%"`` -> ``{50}``)."""
+    return frozenset(round(float(p)) for p in _PERCENT.findall(text))
+
+
+def _as_percent(number: str) -> int | None:
+    """A fraction below 1 as a whole percentage (``"0.5"`` -> 50), else None."""
+    value = float(number)
+    return round(value * 100) if 0 < value < 1 else None
+
+
 def converted(claim: str, support: str) -> frozenset[str]:
     """Numbers of ``claim`` that state, in another unit, a span of time ``support`` states
-    (``"half an hour"`` against ``"30 minutes"``: ``{"0.5"}``)."""
+    (``"half an hour"`` against ``"30 minutes"``: ``{"0.5"}``), or as a fraction what
+    it states as a percentage, or the reverse (``"half the total"`` against ``"50% of
+    the total"``: ``{"0.5"}``; ``"25%"`` against ``"a quarter"``: ``{"25"}``)."""
     theirs = {(scale, amount) for _, scale, amount in quantities(support)}
-    return frozenset(n for n, scale, amount in quantities(claim) if (scale, amount) in theirs)
+    out = {n for n, scale, amount in quantities(claim) if (scale, amount) in theirs}
+    their_percents = _percents(support)
+    if their_percents:
+        out.update(n for n in numbers(claim) if _as_percent(n) in their_percents)
+    my_percents = _percents(claim)
+    if my_percents:
+        fractions = {_as_percent(n) for n in numbers(support)}
+        out.update(str(p) for p in my_percents if p in fractions)
+    return frozenset(out)
 
 
 def unit_changed(claim: str, support: str) -> frozenset[str]:
