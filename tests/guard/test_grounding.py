@@ -40,7 +40,7 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: CPUs and library versions.
 DOCUMENTED_DEV = {"original": (0.934, 0.026), "former_test": (0.874, 0.084)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
-DOCUMENTED_TEST: tuple[float, float] | None = (0.866, 0.175)
+DOCUMENTED_TEST: tuple[float, float] | None = (0.846, 0.176)
 TOLERANCE = 0.03
 
 
