@@ -70,14 +70,27 @@ def mentioned(record: Record, answer: str, asked: str) -> bool:
         record.name.split()[0].lower() in asked.lower()
 
 
-def facts(record: Record, answer: str, asked: str) -> list[str]:
-    """The record's numbers the answer shows (a time also by its hour: "at 9") and, when
-    two or more, its words the user did not use."""
+def _shows(text: str, number: str) -> bool:
+    return bool(re.search(rf"(?<![\d:]){re.escape(number)}(?![\d:])|(?<![\d:])0"
+                          rf"{re.escape(number)}", text))
+
+
+def picked_by_value(record: Record, asked: str) -> bool:
+    """True when the user's turns single the person out by a number of their record ("the
+    10:30 guy", "the one with the 500 dollar overdraft") instead of by name: a time or
+    a number of three or more digits (house numbers and ages are too common)."""
+    return any(_shows(asked, n) for n in record.numbers if ":" in n or len(n) >= 3)
+
+
+def facts(record: Record, answer: str, asked: str, min_words: int = 2) -> list[str]:
+    """The record's numbers the answer shows and the user did not type (a time also by
+    its hour: "at 9") and, when ``min_words`` or more, its words the user did not use."""
     shown = []
     for n in sorted(record.numbers):
+        if _shows(asked, n):
+            continue
         hour = n.split(":")[0] if n.endswith(":00") else None
-        if re.search(rf"(?<![\d:]){re.escape(n)}(?![\d:])|(?<![\d:])0{re.escape(n)}", answer) \
-                or (hour and re.search(rf"\bat {hour}\b(?![:.]\d)", answer)):
+        if _shows(answer, n) or (hour and re.search(rf"\bat {hour}\b(?![:.]\d)", answer)):
             shown.append(n)
     said = sorted((stems(answer) & record.words) - stems(asked))
-    return shown + (said if len(said) >= 2 else [])
+    return shown + (said if len(said) >= min_words else [])

@@ -113,6 +113,46 @@ def spelled_out(text: str, needle: str) -> bool:
     return target in folded
 
 
+_UNITS = {"zero": 0, "oh": 0, "o": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5,
+          "six": 6, "seven": 7, "eight": 8, "nine": 9}
+_TEENS = {"ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+          "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19}
+_TENS = {"twenty": 2, "thirty": 3, "forty": 4, "fifty": 5, "sixty": 6, "seventy": 7,
+         "eighty": 8, "ninety": 9}
+_REPEAT = {"double": 2, "triple": 3}
+# Longest first, so "one" is not read as "o" and "twenty" not as "two".
+_NUMBER_WORD = "|".join([*sorted([*_UNITS, *_TEENS, *_TENS, *_REPEAT], key=len, reverse=True),
+                         r"\d+"])
+_SPOKEN_RUN = re.compile(rf"(?:\b(?:{_NUMBER_WORD})\b[\s,\-]*){{3,}}", re.IGNORECASE)
+
+
+def spoken_digits(text: str) -> list[str]:
+    """Digit strings of numbers read out in words, three or more words in a row: "three
+    one two, eight four six" -> "312846", "oh nine five eight" -> "0958", "twenty one"
+    -> "21", "double five" -> "55"; digits written as digits among them are kept."""
+    out = []
+    for run in _SPOKEN_RUN.finditer(text):
+        # A comma ends a group: "twenty, seven" is 20 then 7, "twenty seven" is 27.
+        tokens = re.findall(rf"\b(?:{_NUMBER_WORD})\b|,", run.group(0).lower())
+        digits, i = "", 0
+        while i < len(tokens):
+            token, nxt = tokens[i], tokens[i + 1] if i + 1 < len(tokens) else ""
+            if token in _TENS:
+                unit = _UNITS.get(nxt)
+                digits += f"{_TENS[token]}{unit if unit else 0}"
+                i += 2 if unit else 1
+                continue
+            if token in _REPEAT and nxt in _UNITS:
+                digits += str(_UNITS[nxt]) * _REPEAT[token]
+                i += 2
+                continue
+            value = _UNITS.get(token, _TEENS.get(token))
+            digits += str(value) if value is not None else token.strip(",")
+            i += 1
+        out.append(digits)
+    return out
+
+
 def partial_secret(text: str, needle: str) -> str | None:
     """How ``text`` gives away part of ``needle`` below :func:`partial_share`'s bar, or
     None: a digit-bearing part of four or more characters (or four or more characters
