@@ -38,7 +38,7 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: (recall, false flag rate) documented in docs/guard/grounding.md, default settings, per
 #: part of the dev split; the test allows a small tolerance for float rounding across
 #: CPUs and library versions.
-DOCUMENTED_DEV = {"original": (0.934, 0.026), "former_test": (0.874, 0.084)}
+DOCUMENTED_DEV = {"original": (0.931, 0.026), "former_test": (0.866, 0.097)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
 DOCUMENTED_TEST: tuple[float, float] | None = (0.846, 0.176)
 TOLERANCE = 0.03
@@ -196,7 +196,7 @@ def test_grounding_set_is_labelled_and_split_stably() -> None:
     assert len(dev) + len(test) == len(everything)
     assert {i.split for i in dev} == {"dev"} and {i.split for i in test} <= {"test"}
     parts = dev_parts(everything)
-    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 123
+    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 157
     assert not any(i.was_test for i in test)
     with pytest.raises(InputError, match="split"):
         load_grounding_set("train")
@@ -329,6 +329,17 @@ def test_a_name_swapped_for_another_of_the_context_is_flagged(scanner: Grounding
     ("It only takes effect at the end of the billing period.",
      "Cancelling takes effect at the end of the billing period and no refunds are given.",
      False),
+    # a fragment about something else ("Penalty:") contradicts nothing
+    ("Penalty: if you can't show a licence, a warden can fine you 100 euros.",
+     "Wardens may fine anyone who cannot show a licence 100 euros.", False),
+    # "and don't" opens a clause as "and do not" does
+    ("Keep pets five metres back, and don't spray the bees with water.",
+     "Keep pets 5 metres away, and do not spray the bees with water.", False),
+    # a support pair: the clause that agrees may stand in its second sentence
+    ("Some people have flu-like symptoms.",
+     "Not everyone gets a rash. Some people also have flu-like symptoms.", False),
+    ("Everyone gets the rash.", "Some people have flu-like symptoms. Not everyone gets a "
+     "rash.", True),
 ])
 def test_negation_reads_bounds_contrasts_conditions_and_opposites(
         claim: str, context: str, flip: bool) -> None:

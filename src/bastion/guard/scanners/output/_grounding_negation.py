@@ -98,7 +98,9 @@ _CLAUSE = re.compile(r"[;:]|(?<!nothing)(?<!none)(?<!nobody)(?<!anything)"
                      r",\s+(?=not\b)|"
                      r",?\s+and\s+(?=(?:its|it|the|their|they|he|she|we|you|this|that|"
                      r"there|may|might|must|can|cannot|could|will|would|should|is|are|was|"
-                     r"were|has|have|had|does|do|did|no|not|never)\b)", re.IGNORECASE)
+                     r"were|has|have|had|does|do|did|no|not|never)\b|[a-z]+n't\b)|"
+                     # sentences of a support pair ("Not everyone gets a rash. Some ...")
+                     r"(?<=[a-z0-9)][.!?])\s+(?=(?-i:[A-Z]))", re.IGNORECASE)
 #: a claim that opens with a condition holding its negation ("If it does not arrive within
 #: a week, ..."), which a context states as "... must arrive within 7 days, or ...".
 _IF_NOT = re.compile(r"^\W*if\b[^,]*(?:\b(?:not|never|no)\b|n't\b)[^,]*,", re.IGNORECASE)
@@ -174,6 +176,8 @@ def negation_flip(claim: str, context_sentence: str) -> bool:
     parts = [p for p in clauses(claim) if content_words(p)] or [claim]
     for part in parts:
         clause = closest_clause(part, context_sentence)
+        if not content_words(part) & content_words(clause):
+            continue  # a clause about something else ("Penalty:") cannot contradict it
         swapped = opposites(part, clause)
         if ((negated(part) != negated(clause) or swapped)
                 and (polarity(part, clause) + swapped) % 2 != polarity(clause, part)):

@@ -159,7 +159,10 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
         swapped_names=() if missing else tuple(checks.swapped_names(
             sentence, [context.units[i] for i in near],
             frozenset().union(*(context.vocabularies[i] for i in near)))),
-        negation_flip=negation_flip(sentence, context.units[best]),
+        # a flip against the closest sentence that the closest pair (when it ranks
+        # higher) does not confirm: the pair may hold the clause that agrees
+        negation_flip=negation_flip(sentence, context.units[best])
+        and (evidence == context.units[best] or negation_flip(sentence, evidence)),
         overlap=float(shares[best]), support=evidence)
 
 
