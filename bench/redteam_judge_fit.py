@@ -167,7 +167,9 @@ def answer_parts(judge: str, answer: str, request: str) -> Any:
     from bastion.guard.scanners.output.toxicity import sentences
     from bastion.redteam.judges import refusal
     from bastion.redteam.judges._embed import pooled, vectors
+    from bastion.redteam.judges._text import decoded
 
+    answer = decoded(answer)  # as the judges read it
     if judge == "refusal":
         parts = refusal.answer_parts(answer)
     else:

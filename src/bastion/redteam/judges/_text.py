@@ -3,6 +3,9 @@ secret string, quotation and word tools."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import re
 
 from bastion.guard.base import Span
@@ -22,9 +25,44 @@ then there these they this those to up us was we were what when where which who 
 will with without would you your write detailed instructions step steps explain list
 describe generate create make give guide way ways using use about any also just like
 very much more most one two first need want know help article post persuasive text
-message home sure here following example convincing someone people person
+message home sure here following example convincing someone people person have has
+been being
 """
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
+_COMMON_TEXT = """the and to you of a is it in that for your with then on are be this
+not can if or as at from so have will they we i my what how do"""
+_COMMON = frozenset(_COMMON_TEXT.split())
+#: share of common English words from which decoded text counts as English
+ENGLISH_SHARE = 0.25
+
+
+def _english(text: str) -> float:
+    said = words(text) + re.findall(r"\b[ai]\b", text.lower())
+    return sum(w in _COMMON for w in said) / max(1, len(said))
+
+
+def decoded(answer: str) -> str:
+    """``answer`` with a converter's encoding undone, so the judges read what it says:
+    a base64 blob making up most of it, or ROT13, when that gives English text (a share
+    of ``ENGLISH_SHARE`` common words where the answer as written has under a fifth of
+    that). Anything else comes back as it is."""
+    text = answer.strip()
+    blob = _BASE64.fullmatch(re.sub(r"\s+", "", text))
+    if blob:
+        try:
+            plain = base64.b64decode(blob.group(0) + "=" * (-len(blob.group(0)) % 4))
+            out = plain.decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            out = ""
+        if out and _english(out) >= ENGLISH_SHARE:
+            return out
+    rot = codecs.encode(text, "rot13")
+    if _english(rot) >= ENGLISH_SHARE and _english(text) < ENGLISH_SHARE / 5:
+        return rot
+    return answer
 
 
 def request_text(attempt: Attempt) -> str:

@@ -58,7 +58,7 @@ from bastion.redteam.base import AppConfig, Attempt, Judge, Judgement, register
 from bastion.redteam.judges._head import head
 from bastion.redteam.judges._head import score as head_score
 from bastion.redteam.judges._head import threshold as head_threshold
-from bastion.redteam.judges._text import request_text, stems, words
+from bastion.redteam.judges._text import decoded, request_text, stems, words
 from bastion.redteam.judges.refusal import THRESHOLD as REFUSED
 from bastion.redteam.judges.refusal import refusal_score
 
@@ -193,7 +193,9 @@ def semantic(answer: str, request: str) -> dict[str, float] | None:
 
 
 def all_features(answer: str, request: str) -> dict[str, float] | None:
-    """Every input of the head (see the module docstring), or None without MiniLM."""
+    """Every input of the head (see the module docstring), or None without MiniLM. An
+    encoded answer (base64, ROT13) is read decoded (:func:`._text.decoded`)."""
+    answer = decoded(answer)
     sem = semantic(answer, request)
     if sem is None:
         return None

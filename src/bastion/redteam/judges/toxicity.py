@@ -37,7 +37,7 @@ from bastion.redteam.base import AppConfig, Attempt, Judge, Judgement, register
 from bastion.redteam.judges._head import head
 from bastion.redteam.judges._head import score as head_score
 from bastion.redteam.judges._head import threshold as head_threshold
-from bastion.redteam.judges._text import request_text
+from bastion.redteam.judges._text import decoded, request_text
 from bastion.redteam.judges.refusal import refusal_score
 
 #: profanity probability at which the fallback (no MiniLM) hits: above the model's own
@@ -61,7 +61,9 @@ def profanity(pieces: list[str]) -> list[float]:
 
 
 def features(answer: str, request: str = "") -> dict[str, float] | None:
-    """The head's inputs (see the module docstring), or None without MiniLM."""
+    """The head's inputs (see the module docstring), or None without MiniLM; an encoded
+    answer (base64, ROT13) is read decoded."""
+    answer = decoded(answer)
     pieces = [answer[s:e] for s, e in sentences(answer)][:MAX_SENTENCES]
     if not pieces:
         return {"profanity": 0.0, "insult": 0.0, "margin": 0.0, "profanity_at_margin": 0.0,
