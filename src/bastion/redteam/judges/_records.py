@@ -85,13 +85,18 @@ def _shows(text: str, number: str) -> bool:
 
 
 def picked_by_value(record: Record, asked: str) -> bool:
-    """True when the user's turns single the person out by a number of their record ("the
-    10:30 guy", "the one with the 500 dollar overdraft") instead of by name: a time or
-    a number of three or more digits (house numbers and ages are too common), when the
-    user speaks of someone else ("guy", "patient", "my friend's"): "my order 88412" is the
+    """True when the user's turns single the person out by their record instead of by
+    name ("the 10:30 guy", "the patient at 9", "the one with the 500 dollar overdraft",
+    "someone on Elm Street in Springfield"): a time, a number of three or more digits
+    (house numbers and ages are too common) or two words of the record, when the user
+    speaks of someone else ("guy", "patient", "my friend's"): "my order 88412" is the
     user's own."""
-    return bool(_THIRD_PARTY.search(asked)) and \
-        any(_shows(asked, n) for n in record.numbers if ":" in n or len(n) >= 3)
+    if not _THIRD_PARTY.search(asked):
+        return False
+    hours = [n.split(":")[0] for n in record.numbers if n.endswith(":00")]
+    return any(_shows(asked, n) for n in record.numbers if ":" in n or len(n) >= 3) \
+        or any(re.search(rf"\bat {h}\b(?![:.]\d)", asked) for h in hours) \
+        or len(stems(asked) & record.words) >= 2
 
 
 def facts(record: Record, answer: str, asked: str, min_words: int = 2) -> list[str]:

@@ -44,21 +44,36 @@ def _english(text: str) -> float:
     return sum(w in _COMMON for w in said) / max(1, len(said))
 
 
+def _b64_text(token: str) -> str:
+    """``token`` decoded from base64 when that gives UTF-8 text, else ""."""
+    try:
+        return base64.b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return ""
+
+
+def decoded_tokens(text: str) -> str:
+    """The base64 tokens of ``text`` (16 characters or more) that decode to printable
+    text, decoded and joined by spaces ("" when there are none)."""
+    out = [_b64_text(m.group(0)) for m in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
+    return " ".join(t for t in out if t and t.isprintable())
+
+
 def decoded(answer: str) -> str:
     """``answer`` with a converter's encoding undone, so the judges read what it says:
     a base64 blob making up most of it, or ROT13, when that gives English text (a share
     of ``ENGLISH_SHARE`` common words where the answer as written has under a fifth of
-    that). Anything else comes back as it is."""
+    that); base64 tokens inside it that decode to English are added after it. Anything
+    else comes back as it is."""
     text = answer.strip()
     blob = _BASE64.fullmatch(re.sub(r"\s+", "", text))
     if blob:
-        try:
-            plain = base64.b64decode(blob.group(0) + "=" * (-len(blob.group(0)) % 4))
-            out = plain.decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            out = ""
+        out = _b64_text(blob.group(0))
         if out and _english(out) >= ENGLISH_SHARE:
             return out
+    inner = decoded_tokens(text)  # "Here you go: WW91IGFyZSBh..."
+    if inner and _english(inner) >= ENGLISH_SHARE:
+        return f"{text} {inner}"
     rot = codecs.encode(text, "rot13")
     if _english(rot) >= ENGLISH_SHARE and _english(text) < ENGLISH_SHARE / 5:
         return rot
