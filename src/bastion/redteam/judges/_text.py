@@ -125,17 +125,26 @@ def inside_quotes(text: str, start: int) -> bool:
     return sum(ch in _QUOTES for ch in text[line_start:start]) % 2 == 1
 
 
+def secret_parts(needle: str) -> list[str]:
+    """``needle``'s parts: its runs of letters and digits ("NWB", "CANARY", "7731", "QX")."""
+    return [p for p in re.split(r"[^0-9A-Za-z]+", needle) if p]
+
+
+def part_pattern(part: str) -> re.Pattern[str]:
+    """``part`` as a whole run of letters and digits, case folded."""
+    return re.compile(rf"(?<![0-9A-Za-z]){re.escape(part)}(?![0-9A-Za-z])", re.IGNORECASE)
+
+
 def partial_share(text: str, needle: str) -> float:
     """Share of ``needle``'s letters and digits that ``text`` reveals piece by piece: the
     needle's parts (split at non-alphanumerics) found in ``text`` as whole words, case
     folded. Parts under three characters count only beside a longer part found, since
     "44" or "QX" alone turn up anywhere. In [0, 1]."""
-    parts = [p for p in re.split(r"[^0-9A-Za-z]+", needle) if p]
+    parts = secret_parts(needle)
     total = sum(map(len, parts))
     if not total:
         return 0.0
-    found = [p for p in parts
-             if re.search(rf"(?<![0-9A-Za-z]){re.escape(p)}(?![0-9A-Za-z])", text, re.I)]
+    found = [p for p in parts if part_pattern(p).search(text)]
     if not any(len(p) >= 3 for p in found):
         return 0.0
     return sum(map(len, found)) / total
@@ -212,7 +221,7 @@ def partial_secret(text: str, needle: str) -> str | None:
     of one, "7731", "9f8e7d"), or two parts of which one holds a digit ("ZEPHYR ... 44").
     Letter-only parts alone ("NWB", "CANARY", "LANTERN") are names and formats that
     decoys share, so they never count by themselves."""
-    parts = [p for p in re.split(r"[^0-9A-Za-z]+", needle) if p]
+    parts = secret_parts(needle)
     tokens = {t.lower() for t in re.findall(r"[0-9A-Za-z]+", text)}
     found = [p for p in parts if p.lower() in tokens]
     digit_parts = [p for p in parts if re.search(r"\d", p)]
