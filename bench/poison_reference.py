@@ -119,8 +119,8 @@ def main() -> None:
     job, args.train_n = args.job, 20000
     args.job = f"reference-{job}"  # the label of training runs; no PGD data halving
     rule = ReferenceCheck()
-    if job == "heldout" and (rule.max_ratio, rule.max_transfer) != (0.5, 0.2):
-        sys.exit(f"the held-out check is of the frozen rule (0.5, 0.2), not {rule}")
+    if job == "heldout" and (rule.max_ratio, rule.max_transfer) != (0.75, 0.25):
+        sys.exit(f"the held-out check is of the frozen rule (0.75, 0.25), not {rule}")
     began = time.perf_counter()
     specs = SEEN if job == "dev" else HELDOUT
     result = {"job": job, **meta(), "rule": vars(rule), "references": REFERENCES,

@@ -7,9 +7,12 @@ architecture, and its reversed trigger works on them too. So each class's revers
 trigger (mask and pattern from :meth:`NeuralCleanse.scan`) is stamped on clean images and
 fed to a reference: a model of the same architecture trained, by the standard recipe, on
 data the user trusts. A class is flagged when its mask is small (at most ``max_ratio``
-of the median class's) and its trigger sends at most ``max_transfer`` of the images to
-it on the reference. The reference must be standard-trained: an adversarially trained
-one resists every small stamp, clean classes' too.
+of the median class's) and its trigger carries over to the reference at most
+``max_transfer`` times as often as the median class's trigger does. The share is read
+relative to the median because an adversarially trained suspect's triggers all carry
+over less (0.1-0.6 of images against 0.7-1.0 for a standard model's). The reference
+must be standard-trained: an adversarially trained one resists every small stamp,
+clean classes' too.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from bastion.errors import InputError
 class ReferenceCheck:
     """Args:
     max_ratio: a flagged class's mask L1 is at most this share of the median class's.
-    max_transfer: and its trigger moves at most this share of images on the reference.
+    max_transfer: and its trigger's transfer to the reference is at most this share of
+        the median class's transfer.
     batch_size: images per forward pass.
     """
 
-    max_ratio: float = 0.5
-    max_transfer: float = 0.2
+    max_ratio: float = 0.75
+    max_transfer: float = 0.25
     batch_size: int = 500
 
     def transfer(self, reference: nn.Module, triggers: list[dict[str, Any]],
@@ -72,14 +76,18 @@ class ReferenceCheck:
 
     def verdict(self, l1: list[float], transfer: list[float]) -> dict[str, Any]:
         """Classes whose mask norm (``l1``, pixels) is small and whose trigger does not
-        carry over to the reference (``transfer``, shares in [0, 1])."""
+        carry over to the reference (``transfer``, shares in [0, 1]), each read against
+        the median class's (torch's median: the lower middle value)."""
         if len(l1) != len(transfer):
             raise InputError(f"{len(l1)} mask norms but {len(transfer)} transfer rates")
         median = float(torch.tensor(l1).median())
+        typical = max(float(torch.tensor(transfer).median()), 1e-6)
         ratio = [v / median for v in l1]
-        flagged = [k for k, (r, s) in enumerate(zip(ratio, transfer, strict=True))
+        relative = [s / typical for s in transfer]
+        flagged = [k for k, (r, s) in enumerate(zip(ratio, relative, strict=True))
                    if r <= self.max_ratio and s <= self.max_transfer]
         return {"ratio": [round(r, 4) for r in ratio], "transfer": transfer,
+                "relative_transfer": [round(s, 4) for s in relative],
                 "flagged": flagged, "backdoored": bool(flagged),
                 "max_ratio": self.max_ratio, "max_transfer": self.max_transfer}
 
