@@ -51,3 +51,19 @@ def test_cleanse_bench_heldout_plan_is_new_models_and_the_frozen_rule() -> None:
     l1[2] = 6.0
     patch = bench.frozen(bench.anomaly(torch.tensor(l1), 2.0, max_ratio=0.25))
     assert patch["flagged"] == [2] and patch["ratio"] < 0.25
+
+
+def test_reference_bench_heldout_models_are_new_and_its_rule_is_frozen() -> None:
+    bench = load_bench("poison_reference.py", "bench_poison_reference")
+    names = [spec[0] for spec in bench.HELDOUT]
+    seen = {spec[0] for spec in bench.SEEN}
+    assert len(set(names)) == len(names) and not set(names) & seen
+    assert not {(s[1], s[3], s[4]) for s in bench.HELDOUT} & {(s[1], s[3], s[4])
+                                                              for s in bench.SEEN}
+    assert sum(spec[3] is None for spec in bench.HELDOUT) >= 5  # clean models
+    assert sum(spec[3] is not None for spec in bench.HELDOUT) >= 5  # poisoned ones
+    # every architecture has its own standard-trained reference, seeded apart
+    assert {spec[1] for spec in bench.HELDOUT + bench.SEEN if spec[2] != "zoo"} <= set(
+        bench.REFERENCES)
+    assert not {seed for _, seed in bench.REFERENCES.values()} & {s[4] for s in
+                                                                  bench.HELDOUT + bench.SEEN}
