@@ -22,7 +22,9 @@ def training_integrity(*, manifest: dict[str, Any] | None = None,
     Args:
         manifest: ``{"path", "digest", "verified", "override", "problem"}``.
         audit: ``{detector: {"n_flagged", ["rates"]}}`` of :func:`bastion.poison.audit.audit`.
-        neural_cleanse: ``{"backdoored", "flagged", "anomaly_index", "l1", "threshold"}``.
+        neural_cleanse: ``{"backdoored", "flagged", "anomaly_index", "l1", "threshold"}``
+            and, scanned with a reference model, ``"reference"`` (its rule's ratios,
+            transfers and flags) and ``"index_flagged"`` (the index rule's own flags).
         strip: ``{"fpr": rate, "tpr": rate, "threshold"}``, rates as in
             :func:`bastion.poison.metrics.rate`.
         attack_success: ``{"trigger", "success", "n", "rate"}``.
