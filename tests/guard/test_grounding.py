@@ -38,7 +38,7 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: (recall, false flag rate) documented in docs/guard/grounding.md, default settings, per
 #: part of the dev split; the test allows a small tolerance for float rounding across
 #: CPUs and library versions.
-DOCUMENTED_DEV = {"original": (0.931, 0.026), "former_test": (0.866, 0.097)}
+DOCUMENTED_DEV = {"original": (0.931, 0.026), "former_test": (0.866, 0.112)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
 DOCUMENTED_TEST: tuple[float, float] | None = (0.836, 0.238)
 TOLERANCE = 0.03
@@ -183,6 +183,24 @@ def test_the_same_count_of_another_unit_is_a_changed_number() -> None:
     ("It costs 29 pounds a month with a 12-month contract.",
      "It costs 29 pounds a month with a 12-month contract, or 39 pounds with no contract.",
      False),
+    # "exempt", "at no cost" and "avoid" say no without a negation word
+    ("Small parcels don't attract duty.", "Small parcels are exempt from duty.", False),
+    ("Rebooking won't cost you anything.", "You can rebook at no cost.", False),
+    ("Do not run the pump dry.", "Avoid running the pump dry.", False),
+    # a bound further on, an addition and a concession are no denials
+    ("No player may enter more than three events.", "Each player may enter three events "
+     "at most.", False),
+    ("The fee isn't just for the ticket.", "The fee covers the ticket and a guide.", False),
+    ("Lenses are replaced monthly, whether or not you wear them.",
+     "Lenses are replaced monthly, even if you have not worn them.", False),
+    # a reason or a consequence is read as a clause of its own
+    ("There's no contract, so you can leave at any time.",
+     "There is no contract; you can leave at any time.", False),
+    ("Bags stay in the lodge, because bags can't go into the ice rooms.",
+     "Bags are kept in the lodge; no bags are allowed in the ice rooms.", False),
+    ("Hidden files aren't skipped by default.", "Hidden files are included by default.",
+     False),
+    ("Hidden files are skipped by default.", "Hidden files are included by default.", True),
 ])
 def test_negation_flips(claim: str, context: str, flip: bool) -> None:
     assert negation.negation_flip(claim, context) is flip
@@ -196,7 +214,7 @@ def test_grounding_set_is_labelled_and_split_stably() -> None:
     assert len(dev) + len(test) == len(everything)
     assert {i.split for i in dev} == {"dev"} and {i.split for i in test} <= {"test"}
     parts = dev_parts(everything)
-    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 157
+    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 191
     assert not any(i.was_test for i in test)
     with pytest.raises(InputError, match="split"):
         load_grounding_set("train")

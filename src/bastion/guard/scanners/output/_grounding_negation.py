@@ -35,7 +35,10 @@ NEGATIONS: frozenset[str] = frozenset(
 #: negation words only (see :func:`negation_flip`). ("unless" is not one: "not covered
 #: unless declared" denies its main clause; see :data:`_IF_NOT`.)
 LEXICAL_NEGATIONS: frozenset[str] = frozenset(
-    ["free", "lack", "lacks", "lacking", "absent"])
+    ["free", "lack", "lacks", "lacking", "absent", "exempt", "avoid"])
+#: "without charge", "at no cost": free, said without the word (counted as "free" is).
+_NO_CHARGE = re.compile(r"(?:without|at\s+no)\s+(?:any\s+|extra\s+|additional\s+)?"
+                        r"(?:charge|cost|fee|payment)s?", re.IGNORECASE)
 #: words that start with "un" without being negated ("under", "unit", "universe", ...).
 _NOT_UN = ("under", "unit", "uni", "unti", "unless", "uncle", "unanim", "unload",
            "unlock", "unpack", "unveil", "unleash")
@@ -48,7 +51,8 @@ _UN_WORD = re.compile(r"(?<![A-Za-z])[Uu]n[a-z]{4,}\b")
 _OPPOSITES = """
 open close closed shut | keep lose | win lose | male female
 accept reject refuse decline | allow forbid ban prohibit | permitted forbidden banned
-include exclude | increase decrease reduce | rise fall | survive die | pass fail
+include exclude skip skipped omit omitted | allowed banned | increase decrease reduce
+rise fall | survive die | pass fail
 succeed fail | success failure | safe dangerous | public private | required optional
 mandatory optional | compulsory optional | early late | earlier later | fast slow
 quickly slowly | large small | big small | high low | higher lower | cheap expensive
@@ -57,7 +61,7 @@ above below | inside outside | north south | east west | add remove | buy sell
 lend borrow | import export | minimum maximum | enable disable | permanent temporary
 full empty | wide narrow | legal illegal | possible impossible | agree disagree
 best worst | better worse | good bad | positive negative | gain lose | majority minority
-internal external | similar different | start stop
+internal external | similar different | start stop | awake asleep sleep
 """
 
 
@@ -88,7 +92,14 @@ _BOUND = re.compile(r"\b(?:no|not)\s+(?:more|less|fewer|[a-z]{2,}er)\s+than\b|"
                     r"\b(?:not|[a-z]+n't)\s+(?:[a-z]+\s+)?as\s+[a-z]+\s+as\b|"
                     # "nothing but milkweed" is "only milkweed"; "to almost nothing"
                     r"\b(?:nothing|none|no\s+one|nobody)\s+but\b|"
-                    r"\b(?:almost|nearly|virtually|next\s+to)\s+(?:nothing|none|no)\b",
+                    r"\b(?:almost|nearly|virtually|next\s+to)\s+(?:nothing|none|no)\b|"
+                    # "no rower can race in more than two events": a bound further on
+                    r"\b(?:no|not|never)\b[^,;.]{0,40}?\b(?:more|fewer|less)\s+than\b|"
+                    # "isn't just the odd bad night" adds, "whether or not" includes both
+                    r"\b(?:not|[a-z]+n't)\s+(?:just|only|merely|simply)\b|"
+                    # a concession holds whatever it says: "whether or not they work",
+                    # "even if it has not caused damage yet"
+                    r"\b(?:whether\s+or\s+not|even\s+if)\b[^,;.]*",
                     re.IGNORECASE)
 #: where a sentence divides into clauses that may differ in negation ("... has two ports,
 #: but no HDMI port"; "... has no atmosphere and its gravity is ..."; "... 29 pounds with
@@ -100,7 +111,13 @@ _CLAUSE = re.compile(r"[;:]|(?<!nothing)(?<!none)(?<!nobody)(?<!anything)"
                      r"there|may|might|must|can|cannot|could|will|would|should|is|are|was|"
                      r"were|has|have|had|does|do|did|no|not|never)\b|[a-z]+n't\b)|"
                      # sentences of a support pair ("Not everyone gets a rash. Some ...")
-                     r"(?<=[a-z0-9)][.!?])\s+(?=(?-i:[A-Z]))", re.IGNORECASE)
+                     r"(?<=[a-z0-9)][.!?])\s+(?=(?-i:[A-Z]))|"
+                     # a reason or a consequence is a clause of its own ("..., so you can
+                     # cancel", "..., because suitcases can't go in", "..., as our
+                     # system cannot take them")
+                     r",\s+(?:so|because)\s+|"
+                     r",\s+as\s+(?=(?:our|the|their|its|it|they|we|you|this|that|there)\b)",
+                     re.IGNORECASE)
 #: a claim that opens with a condition holding its negation ("If it does not arrive within
 #: a week, ..."), which a context states as "... must arrive within 7 days, or ...".
 _IF_NOT = re.compile(r"^\W*if\b[^,]*(?:\b(?:not|never|no)\b|n't\b)[^,]*,", re.IGNORECASE)
@@ -131,7 +148,9 @@ def _lexical(text: str, other: str) -> int:
     "without" (or "with no") before a word that ``other`` (the side compared with) holds
     as well, or before a pronoun ("without one")."""
     text = _WITH_NO.sub("without", text)
-    plain = sum(w in LEXICAL_NEGATIONS or w.endswith("-free") or w.startswith("no-")
+    charges = len(_NO_CHARGE.findall(text))
+    text = _NO_CHARGE.sub(" ", text)
+    plain = charges + sum(w in LEXICAL_NEGATIONS or w.endswith("-free") or w.startswith("no-")
                 for w in words(text))
     prefixed = sum(not m.group(0).lower().startswith(_NOT_UN)
                    for m in _UN_WORD.finditer(text))
