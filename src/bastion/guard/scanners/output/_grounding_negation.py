@@ -66,9 +66,10 @@ internal external | similar different | start stop | awake asleep sleep
 
 
 def _opposite_stems(table: str) -> dict[str, frozenset[str]]:
-    """Stem -> the stems opposed to it, from groups of words split by ``|``."""
+    """Stem -> the stems opposed to it, from groups of words split by ``|`` or a line
+    end."""
     out: dict[str, frozenset[str]] = {}
-    for group in table.split("|"):
+    for group in re.split(r"[|\n]", table):
         stems = frozenset(_stem(w) for w in group.split())
         for stem in stems:
             out[stem] = out.get(stem, frozenset()) | (stems - {stem})
