@@ -40,7 +40,7 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: CPUs and library versions.
 DOCUMENTED_DEV = {"original": (0.931, 0.026), "former_test": (0.866, 0.112)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
-DOCUMENTED_TEST: tuple[float, float] | None = (0.836, 0.238)
+DOCUMENTED_TEST: tuple[float, float] | None = (0.820, 0.268)
 TOLERANCE = 0.03
 
 
