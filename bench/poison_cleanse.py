@@ -147,6 +147,12 @@ def frozen(found: dict[str, Any]) -> dict[str, Any]:
 
 def scan_one(model: nn.Module, name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Neural Cleanse on the first ``--n`` val images; every rule's verdict."""
+    return scan_found(model, name, args)[0]
+
+
+def scan_found(model: nn.Module, name: str, args: argparse.Namespace
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`scan_one`'s row and the scan itself (its triggers kept)."""
     val = data.load("mnist", "val")
     began = time.perf_counter()
     nc = NeuralCleanse(steps=args.steps)
@@ -155,11 +161,12 @@ def scan_one(model: nn.Module, name: str, args: argparse.Namespace) -> dict[str,
     found = nc.scan(model, val.x[:args.n], num_classes=10, state=state)
     held = val.x[-1000:]
     l1 = torch.tensor(found["l1"])
-    return {"l1": [round(v, 2) for v in found["l1"]], "verdict": frozen(found),
-            "holdout_success": [round(holdout_success(model, t, held), 3)
-                                for t in found["triggers"]],
-            "rules": rules(l1, nc.threshold),
-            "seconds": round(time.perf_counter() - began, 1), "resumed": resumed}
+    row = {"l1": [round(v, 2) for v in found["l1"]], "verdict": frozen(found),
+           "holdout_success": [round(holdout_success(model, t, held), 3)
+                               for t in found["triggers"]],
+           "rules": rules(l1, nc.threshold),
+           "seconds": round(time.perf_counter() - began, 1), "resumed": resumed}
+    return row, found
 
 
 def dev(args: argparse.Namespace) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from bastion.poison import parse_poison
 from bastion.poison.cleanse import NeuralCleanse
 from bastion.poison.reference import ReferenceCheck
 from bastion.zoo.registry import load, resolve
-from poison_cleanse import BUNDLED, DEV, meta, scan_one, train_dev, trained
+from poison_cleanse import BUNDLED, DEV, meta, scan_found, train_dev, trained
 from poison_cleanse import HELDOUT as SEEN_HELDOUT
 
 #: arch -> (name, seed): standard 2-epoch models on the first 20,000 training images.
@@ -78,11 +78,8 @@ def reference(arch: str, args: argparse.Namespace) -> nn.Module:
 def check(model: nn.Module, arch: str, name: str, args: argparse.Namespace
           ) -> dict[str, Any]:
     """The scan (resumed from ``--work``) and the reference rule's verdict."""
-    row = scan_one(model, name, args)
-    state = args.work / f"cleanse_{name}_{args.steps}.json"
+    row, found = scan_found(model, name, args)
     val = data.load("mnist", "val")
-    found = NeuralCleanse(steps=args.steps).scan(model, val.x[:args.n], num_classes=10,
-                                                  state=state)
     # stamped on val images the triggers were not reversed on
     ref = ReferenceCheck().check(found, reference(arch, args),
                                  val.x[args.n:2 * args.n])
