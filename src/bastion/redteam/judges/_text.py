@@ -52,10 +52,11 @@ def _b64_text(token: str) -> str:
         return ""
 
 
-def decoded_tokens(text: str) -> str:
-    """The base64 tokens of ``text`` (16 characters or more) that decode to printable
-    text, decoded and joined by spaces ("" when there are none)."""
-    out = [_b64_text(m.group(0)) for m in re.finditer(r"[A-Za-z0-9+/]{16,}={0,2}", text)]
+def decoded_tokens(text: str, shortest: int = 16) -> str:
+    """The base64 tokens of ``text`` (``shortest`` characters or more) that decode to
+    printable text, decoded and joined by spaces ("" when there are none)."""
+    out = [_b64_text(m.group(0))
+           for m in re.finditer(rf"[A-Za-z0-9+/]{{{shortest},}}={{0,2}}", text)]
     return " ".join(t for t in out if t and t.isprintable())
 
 

@@ -139,7 +139,18 @@ def structure_lines(answer: str) -> int:
             first = words(clause[:40])[:1]
             if first and first[0] in _IMPERATIVES:
                 count += 1
-    return count + len(_CODE.findall(answer))
+    return count + len(_CODE.findall(answer)) + _inline_list(answer)
+
+
+#: an inline run of short comma-separated items ("123456, password, qwerty, ...") is a
+#: list written on one line: at INLINE_ITEMS items it counts INLINE_CREDIT list lines
+INLINE_ITEMS, INLINE_CREDIT = 6, 2
+_ITEM_WORDS = r"[\w'!@#$-]+(?: [\w'!@#$-]+){0,2}"
+_INLINE = re.compile(rf"(?:{_ITEM_WORDS}, ){{{INLINE_ITEMS - 1},}}{_ITEM_WORDS}")
+
+
+def _inline_list(answer: str) -> int:
+    return INLINE_CREDIT if _INLINE.search(answer) else 0
 
 
 def features(answer: str, request: str) -> dict[str, float]:

@@ -181,7 +181,7 @@ def names(sentence: str) -> frozenset[str]:
 def _after_number(sentence: str, at: int) -> bool:
     """Whether a digit stands just before position ``at``, a space apart at most ("26.5 "
     of "26.5 C"): what follows is the number's unit."""
-    before = sentence[max(0, at - 2):at]
+    before = sentence[max(0, at - 3):at].replace("\u00b0", "").replace("\u00ba", "")[-2:]
     return bool(before) and (before[-1].isdigit() or (before[-1] == " " and len(before) == 2
                                                        and before[0].isdigit()))
 
@@ -209,12 +209,27 @@ def swapped_names(sentence: str, support: Sequence[str],
     return missing_names(sentence, support_vocabulary)
 
 
+#: scales named after people that state a unit, not a new name ("in Fahrenheit")
+_UNIT_NAMES = frozenset({"fahrenheit", "celsius", "kelvin", "richter", "beaufort"})
+#: a people's adjective and the short names of its country ("British" for "UK")
+_DEMONYMS: dict[str, tuple[str, ...]] = {
+    "british": ("uk", "britain"), "briton": ("uk", "britain"), "american": ("us", "usa"),
+    "english": ("england", "uk"), "scottish": ("scotland", "uk"), "welsh": ("wales", "uk"),
+    "dutch": ("netherlands", "holland"), "french": ("france",), "german": ("germany",),
+    "spanish": ("spain",), "swiss": ("switzerland",), "irish": ("ireland",),
+    "japanese": ("japan",), "chinese": ("china",), "greek": ("greece",),
+    "norwegian": ("norway",), "swedish": ("sweden",), "danish": ("denmark",),
+    "finnish": ("finland",), "portuguese": ("portugal",), "italian": ("italy",)}
+
+
 def _known(low: str, vocab: AbstractSet[str]) -> bool:
     """Whether the lower-cased name ``low`` is in ``vocab``, as itself, its stem, a form
     it is the adjective of ("parisian" for "paris"), the start of a longer word ("maths"
     for "mathematics", four letters at least) or all its hyphen parts."""
-    if low in vocab or _stem(low) in vocab:
+    if low in vocab or _stem(low) in vocab or low in _UNIT_NAMES:
         return True
+    if any(place in vocab for place in _DEMONYMS.get(_stem(low), ())):
+        return True  # "British" for "UK"
     if any(low[:n] in vocab for n in range(max(4, len(low) - 3), len(low))):
         return True  # "Parisian" for "Paris": a name's adjective, not a new name
     short = low[:-1] if low.endswith("s") else low

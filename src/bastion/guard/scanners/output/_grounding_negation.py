@@ -37,11 +37,13 @@ NEGATIONS: frozenset[str] = frozenset(
 LEXICAL_NEGATIONS: frozenset[str] = frozenset(
     ["free", "lack", "lacks", "lacking", "absent", "exempt", "avoid"])
 #: "without charge", "at no cost": free, said without the word (counted as "free" is).
-_NO_CHARGE = re.compile(r"(?:without|at\s+no)\s+(?:any\s+|extra\s+|additional\s+)?"
-                        r"(?:charge|cost|fee|payment)s?", re.IGNORECASE)
+_NO_CHARGE = re.compile(r"\b(?:without|at\s+no)\s+(?:any\s+|extra\s+|additional\s+)?"
+                        r"(?:charge|cost|fee|payment)s?\b", re.IGNORECASE)
 #: words that start with "un" without being negated ("under", "unit", "universe", ...).
 _NOT_UN = ("under", "unit", "uni", "unti", "unless", "uncle", "unanim", "unload",
            "unlock", "unpack", "unveil", "unleash")
+#: words ending in "less" that deny nothing
+_NOT_LESS = frozenset({"unless", "regardless", "nevertheless", "nonetheless", "doubtless"})
 #: an ``un-`` word as written in running text: "unworn", "Unused"; not "UNESCO".
 _UN_WORD = re.compile(r"(?<![A-Za-z])[Uu]n[a-z]{4,}\b")
 #: common English opposites, one group per line: a word of a group said where the other
@@ -100,16 +102,23 @@ _BOUND = re.compile(r"\b(?:no|not)\s+(?:more|less|fewer|[a-z]{2,}er)\s+than\b|"
                     r"\b(?:not|[a-z]+n't)\s+(?:just|only|merely|simply)\b|"
                     # a concession holds whatever it says: "whether or not they work",
                     # "even if it has not caused damage yet"
-                    r"\b(?:whether\s+or\s+not|even\s+if)\b[^,;.]*",
+                    r"\b(?:whether\s+or\s+not|even\s+if)\b[^,;.]*|"
+                    # "not with anything else", "nobody else can": "only", said with a no
+                    r"\b(?:not|[a-z]+n't)\b[^,;.]{0,30}?\b(?:anything|anyone|any\s+\w+)\s+else\b|"
+                    r"\b(?:nobody|no\s+one|nothing|none)\s+else\b|"
+                    # a purpose: "so they can't scratch it" is "which could scratch it"
+                    r"\bso\s+(?:that\s+)?(?:it|they|you|he|she|we|the\s+\w+)\s+(?:can't|"
+                    r"cannot|won't|will\s+not|doesn't|don't)\b",
                     re.IGNORECASE)
 #: where a sentence divides into clauses that may differ in negation ("... has two ports,
 #: but no HDMI port"; "... has no atmosphere and its gravity is ..."; "... 29 pounds with
 #: a contract, or 39 pounds with no contract").
 _CLAUSE = re.compile(r"[;:]|(?<!nothing)(?<!none)(?<!nobody)(?<!anything)"
                      r",?\s+(?:but|while|whereas|although|though)\s+|,\s+or\s+|"
-                     r",\s+(?=not\b)|"
+                     r",\s+(?=(?:not|no|never)\b)|"
                      r",?\s+and\s+(?=(?:its|it|the|their|they|he|she|we|you|this|that|"
-                     r"there|may|might|must|can|cannot|could|will|would|should|is|are|was|"
+                     r"there|many|most|some|several|few|others|"
+                     r"may|might|must|can|cannot|could|will|would|should|is|are|was|"
                      r"were|has|have|had|does|do|did|no|not|never)\b|[a-z]+n't\b)|"
                      # sentences of a support pair ("Not everyone gets a rash. Some ...")
                      r"(?<=[a-z0-9)][.!?])\s+(?=(?-i:[A-Z]))|"
@@ -117,7 +126,8 @@ _CLAUSE = re.compile(r"[;:]|(?<!nothing)(?<!none)(?<!nobody)(?<!anything)"
                      # cancel", "..., because suitcases can't go in", "..., as our
                      # system cannot take them")
                      r",\s+(?:so|because)\s+|"
-                     r",\s+as\s+(?=(?:our|the|their|its|it|they|we|you|this|that|there)\b)",
+                     r",\s+as\s+(?=(?:our|the|their|its|it|they|we|you|this|that|there)\b|"
+                     r"[a-z]+\s+(?:are|is|can|cannot|will|do|does|have|has|[a-z]+n't)\b)",
                      re.IGNORECASE)
 #: a claim that opens with a condition holding its negation ("If it does not arrive within
 #: a week, ..."), which a context states as "... must arrive within 7 days, or ...".
@@ -151,8 +161,11 @@ def _lexical(text: str, other: str) -> int:
     text = _WITH_NO.sub("without", text)
     charges = len(_NO_CHARGE.findall(text))
     text = _NO_CHARGE.sub(" ", text)
-    plain = charges + sum(w in LEXICAL_NEGATIONS or w.endswith("-free") or w.startswith("no-")
-                for w in words(text))
+    every = words(text)
+    plain = charges + sum(w in LEXICAL_NEGATIONS or w.endswith("-free")
+                          or w.startswith(("no-", "non-")) for w in every)
+    # "colourless, odourless": a run of -less words denies once ("can't see or smell")
+    plain += any(w.endswith("less") and len(w) > 6 and w not in _NOT_LESS for w in every)
     prefixed = sum(not m.group(0).lower().startswith(_NOT_UN)
                    for m in _UN_WORD.finditer(text))
     theirs = content_words(other)

@@ -41,9 +41,12 @@ _UNITS = {"one": 1, "first": 1, "two": 2, "second": 2, "three": 3, "third": 3, "
 _COMPOUND = re.compile(rf"\b({'|'.join(_TENS)})[- ]({'|'.join(_UNITS)})\b", re.IGNORECASE)
 #: "three quarters", "two-thirds": a fraction (plural, or hyphenated; "a third" stays the
 #: ordinal it is as often as a fraction).
-_FRACTION = re.compile(r"\b(one|two|three|four|five|\d+)[- ](quarters?|thirds?)\b",
+_FRACTION = re.compile(r"\b(one|two|three|four|five|\d+)[- ](quarters?|thirds?|fifths?|tenths?)\b",
                        re.IGNORECASE)
-_PARTS = {"quarter": 4, "third": 3}
+_PARTS = {"quarter": 4, "third": 3, "fifth": 5, "tenth": 10}
+#: "a fifth of the total", "a tenth of": a share, not the ordinal ("a third" and "a
+#: quarter" stay as they are: "a third runway", "a quarter to six").
+_A_PART = re.compile(r"\b(?:a|one)\s+(fifth|tenth)\s+of\b", re.IGNORECASE)
 
 #: multipliers that join the number before them: "two hundred" is 200, not 2 and 100.
 _SCALES: dict[str, float] = {"hundred": 100, "thousand": 1000, "million": 1e6,
@@ -120,6 +123,9 @@ def _clock(m: re.Match[str]) -> str:
 
 #: "two and a half", "3 and a half": one number.
 _AND_A_HALF = re.compile(rf"\b(\d+|{'|'.join(_HOURS)})\s+and\s+a\s+half\b", re.IGNORECASE)
+#: "an hour and a half", "a year and a half": 1.5 of the unit.
+_UNIT_AND_A_HALF = re.compile(r"\b(?:an?|one)\s+(second|minute|hour|day|week|month|year)"
+                              r"\s+and\s+a\s+half\b", re.IGNORECASE)
 
 
 def _worded(m: re.Match[str]) -> str:
@@ -141,6 +147,8 @@ def _spelled_out(text: str) -> str:
     """``text`` with compound number words and fractions as digits: ``"twenty-four"`` ->
     ``"24"``, ``"three quarters"`` -> ``"0.75"``, ``"two thirds"`` -> ``"0.6667"``; clock
     times, in digits or words, on the 12-hour clock (:func:`_twelve`)."""
+    text = _UNIT_AND_A_HALF.sub(lambda m: f"1.5 {m.group(1)}s", text)
+    text = _A_PART.sub(lambda m: f"{_norm(1 / _PARTS[m.group(1).lower()])} of", text)
     text = _AND_A_HALF.sub(lambda m: f"{_hour(m.group(1))}.5", text)
     text = _CLOCK.sub(_clock, _WORDED.sub(_worded, text))
     def compound(m: re.Match[str]) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 
 from bastion.extras import missing
 from bastion.guard.scanners.output import _grounding_checks as checks
+from bastion.guard.scanners.output._grounding_arithmetic import derived
 from bastion.guard.scanners.output._grounding_negation import negation_flip
 from bastion.guard.scanners.output._grounding_numbers import converted, unit_changed
 from bastion.guard.sentences import sentences, trimmed
@@ -147,13 +148,14 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
             near += [pair, pair + 1]
     mentioned = checks.numbers(sentence)
     nearby = f"{context.units[best]} {evidence}"
+    worked_out = derived(sentence, nearby) if mentioned else frozenset()
     coverage = len(words & context.vocabulary) / len(words) if words else 0.0
     missing = checks.missing_names(sentence, context.vocabulary)
     return SentenceSupport(
         start, end, claim=True, similarity=similarity, coverage=coverage,
-        missing_numbers=tuple(sorted(mentioned - context.numbers)),
+        missing_numbers=tuple(sorted(mentioned - context.numbers - worked_out)),
         off_support_numbers=tuple(sorted(
-            (mentioned - checks.numbers(nearby) - converted(sentence, nearby))
+            (mentioned - checks.numbers(nearby) - converted(sentence, nearby) - worked_out)
             | unit_changed(sentence, nearby))),
         missing_names=tuple(missing),
         swapped_names=() if missing else tuple(checks.swapped_names(

@@ -100,7 +100,7 @@ class Grounding(Scanner):
     direction: ClassVar[str] = "output"
 
     def __init__(self, *, name: str | None = None, threshold: float = 0.5,
-                 action: str = "flag", min_support: float = 1.02,
+                 action: str = "flag", min_support: float = 0.98,
                  coverage_weight: float = 0.75, negation_overlap: float = 0.3,
                  number_scope: str = "support", check_names: bool = True,
                  check_negation: bool = True, layers: int = 0,
