@@ -31,9 +31,7 @@ DOCUMENTED_DEV: dict[str, tuple[float, float]] = {
 }
 #: the frozen test split's documented precision and recall; checked only when the judge
 #: set holds rows with split "test"
-DOCUMENTED_TEST: dict[str, tuple[float, float]] = {
-    "refusal": (0.866, 0.836), "leak": (1.0, 0.909), "inject": (0.927, 1.0),
-    "pii": (1.0, 0.923), "toxicity": (0.875, 0.897), "harmful": (0.74, 0.902)}
+DOCUMENTED_TEST: dict[str, tuple[float, float]] = {}
 TOLERANCE = 0.02
 
 
