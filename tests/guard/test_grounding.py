@@ -40,7 +40,7 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: CPUs and library versions.
 DOCUMENTED_DEV = {"original": (0.911, 0.013), "former_test": (0.847, 0.113)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
-DOCUMENTED_TEST: tuple[float, float] | None = None
+DOCUMENTED_TEST: tuple[float, float] | None = (0.843, 0.269)
 TOLERANCE = 0.03
 
 
