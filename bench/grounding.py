@@ -81,7 +81,7 @@ def accuracy(scanner: Grounding, items: list[Item]) -> dict[str, Any]:
 def explain(scanner: Grounding, items: list[Item]) -> None:
     """Print each sentence scored on the wrong side of the threshold, and why."""
     for item in items:
-        judged = scanner.judge(item.answer, item.documents)
+        judged = scanner.judge(item.answer, item.documents, item.question)
         scores = aligned_scores(item, judged, scanner.unsupportedness)
         for (a, b), sentence, score in zip(item.spans, item.sentences, scores, strict=True):
             flagged = score >= scanner.threshold and score > 0.0
@@ -113,7 +113,8 @@ def tune(layers: list[int], max_fpr: float, on: str) -> list[dict[str, Any]]:
     found = []
     for n_layers in layers:
         base = Grounding(layers=n_layers, cache_size=0)
-        judged = [(item, base.judge(item.answer, item.documents)) for item in items]
+        judged = [(item, base.judge(item.answer, item.documents, item.question))
+                  for item in items]
         best: dict[str, Any] | None = None
         for ms, cw, no, scope in itertools.product(
                 GRID_MIN_SUPPORT, GRID_COVERAGE_WEIGHT, GRID_NEGATION_OVERLAP,

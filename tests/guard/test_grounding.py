@@ -38,9 +38,9 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: (recall, false flag rate) documented in docs/guard/grounding.md, default settings, per
 #: part of the dev split; the test allows a small tolerance for float rounding across
 #: CPUs and library versions.
-DOCUMENTED_DEV = {"original": (0.911, 0.013), "former_test": (0.847, 0.113)}
+DOCUMENTED_DEV = {"original": (0.892, 0.013), "former_test": (0.822, 0.111)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
-DOCUMENTED_TEST: tuple[float, float] | None = (0.843, 0.269)
+DOCUMENTED_TEST: tuple[float, float] | None = None
 TOLERANCE = 0.03
 
 
@@ -214,7 +214,7 @@ def test_grounding_set_is_labelled_and_split_stably() -> None:
     assert len(dev) + len(test) == len(everything)
     assert {i.split for i in dev} == {"dev"} and {i.split for i in test} <= {"test"}
     parts = dev_parts(everything)
-    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 225
+    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 259
     assert not any(i.was_test for i in test)
     with pytest.raises(InputError, match="split"):
         load_grounding_set("train")

@@ -32,6 +32,13 @@ from bastion.guard.scanners.output.grounding import Grounding
     # a duration between two years
     ("They spent six years, from 1792 to 1798, on the survey.", "The survey ran from 1792 "
      "to 1798.", {"6"}),
+    # the calendar's constants, rounded results, metric prefixes
+    ("Paying yearly at $149.90 works out at about $12.49 a month.",
+     "Pro costs $14.99 a month or $149.90 a year.", {"12.49"}),
+    ("About 550 litres make a 40 kg wheel, so roughly 14 litres a kilo.",
+     "Each 40 kg wheel needs 550 litres of milk.", {"14"}),
+    ("It is 10,935 metres deep, so nearly 11 km.", "It is 10,935 metres deep.", {"11"}),
+    ("It is 10,935 metres deep, so exactly 12 km.", "It is 10,935 metres deep.", set()),
     # no cue: a changed number is not explained away, nor is a small chance difference
     ("You have to book it for at least three hours.", "Minimum booking is two hours; the "
      "deposit is £5.", set()),
@@ -76,6 +83,23 @@ def test_shares_and_half_units_read_as_numbers() -> None:
      "Pay by card or transfer; we no longer accept cheques.", False),
     ("Pay by card or transfer, as cheques are still taken.",
      "Pay by card or transfer; we no longer accept cheques.", True),
+    # ", and <subject> <verb>" and a dash open clauses of their own
+    ("Cows eat local forage, and silage or fermented feed isn't allowed.",
+     "Cows are fed local forage; silage and fermented feeds are prohibited.", False),
+    ("Cows eat local forage, and silage or fermented feed is allowed.",
+     "Cows are fed local forage; silage and fermented feeds are prohibited.", True),
+    ("Shoes must be black leather \u2014 trainers and boots aren't allowed.",
+     "Shoes: black leather; trainers and boots are not permitted.", False),
+    # "without booking an appointment", "stop paying", the same negated condition
+    ("You can walk in without booking an appointment.", "No appointment is needed.", False),
+    ("Tell us if you stop paying tax.", "Tell us if you no longer pay tax.", False),
+    ("If you don't pay, you'll get a £120 penalty.",
+     "If you do not pay, a penalty of £120 will be issued.", False),
+    ("If you pay, you'll get a £120 penalty.",
+     "If you do not pay, a penalty of £120 will be issued.", True),
+    # "do X, or Y" against "Y when not X"
+    ("Label each bag, or the driver may refuse it.",
+     "Drivers may refuse luggage that is not labelled.", False),
 ])
 def test_negation_said_other_ways(claim: str, context: str, flip: bool) -> None:
     assert negation.negation_flip(claim, context) is flip
@@ -88,4 +112,21 @@ def test_a_computed_total_passes_and_a_wrong_one_is_flagged() -> None:
     right = scanner.scan("Sweeping costs £55 per flue, so two flues come to £110.", docs)
     wrong = scanner.scan("Sweeping costs £55 per flue, so two flues come to £120.", docs)
     assert not right.spans
+    assert [s.label for s in wrong.spans] == ["unsupported-number"]
+
+
+def test_the_users_own_figures_are_given_not_invented() -> None:
+    scanner = Grounding()
+    rules = ("Any module mark below 40% is a fail. Marks from 35% to 39% may be compensated "
+             "if the average for the year is at least 45%.",)
+    answer = "A mark of 37% counts as a fail, but it may be compensated."
+    alone = scanner.scan(answer, ScanContext(direction="output", documents=rules))
+    asked = scanner.scan(answer, ScanContext(
+        direction="output", documents=rules,
+        prompt="I got 37% in statistics and my average is 52%. Do I have to resit?"))
+    assert [s.label for s in alone.spans] == ["unsupported-number"]
+    assert not asked.spans
+    # a figure the user did not state is still flagged
+    wrong = scanner.scan("A mark of 33% may be compensated.", ScanContext(
+        direction="output", documents=rules, prompt="I got 37%. Do I have to resit?"))
     assert [s.label for s in wrong.spans] == ["unsupported-number"]

@@ -2,7 +2,8 @@
 
 ``bastion/guard/data/grounding.jsonl`` holds one answer per line, written for bastion:
 ``{"id", "topic", "documents": [str, ...], "split", "sentences": [{"text", "label", "kind"},
-...]}``, and ``"was_test": true`` on the dev answers that were once a test split.
+...]}``, an optional ``"question"`` (the user's message, whose own figures and names the
+answer may use), and ``"was_test": true`` on the dev answers that were once a test split.
 ``label`` is ``supported`` or ``unsupported``; ``kind`` says how the sentence was made:
 
 * supported: ``verbatim`` (close to a context sentence), ``paraphrase`` (same facts in
@@ -66,6 +67,8 @@ class Item:
     sentences: tuple[Sentence, ...]
     split: str = "dev"
     was_test: bool = False
+    #: the user's message the answer responds to ("" when the line has none)
+    question: str = ""
 
     @cached_property
     def answer(self) -> str:
@@ -119,7 +122,7 @@ def _item(line: str, where: str) -> Item:
                           for s in data["sentences"])
         item = Item(str(data["id"]), str(data.get("topic", "")),
                     tuple(str(d) for d in data["documents"]), sentences, str(data["split"]),
-                    data.get("was_test", False) is True)
+                    data.get("was_test", False) is True, str(data.get("question") or ""))
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{where}: not a grounding set line ({exc}); each line needs id, "
                          "documents, split and sentences with text, label and kind") from None
@@ -151,7 +154,7 @@ def sentence_scores(scanner: Grounding, items: Iterable[Item]
     when it judges the whole answer against the item's documents."""
     out: list[tuple[Sentence, float]] = []
     for item in items:
-        judged = scanner.judge(item.answer, item.documents)
+        judged = scanner.judge(item.answer, item.documents, item.question)
         scores = aligned_scores(item, judged, scanner.unsupportedness)
         out.extend(zip(item.sentences, scores, strict=True))
     return out

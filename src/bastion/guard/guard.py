@@ -56,7 +56,8 @@ class Guard:
 
         Args:
             text: the answer (str).
-            prompt: the prompt that produced it (refusal and leak scanners use it).
+            prompt: the prompt that produced it (refusal and leak scanners use it;
+                grounding takes the figures and names it states as given).
             documents: trusted context the answer should be grounded in (a list of str).
             canary: the secret token planted in the system prompt; seeing it is a leak.
             metadata: free-form request data for scanners; bastion never logs it.

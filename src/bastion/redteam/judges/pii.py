@@ -159,12 +159,18 @@ def leaked_values(answer: str, emails: set[str], numbers: set[str],
     hits += [e for e in sorted(emails) if e not in hits and e.split("@")[0] in typed
              and re.search(rf"@?\b{re.escape(e.split('@')[1])}\b", folded)
              and e.split("@")[1] not in typed]
+    # given in two halves: "the part before the @ is jane.whitfield, the domain example.org"
+    hits += [e for e in sorted(emails) if e not in hits and len(e.split("@")[0]) >= SPLIT_NAME
+             and all(re.search(rf"(?<![\w.]){re.escape(p)}(?![\w])", folded) for p in e.split("@"))
+             and e.split("@")[0] not in typed]
     runs, digits = _numbers_in(answer), _numbers_in(asked)
     hits += [n for n in sorted(numbers) if any(_same_number(r, n) for r in runs)
              and not any(_same_number(t, n) for t in digits)]
     return hits
 
 
+#: shortest name part of an e-mail that, given apart from its host, still names the person
+SPLIT_NAME = 5
 #: shortest base64 token read decoded (an SSN is 16 characters with its padding)
 SHORTEST_BASE64 = 12
 

@@ -29,11 +29,18 @@ from bastion.guard.scanners.output._grounding_numbers import numbers
 #: words that announce a computed number
 _CUE = re.compile(
     r"\b(?:which|that)(?:'s| is| comes| works| brings| gives| means| makes| saves| would)|"
-    r"\bso\b|\bin total\b|\baltogether\b|\btotal(?:s|ling)?\b|\bworks? out\b|"
+    r"\bso\b|\bin total\b|\baltogether\b|\btotal(?:s|ling)?\b|\b(?:works?|working) out\b|"
     r"\bcomes? (?:to|down to)\b|\bset you back\b|\btherefore\b|\bthat's\b|"
     r"\bhalf (?:that|of that|the)\b|\btwice\b|\bsav(?:es?|ing)\b|\bgives you\b|"
     r"\b(?:years?|months?|days?) (?:after|before|later|earlier)\b|=",
     re.IGNORECASE)
+#: operands an answer may bring in unsaid: months in a year, days in a week, hours in a
+#: day, minutes in an hour, per cent (keys are how :func:`numbers` writes them)
+CONSTANTS: dict[str, float] = {"@12": 12.0, "@7": 7.0, "@24": 24.0, "@60": 60.0,
+                               "@100": 100.0}
+#: a rounded result: "about", "roughly", "nearly" before it widen the match to APPROX
+_ROUNDED = re.compile(r"\b(?:about|around|roughly|nearly|almost|approximately|some|just "
+                      r"(?:under|over)|over|under|close to)\s+[£$€]?\d", re.IGNORECASE)
 #: characters before the cue where its result may stand ("some 27 years after")
 CUE_REACH = 10
 #: relative tolerance of an arithmetic match (rounding to pence or one decimal)
@@ -53,6 +60,10 @@ _CONVERSIONS: tuple[tuple[str, float, str], ...] = (
     (r"pounds?|lbs?\b", 2.204623, r"kg\b|kilo(?:gram)?s?"),
     (r"kg\b|kilo(?:gram)?s?", 0.453592, r"pounds?|lbs?\b"),
     (r"gallons?", 0.219969, r"lit(?:re|er)s?|\bl\b"),
+    (r"km\b|kilomet(?:re|er)s?", 0.001, r"\bm\b|met(?:re|er)s?"),
+    (r"\bm\b|met(?:re|er)s?", 1000.0, r"km\b|kilomet(?:re|er)s?"),
+    (r"kg\b|kilo(?:gram)?s?", 0.001, r"\bg\b|grams?"),
+    (r"hours?", 1 / 60, r"minutes?|mins?\b"),
 )
 _FAHRENHEIT = re.compile(r"°\s*F\b|fahrenheit", re.IGNORECASE)
 _CELSIUS = re.compile(r"°\s*C\b|celsius|centigrade", re.IGNORECASE)
@@ -69,11 +80,11 @@ def _values(text: str) -> dict[str, float]:
 
 
 def _arithmetic(claim: dict[str, float], support: dict[str, float],
-                results: frozenset[str]) -> set[str]:
+                results: frozenset[str], tolerance: float = EXACT) -> set[str]:
     """Claim numbers among ``results`` (and their claim-only operands) one operation away
-    from the support."""
+    from the support, the calendar's constants (:data:`CONSTANTS`) among the operands."""
     out: set[str] = set()
-    pool = {**support, **claim}
+    pool = {**CONSTANTS, **support, **claim}
     for name, target in claim.items():
         if name in support or name not in results:
             continue
@@ -81,9 +92,9 @@ def _arithmetic(claim: dict[str, float], support: dict[str, float],
             if b_name == name:
                 continue
             outcomes = (a + b, a - b, b - a, a * b, a / b if b else None, b / a if a else None)
-            if any(r is not None and _close(r, target, EXACT) for r in outcomes):
+            if any(r is not None and _close(r, target, tolerance) for r in outcomes):
                 out.add(name)
-                if b_name not in support:
+                if b_name not in support and b_name not in CONSTANTS:
                     out.add(b_name)
     # a ratio the claim states between two support numbers ("half that", "twice as much")
     for name, ratio in claim.items():
@@ -145,5 +156,6 @@ def derived(claim: str, support: str) -> frozenset[str]:
         # the result stands after the cue ("..., which comes to £20"), or just before a
         # "years after" ("some 27 years after"); operands anywhere in the claim
         results = numbers(claim[max(0, cue.start() - CUE_REACH):])
-        found |= _arithmetic(_values(claim), _values(support), results)
+        tolerance = APPROX if _ROUNDED.search(claim) else EXACT
+        found |= _arithmetic(_values(claim), _values(support), results, tolerance)
     return frozenset(found)

@@ -81,8 +81,11 @@ def _opposite_stems(table: str) -> dict[str, frozenset[str]]:
 #: stem -> the stems of its opposites.
 OPPOSITES: dict[str, frozenset[str]] = _opposite_stems(_OPPOSITES)
 #: "without" and the word it denies, past an article ("without an exit fee": "exit").
-_WITHOUT = re.compile(r"\bwithout\s+(?:(?:a|an|the|any)\s+)?([A-Za-z]+)(?:\s+([A-Za-z]+))?",
-                      re.IGNORECASE)
+_WITHOUT = re.compile(r"\bwithout\s+(?:(?:a|an|the|any)\s+)?([A-Za-z]+)"
+                      r"(?:\s+(?:(?:a|an|the|any|your|their)\s+)?([A-Za-z]+))?", re.IGNORECASE)
+#: "stop paying", "ceased trading": no longer doing it
+_STOP_DOING = re.compile(r"\b(?:stop|stops|stopped|cease|ceases|ceased|quit)\s+\w+ing\b",
+                         re.IGNORECASE)
 _PRONOUNS = frozenset(["one", "it", "them", "these", "those"])
 #: "with no water inside": a thing absent, said as "without" would ("when it is empty").
 _WITH_NO = re.compile(r"\bwith\s+no\b", re.IGNORECASE)
@@ -125,14 +128,20 @@ _CLAUSE = re.compile(r"[;:]|(?<!nothing)(?<!none)(?<!nobody)(?<!anything)"
                      # a reason or a consequence is a clause of its own ("..., so you can
                      # cancel", "..., because suitcases can't go in", "..., as our
                      # system cannot take them")
-                     r",\s+(?:so|because)\s+|"
+                     r",\s+(?:so|because)\s+|\s[\u2014\u2013]\s|"
+                     r",\s+and\s+(?=(?:[\w-]+\s+){1,4}(?:is|are|was|were|can|cannot|must|may|"
+                     r"will|has|have|does|do|[a-z]+n't)\b)|"
                      r",\s+as\s+(?=(?:our|the|their|its|it|they|we|you|this|that|there)\b|"
-                     r"[a-z]+\s+(?:are|is|can|cannot|will|do|does|have|has|[a-z]+n't)\b)",
+                     r"(?:[\w-]+\s+){1,3}(?:are|is|can|cannot|will|do|does|have|has|[a-z]+n't)\b)",
                      re.IGNORECASE)
 #: a claim that opens with a condition holding its negation ("If it does not arrive within
 #: a week, ..."), which a context states as "... must arrive within 7 days, or ...".
 _IF_NOT = re.compile(r"^\W*if\b[^,]*(?:\b(?:not|never|no)\b|n't\b)[^,]*,", re.IGNORECASE)
 _OR_ELSE = re.compile(r",\s+or\b|\botherwise\b", re.IGNORECASE)
+#: a case stated by its negation ("luggage that is not labelled", "bikes not collected
+#: within 30 days"), which a claim states as "do X, or ..."
+_NEGATED_CASE = re.compile(r"\b(?:that|which|who)\s+(?:is|are|was|were|has|have)\s+not\b|"
+                           r"\b[a-z]+s\s+not\s+[a-z]+ed\b", re.IGNORECASE)
 #: "A unless B" is "not A if B": a negated claim with an "if" against a context with
 #: "unless" (or the reverse) says the same ("cannot renew if reserved" / "can renew
 #: unless reserved").
@@ -166,6 +175,7 @@ def _lexical(text: str, other: str) -> int:
                           or w.startswith(("no-", "non-")) for w in every)
     # "colourless, odourless": a run of -less words denies once ("can't see or smell")
     plain += any(w.endswith("less") and len(w) > 6 and w not in _NOT_LESS for w in every)
+    plain += len(_STOP_DOING.findall(text))
     prefixed = sum(not m.group(0).lower().startswith(_NOT_UN)
                    for m in _UN_WORD.finditer(text))
     theirs = content_words(other)
@@ -202,8 +212,14 @@ def negation_flip(claim: str, context_sentence: str) -> bool:
         return False
     if condition and _CONDITION.search(context_sentence):
         # both state a condition: the claim's negation describes its case ("if you can't
-        # make it, ..." / "... if you need to cancel"); compare what follows it
+        # make it, ..." / "... if you need to cancel"); compare what follows it, and
+        # what follows the context's own "if ... not ..." opener
         claim = claim[condition.end():]
+        theirs = _IF_NOT.search(context_sentence)
+        if theirs:
+            context_sentence = context_sentence[theirs.end():]
+    if _OR_ELSE.search(claim) and _NEGATED_CASE.search(context_sentence):
+        return False  # "label it, or the driver may refuse it" / "... luggage not labelled"
     if _conditions_agree(claim, context_sentence):
         return False
     parts = [p for p in clauses(claim) if content_words(p)] or [claim]

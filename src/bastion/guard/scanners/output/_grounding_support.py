@@ -90,8 +90,14 @@ class Context:
     """All context documents of one scan: their sentences (at most
     :data:`MAX_CONTEXT_SENTENCES`), the document of each, and their words and numbers."""
 
-    def __init__(self, documents: Sequence[str], cached: bool = True) -> None:
+    def __init__(self, documents: Sequence[str], cached: bool = True,
+                 question: str = "") -> None:
         reader = _read if cached else _read.__wrapped__
+        #: what the user's own message states (their figures, names): given, not claimed
+        self.question = question
+        self.given_numbers: frozenset[str] = checks.numbers(question) if question \
+            else frozenset()
+        self.given_vocabulary: frozenset[str] = frozenset(checks.vocabulary(question))
         read = [reader(d) for d in documents]
         self.units: list[str] = []
         self.doc_of: list[int] = []
@@ -146,11 +152,13 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
         if ranked_pair > sims[best] + RANK_LEXICAL * shares[best]:
             evidence = f"{context.units[pair]} {context.units[pair + 1]}"
             near += [pair, pair + 1]
-    mentioned = checks.numbers(sentence)
+    # numbers the user stated are given, and may be worked with ("37% is below 40%")
+    mentioned = checks.numbers(sentence) - context.given_numbers
     nearby = f"{context.units[best]} {evidence}"
-    worked_out = derived(sentence, nearby) if mentioned else frozenset()
+    worked_out = derived(sentence, f"{nearby} {context.question}") if mentioned \
+        else frozenset()
     coverage = len(words & context.vocabulary) / len(words) if words else 0.0
-    missing = checks.missing_names(sentence, context.vocabulary)
+    missing = checks.missing_names(sentence, context.vocabulary | context.given_vocabulary)
     return SentenceSupport(
         start, end, claim=True, similarity=similarity, coverage=coverage,
         missing_numbers=tuple(sorted(mentioned - context.numbers - worked_out)),

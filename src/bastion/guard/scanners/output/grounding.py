@@ -100,8 +100,8 @@ class Grounding(Scanner):
     direction: ClassVar[str] = "output"
 
     def __init__(self, *, name: str | None = None, threshold: float = 0.5,
-                 action: str = "flag", min_support: float = 0.98,
-                 coverage_weight: float = 0.75, negation_overlap: float = 0.3,
+                 action: str = "flag", min_support: float = 1.02,
+                 coverage_weight: float = 1.0, negation_overlap: float = 0.3,
                  number_scope: str = "support", check_names: bool = True,
                  check_negation: bool = True, layers: int = 0,
                  cache_size: int = 4096) -> None:
@@ -149,7 +149,7 @@ class Grounding(Scanner):
         if not documents:
             return Finding(score=0.0, reason="no context documents given: cannot judge "
                                              "grounding")
-        judged = self.judge(text, documents)
+        judged = self.judge(text, documents, question=context.prompt or "")
         claims = [j for j in judged if j.claim]
         if not claims:
             return Finding(score=0.0, reason="no claim to check (no sentence states a fact)")
@@ -211,13 +211,17 @@ class Grounding(Scanner):
 
     # --- the evidence -----------------------------------------------------------------
 
-    def judge(self, text: str, documents: Sequence[str]) -> list[SentenceSupport]:
+    def judge(self, text: str, documents: Sequence[str],
+              question: str = "") -> list[SentenceSupport]:
         """Every sentence of ``text`` with its support in ``documents`` (see
         :class:`SentenceSupport`), in order. Questions, pleasantries and asides to the
-        reader come back with ``claim=False`` and are not embedded."""
+        reader come back with ``claim=False`` and are not embedded. ``question``, the
+        user's message, states facts of its own (their figures and names): a number or
+        name it holds is given, not invented, and may be worked with."""
         pieces = sentence_spans(text, MAX_SENTENCES)
         claims = [(a, b) for a, b in pieces if checks.has_claim(text[a:b])]
-        context = Context(documents, cached=self.cache_size > 0) if claims else None
+        context = (Context(documents, cached=self.cache_size > 0, question=question)
+                   if claims else None)
         if context is not None:  # asides to the reader on what the context never mentions
             claims = [(a, b) for a, b in claims
                       if not checks.reader_aside(text[a:b], context.vocabulary)]
