@@ -40,7 +40,7 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: CPUs and library versions.
 DOCUMENTED_DEV = {"original": (0.892, 0.013), "former_test": (0.822, 0.111)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
-DOCUMENTED_TEST: tuple[float, float] | None = None
+DOCUMENTED_TEST: tuple[float, float] | None = (0.723, 0.137)
 TOLERANCE = 0.03
 
 
