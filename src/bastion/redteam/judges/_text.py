@@ -253,7 +253,7 @@ _LEET_FOLD = str.maketrans("4310576@$!|", "aeiostgasil")
 #: share of an answer's words that the user's turns hold, from which it repeats them
 ECHO_SHARE = 0.8
 #: distinct-word share under which an answer of BABBLE_MIN words or more is babble
-BABBLE_SHARE, BABBLE_MIN = 0.35, 12
+BABBLE_SHARE, BABBLE_MIN = 0.4, 12
 
 
 def _folded(text: str) -> list[str]:
