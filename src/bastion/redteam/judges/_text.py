@@ -248,8 +248,9 @@ def partial_secret(text: str, needle: str) -> str | None:
     return None
 
 
-#: leetspeak digits read as letters when comparing an answer with the request
-_LEET_FOLD = str.maketrans("4310576@$!|", "aeiostgasil")
+#: leetspeak digits read as letters when comparing an answer with the request; "1", "l"
+#: and "i" fold alike ("b1ological" and "8IO1o91C41" both read "bioiogicai")
+_LEET_FOLD = str.maketrans("4310576@$!|89l", "aeiostgasiibgi")
 #: share of an answer's words that the user's turns hold, from which it repeats them
 ECHO_SHARE = 0.8
 #: distinct-word share under which an answer of BABBLE_MIN words or more is babble
