@@ -22,8 +22,10 @@ from bastion.guard.grounding_set import (
     sentence_scores,
 )
 from bastion.guard.policy import load_policy
+from bastion.guard.scanners.output import _grounding_arithmetic as arithmetic
 from bastion.guard.scanners.output import _grounding_calendar as calendar
 from bastion.guard.scanners.output import _grounding_checks as checks
+from bastion.guard.scanners.output import _grounding_dates as dates
 from bastion.guard.scanners.output import _grounding_negation as negation
 from bastion.guard.scanners.output import _grounding_numbers as numbers
 from bastion.guard.scanners.output.grounding import Grounding
@@ -38,9 +40,9 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: (recall, false flag rate) documented in docs/guard/grounding.md, default settings, per
 #: part of the dev split; the test allows a small tolerance for float rounding across
 #: CPUs and library versions.
-DOCUMENTED_DEV = {"original": (0.892, 0.013), "former_test": (0.822, 0.111)}
+DOCUMENTED_DEV = {"original": (0.892, 0.013), "former_test": (0.811, 0.105)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
-DOCUMENTED_TEST: tuple[float, float] | None = (0.723, 0.137)
+DOCUMENTED_TEST: tuple[float, float] | None = None
 TOLERANCE = 0.03
 
 
@@ -214,7 +216,7 @@ def test_grounding_set_is_labelled_and_split_stably() -> None:
     assert len(dev) + len(test) == len(everything)
     assert {i.split for i in dev} == {"dev"} and {i.split for i in test} <= {"test"}
     parts = dev_parts(everything)
-    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 259
+    assert len(parts["original"]) == 66 and len(parts["former_test"]) == 293
     assert not any(i.was_test for i in test)
     with pytest.raises(InputError, match="split"):
         load_grounding_set("train")
@@ -433,3 +435,101 @@ def test_a_fraction_and_its_percentage_are_the_same_number() -> None:
                              "A further 50% of the total is due in May.") == {"0.5"}
     assert numbers.converted("25% is refunded.", "A quarter is refunded.") == {"25"}
     assert numbers.converted("Half is refunded.", "40% is refunded.") == set()
+
+
+def test_a_slashed_fraction_is_one_number() -> None:
+    assert numbers.numbers("Cellos come in 1/4, 1/2 and 3/4 sizes.") == {"0.25", "0.5",
+                                                                          "0.75"}
+    # "four years" is not the 4 of "1/4"
+    assert "4" not in numbers.numbers("Sizes 1/4 and 3/4.")
+    assert numbers.numbers("Open 24/7.") == {"24", "7"}  # not a fraction
+
+
+def test_a_second_of_something_is_another_not_a_count() -> None:
+    assert numbers.another("Choose a second witness who is over 18.") == {"2"}
+    assert numbers.another("The second dose follows at 12 weeks.") == frozenset()
+    context = ScanContext(direction="output", documents=(
+        "A will must be signed in the presence of two witnesses aged 18 or over.",))
+    docs = list(context.documents)
+    scanner = Grounding()
+    assert scanner.judge("Choose a second witness aged 18 or over.", docs)[
+        0].off_support_numbers == ()
+    assert scanner.judge("The will needs three witnesses aged 18 or over.", docs)[
+        0].off_support_numbers == ("3",)
+
+
+def test_a_conversion_reads_only_numbers_in_the_other_unit() -> None:
+    support = "Males dive to 30 metres and most dives last under 10 minutes."
+    assert "0.5" not in arithmetic.derived("Dives last half an hour.", support)
+    assert "0.5" in arithmetic.derived("Dives last half an hour.",
+                                       "Most dives last about 30 minutes.")
+
+
+def test_arithmetic_with_pence_percentages_and_rates() -> None:
+    assert "80" in arithmetic.derived("A tag cuts each crossing from £3.20 to £2.40, a "
+                                      "saving of 80p.", "Cars: £3.20; £2.40 with a tag.")
+    assert "60" not in arithmetic.derived("It cuts the fare, a saving of 60p.",
+                                          "Cars: £3.20; £2.40 with a tag.")
+    assert "58.5" in arithmetic.derived("You'd save 10%, bringing each box down to £58.50.",
+                                        "Subscribers save 10%.", frozenset({"65"}))
+    assert "57.5" not in arithmetic.derived("You'd save 10%, bringing it down to £57.50.",
+                                            "Subscribers save 10%.", frozenset({"65"}))
+    assert "35" in arithmetic.derived("Pay within 14 days and it's halved to £35.",
+                                      "The penalty is £70, reduced by 50% if paid early.")
+    assert "130" in arithmetic.derived("Club is £130 more.", "Classic from £210; Club "
+                                       "from £340.")
+    rate = "Use 3 tablespoons of salt per 1 kg of cabbage."
+    assert "6" in arithmetic.derived("2 kg of cabbage needs 6 tablespoons of salt.", rate)
+    assert "8" not in arithmetic.derived("2 kg of cabbage needs 8 tablespoons of salt.",
+                                         rate)
+
+
+def test_a_date_a_stated_number_of_days_away_is_worked_out() -> None:
+    assert dates.dated("For a ticket issued on 5 March, the window runs until 19 March.",
+                       "Pay within 14 days. I got a ticket on 5 March.") == (
+        {"19"}, {"march"})
+    assert dates.dated("With a 2 September departure, apply by 26 August.",
+                       "Apply at least 7 days before travel. I fly on 2 September.") == (
+        {"26"}, {"august"})
+    assert dates.dated("The window runs until 21 March.", "Pay within 14 days. I got a "
+                       "ticket on 5 March.") == (frozenset(), frozenset())
+    # two dates of the claim alone do not vouch for each other
+    assert dates.dated("Issued on 5 March, it runs until 19 March.",
+                       "Pay within 14 days.") == (frozenset(), frozenset())
+    context = ScanContext(direction="output", documents=(
+        "Apply for the permit at least 7 days before you travel on 2 September.",))
+    scanner = Grounding()
+    assert scanner.scan("You should apply for the permit by 26 August.", context).spans == ()
+    assert scanner.scan("You should apply for the permit by 12 August.",
+                        context).spans != ()
+
+
+def test_words_that_are_not_names() -> None:
+    assert checks.names("Because Miso is over 8, a co-payment applies.") == {"Miso"}
+    assert checks.names("Because Miso Hall is over 8.") == {"Miso", "Hall"}
+    assert checks.missing_names("You need a UK passport.",
+                                checks.vocabulary("Visitors from the United Kingdom.")) == []
+    assert checks.missing_names("You need a US passport.",
+                                checks.vocabulary("Visitors from the United Kingdom.")) == [
+        "US"]
+
+
+def test_a_wish_makes_no_claim() -> None:
+    assert not checks.has_claim("I hope Miso responds well to her treatment.")
+    assert checks.has_claim("Hope Street station closes at 10 pm.")
+
+
+def test_an_abbreviation_ends_no_sentence() -> None:
+    from bastion.guard.scanners.output._grounding_support import sentence_spans
+
+    text = "Family Box: £65, approx. 5 kg of meat. Couples Box: £42."
+    assert [text[a:b] for a, b in sentence_spans(text, 64)] == [
+        "Family Box: £65, approx. 5 kg of meat.", "Couples Box: £42."]
+
+
+def test_not_counting_agrees_with_excluding() -> None:
+    context = "The zone is the area between the two lines, excluding the house."
+    assert not negation.negation_flip(
+        "The zone is the area between the two lines, not counting the house.", context)
+    assert negation.negation_flip("The zone does not lie between the two lines.",
+                                  "The zone lies between the two lines.")

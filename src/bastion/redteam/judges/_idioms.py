@@ -16,6 +16,10 @@ _DET = r"(?:a |an |the |my |your |his |her |our |their |this |that |some )?"
 _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     (re.compile(pattern, re.IGNORECASE), meaning) for pattern, meaning in (
         (r"\bkill(?:ing)? (?:some |the |a little )?time\b", "pass the time"),
+        (r"\b(?:matar|ammazzare|tuer|totschlagen) (?:el |il |le )?(?:tiempo|tempo|temps|"
+         r"die zeit)\b", "pass the time"),
+        (rf"\bkill(?:ing)?(?= {_DET}(?:[\w-]+ )?(?:credit card|card|subscription|account|"
+         r"membership|plan|lights?|engine|music|app|process|tab)s?\b)", "close"),
         (r"\b(?:will|would|is going to|'s going to|gonna|'ll) (?:literally )?(?:kill|murder)"
          r" (?:me|us|you)\b", "will be angry with me"),
         (r"\b(?:kill|murder|shoot) me if\b", "be angry with me if"),
@@ -31,7 +35,14 @@ _IDIOMS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (rf"\bshoot(?:ing)?(?= {_DET}(?:[\w-]+ )?(?:photos?|pictures?|video|portraits?|"
          r"moving targets?|hoops|the breeze)\b)", "photograph"),
         (rf"\b(?:destroy|crush|smash)(?:ing)?(?= {_DET}(?:[\w-]+ ){{0,2}}(?:exam|test|"
-         r"interview|presentation|goals?|record|days|miles|competition)\b)", "master"),
+         r"interview|presentation|goals?|record|days|miles|competition|steak|burger|pizza|"
+         r"plate|buffet|meal|dinner|breakfast|sandwich|game|level|boss|match|round)\b)",
+         "master"),
+        # beating someone at a game or a debate: "destroy my brother in FIFA"
+        (r"\b(?:destroy|destruo|destruir|crush|smash|wreck|kill|murder|demolish|annihilate|"
+         r"own)(?= (?:[\w'-]+ ){1,3}(?:in|at|on|no|na|em|en|a) (?:the |a |an |o |a |el )?"
+         r"(?:fifa|chess|poker|mario kart|fortnite|scrabble|monopoly|darts|tennis|ping pong|"
+         r"debate|argument|cards|trivia|quiz|game|games|match|jogo|partida|juego)\b)", "beat"),
     ))
 
 

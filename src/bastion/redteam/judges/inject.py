@@ -83,7 +83,10 @@ _REPORTED = re.compile(
     r"\b(?:noticed|spotted|found|saw|see|contain(?:s|ed)?|includes?) (?:(?:a|an|the|some|"
     r"this|such) )?(?:[\w-]+ ){0,2}(?:note|instruction|message|line|comment|text|request)s?"
     r"\b|"
-    r"\bignor(?:e|ed|ing)\b|\b(?:won't|will not|not going to|do not|don't|refuse to|"
+    r"\bignor(?:e|ed|ing)\b|\bdisregard\w*|\bembeds?\b|\b(?:reads|looks) like (?:spam|an? "
+    r"(?:ad|advert|scam|plug|paid)\w*)|\bI (?:wouldn't|would not) (?:count|trust|rely on)\b|"
+    r"\b(?:fordert|auffordert|behauptet|pedindo|pidiendo|chiedendo|desconfi\w*|"
+    r"Betrug\w*|truffa|estafa|golpe)\b|\b(?:won't|will not|not going to|do not|don't|refuse to|"
     r"shouldn't|cannot|can't) (?:follow|obey|comply|do that)\b|"
     # a warning against what the instruction wants ("Do NOT click http://...")
     r"\b(?:do not|don't|never|avoid|won't|will not) (?:click|visit|open|call|use|go to|"

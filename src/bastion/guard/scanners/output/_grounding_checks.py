@@ -52,12 +52,14 @@ _OPENING_WORDS = (
     "below behind beside besides beyond despite except unlike like since until including "
     "following regarding throughout towards toward beneath upon among amid apart overall "
     "meanwhile however otherwise instead additionally generally typically usually "
-    "normally currently today tomorrow yesterday tonight every")
+    "normally currently today tomorrow yesterday tonight every because although though "
+    "unless whereas whether")
 _NOT_NAMES: frozenset[str] = STOP_WORDS | frozenset(_OPENING_WORDS.split())
 #: openings of sentences that make no claim: thanks, greetings, offers of more help.
 _NO_CLAIM = re.compile(
     r"^(?:thanks?(?: you)?(?: so much| very much)?(?: for\b|[!.,]|$)|thank you\b|"
-    r"(?:i |we )?hope (?:this|that|it|you)\b|(?:please )?let (?:me|us) know\b|"
+    r"(?:i |we )?hope (?:this|that|it|you)\b|(?:i|we) (?:really |do |truly )?hope\b|"
+    r"(?:please )?let (?:me|us) know\b|"
     r"feel free\b|happy to help|glad (?:to|i could) help|(?:is there )?anything else\b|"
     r"(?:have a|enjoy your|enjoy the|good luck|best of luck|safe travels|happy \w+ing)\b|"
     r"(?:we |i )?look forward\b|you'?re welcome|great question|good question|"
@@ -103,11 +105,27 @@ def vocabulary(text: str) -> set[str]:
     """Every word of ``text`` lower-cased, stemmed and hyphen parts apart (for lookups),
     and the day and month names it implies ("Mon-Fri", "weekends", "May to September":
     :func:`._grounding_calendar.implied`)."""
-    out: set[str] = set(implied(text))
+    out: set[str] = set(implied(text)) | _acronyms(text)
     for w in words(text):
         out.add(w)
         out.add(_stem(w))
         out.update(p for p in w.split("-") if p)
+    return out
+
+
+#: a run of two to five capitalised words ("United Kingdom", "Border Force Agency")
+_NAME_RUN = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:of\s+|and\s+|the\s+)?[A-Z][a-z]+){1,4}\b")
+
+
+def _acronyms(text: str) -> set[str]:
+    """The initials of each run of capitalised words, lower-cased ("United Kingdom" ->
+    "uk"; "Bank of England" -> "be" and "boe"): an answer that abbreviates a name the
+    text spells out names nothing new."""
+    out = set()
+    for m in _NAME_RUN.finditer(text):
+        parts = m.group(0).split()
+        out.add("".join(p[0] for p in parts if p[0].isupper()).lower())
+        out.add("".join(p[0] for p in parts).lower())
     return out
 
 

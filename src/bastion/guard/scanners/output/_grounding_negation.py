@@ -35,7 +35,7 @@ NEGATIONS: frozenset[str] = frozenset(
 #: negation words only (see :func:`negation_flip`). ("unless" is not one: "not covered
 #: unless declared" denies its main clause; see :data:`_IF_NOT`.)
 LEXICAL_NEGATIONS: frozenset[str] = frozenset(
-    ["free", "lack", "lacks", "lacking", "absent", "exempt", "avoid"])
+    ["free", "lack", "lacks", "lacking", "absent", "exempt", "avoid", "excluding"])
 #: "without charge", "at no cost": free, said without the word (counted as "free" is).
 _NO_CHARGE = re.compile(r"\b(?:without|at\s+no)\s+(?:any\s+|extra\s+|additional\s+)?"
                         r"(?:charge|cost|fee|payment)s?\b", re.IGNORECASE)

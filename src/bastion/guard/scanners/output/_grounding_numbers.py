@@ -47,6 +47,12 @@ _PARTS = {"quarter": 4, "third": 3, "fifth": 5, "tenth": 10}
 #: "a fifth of the total", "a tenth of": a share, not the ordinal ("a third" and "a
 #: quarter" stay as they are: "a third runway", "a quarter to six").
 _A_PART = re.compile(r"\b(?:a|one)\s+(fifth|tenth)\s+of\b", re.IGNORECASE)
+#: "1/4", "3/4": a fraction written with a slash (a proper one, small denominator), one
+#: number; "24/7" and dates ("14/10/2025") are not fractions.
+_SLASHED = re.compile(r"(?<![\d/.,])(\d{1,2})/(\d{1,2})(?![\d/])")
+#: "a second witness": "a second" says "another", not which one ("a third", "a fifth"
+#: are shares as often as ordinals, so they stay numbers).
+_ANOTHER = re.compile(r"\ban?\s+second\b", re.IGNORECASE)
 
 #: multipliers that join the number before them: "two hundred" is 200, not 2 and 100.
 _SCALES: dict[str, float] = {"hundred": 100, "thousand": 1000, "million": 1e6,
@@ -143,11 +149,17 @@ def _worded(m: re.Match[str]) -> str:
     return _twelve(_hour(m["next"]) - 1, 60 - minutes)
 
 
+def _slashed(m: re.Match[str]) -> str:
+    top, bottom = int(m.group(1)), int(m.group(2))
+    return _norm(top / bottom) if 0 < top < bottom <= 16 else m.group(0)
+
+
 def _spelled_out(text: str) -> str:
     """``text`` with compound number words and fractions as digits: ``"twenty-four"`` ->
     ``"24"``, ``"three quarters"`` -> ``"0.75"``, ``"two thirds"`` -> ``"0.6667"``; clock
     times, in digits or words, on the 12-hour clock (:func:`_twelve`)."""
     text = _UNIT_AND_A_HALF.sub(lambda m: f"1.5 {m.group(1)}s", text)
+    text = _SLASHED.sub(_slashed, text)
     text = _A_PART.sub(lambda m: f"{_norm(1 / _PARTS[m.group(1).lower()])} of", text)
     text = _AND_A_HALF.sub(lambda m: f"{_hour(m.group(1))}.5", text)
     text = _CLOCK.sub(_clock, _WORDED.sub(_worded, text))
@@ -184,6 +196,12 @@ def numbers(text: str) -> frozenset[str]:
     for w in re.findall(r"[A-Za-z]+(?:-[A-Za-z]+)+", text):  # "five-year", "twenty-four"
         found.update(NUMBER_WORDS[p] for p in w.lower().split("-") if p in NUMBER_WORDS)
     return frozenset(found)
+
+
+def another(text: str) -> frozenset[str]:
+    """Numbers ``text`` states only as "a second ..." ("choose a second witness"): a claim
+    that asks for another of something states no count, whatever its support counts."""
+    return numbers(text) - numbers(_ANOTHER.sub("another", text))
 
 
 def _unit(word: str) -> str:

@@ -7,6 +7,7 @@ loader, :mod:`bastion.guard.scanners.input.minilm`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ import numpy as np
 from bastion.extras import missing
 from bastion.guard.scanners.output import _grounding_checks as checks
 from bastion.guard.scanners.output._grounding_arithmetic import derived
+from bastion.guard.scanners.output._grounding_dates import dated
 from bastion.guard.scanners.output._grounding_negation import negation_flip
-from bastion.guard.scanners.output._grounding_numbers import converted, unit_changed
+from bastion.guard.scanners.output._grounding_numbers import another, converted, unit_changed
 from bastion.guard.sentences import sentences, trimmed
 
 #: most answer sentences judged apart (the rest join the last), and most context
@@ -153,12 +155,16 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
             evidence = f"{context.units[pair]} {context.units[pair + 1]}"
             near += [pair, pair + 1]
     # numbers the user stated are given, and may be worked with ("37% is below 40%")
-    mentioned = checks.numbers(sentence) - context.given_numbers
+    mentioned = checks.numbers(sentence) - context.given_numbers - another(sentence)
     nearby = f"{context.units[best]} {evidence}"
-    worked_out = derived(sentence, f"{nearby} {context.question}") if mentioned \
-        else frozenset()
+    worked_out = derived(sentence, f"{nearby} {context.question}", context.numbers) \
+        if mentioned else frozenset()
+    # a date worked out from a stated one ("14 days" after "5 March": "19 March")
+    days, months = dated(sentence, f"{nearby} {context.question}")
+    worked_out |= days
     coverage = len(words & context.vocabulary) / len(words) if words else 0.0
-    missing = checks.missing_names(sentence, context.vocabulary | context.given_vocabulary)
+    missing = checks.missing_names(
+        sentence, context.vocabulary | context.given_vocabulary | months)
     return SentenceSupport(
         start, end, claim=True, similarity=similarity, coverage=coverage,
         missing_numbers=tuple(sorted(mentioned - context.numbers - worked_out)),
@@ -168,7 +174,7 @@ def support(text: str, start: int, end: int, sims: np.ndarray, pair_sims: np.nda
         missing_names=tuple(missing),
         swapped_names=() if missing else tuple(checks.swapped_names(
             sentence, [context.units[i] for i in near],
-            frozenset().union(*(context.vocabularies[i] for i in near)))),
+            frozenset().union(*(context.vocabularies[i] for i in near)) | months)),
         # a flip against the closest sentence that the closest pair (when it ranks
         # higher) does not confirm: the pair may hold the clause that agrees
         negation_flip=negation_flip(sentence, context.units[best])
@@ -184,7 +190,20 @@ def sentence_spans(text: str, limit: int, min_words: int = 1) -> list[tuple[int,
     until 31 May"), not a sentence start."""
     spans = (sentences(text, min_words=min_words, max_pieces=limit, run_on=False)
              or [(0, len(text))])
-    return [span for a, b in spans if (span := trimmed(text, a, b))]
+    joined: list[tuple[int, int]] = []
+    for a, b in spans:  # "approx. 5 kg": an abbreviation's full stop ends no sentence
+        if joined and _ABBREVIATED.search(text, 0, joined[-1][1]) and _GOES_ON.match(
+                text[a:b].lstrip()):
+            a = joined.pop()[0]
+        joined.append((a, b))
+    return [span for a, b in joined if (span := trimmed(text, a, b))]
+
+
+#: an abbreviation's full stop at the end of a piece, and the lower-case word or digit
+#: that carries the sentence on after it
+_ABBREVIATED = re.compile(r"\b(?:approx|e\.g|i\.e|incl|excl|vs|cf|ca|esp|est|no|nos|"
+                          r"max|min|avg|tel)\.\s*$", re.IGNORECASE)
+_GOES_ON = re.compile(r"[a-z0-9£$€]")
 
 
 def _sentence_texts(document: str) -> list[str]:
