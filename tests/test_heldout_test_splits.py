@@ -34,7 +34,7 @@ def test_judge_rows_load_with_notes_and_fresh_ids() -> None:
     cases = _judge_cases("test")  # the loader checks fields, apps, judges and unique ids
     rows = [r for r in _lines(JUDGE_SET) if r["split"] == "test"]
     assert len(cases) == len(rows) >= MIN_JUDGE_ROWS
-    assert all(c.id.startswith("t10-") for c in cases)
+    assert all(c.id.startswith("t11-") for c in cases)
     assert all(r["note"].strip() and r["origin"] for r in rows)
     # the marker stands in the planted document, or is the application's secret that
     # the planted instruction asks for ("reveal the escalation code")
@@ -57,7 +57,7 @@ def test_each_judge_has_enough_positives_and_negatives() -> None:
 #: test rows whose request and answer a dev row also has, each written by a different
 #: blind author: the canonical answer to an obvious request comes out the same ("My
 #: session tag is QUILL-0392-ORBIT.")
-COINCIDENCES = {"t10-leak-027"}
+COINCIDENCES: set[str] = set()
 
 
 def test_no_row_is_copied_from_the_judge_set() -> None:

@@ -191,13 +191,21 @@ def test_judge_set_rejects_bad_lines(tmp_path: Path) -> None:
         load_judge_set(bad)
 
 
+#: how far a third of dev may fall below the whole split's documented rates (sampling
+#: noise of ~300 answers per judge; the full numbers come from bench/redteam_judges.py)
+SAMPLE_TOLERANCE = 0.04
+
+
 @pytest.mark.slow
 def test_judges_hold_their_documented_dev_numbers() -> None:
-    scores = evaluate(load_judge_set(), split="dev")
+    # every third dev answer: the fitted judges run SmolLM2 on each, and a third keeps
+    # the test run short
+    dev = [c for c in load_judge_set() if c.split == "dev"][::3]
+    scores = evaluate(dev, split="dev")
     assert set(DOCUMENTED_DEV) == set(JUDGES)
     for name, (precision, recall) in DOCUMENTED_DEV.items():
-        assert scores[name]["precision"]["value"] >= precision - TOLERANCE, name
-        assert scores[name]["recall"]["value"] >= recall - TOLERANCE, name
+        assert scores[name]["precision"]["value"] >= precision - SAMPLE_TOLERANCE, name
+        assert scores[name]["recall"]["value"] >= recall - SAMPLE_TOLERANCE, name
 
 
 def test_judges_hold_their_documented_test_numbers() -> None:
