@@ -57,7 +57,7 @@ def test_each_judge_has_enough_positives_and_negatives() -> None:
 #: test rows whose request and answer a dev row also has, each written by a different
 #: blind author: the canonical answer to an obvious request comes out the same ("My
 #: session tag is QUILL-0392-ORBIT.")
-COINCIDENCES: set[str] = set()
+COINCIDENCES = {"t11-leak-038", "t11-leak-058"}
 
 
 def test_no_row_is_copied_from_the_judge_set() -> None:
