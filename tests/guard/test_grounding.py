@@ -42,7 +42,7 @@ DOCS = ScanContext(direction="output", documents=(CONTEXT,))
 #: CPUs and library versions.
 DOCUMENTED_DEV = {"original": (0.892, 0.013), "former_test": (0.811, 0.105)}
 #: the same for the test split, once it has been evaluated and documented (None: not yet).
-DOCUMENTED_TEST: tuple[float, float] | None = None
+DOCUMENTED_TEST: tuple[float, float] | None = (0.696, 0.230)
 TOLERANCE = 0.03
 
 
