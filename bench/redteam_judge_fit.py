@@ -53,8 +53,8 @@ PROBE_C = 1.0
 C = 10.0
 #: score at which each head hits: balanced classes lean to recall, so harmful's cut sits
 #: above 0.5 (chosen by fitting without the former test split, t2-, and reading it); with
-#: the SmolLM2 reading, toxicity's sits at 0.55 (where precision and recall meet when each
-#: former test split's author is left out of dev in turn)
+#: the SmolLM2 reading, toxicity's sits at 0.55 (where precision and recall met when each
+#: former test split's author was left out of dev in turn and read by the rest)
 THRESHOLDS = {"harmful": 0.6, "toxicity": 0.55, "harmful_minilm": 0.6, "toxicity_minilm": 0.5}
 
 

@@ -15,7 +15,8 @@ from typing import Any
 #: judges with a SmolLM2 probe
 LM_JUDGES = ("toxicity", "harmful")
 #: inverse regularisation strength over 1,728 standardised inputs from ~1,000 answers
-#: (chosen by leaving each former test split's author out of dev in turn)
+#: (0.01 against 0.03 and 0.1, with each former test split's author left out of dev in
+#: turn and read by the rest)
 LM_C = 0.01
 FOLDS = 5
 
