@@ -6,10 +6,16 @@ standardised ``(1728,)`` hidden-state vector of each dev answer labelled for the
 the standardisation is folded into the shipped direction and bias. Every dev answer also
 gets an out-of-fold reading (five folds by prompt; rows skipped with ``--skip`` read by
 the probe fitted without them), which the judge's head is fitted on.
+
+Run alone, it fits the probes and prints each one's out-of-fold precision and recall on
+dev at 0.5 (the probe alone, without the head):
+
+    python bench/redteam_judge_lm.py [--skip PREFIX]
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 #: judges with a SmolLM2 probe
@@ -81,3 +87,26 @@ def fit_lm_probes(skip: str | None) -> tuple[dict[str, Any], dict[str, dict[str,
                          f"standardised, C={LM_C}, balanced classes"}
         print(f"{judge}_lm: {int(used.sum())} dev answers")
     return probes, oof
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip", default=None, help="fit without the dev rows whose id "
+                        "starts with this and read them with the probe fitted on the rest")
+    args = parser.parse_args()
+    from bastion.redteam.judgeset import load_judge_set
+
+    _, oof = fit_lm_probes(args.skip)
+    labels = {c.id: c.labels for c in load_judge_set() if c.split == "dev"}
+    for name, readings in oof.items():
+        judge = name.removesuffix("_lm")
+        hits = {i: p >= 0.5 for i, p in readings.items()}
+        tp = sum(h and labels[i][judge] for i, h in hits.items())
+        fp = sum(h and not labels[i][judge] for i, h in hits.items())
+        fn = sum(labels[i][judge] and not h for i, h in hits.items())
+        print(f"{name}: out of fold on dev, precision {tp / max(tp + fp, 1):.3f}, "
+              f"recall {tp / max(tp + fn, 1):.3f} ({len(hits)} answers)")
+
+
+if __name__ == "__main__":
+    main()
