@@ -125,6 +125,8 @@ def test_review_page_refuses_a_tampered_or_revoked_session(setup) -> None:
                          follow_redirects=False).status_code
 
     assert status(cookie) == 200
-    assert status(cookie[:-2] + ("xx" if not cookie.endswith("xx") else "yy")) == 303
+    # tamper with the signed payload's first character: the last characters of a base64
+    # signature may carry ignored padding bits, so changing them can leave it valid
+    assert status(("A" if cookie[0] != "A" else "B") + cookie[1:]) == 303
     client.app.state.service.store.revoke_key(key.split("_")[1])
     assert status(cookie) == 303  # revoking the key ends its sessions
