@@ -44,7 +44,7 @@ _EVERY_DAY = re.compile(r"\b(?:daily|every day|seven days a week|7 days a week)\
                         re.IGNORECASE)
 
 
-def _full(word: str) -> str | None:
+def full_name(word: str) -> str | None:
     """The full lower-cased name ``word`` writes ("Wed." -> "wednesday"), or None."""
     low = word.lower().rstrip(".")
     if low in DAYS or low in MONTHS:
@@ -71,7 +71,7 @@ def implied(text: str) -> frozenset[str]:
     """Full day and month names, lower-cased, that ``text`` states or implies:
     ``"Open Mon-Fri"`` -> the five weekdays, ``"weekends only"`` -> ``{"saturday",
     "sunday"}``, ``"from October to March"`` -> October to March."""
-    out = {name for w in _WORD.findall(text) if (name := _full(w))}
+    out = {name for w in _WORD.findall(text) if (name := full_name(w))}
     low = text.lower()
     if "weekday" in low:
         out.update(DAYS[:5])
@@ -80,7 +80,7 @@ def implied(text: str) -> frozenset[str]:
     if _EVERY_DAY.search(text):
         out.update(DAYS)
     for m in _RANGE.finditer(text):
-        first, last = _full(m.group(1)), _full(m.group(2))
+        first, last = full_name(m.group(1)), full_name(m.group(2))
         if not (first and last):
             continue
         joined = re.search(r"\band\b", m.group(0), re.IGNORECASE)

@@ -17,7 +17,7 @@ import datetime as dt
 import re
 from functools import lru_cache
 
-from bastion.guard.scanners.output._grounding_calendar import MONTHS, _full
+from bastion.guard.scanners.output._grounding_calendar import MONTHS, full_name
 from bastion.guard.scanners.output._grounding_numbers import NUMBER_WORDS
 
 _MONTH = (r"(?:" + "|".join(MONTHS) + r"|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)"
@@ -38,7 +38,7 @@ def _dates(text: str) -> list[tuple[str, str, dt.date]]:
     out = []
     for m in _DATE.finditer(text):
         day, month = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
-        name = _full(month)
+        name = full_name(month)
         if name is None:
             continue
         try:
